@@ -1,0 +1,5 @@
+import sys
+
+from apercu.cli import main
+
+sys.exit(main())

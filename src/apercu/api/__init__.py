@@ -1,0 +1,47 @@
+"""The Flask app factory: settings in, a WSGI app out, with storage and the Celery client attached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+
+from apercu.api import errors, routes
+from apercu.api.uploads import MULTIPART_SLACK, UploadRequest
+from apercu.config import Settings
+from apercu.storage import Storage, open_storage
+from apercu.tasks import make_celery
+
+
+@dataclass(frozen=True)
+class Apercu:
+    """What the routes need, kept in app.extensions["apercu"]."""
+
+    settings: Settings
+    storage: Storage
+    celery: Celery
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Refuse NaN and infinities: a bug must surface as an error, never as JSON that parsers reject."""
+
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask("apercu")
+    app.json = StrictJSONProvider(app)
+    app.request_class = UploadRequest
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_SLACK
+    app.extensions["apercu"] = Apercu(settings, open_storage(settings), make_celery(settings))
+    errors.register(app)
+    app.register_blueprint(routes.bp)
+    return app

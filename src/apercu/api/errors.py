@@ -1,0 +1,58 @@
+"""Errors as JSON, always: `{"error": {"code": ..., "message": ...}}`, never an HTML page.
+
+Routes raise `ApiError` for what the client got wrong; Werkzeug's own HTTP errors (404 for an unknown route,
+405, 413 from the body limit) are rewritten into the same shape; anything else is a 500 logged with its trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "not_ready",
+    413: "too_large",
+    415: "unsupported_media_type",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODES.get(status, "error")
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str, headers: Any = None) -> ResponseReturnValue:
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    if headers:
+        response.headers.extend(headers)
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> ResponseReturnValue:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        status = exc.code or 500
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() == "allow"]
+        return error_response(status, CODES.get(status, "error"), exc.description or exc.name, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
+        current_app.logger.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")

@@ -1,0 +1,226 @@
+"""The published routes. Paths are a contract with existing clients: change none of them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
+from flask.typing import ResponseReturnValue
+
+from apercu import __version__
+from apercu.api import uploads
+from apercu.api.errors import ApiError
+from apercu.api.openapi import ENDPOINTS, document
+from apercu.storage.catalog import PENDING, PROCESSING
+from apercu.tasks import enqueue
+
+bp = Blueprint("api", __name__)
+
+ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+MAX_WAIT_SECONDS = 30.0
+DEFAULT_PAGE, MAX_PAGE = 20, 100
+RETRY_AFTER_SECONDS = "1"
+THUMBNAIL_MAX_AGE = 86400
+
+
+def _apercu() -> Any:
+    return current_app.extensions["apercu"]
+
+
+def iso(stamp: datetime | None) -> str | None:
+    return None if stamp is None else stamp.isoformat(timespec="milliseconds") + "Z"
+
+
+def image_json(row: dict[str, Any]) -> dict[str, Any]:
+    """The public shape of one image (GET /images/<id>, and each item of GET /images)."""
+    links = {"self": f"/images/{row['id']}", "thumbnail": f"/thumbnails/{row['id']}.jpg"}
+    body: dict[str, Any] = {
+        "id": row["id"],
+        "status": row["status"],
+        "filename": row["filename"],
+        "uploaded_at": iso(row["uploaded_at"]),
+        "processed_at": iso(row["processed_at"]),
+        "error": row["error"],
+        "links": links,
+    }
+    if row["image_metadata"] is not None:
+        body["metadata"] = row["image_metadata"]
+    if row["thumbnail"] is not None:
+        thumb = row["thumbnail"]
+        body["thumbnail"] = {k: thumb[k] for k in ("width", "height", "bytes")} | {"url": links["thumbnail"]}
+    return body
+
+
+def _wait_seconds() -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ApiError(400, "wait must be a number of seconds", code="invalid_wait") from None
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise ApiError(400, f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds", code="invalid_wait")
+    return seconds
+
+
+def _load(image_id: str) -> dict[str, Any]:
+    """The image's row, waiting up to ?wait=N seconds for processing to end; 404 for unknown ids."""
+    if not ID_PATTERN.match(image_id):
+        raise ApiError(404, "no image with this id")
+    catalog = _apercu().storage.catalog
+    deadline = time.monotonic() + _wait_seconds()
+    pause = 0.02
+    while True:
+        row = catalog.get(image_id)
+        if row is None:
+            raise ApiError(404, "no image with this id")
+        if row["status"] not in (PENDING, PROCESSING) or time.monotonic() >= deadline:
+            return row
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.25)
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    return jsonify(
+        status="ok",
+        message="Server is up and running",
+        version=__version__,
+        endpoints=[{"method": m, "path": p, "description": d} for m, p, d in ENDPOINTS],
+    )
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    return jsonify(document(__version__))
+
+
+@bp.post("/images")
+def upload() -> ResponseReturnValue:
+    app = _apercu()
+    row = uploads.accept(request, app.storage, app.settings.max_upload_bytes)
+    try:
+        enqueue(app.celery, row["id"])
+    except Exception:  # noqa: BLE001 - the image is durable; the worker's recovery sweep will send it
+        current_app.logger.exception("could not enqueue %s; recovery will pick it up", row["id"])
+    body = image_json(row)
+    response = jsonify({k: body[k] for k in ("id", "status", "links")})
+    response.status_code = 202
+    response.headers["Location"] = body["links"]["self"]
+    return response
+
+
+@bp.get("/images/<image_id>")
+def get_image(image_id: str) -> ResponseReturnValue:
+    return jsonify(image_json(_load(image_id)))
+
+
+@bp.get("/images")
+def list_images() -> ResponseReturnValue:
+    limit = _page_size()
+    after = _decode_cursor(request.args.get("cursor"))
+    rows = _apercu().storage.catalog.page(limit + 1, after)
+    items, more = rows[:limit], len(rows) > limit
+    next_cursor = _encode_cursor(items[-1]) if more else None
+    links = {"next": f"/images?limit={limit}&cursor={next_cursor}"} if next_cursor else {}
+    return jsonify(items=[image_json(r) for r in items], next_cursor=next_cursor, links=links)
+
+
+def _page_size() -> int:
+    raw = request.args.get("limit", str(DEFAULT_PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}", code="invalid_limit")
+    return int(raw)
+
+
+def _encode_cursor(row: dict[str, Any]) -> str:
+    raw = f"{row['uploaded_at'].isoformat()}|{row['id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, image_id = raw.split("|")
+        if not ID_PATTERN.match(image_id):
+            raise ValueError(image_id)
+        return datetime.fromisoformat(stamp), image_id
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ApiError(400, "cursor is not one this server issued", code="invalid_cursor") from None
+
+
+@bp.get("/thumbnails/<image_id>.jpg")
+def thumbnail(image_id: str) -> ResponseReturnValue:
+    row = _load(image_id)
+    if row["status"] in (PENDING, PROCESSING):
+        raise ApiError(
+            409, f"the thumbnail is not ready yet (status: {row['status']})", headers={"Retry-After": RETRY_AFTER_SECONDS}
+        )
+    if row["thumbnail"] is None:
+        raise ApiError(404, f"no thumbnail: processing failed ({row['error']})", code="no_thumbnail")
+    path = _apercu().storage.blobs.thumbnail_path(image_id)
+    try:
+        response = send_file(
+            path,
+            mimetype="image/jpeg",
+            etag=row["thumbnail"]["etag"],
+            conditional=True,
+            max_age=THUMBNAIL_MAX_AGE,
+        )
+    except FileNotFoundError:
+        raise ApiError(404, "no image with this id") from None
+    response.cache_control.public = True
+    return response
+
+
+def _delete(image_id: str) -> ResponseReturnValue:
+    if not ID_PATTERN.match(image_id):
+        raise ApiError(404, "no image with this id")
+    storage = _apercu().storage
+    if not storage.catalog.delete(image_id):
+        raise ApiError(404, "no image with this id")
+    storage.blobs.delete(image_id)
+    return Response(status=204)
+
+
+bp.add_url_rule("/delete/<image_id>", "delete_legacy", _delete, methods=["DELETE"])
+bp.add_url_rule("/images/<image_id>", "delete_image", _delete, methods=["DELETE"])
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    app = _apercu()
+    checks: dict[str, Callable[[], Any]] = {
+        "catalog": app.storage.catalog.ping,
+        "storage": app.storage.blobs.check,
+        "broker": lambda: _ping_broker(app.celery),
+    }
+    results = {}
+    for name, check in checks.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            results[name] = f"{type(exc).__name__}: {exc}"[:300]
+    ready = all(v == "ok" for v in results.values())
+    response = jsonify(status="ok" if ready else "unavailable", checks=results)
+    response.status_code = 200 if ready else 503
+    return response
+
+
+def _ping_broker(celery: Any) -> None:
+    with celery.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)

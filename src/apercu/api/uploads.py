@@ -1,0 +1,87 @@
+"""Receiving an upload: streamed to disk, measured, recognised from its content, then committed.
+
+The multipart body is never held in memory: Werkzeug's parser writes the file part straight into the blob
+store's staging area (same file system as its final place, so committing is a rename). The declared length is
+checked before a byte of the body is read, and the real size again after.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import IO, Any
+
+from flask import Request, current_app
+
+from apercu.api.errors import ApiError
+from apercu.imaging.formats import sniff
+from apercu.storage import Storage
+
+# Room for the multipart boundaries and part headers around the file itself.
+MULTIPART_SLACK = 64 * 1024
+MAX_FILENAME = 255
+
+
+class UploadRequest(Request):
+    """A request whose uploaded files go to the blob store's staging area, and are removed if not committed."""
+
+    def _get_file_stream(
+        self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        stream = current_app.extensions["apercu"].storage.blobs.incoming()
+        self.__dict__.setdefault("_staged", []).append(stream.name)
+        return stream
+
+    def close(self) -> None:
+        super().close()
+        for name in self.__dict__.get("_staged", []):
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass  # committed: it was renamed into place
+
+
+def check_declared_length(request: Request, max_bytes: int) -> None:
+    """Refuse from the Content-Length header alone, before the body is read."""
+    if request.content_length is not None and request.content_length > max_bytes + MULTIPART_SLACK:
+        raise ApiError(413, too_large_message(max_bytes))
+
+
+def too_large_message(max_bytes: int) -> str:
+    return f"the file is larger than the maximum upload size of {max_bytes} bytes"
+
+
+def accept(request: Request, storage: Storage, max_bytes: int) -> dict[str, Any]:
+    """Validate the `file` part and make it durable: stored and recorded. Raises ApiError for client errors."""
+    check_declared_length(request, max_bytes)
+    upload = request.files.get("file")
+    if upload is None:
+        raise ApiError(400, "multipart form field 'file' is required", code="missing_file")
+    stream = upload.stream
+    size = stream.seek(0, os.SEEK_END)
+    if size == 0:
+        raise ApiError(400, "the uploaded file is empty", code="empty_file")
+    if size > max_bytes:
+        raise ApiError(413, too_large_message(max_bytes))
+    if sniff(stream) is None:
+        raise ApiError(
+            415,
+            "not an image in a supported format (JPEG, PNG, TIFF, BMP, TGA, GIF, WebP, HEIC/HEIF, AVIF)",
+            code="unsupported_format",
+        )
+    image_id = uuid.uuid4().hex
+    storage.blobs.commit_original(image_id, stream)
+    try:
+        return storage.catalog.add(image_id, _clean_filename(upload.filename))
+    except Exception:
+        storage.blobs.delete(image_id)
+        raise
+
+
+def _clean_filename(name: str | None) -> str | None:
+    """The client's name, for display only: control characters removed and length bounded."""
+    if not name:
+        return None
+    cleaned = "".join(ch for ch in name if ch.isprintable())
+    return cleaned[:MAX_FILENAME] or None

@@ -1,0 +1,162 @@
+"""`apercu serve | web | worker | inspect`.
+
+`serve` is the one-command deployment: a small supervisor that runs the web server and a Celery worker as two
+child processes sharing one data directory and the embedded broker, forwards Ctrl-C / SIGTERM to both, and
+stops both if either dies. `web` and `worker` are those same two halves, for running them on separate machines
+against PostgreSQL and Redis/RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from apercu import __version__
+from apercu.config import Settings
+
+STOP_TIMEOUT = 30.0
+PR_SET_PDEATHSIG = 1
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=getattr(args, "data_dir", None),
+        worker_concurrency=getattr(args, "concurrency", None),
+    )
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from apercu.api import create_app
+
+    settings = _settings(args)
+
+    class WebServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", [f"{settings.host}:{settings.port}"])
+            self.cfg.set("workers", settings.web_workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", settings.web_threads)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("loglevel", settings.log_level.lower())
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    create_app(settings)  # fail fast, in the foreground, on a bad database URL or data directory
+    WebServer().run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from apercu.tasks import make_celery, run_worker
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_worker(make_celery(settings), settings.worker_concurrency, settings.log_level)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    env = {**os.environ, **settings.to_env()}
+    print(f"apercu {__version__} serving on http://{settings.host}:{settings.port}, data in {settings.data_dir}")
+    children = [_spawn(role, env) for role in ("worker", "web")]
+    stopping = False
+
+    def stop(_signum: int = 0, _frame: Any = None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping:
+        exited = [c for c in children if c.poll() is not None]
+        if exited:
+            exit_code = exited[0].returncode or 1
+            print(f"apercu: {exited[0].args[-1]} exited with {exited[0].returncode}; stopping", file=sys.stderr)
+            break
+        time.sleep(0.2)
+    _stop_all(children)
+    return exit_code
+
+
+def _spawn(role: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A child in its own session (so Ctrl-C reaches only us) that dies with us even if we are killed."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "apercu", role], env=env, start_new_session=True, preexec_fn=_die_with_parent
+    )
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the parent's signal handlers still stop the children
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from apercu.inspect import inspect_paths
+
+    return inspect_paths([Path(p) for p in args.paths], Settings.from_env(), as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apercu", description="Image ingestion service.")
+    parser.add_argument("--version", action="version", version=f"apercu {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler, help_text in (
+        ("serve", cmd_serve, "web server + worker + embedded broker, one command"),
+        ("web", cmd_web, "the HTTP API alone"),
+        ("worker", cmd_worker, "the Celery worker alone"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--data-dir", help="where originals, thumbnails and the embedded databases live")
+        if name != "worker":
+            sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+            sub.add_argument("--port", type=int, help="port to listen on (default 5000)")
+        if name != "web":
+            sub.add_argument("--concurrency", type=int, help="worker processes (default: one per CPU)")
+    inspect = commands.add_parser("inspect", help="print the metadata of image files, as the API would")
+    inspect.set_defaults(handler=cmd_inspect)
+    inspect.add_argument("paths", nargs="+", help="files or directories (searched recursively)")
+    inspect.add_argument("--json", action="store_true", help="JSON Lines output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

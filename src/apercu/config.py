@@ -1,0 +1,98 @@
+"""One settings object, read from APERCU_* environment variables and overridden by CLI flags.
+
+Every process of a deployment (web, worker, the embedded `serve`) builds its settings the same way, so the
+environment is the one place where a deployment is described; `serve` passes its flags on to the worker it
+starts through that same environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+MIB = 1024 * 1024
+
+
+def _as_bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration. Field names are the environment names without the APERCU_ prefix."""
+
+    data_dir: Path = Path("apercu-data")
+    database_url: str = ""  # empty: SQLite catalog inside data_dir
+    broker_url: str = ""  # empty: embedded SQLite broker inside data_dir
+    queue: str = "apercu"
+    host: str = "127.0.0.1"
+    port: int = 5000
+    web_workers: int = 2
+    web_threads: int = 16
+    worker_concurrency: int = 0  # 0: one process per CPU
+    max_upload_bytes: int = 50 * MIB
+    max_pixels: int = 100_000_000
+    thumbnail_size: int = 256
+    thumbnail_quality: int = 85
+    task_time_limit: int = 120
+    max_attempts: int = 3
+    broker_poll_interval: float = 0.05
+    recovery_interval: int = 60
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read APERCU_<FIELD> variables, then apply non-None keyword overrides (CLI flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f"APERCU_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, raw, cls)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that rebuilds these settings in a child process."""
+        env = {}
+        for f in fields(self):
+            env[f"APERCU_{f.name.upper()}"] = str(getattr(self, f.name))
+        return env
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'catalog.sqlite').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"apercu-sqlite+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+
+def _convert(name: str, raw: str, cls: type[Settings]) -> Any:
+    default = cls.__dataclass_fields__[name].default
+    try:
+        if isinstance(default, bool):
+            return _as_bool(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"APERCU_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from exc
+    if isinstance(default, Path):
+        return Path(raw)
+    return raw

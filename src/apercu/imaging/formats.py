@@ -1,0 +1,100 @@
+"""Which formats apercu accepts, and how it recognises them from their content alone.
+
+The file name and the client's Content-Type are never consulted: a format is decided by its magic bytes and then
+confirmed by the matching Pillow plugin reading the header, with Pillow restricted to that one plugin so that a
+hostile file cannot steer the decision to any of Pillow's other, less hardened, readers. TGA has no magic number,
+so it is tried last, by header validation alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
+
+from PIL import Image
+
+from apercu.imaging import limits
+
+HEAD_BYTES = 64
+
+
+@dataclass(frozen=True)
+class Format:
+    """A supported format: the name we report, its MIME type, and the Pillow plugins that read it."""
+
+    name: str
+    mime_type: str
+    plugins: tuple[str, ...]
+    magic: Callable[[bytes], bool]
+
+
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """Major and compatible brands of an ISO-BMFF `ftyp` box (HEIF, AVIF), empty when there is none."""
+    if len(head) < 16 or head[4:8] != b"ftyp":
+        return set()
+    size = int.from_bytes(head[0:4], "big")
+    end = min(max(size, 16), len(head))
+    brands = {head[8:12]}
+    brands.update(head[i : i + 4] for i in range(16, end - 3, 4))
+    return brands
+
+
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+AVIF_BRANDS = {b"avif", b"avis"}
+
+FORMATS: tuple[Format, ...] = (
+    Format("JPEG", "image/jpeg", ("JPEG",), lambda h: h[:3] == b"\xff\xd8\xff"),
+    Format("PNG", "image/png", ("PNG",), lambda h: h[:8] == b"\x89PNG\r\n\x1a\n"),
+    Format("GIF", "image/gif", ("GIF",), lambda h: h[:6] in (b"GIF87a", b"GIF89a")),
+    Format("WEBP", "image/webp", ("WEBP",), lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP"),
+    Format(
+        "TIFF",
+        "image/tiff",
+        ("TIFF",),
+        lambda h: h[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ),
+    Format("BMP", "image/bmp", ("BMP",), lambda h: h[:2] == b"BM"),
+    Format("AVIF", "image/avif", ("AVIF",), lambda h: bool(_ftyp_brands(h) & AVIF_BRANDS)),
+    Format("HEIF", "image/heif", ("HEIF",), lambda h: bool(_ftyp_brands(h) & HEIF_BRANDS)),
+    Format("TGA", "image/x-tga", ("TGA",), lambda h: True),
+)
+
+BY_NAME = {f.name: f for f in FORMATS}
+# Pillow reports some files under a more specific plugin than the one we opened them with.
+PILLOW_ALIASES = {"MPO": "JPEG"}
+
+
+def format_of(pillow_format: str | None) -> Format | None:
+    """Our Format for the name Pillow gives an opened image."""
+    if pillow_format is None:
+        return None
+    return BY_NAME.get(PILLOW_ALIASES.get(pillow_format, pillow_format))
+
+
+def sniff(fp: BinaryIO) -> Format | None:
+    """The format of a seekable stream, or None when it is not an image we accept.
+
+    Only headers are read: a file whose pixels are corrupt is still recognised here and fails later, in
+    processing, where the failure can be reported on the image itself.
+    """
+    limits.configure_pillow()
+    fp.seek(0)
+    head = fp.read(HEAD_BYTES)
+    for fmt in FORMATS:
+        if fmt.magic(head) and _pillow_accepts(fp, fmt):
+            return fmt
+    return None
+
+
+def _pillow_accepts(fp: BinaryIO, fmt: Format) -> bool:
+    fp.seek(0)
+    try:
+        with Image.open(fp, formats=list(fmt.plugins)) as img:
+            width, height = img.size
+            return width > 0 and height > 0
+    except Image.DecompressionBombError:
+        return True  # a real image, just too large to decode: refused in processing with a message
+    except Exception:  # noqa: BLE001 - any reader error means "not this format"
+        return False
+    finally:
+        fp.seek(0)

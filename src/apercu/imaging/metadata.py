@@ -1,0 +1,100 @@
+"""The basic facts of an opened image, read from its header: what it is, how big, how it is stored.
+
+Everything here works on an image that is opened but not yet decoded, so it costs no pixel work; the one
+exception is PNG, whose eXIf chunk may follow the pixel data and is therefore read after decoding (see
+`analyse.analyse`), never by decoding twice.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PIL import Image
+
+from apercu.imaging.formats import format_of
+
+ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+MODE_BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
+ORIENTATION_TAG = 0x0112
+SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def orientation_of(img: Image.Image, exif: Image.Exif | None) -> int | None:
+    """The EXIF orientation as written (1-8), or None when absent or out of range ("as stored").
+
+    pillow-heif applies a HEIF's rotation while decoding and rewrites the tag to 1, keeping the original in
+    `info["original_orientation"]`; that original is what the file says, so that is what we report.
+    """
+    value = img.info.get("original_orientation")
+    if value is None and exif is not None:
+        value = exif.get(ORIENTATION_TAG)
+    if isinstance(value, int) and 1 <= value <= 8:
+        return value
+    return None
+
+
+def needs_transpose(img: Image.Image) -> bool:
+    """Whether the decoder left the EXIF orientation for us to apply (pillow-heif applies it itself)."""
+    return "original_orientation" not in img.info
+
+
+def basic(
+    img: Image.Image, stored_size: tuple[int, int], data: bytes, orientation: int | None
+) -> dict[str, Any]:
+    """Format, sizes (as stored and as displayed), mode, depth, alpha, frames and resolution."""
+    fmt = format_of(img.format)
+    width, height = stored_size
+    if not needs_transpose(img) and orientation in SWAPPING_ORIENTATIONS:
+        width, height = height, width  # the decoder already rotated: img.size is the displayed size
+    shown = (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
+    facts: dict[str, Any] = {
+        "format": fmt.name if fmt else img.format,
+        "mime_type": fmt.mime_type if fmt else Image.MIME.get(img.format or "", "application/octet-stream"),
+        "width": shown[0],
+        "height": shown[1],
+        "raw_width": width,
+        "raw_height": height,
+        "mode": img.mode,
+        "bit_depth": bit_depth(img, data),
+        "has_alpha": img.mode in ALPHA_MODES or "transparency" in img.info,
+        "frames": int(getattr(img, "n_frames", 1) or 1),
+    }
+    dpi = _dpi(img)
+    if dpi:
+        facts["dpi"] = dpi
+    if orientation is not None:
+        facts["orientation"] = orientation
+    return facts
+
+
+def bit_depth(img: Image.Image, data: bytes) -> int:
+    """Bits per sample as stored, which Pillow's mode hides for 16-bit PNG/TIFF/HEIF and 12-bit JPEG."""
+    stored = img.info.get("bit_depth")  # pillow-heif
+    if isinstance(stored, int):
+        return stored
+    if img.format == "PNG" and data[12:16] == b"IHDR":
+        return data[24]
+    if img.format == "TIFF":
+        samples = getattr(img, "tag_v2", {}).get(258)
+        if isinstance(samples, tuple) and samples:
+            return int(max(samples))
+        if isinstance(samples, int):
+            return samples
+    bits = getattr(img, "bits", None)  # JPEG precision
+    if isinstance(bits, int) and bits > 0:
+        return bits
+    return MODE_BITS.get(img.mode, 8)
+
+
+def _dpi(img: Image.Image) -> list[float] | None:
+    dpi = img.info.get("dpi")
+    if not isinstance(dpi, tuple) or len(dpi) != 2:
+        return None
+    try:
+        values = [round(float(v), 3) for v in dpi]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        return None
+    return values

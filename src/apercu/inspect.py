@@ -1,0 +1,66 @@
+"""`apercu inspect`: the metadata the API would return, for files on disk, without a server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from apercu.config import Settings
+from apercu.imaging.analyse import Options, ProcessingFailed, analyse
+from apercu.imaging.formats import sniff
+
+PROGRESS_ABOVE = 5
+
+
+def iter_files(paths: list[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            yield path
+
+
+def inspect_file(path: Path, options: Options) -> dict[str, Any]:
+    """{"path", "metadata"} or {"path", "error"}: one line of `--json` output."""
+    try:
+        with path.open("rb") as fp:
+            if sniff(fp) is None:
+                return {"path": str(path), "error": "not an image in a supported format"}
+            data = fp.read()
+        return {"path": str(path), "metadata": analyse(data, options).metadata}
+    except (OSError, ProcessingFailed) as exc:
+        return {"path": str(path), "error": str(exc)}
+
+
+def summary(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"{result['path']}: error: {result['error']}"
+    meta = result["metadata"]
+    lines = [f"{result['path']}: {meta['format']} {meta['width']}x{meta['height']} {meta['mode']}, {meta['bytes']} bytes"]
+    for key in ("orientation", "dpi", "bit_depth", "has_alpha", "frames"):
+        if key in meta:
+            lines.append(f"  {key}: {meta[key]}")
+    for name, value in sorted(meta.get("exif", {}).items()):
+        lines.append(f"  exif.{name}: {json.dumps(value)}")
+    for warning in meta.get("warnings", []):
+        lines.append(f"  warning: {warning}")
+    return "\n".join(lines)
+
+
+def inspect_paths(paths: list[Path], settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> int:
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"apercu inspect: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    options = Options(settings.thumbnail_size, settings.thumbnail_quality, settings.max_pixels)
+    files = list(iter_files(paths))
+    for index, path in enumerate(files, 1):
+        result = inspect_file(path, options)
+        print(json.dumps(result, allow_nan=False) if as_json else summary(result), file=out, flush=True)
+        if len(files) > PROGRESS_ABOVE:
+            print(f"\r[{index}/{len(files)}] {path.name[:60]:<60}", end="", file=sys.stderr, flush=True)
+    if len(files) > PROGRESS_ABOVE:
+        print(file=sys.stderr)
+    return 0

@@ -1,0 +1,91 @@
+"""Where the bytes live: originals and thumbnails, behind a small interface (a local directory today).
+
+Writes are atomic and durable: data goes to a temporary file in the same directory tree, is fsynced, and is
+renamed into place, and the directory is fsynced too. A reader therefore sees a whole file or no file, and an
+original that was acknowledged survives a crash of the process or of the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import IO, Protocol
+
+
+class BlobStore(Protocol):
+    """What the API and the worker need from a blob store; a future S3 store implements the same."""
+
+    def incoming(self) -> IO[bytes]: ...
+
+    def commit_original(self, image_id: str, incoming: IO[bytes]) -> None: ...
+
+    def read_original(self, image_id: str) -> bytes: ...
+
+    def write_thumbnail(self, image_id: str, data: bytes, variant: str = "jpg") -> None: ...
+
+    def thumbnail_path(self, image_id: str, variant: str = "jpg") -> Path: ...
+
+    def delete(self, image_id: str) -> None: ...
+
+    def check(self) -> None: ...
+
+
+class LocalBlobStore:
+    """Originals under originals/ab/<id>, thumbnails under thumbnails/ab/<id>.<variant>, uploads under tmp/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.tmp = self.root / "tmp"
+        for folder in (self.tmp, self.root / "originals", self.root / "thumbnails"):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def incoming(self) -> IO[bytes]:
+        """A new file for an upload in progress, on the same file system as its final place."""
+        return tempfile.NamedTemporaryFile(dir=self.tmp, prefix="upload-", delete=False)
+
+    def commit_original(self, image_id: str, incoming: IO[bytes]) -> None:
+        incoming.flush()
+        os.fsync(incoming.fileno())
+        self._rename_into_place(Path(incoming.name), self._original_path(image_id))
+
+    def read_original(self, image_id: str) -> bytes:
+        return self._original_path(image_id).read_bytes()
+
+    def write_thumbnail(self, image_id: str, data: bytes, variant: str = "jpg") -> None:
+        target = self.thumbnail_path(image_id, variant)
+        staging = self.tmp / f"thumb-{uuid.uuid4().hex}"
+        with open(staging, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        self._rename_into_place(staging, target)
+
+    def thumbnail_path(self, image_id: str, variant: str = "jpg") -> Path:
+        return self.root / "thumbnails" / image_id[:2] / f"{image_id}.{variant}"
+
+    def delete(self, image_id: str) -> None:
+        """Remove the original and every thumbnail variant; what is already gone is fine."""
+        self._original_path(image_id).unlink(missing_ok=True)
+        folder = self.root / "thumbnails" / image_id[:2]
+        for path in folder.glob(f"{image_id}.*"):
+            path.unlink(missing_ok=True)
+
+    def check(self) -> None:
+        """Raise unless the store can be written to (for readiness probes)."""
+        with tempfile.NamedTemporaryFile(dir=self.tmp, prefix="probe-"):
+            pass
+
+    def _original_path(self, image_id: str) -> Path:
+        return self.root / "originals" / image_id[:2] / image_id
+
+    @staticmethod
+    def _rename_into_place(source: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
