@@ -59,29 +59,38 @@ def _analyse_open(img: Image.Image, data: bytes, options: Options) -> Analysis:
     limits.check_pixels(img.width, img.height, options.max_pixels)
     warnings: list[str] = []
     stored_size = img.size  # before shrink-on-load changes what Pillow reports
-    exif = _exif(img, warnings) if img.format != "PNG" else None
+    exif_late = img.format == "PNG"  # eXIf may follow the pixel data
+    exif = None if exif_late else _exif(img, warnings)
+    orientation = metadata.orientation_of(img, exif)
+    tags = _exif_tags(exif, warnings)  # before TIFF's decoder strips Orientation
     thumbnail.prepare_decode(img, options.thumbnail_size)
     img.load()
-    if img.format == "PNG":
+    if exif_late:
         exif = _exif(img, warnings)
-    orientation = metadata.orientation_of(img, exif)
+        orientation = metadata.orientation_of(img, exif)
+        tags = _exif_tags(exif, warnings)
     facts = metadata.basic(img, stored_size, data, orientation)
     facts["bytes"] = len(data)
     facts["sha256"] = hashlib.sha256(data).hexdigest()
-    if exif is not None:
-        tags, exif_warnings = exif_json.read_exif(exif)
-        warnings.extend(exif_warnings)
-        if tags:
-            facts["exif"] = tags
+    if tags:
+        facts["exif"] = tags
     thumb = thumbnail.render(
         img,
         size=options.thumbnail_size,
         quality=options.thumbnail_quality,
-        orientation=orientation if metadata.needs_transpose(img) else None,
+        orientation=None if metadata.decoder_applies_orientation(img) else orientation,
     )
     if warnings:
         facts["warnings"] = warnings
     return Analysis(facts, thumb, warnings)
+
+
+def _exif_tags(exif: Image.Exif | None, warnings: list[str]) -> dict[str, Any]:
+    if exif is None:
+        return {}
+    tags, exif_warnings = exif_json.read_exif(exif)
+    warnings.extend(exif_warnings)
+    return tags
 
 
 def _exif(img: Image.Image, warnings: list[str]) -> Image.Exif | None:

@@ -23,6 +23,7 @@ SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 def orientation_of(img: Image.Image, exif: Image.Exif | None) -> int | None:
     """The EXIF orientation as written (1-8), or None when absent or out of range ("as stored").
 
+    Read it before decoding: Pillow's TIFF plugin deletes the tag once it has applied it.
     pillow-heif applies a HEIF's rotation while decoding and rewrites the tag to 1, keeping the original in
     `info["original_orientation"]`; that original is what the file says, so that is what we report.
     """
@@ -34,9 +35,10 @@ def orientation_of(img: Image.Image, exif: Image.Exif | None) -> int | None:
     return None
 
 
-def needs_transpose(img: Image.Image) -> bool:
-    """Whether the decoder left the EXIF orientation for us to apply (pillow-heif applies it itself)."""
-    return "original_orientation" not in img.info
+def decoder_applies_orientation(img: Image.Image) -> bool:
+    """Whether the decoder rotates by itself: pillow-heif does, and so does Pillow's TIFF plugin, which then
+    removes the tag. Both report the displayed size from the header on. Every other decoder leaves it to us."""
+    return img.format == "TIFF" or "original_orientation" in img.info
 
 
 def basic(
@@ -45,7 +47,7 @@ def basic(
     """Format, sizes (as stored and as displayed), mode, depth, alpha, frames and resolution."""
     fmt = format_of(img.format)
     width, height = stored_size
-    if not needs_transpose(img) and orientation in SWAPPING_ORIENTATIONS:
+    if decoder_applies_orientation(img) and orientation in SWAPPING_ORIENTATIONS:
         width, height = height, width  # the decoder already rotated: img.size is the displayed size
     shown = (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
     facts: dict[str, Any] = {
