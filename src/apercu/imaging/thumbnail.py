@@ -56,8 +56,11 @@ def render(
     """Resize a decoded image to fit size x size (never upscaled), make it upright and encode it as JPEG."""
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
-    frame = _eight_bit(img)
+    deep = img.mode in DEEP_MODES
+    frame = img.convert("F") if deep else _eight_bit(img)
     frame.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+    if deep:
+        frame = _scaled_to_eight_bit(frame, img.mode)
     if orientation in TRANSPOSE:
         frame = frame.transpose(TRANSPOSE[orientation])
     frame = _flatten(frame, background)
@@ -75,8 +78,6 @@ def render(
 
 def _eight_bit(img: Image.Image) -> Image.Image:
     """Bring deep or exotic modes to 8-bit L/RGB/RGBA/LA, scaling the range rather than clipping it."""
-    if img.mode in DEEP_MODES:
-        return _scaled_to_eight_bit(img)
     if img.mode == "P":
         return img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
     if img.mode == "PA":
@@ -90,18 +91,19 @@ def _eight_bit(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _scaled_to_eight_bit(img: Image.Image) -> Image.Image:
-    """16-bit samples map 0..65535 onto 0..255; float samples map 0..1 (or, outside it, their own range)."""
+def _scaled_to_eight_bit(img: Image.Image, source_mode: str) -> Image.Image:
+    """Map deep samples (already resized, as floats) onto 0..255: 16-bit integers from 0..65535, floats from
+    0..1 when they lie in it and from their own range otherwise, integers that fit in a byte unchanged."""
     low, high = img.getextrema()
-    if img.mode == "F" and not (0 <= low and high <= 1):
+    if source_mode == "F" and not (0 <= low and high <= 1):
         scale, offset = 255.0 / ((high - low) or 1), -low
-    elif img.mode == "F":
+    elif source_mode == "F":
         scale, offset = 255.0, 0.0
-    elif img.mode == "I" and 0 <= low and high <= 255:
+    elif source_mode == "I" and 0 <= low and high <= 255:
         scale, offset = 1.0, 0.0  # 8-bit data widened by the decoder
     else:
         scale, offset = 255.0 / 65535.0, 0.0
-    return img.convert("F").point(lambda v: (v + offset) * scale).convert("L")
+    return img.point(lambda v: (v + offset) * scale).convert("L")
 
 
 def _flatten(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:

@@ -1,0 +1,121 @@
+"""Shared fixtures: settings on a temporary data directory, the Flask app, the corpus, and real services.
+
+Two environment variables turn skips into failures, and CI (.ci/run) sets both:
+- APERCU_REQUIRE_SERVICES=1: PostgreSQL, Redis and RabbitMQ must answer;
+- APERCU_REQUIRE_CORPUS=1: ../shared/corpus must be present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from apercu.api import create_app  # noqa: E402
+from apercu.config import Settings  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+REQUIRE_CORPUS = os.environ.get("APERCU_REQUIRE_CORPUS") == "1"
+REQUIRE_SERVICES = os.environ.get("APERCU_REQUIRE_SERVICES") == "1"
+POSTGRES = os.environ.get("APERCU_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
+REDIS = os.environ.get("APERCU_TEST_REDIS", "redis://127.0.0.1:6379/0")
+RABBITMQ = os.environ.get("APERCU_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def unavailable(reason: str, required: bool) -> None:
+    """Fail when the run requires the thing (CI), skip with the reason otherwise (a laptop)."""
+    if required:
+        pytest.fail(f"{reason} (required: this run set APERCU_REQUIRE_*)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_corpus() -> Path:
+    if not (CORPUS / "MANIFEST.md").is_file():
+        unavailable(f"image corpus not found at {CORPUS}", REQUIRE_CORPUS)
+    return CORPUS
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        unavailable(f"{name} not reachable at {host}:{port}: {exc}", REQUIRE_SERVICES)
+
+
+def corpus_files() -> list[Path]:
+    """Every image of the corpus (not the ExifTool readings), or [] where the corpus is absent."""
+    if not CORPUS.is_dir():
+        return []
+    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and "_exiftool" not in p.parts and p.suffix != ".md")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", queue=f"test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def app(settings: Settings) -> Any:
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def process(app: Any) -> Any:
+    """Run the worker's processing code in this process for one image (the same code the task runs)."""
+    processor = app.extensions["apercu"].celery.processor
+
+    def run(image_id: str) -> None:
+        processor.process(image_id, owner="test")
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the test database, dropped afterwards, as an APERCU_DATABASE_URL."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import sqlalchemy as sa
+
+    schema = f"apercu_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    return REDIS
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_url() -> str:
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    return RABBITMQ
+
+
+def parse_json(response: Any) -> Any:
+    """The body as JSON, asserting it is strict JSON (no NaN, no Infinity)."""
+    text = response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))

@@ -1,0 +1,125 @@
+"""A running apercu, as real processes on a free port, and a tiny HTTP client for it (stdlib only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+READY_TIMEOUT = 60.0
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """`apercu serve` (roles=["serve"]) or separate `web` and `worker` processes on one data directory."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "APERCU_DATA_DIR": str(data_dir),
+            "APERCU_PORT": str(self.port),
+            "APERCU_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
+            "APERCU_WORKER_CONCURRENCY": "2",
+            "APERCU_WEB_WORKERS": "1",
+            "APERCU_LOG_LEVEL": "WARNING",
+            **(env or {}),
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.log = data_dir.parent / f"service-{self.port}.log"
+
+    def start(self, *roles: str) -> "Service":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            for role in roles:
+                self.processes.append(
+                    subprocess.Popen([sys.executable, "-m", "apercu", role], env=self.env, stdout=log, stderr=log)
+                )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            for proc in self.processes:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"apercu exited with {proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if self.get("/readyz").status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"apercu not ready after {READY_TIMEOUT}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> list[int]:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        codes = []
+        for proc in self.processes:
+            try:
+                codes.append(proc.wait(timeout=timeout))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(proc.wait())
+        self.processes = []
+        return codes
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=body, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return Reply(resp.status, dict(resp.headers), resp.read())
+        except urllib.error.HTTPError as err:
+            return Reply(err.code, dict(err.headers), err.read())
+
+    def get(self, path: str, **kwargs: Any) -> Reply:
+        return self.request("GET", path, **kwargs)
+
+    def upload(self, data: bytes, filename: str = "image") -> Reply:
+        boundary = uuid.uuid4().hex
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        return self.request("POST", "/images", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    def wait_final(self, image_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """The image once processing ended (success or failure), polling with ?wait=."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.get(f"/images/{image_id}?wait=5").json()
+            if body["status"] in ("success", "failure") or time.monotonic() > deadline:
+                return body
+
+    def files_of(self, image_id: str) -> list[Path]:
+        return [p for p in self.data_dir.rglob(f"*{image_id}*")]

@@ -1,0 +1,247 @@
+"""API tests through the Flask test client, on a real SQLite catalog, blob directory and embedded broker.
+
+Processing runs in-process through the worker's own code (the `process` fixture) so each test controls when
+an image is processed; the real worker process is exercised in test_service.py.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Any
+
+import pytest
+
+import images
+from conftest import parse_json
+
+ID_LIKE = "0123456789abcdef0123456789abcdef"
+
+
+def upload(client: Any, data: bytes, filename: str = "photo.jpg", **kwargs: Any) -> Any:
+    return client.post("/images", data={"file": (io.BytesIO(data), filename)}, **kwargs)
+
+
+def error_code(response: Any) -> str:
+    body = parse_json(response)
+    assert set(body["error"]) == {"code", "message"} and body["error"]["message"]
+    return body["error"]["code"]
+
+
+def test_index_lists_every_route(client: Any, app: Any) -> None:
+    body = parse_json(client.get("/"))
+    assert body["status"] == "ok" and body["message"] == "Server is up and running" and body["version"]
+    listed = {(e["method"], e["path"].replace("{id}", "<image_id>")) for e in body["endpoints"]}
+    routed = {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert listed == routed
+
+
+def test_upload_poll_thumbnail_delete(client: Any, process: Any, app: Any) -> None:
+    response = upload(client, images.jpeg((1024, 768), orientation=6, gps=True), filename="../../etc/passwd")
+    assert response.status_code == 202
+    body = parse_json(response)
+    image_id = body["id"]
+    assert body["status"] == "pending"
+    assert body["links"] == {"self": f"/images/{image_id}", "thumbnail": f"/thumbnails/{image_id}.jpg"}
+    assert response.headers["Location"] == f"/images/{image_id}"
+
+    pending = parse_json(client.get(f"/images/{image_id}"))
+    assert pending["status"] == "pending" and "metadata" not in pending and pending["processed_at"] is None
+    thumb = client.get(f"/thumbnails/{image_id}.jpg")
+    assert thumb.status_code == 409 and thumb.headers["Retry-After"] and error_code(thumb) == "not_ready"
+
+    process(image_id)
+    done = parse_json(client.get(f"/images/{image_id}"))
+    assert done["status"] == "success" and done["error"] is None
+    assert done["filename"] == "../../etc/passwd"  # kept as information, never used as a path
+    assert done["uploaded_at"].endswith("Z") and done["processed_at"].endswith("Z")
+    meta = done["metadata"]
+    assert (meta["width"], meta["height"], meta["raw_width"], meta["raw_height"]) == (768, 1024, 1024, 768)
+    assert meta["orientation"] == 6 and meta["exif"]["Make"] == "Apercu Test Camera"
+    assert len(meta["sha256"]) == 64 and meta["frames"] == 1 and meta["has_alpha"] is False
+    assert done["thumbnail"]["url"] == f"/thumbnails/{image_id}.jpg"
+    assert (done["thumbnail"]["width"], done["thumbnail"]["height"]) == (192, 256)
+
+    thumb = client.get(f"/thumbnails/{image_id}.jpg")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    assert len(thumb.data) == done["thumbnail"]["bytes"] and thumb.data[:3] == b"\xff\xd8\xff"
+    assert "max-age" in thumb.headers["Cache-Control"]
+    etag = thumb.headers["ETag"]
+    assert client.get(f"/thumbnails/{image_id}.jpg", headers={"If-None-Match": etag}).status_code == 304
+    assert client.get(f"/thumbnails/{image_id}.jpg", headers={"If-None-Match": '"other"'}).status_code == 200
+
+    assert client.delete(f"/delete/{image_id}").status_code == 204
+    assert client.get(f"/images/{image_id}").status_code == 404
+    assert client.get(f"/thumbnails/{image_id}.jpg").status_code == 404
+    assert client.delete(f"/delete/{image_id}").status_code == 404
+    assert not list(app.extensions["apercu"].settings.data_dir.glob(f"**/{image_id}*"))
+
+
+def test_delete_via_images_path(client: Any) -> None:
+    image_id = parse_json(upload(client, images.png_rgba()))["id"]
+    assert client.delete(f"/images/{image_id}").status_code == 204
+    assert client.delete(f"/images/{image_id}").status_code == 404
+
+
+def test_missing_file_field(client: Any) -> None:
+    response = client.post("/images", data={"other": "x"})
+    assert response.status_code == 400 and error_code(response) == "missing_file"
+
+
+def test_empty_file(client: Any) -> None:
+    response = upload(client, b"")
+    assert response.status_code == 400 and error_code(response) == "empty_file"
+
+
+@pytest.mark.parametrize("data", [b"just text", b"%PDF-1.7\n" + b"x" * 2000, b"\xff\xd8\xff" + b"\x00" * 10])
+def test_not_an_image_is_415_whatever_its_name_and_type(client: Any, data: bytes) -> None:
+    response = client.post(
+        "/images", data={"file": (io.BytesIO(data), "photo.jpg", "image/jpeg")}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 415 and error_code(response) == "unsupported_format"
+
+
+def test_oversize_is_413_before_the_body_is_read(settings: Any) -> None:
+    from apercu.api import create_app
+
+    small = create_app(settings.with_overrides(max_upload_bytes=10_000)).test_client()
+    response = upload(small, images.encode(images.gradient((400, 400)), "BMP"))
+    assert response.status_code == 413 and error_code(response) == "too_large"
+    # Declared too large: refused from the header alone, the body stream is never consumed.
+    response = small.post(
+        "/images",
+        input_stream=io.BytesIO(b""),
+        content_type="multipart/form-data; boundary=x",
+        environ_overrides={"CONTENT_LENGTH": str(10**9)},
+    )
+    assert response.status_code == 413 and error_code(response) == "too_large"
+
+
+def test_just_under_the_limit_is_accepted(settings: Any) -> None:
+    from apercu.api import create_app
+
+    data = images.encode(images.gradient((100, 100)), "BMP")
+    small = create_app(settings.with_overrides(max_upload_bytes=len(data))).test_client()
+    assert upload(small, data).status_code == 202
+
+
+def test_corrupt_body_with_valid_header_is_accepted_then_fails(client: Any, process: Any) -> None:
+    data = images.jpeg((1200, 900))
+    image_id = parse_json(upload(client, data[: len(data) // 2]))["id"]
+    process(image_id)
+    body = parse_json(client.get(f"/images/{image_id}"))
+    assert body["status"] == "failure" and "cannot decode" in body["error"]
+    response = client.get(f"/thumbnails/{image_id}.jpg")
+    assert response.status_code == 404 and error_code(response) == "no_thumbnail"
+
+
+@pytest.mark.parametrize("path", ["/images/nothex", "/images/" + ID_LIKE, "/images/" + ID_LIKE.upper()])
+def test_unknown_or_malformed_ids_are_404(client: Any, path: str) -> None:
+    for response in (client.get(path), client.delete(path), client.get(path.replace("images", "thumbnails") + ".jpg")):
+        assert response.status_code == 404 and error_code(response) == "not_found"
+
+
+def test_unknown_route_and_wrong_method_are_json(client: Any) -> None:
+    missing = client.get("/no/such/route")
+    assert missing.status_code == 404 and error_code(missing) == "not_found"
+    wrong = client.put("/images")
+    assert wrong.status_code == 405 and error_code(wrong) == "method_not_allowed"
+    assert "POST" in wrong.headers["Allow"]
+
+
+def test_wait_returns_as_soon_as_processing_ends(client: Any, process: Any) -> None:
+    image_id = parse_json(upload(client, images.jpeg()))["id"]
+    timer = threading.Timer(0.3, process, args=[image_id])
+    timer.start()
+    body = parse_json(client.get(f"/images/{image_id}?wait=10"))
+    timer.join()
+    assert body["status"] == "success"
+    assert client.get(f"/thumbnails/{image_id}.jpg?wait=1").status_code == 200
+
+
+def test_wait_times_out_with_the_current_state(client: Any) -> None:
+    image_id = parse_json(upload(client, images.jpeg()))["id"]
+    assert parse_json(client.get(f"/images/{image_id}?wait=0.2"))["status"] == "pending"
+
+
+@pytest.mark.parametrize("wait", ["-1", "31", "soon"])
+def test_wait_out_of_range_is_400(client: Any, wait: str) -> None:
+    image_id = parse_json(upload(client, images.jpeg()))["id"]
+    response = client.get(f"/images/{image_id}?wait={wait}")
+    assert response.status_code == 400 and error_code(response) == "invalid_wait"
+
+
+def test_list_is_newest_first_with_cursor_pagination(client: Any, process: Any) -> None:
+    ids = [parse_json(upload(client, images.jpeg(camera=False)))["id"] for _ in range(5)]
+    process(ids[0])
+    seen, cursor = [], None
+    while True:
+        page = parse_json(client.get("/images?limit=2" + (f"&cursor={cursor}" if cursor else "")))
+        assert len(page["items"]) <= 2
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+        assert page["links"]["next"].endswith(cursor)
+    assert seen == list(reversed(ids))
+    first = next(i for i in parse_json(client.get("/images?limit=100"))["items"] if i["id"] == ids[0])
+    assert first["status"] == "success" and "metadata" in first
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=x", "cursor=bm90LWEtY3Vyc29y", "cursor=%%%"])
+def test_list_rejects_bad_parameters(client: Any, query: str) -> None:
+    response = client.get(f"/images?{query}")
+    assert response.status_code == 400
+
+
+def test_health_and_readiness(client: Any) -> None:
+    assert parse_json(client.get("/healthz"))["status"] == "ok"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert parse_json(ready)["checks"] == {"catalog": "ok", "storage": "ok", "broker": "ok"}
+
+
+def test_readiness_fails_when_the_broker_is_down(settings: Any) -> None:
+    from apercu.api import create_app
+
+    app = create_app(settings.with_overrides(broker_url="redis://127.0.0.1:1/0"))
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert parse_json(response)["checks"]["broker"] != "ok"
+
+
+def test_upload_survives_a_broker_outage(settings: Any) -> None:
+    """Accepted means durable: with the broker down the image is still stored, recorded and answered 202."""
+    from apercu.api import create_app
+
+    app = create_app(settings.with_overrides(broker_url="redis://127.0.0.1:1/0"))
+    app.extensions["apercu"].celery.conf.broker_connection_max_retries = 0
+    app.extensions["apercu"].celery.conf.task_publish_retry = False
+    response = upload(app.test_client(), images.jpeg())
+    assert response.status_code == 202
+    image_id = parse_json(response)["id"]
+    assert app.extensions["apercu"].storage.catalog.get(image_id)["status"] == "pending"
+
+
+def test_openapi_document_describes_every_endpoint(client: Any) -> None:
+    doc = parse_json(client.get("/openapi.json"))
+    index = parse_json(client.get("/"))
+    for endpoint in index["endpoints"]:
+        assert endpoint["method"].lower() in doc["paths"][endpoint["path"]]
+
+
+@pytest.mark.parametrize("name", sorted(images.FACTORIES))
+def test_every_format_through_the_api(client: Any, process: Any, name: str) -> None:
+    response = upload(client, images.FACTORIES[name](), filename=f"x.{name.lower()}")
+    assert response.status_code == 202, response.data
+    image_id = parse_json(response)["id"]
+    process(image_id)
+    body = parse_json(client.get(f"/images/{image_id}"))
+    assert body["status"] == "success", body["error"]
+    assert body["metadata"]["format"] == images.EXPECTED_FORMAT[name]
+    assert client.get(f"/thumbnails/{image_id}.jpg").status_code == 200

@@ -1,0 +1,160 @@
+"""Unit tests of the imaging package: bytes in, results out, no storage, broker or server."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+import images
+from apercu.imaging import exif as exif_json
+from apercu.imaging.analyse import Options, ProcessingFailed, analyse
+from apercu.imaging.formats import sniff
+
+
+@pytest.mark.parametrize("name", sorted(images.FACTORIES))
+def test_every_generated_format_is_recognised_and_processed(name: str) -> None:
+    data = images.FACTORIES[name]()
+    fmt = sniff(io.BytesIO(data))
+    assert fmt is not None and fmt.name == images.EXPECTED_FORMAT[name]
+    result = analyse(data)
+    meta = result.metadata
+    assert meta["format"] == images.EXPECTED_FORMAT[name]
+    assert meta["mime_type"] == fmt.mime_type
+    assert meta["bytes"] == len(data)
+    assert max(result.thumbnail.width, result.thumbnail.height) == 256
+    thumb = Image.open(io.BytesIO(result.thumbnail.jpeg))
+    assert thumb.format == "JPEG" and thumb.size == (result.thumbnail.width, result.thumbnail.height)
+    json.dumps(meta, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"hello world, not an image", b"\x89PNG\r\n\x1a\n" + b"\x00" * 10, b"GIF89a", b"%PDF-1.4\n", b"\x00" * 100],
+    ids=["text", "png-magic-only", "gif-magic-only", "pdf", "zeros"],
+)
+def test_non_images_are_refused(data: bytes) -> None:
+    assert sniff(io.BytesIO(data)) is None
+
+
+def test_extension_and_name_are_not_consulted() -> None:
+    """A PNG is a PNG whatever it is called; sniff only sees bytes."""
+    assert sniff(io.BytesIO(images.png_rgba())).name == "PNG"
+
+
+def test_jpeg_exif_is_clean_json() -> None:
+    meta = analyse(images.jpeg(orientation=1, gps=True)).metadata
+    exif = meta["exif"]
+    assert exif["Make"] == "Apercu Test Camera"
+    assert exif["Model"] == "Model 1"  # trailing NULs stripped
+    assert exif["DateTime"] == "2024-05-17T10:11:12"
+    assert exif["DateTimeOriginal"] == "2024-05-17T09:08:07"
+    assert exif["ExposureTime"] == pytest.approx(0.004)
+    assert exif["FNumber"] == pytest.approx(2.8)
+    assert exif["MakerNote"] == {"bytes": 20}
+    assert exif["GPSLatitudeRef"] == "N"
+    assert exif["GPSLatitude"] == pytest.approx([48, 51, 24.12])
+    assert "exif" not in analyse(images.encode(images.gradient(), "JPEG")).metadata
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_gives_displayed_size_and_upright_thumbnail(orientation: int) -> None:
+    upright = images.gradient((320, 200))
+    stored = upright.transpose(INVERSE[orientation]) if orientation in INVERSE else upright
+    exif = images.exif_block(orientation=orientation)
+    result = analyse(images.encode(stored, "JPEG", quality=95, exif=exif))
+    meta = result.metadata
+    assert (meta["width"], meta["height"]) == (320, 200)
+    assert (meta["raw_width"], meta["raw_height"]) == stored.size
+    assert meta["orientation"] == orientation
+    thumb = Image.open(io.BytesIO(result.thumbnail.jpeg)).convert("RGB")
+    reference = upright.resize(thumb.size, Image.Resampling.LANCZOS)
+    assert _mean_difference(thumb, reference) < 8
+
+
+# The transposition that, applied to the upright picture, gives what a camera stores for each orientation.
+INVERSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def _mean_difference(a: Image.Image, b: Image.Image) -> float:
+    return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
+
+
+def test_small_images_are_never_upscaled() -> None:
+    result = analyse(images.encode(images.gradient((40, 30)), "PNG"))
+    assert (result.thumbnail.width, result.thumbnail.height) == (40, 30)
+
+
+def test_thumbnail_has_no_metadata() -> None:
+    jpeg = analyse(images.jpeg(orientation=6, gps=True)).thumbnail.jpeg
+    thumb = Image.open(io.BytesIO(jpeg))
+    assert len(thumb.getexif()) == 0
+    assert b"Exif" not in jpeg and b"Apercu Test Camera" not in jpeg
+
+
+def test_alpha_is_flattened_on_white() -> None:
+    transparent = Image.new("RGBA", (300, 300), (255, 0, 0, 0))
+    thumb = Image.open(io.BytesIO(analyse(images.encode(transparent, "PNG")).thumbnail.jpeg))
+    assert thumb.mode == "RGB"
+    r, g, b = (round(v) for v in ImageStat.Stat(thumb).mean)
+    assert min(r, g, b) >= 250
+
+
+def test_sixteen_bit_is_scaled_not_clipped() -> None:
+    result = analyse(images.png_16bit_grey())
+    assert result.metadata["bit_depth"] == 16
+    thumb = Image.open(io.BytesIO(result.thumbnail.jpeg))
+    assert thumb.mode == "L"  # greyscale stays greyscale
+    low, high = thumb.getextrema()
+    assert low < 20 and high > 235  # the full range survives; clipping would leave all pixels at 255
+
+
+def test_greyscale_stays_greyscale() -> None:
+    thumb = Image.open(io.BytesIO(analyse(images.encode(images.gradient(mode="L"), "JPEG")).thumbnail.jpeg))
+    assert thumb.mode == "L"
+
+
+def test_animated_gif_reports_frames_and_uses_the_first() -> None:
+    result = analyse(images.gif_animated())
+    assert result.metadata["frames"] == 2
+    thumb = Image.open(io.BytesIO(result.thumbnail.jpeg)).convert("RGB")
+    corner = thumb.crop((0, 0, 20, 20))
+    assert min(ImageStat.Stat(corner).mean) > 200  # the first frame's white marker is top-left
+
+
+def test_truncated_file_fails_with_a_message() -> None:
+    data = images.jpeg((1200, 900))
+    with pytest.raises(ProcessingFailed, match="cannot decode image"):
+        analyse(data[: len(data) // 2])
+
+
+def test_pixel_limit_refuses_bombs_before_decoding() -> None:
+    data = images.encode(Image.new("L", (5000, 5000)), "PNG")
+    with pytest.raises(ProcessingFailed, match="more than the limit"):
+        analyse(data, Options(max_pixels=10_000_000))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (exif_json.TiffImagePlugin.IFDRational(1, 0), None),
+        (float("nan"), None),
+        (b"\x00\xff\x10", {"bytes": 3}),
+        (b"ASCII\x00\x00\x00hello\x00", "hello"),
+        ("text\x00\x00", "text"),
+        ((1, 2, 3), [1, 2, 3]),
+    ],
+)
+def test_exif_values_become_strict_json(value: object, expected: object) -> None:
+    name = "UserComment" if isinstance(value, bytes) and value.startswith(b"ASCII") else "X"
+    assert exif_json.to_json(value, name) == expected

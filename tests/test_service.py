@@ -1,0 +1,178 @@
+"""Integration: real apercu processes, a real Celery worker, real brokers and databases.
+
+Each scenario runs twice: on the embedded default (`apercu serve`: SQLite catalog, SQLite broker) and split
+into `apercu web` + `apercu worker` on PostgreSQL + Redis. RabbitMQ gets the end-to-end smoke test.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from PIL import Image
+
+import images
+from conftest import CORPUS, corpus_files, require_corpus
+from service import Service
+
+pytestmark = pytest.mark.integration
+
+BACKENDS = ["embedded", "postgres+redis"]
+
+
+def start(backend: str, data_dir: Path, request: pytest.FixtureRequest) -> Service:
+    if backend == "embedded":
+        return Service(data_dir).start("serve")
+    env = {"APERCU_DATABASE_URL": request.getfixturevalue("postgres_url")}
+    if backend == "postgres+redis":
+        env["APERCU_BROKER_URL"] = request.getfixturevalue("redis_url")
+    else:
+        env["APERCU_BROKER_URL"] = request.getfixturevalue("rabbitmq_url")
+    return Service(data_dir, env).start("web", "worker")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start(request.param, tmp_path_factory.mktemp(request.param.replace("+", "-")) / "data", request)
+    yield svc
+    codes = svc.stop()
+    assert codes == [0] * len(codes), f"unclean stop {codes}:\n{svc.log.read_text()[-3000:]}"
+
+
+def check_processed(svc: Service, image_id: str) -> dict[str, Any]:
+    """Wait for the end of processing, then check every promise the API makes about a finished image."""
+    body = svc.wait_final(image_id)
+    assert body["status"] in ("success", "failure"), body
+    if body["status"] == "failure":
+        assert body["error"] and "thumbnail" not in body
+        assert svc.get(f"/thumbnails/{image_id}.jpg").status == 404
+        return body
+    thumb = svc.get(f"/thumbnails/{image_id}.jpg")
+    assert thumb.status == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+    picture = Image.open(io.BytesIO(thumb.body))
+    assert picture.format == "JPEG" and max(picture.size) <= 256
+    assert picture.size == (body["thumbnail"]["width"], body["thumbnail"]["height"])
+    assert svc.get(f"/thumbnails/{image_id}.jpg", headers={"If-None-Match": thumb.headers["ETag"]}).status == 304
+    return body
+
+
+@pytest.mark.parametrize("name", sorted(images.FACTORIES))
+def test_every_generated_format_end_to_end(service: Service, name: str) -> None:
+    reply = service.upload(images.FACTORIES[name](), f"generated.{name.lower()}")
+    assert reply.status == 202, reply.body
+    image_id = reply.json()["id"]
+    body = check_processed(service, image_id)
+    assert body["status"] == "success", body["error"]
+    assert body["metadata"]["format"] == images.EXPECTED_FORMAT[name]
+    assert service.request("DELETE", f"/delete/{image_id}").status == 204
+    assert service.get(f"/images/{image_id}").status == 404
+    assert service.files_of(image_id) == []
+
+
+@pytest.mark.corpus
+def test_whole_corpus_end_to_end(service: Service) -> None:
+    """Every real file: a 415 at upload, or a final status with a message; the worker survives them all."""
+    require_corpus()
+    files = corpus_files()
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda p: (p, service.upload(p.read_bytes(), p.name)), files))
+    accepted = []
+    for path, reply in replies:
+        assert reply.status in (202, 415), (path, reply.status, reply.body)
+        reply.json()
+        if reply.status == 202:
+            accepted.append((path, reply.json()["id"]))
+        else:
+            assert not _must_be_accepted(path), f"{path} refused: {reply.body!r}"
+    with ThreadPoolExecutor(4) as pool:
+        bodies = list(pool.map(lambda item: (item[0], check_processed(service, item[1])), accepted))
+    for path, body in bodies:
+        if _must_succeed(path):
+            assert body["status"] == "success", (path, body["error"])
+    # The worker is still alive and well after every hostile file.
+    reply = service.upload(images.jpeg(), "after-corpus.jpg")
+    assert check_processed(service, reply.json()["id"])["status"] == "success"
+    for _, image_id in accepted:
+        assert service.request("DELETE", f"/images/{image_id}").status == 204
+    leftovers = [p for p in (service.data_dir / "originals").rglob("*") if p.is_file()]
+    assert len(leftovers) == 1  # only the after-corpus image
+
+
+# Valid files that Pillow cannot read: refused as unsupported, not crashed on (bmpsuite's rarest variants).
+PILLOW_UNSUPPORTED = {"g_rgb32bf.bmp"}
+
+
+def _must_be_accepted(path: Path) -> bool:
+    folder = path.parent.name
+    if folder == "broken" or path.name.startswith(("x", "b_", "q_")) or path.name in PILLOW_UNSUPPORTED:
+        return False
+    return True
+
+
+def _must_succeed(path: Path) -> bool:
+    return _must_be_accepted(path) and not path.name.startswith(("jpg_invalid", "jpg_corrupted"))
+
+
+def test_delete_racing_with_processing_leaves_nothing(service: Service) -> None:
+    data = images.encode(images.gradient((2400, 1600)), "PNG")
+    ids = []
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8):
+        image_id = service.upload(data, "race.png").json()["id"]
+        time.sleep(delay)
+        assert service.request("DELETE", f"/images/{image_id}").status == 204
+        ids.append(image_id)
+    time.sleep(3)  # let the worker finish whatever it had started
+    for image_id in ids:
+        assert service.get(f"/images/{image_id}").status == 404
+        assert service.get(f"/thumbnails/{image_id}.jpg").status == 404
+        assert service.files_of(image_id) == [], image_id
+
+
+def test_concurrent_uploads_are_all_processed(service: Service) -> None:
+    data = images.jpeg((800, 600))
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: service.upload(data, "burst.jpg"), range(24)))
+    assert all(r.status == 202 for r in replies)
+    ids = {r.json()["id"] for r in replies}
+    assert len(ids) == 24
+    assert all(check_processed(service, i)["status"] == "success" for i in ids)
+    listed = service.get("/images?limit=100").json()["items"]
+    assert ids <= {item["id"] for item in listed}
+
+
+def test_rabbitmq_broker(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    svc = start("postgres+rabbitmq", tmp_path / "data", request)
+    try:
+        image_id = svc.upload(images.jpeg(), "rabbit.jpg").json()["id"]
+        assert check_processed(svc, image_id)["status"] == "success"
+    finally:
+        assert svc.stop() == [0, 0]
+
+
+def test_restart_resumes_pending_images(tmp_path: Path) -> None:
+    """Uploads accepted while no worker runs are processed after the service restarts with one."""
+    data_dir = tmp_path / "data"
+    web_only = Service(data_dir).start("web")
+    ids = [web_only.upload(images.FACTORIES[n](), n).json()["id"] for n in ("JPEG", "PNG", "TIFF", "HEIF")]
+    assert all(web_only.get(f"/images/{i}").json()["status"] == "pending" for i in ids)
+    assert web_only.stop() == [0]
+    full = Service(data_dir).start("serve")
+    try:
+        assert all(check_processed(full, i)["status"] == "success" for i in ids)
+    finally:
+        assert full.stop(signal.SIGINT) == [0]
+
+
+def test_sigterm_stops_everything_cleanly(tmp_path: Path) -> None:
+    import subprocess
+
+    svc = Service(tmp_path / "data").start("serve")
+    pid = svc.processes[0].pid
+    assert svc.stop(signal.SIGTERM, timeout=40) == [0]
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    assert children == []
