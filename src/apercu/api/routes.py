@@ -83,7 +83,7 @@ def _load(image_id: str) -> dict[str, Any]:
         if row["status"] not in (PENDING, PROCESSING) or time.monotonic() >= deadline:
             return row
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, 0.25)
+        pause = min(pause * 2, 0.1)
 
 
 @bp.get("/")
