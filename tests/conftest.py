@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from apercu.api import create_app  # noqa: E402
 from apercu.config import Settings  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("APERCU_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
 REQUIRE_CORPUS = os.environ.get("APERCU_REQUIRE_CORPUS") == "1"
 REQUIRE_SERVICES = os.environ.get("APERCU_REQUIRE_SERVICES") == "1"
 POSTGRES = os.environ.get("APERCU_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
