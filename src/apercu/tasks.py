@@ -14,6 +14,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy.exc
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
@@ -24,6 +25,9 @@ from apercu.storage import Storage, open_storage
 from apercu.storage.catalog import Claim, utcnow
 
 TASK_NAME = "apercu.process_image"
+# Storage or database hiccups: retried with backoff by the same task id, which still owns the lease.
+TRANSIENT_ERRORS = (OSError, sqlalchemy.exc.OperationalError)
+TRANSIENT_RETRIES = 5
 log = logging.getLogger(__name__)
 
 
@@ -113,7 +117,13 @@ def make_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
     app.processor = Processor(settings)  # type: ignore[attr-defined]
-    app.task(name=TASK_NAME, bind=True, max_retries=None)(process_image)
+    app.task(
+        name=TASK_NAME,
+        bind=True,
+        autoretry_for=TRANSIENT_ERRORS,
+        retry_backoff=True,
+        max_retries=TRANSIENT_RETRIES,
+    )(process_image)
     return app
 
 
