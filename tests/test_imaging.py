@@ -49,13 +49,15 @@ def test_jpeg_exif_is_clean_json() -> None:
     exif = meta["exif"]
     assert exif["Make"] == "Apercu Test Camera"
     assert exif["Model"] == "Model 1"  # trailing NULs stripped
-    assert exif["DateTime"] == "2024-05-17T10:11:12"
+    assert exif["ModifyDate"] == "2024-05-17T10:11:12"  # ExifTool's names, ISO 8601 dates
     assert exif["DateTimeOriginal"] == "2024-05-17T09:08:07"
+    assert exif["ISO"] == 200
     assert exif["ExposureTime"] == pytest.approx(0.004)
     assert exif["FNumber"] == pytest.approx(2.8)
     assert exif["MakerNote"] == {"bytes": 20}
     assert exif["GPSLatitudeRef"] == "N"
-    assert exif["GPSLatitude"] == pytest.approx([48, 51, 24.12])
+    assert exif["GPSLatitude"] == pytest.approx(48 + 51 / 60 + 24.12 / 3600)
+    assert meta["gps"] == {"latitude": pytest.approx(48.856700), "longitude": pytest.approx(2.352083, abs=1e-6)}
     assert "exif" not in analyse(images.encode(images.gradient(), "JPEG")).metadata
 
 
@@ -149,7 +151,8 @@ def test_pixel_limit_refuses_bombs_before_decoding() -> None:
     [
         (exif_json.TiffImagePlugin.IFDRational(1, 0), None),
         (float("nan"), None),
-        (b"\x00\xff\x10", {"bytes": 3}),
+        (b"\x00\xff\x10\x20\x30", {"bytes": 5}),
+        (b"\x00\xff", [0, 255]),
         (b"ASCII\x00\x00\x00hello\x00", "hello"),
         ("text\x00\x00", "text"),
         ((1, 2, 3), [1, 2, 3]),

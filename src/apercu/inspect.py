@@ -30,12 +30,14 @@ def inspect_file(path: Path, options: Options) -> dict[str, Any]:
                 return {"path": str(path), "error": "not an image in a supported format"}
             data = fp.read()
         return {"path": str(path), "metadata": analyse(data, options).metadata}
-    except (OSError, ProcessingFailed) as exc:
+    except ProcessingFailed as exc:
+        return {"path": str(path), "error": str(exc), **({"metadata": exc.metadata} if exc.metadata else {})}
+    except OSError as exc:
         return {"path": str(path), "error": str(exc)}
 
 
 def summary(result: dict[str, Any]) -> str:
-    if "error" in result:
+    if "metadata" not in result:
         return f"{result['path']}: error: {result['error']}"
     meta = result["metadata"]
     lines = [f"{result['path']}: {meta['format']} {meta['width']}x{meta['height']} {meta['mode']}, {meta['bytes']} bytes"]

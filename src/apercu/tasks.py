@@ -69,7 +69,7 @@ class Processor:
         try:
             result = analyse(data, self.options)
         except ProcessingFailed as exc:
-            catalog.fail(image_id, str(exc))
+            catalog.fail(image_id, str(exc), exc.metadata or None)
             return Claim.CLAIMED, 0.0
         except SoftTimeLimitExceeded:
             catalog.fail(image_id, f"processing took longer than {self.settings.task_time_limit} s")

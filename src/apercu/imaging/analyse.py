@@ -1,7 +1,9 @@
 """The one imaging entry point: the bytes of an original in, its metadata and thumbnail out.
 
-The image is opened and decoded exactly once. Header facts and EXIF are read before decoding (the JPEG
-shrink-on-load changes the size Pillow reports); PNG's EXIF, which may sit after the pixel data, is read after.
+The image is opened and decoded exactly once. Header facts and metadata blocks are read before decoding (the
+JPEG shrink-on-load changes the size Pillow reports, and Pillow's TIFF decoder strips the orientation it
+applies); PNG's, which may sit after the pixel data, are read after. When decoding fails, what the header
+said is kept and handed over with the failure, so a broken file still shows its metadata.
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ from typing import Any
 
 from PIL import Image
 
+from apercu.imaging import embedded, limits, metadata, thumbnail
 from apercu.imaging import exif as exif_json
-from apercu.imaging import limits, metadata, thumbnail
-from apercu.imaging.formats import FORMATS
+from apercu.imaging.formats import FORMATS, tiff_directory
 
 
 class ProcessingFailed(Exception):
-    """The image could not be processed; the message is meant for the person who uploaded it."""
+    """The image could not be processed; the message is meant for the person who uploaded it.
+
+    `metadata` holds what could be read before the failure (empty when the file could not even be opened)."""
+
+    def __init__(self, message: str, metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.metadata = metadata or {}
 
 
 @dataclass(frozen=True)
@@ -43,65 +51,71 @@ def analyse(data: bytes, options: Options = Options()) -> Analysis:
     """Metadata and thumbnail of one image; raises ProcessingFailed with a readable message."""
     limits.configure_pillow()
     try:
-        with Image.open(io.BytesIO(data), formats=ALL_PLUGINS) as img:
-            return _analyse_open(img, data, options)
-    except limits.ImageRejected as exc:
-        raise ProcessingFailed(str(exc)) from exc
+        img = Image.open(io.BytesIO(data), formats=ALL_PLUGINS)
     except Image.DecompressionBombError as exc:
         raise ProcessingFailed(f"image rejected as a decompression bomb: {exc}") from exc
-    except (MemoryError, RecursionError) as exc:
-        raise ProcessingFailed(f"image too complex to decode: {type(exc).__name__}") from exc
-    except Exception as exc:  # noqa: BLE001 - any decoder error is a property of the file, not a crash
-        raise ProcessingFailed(f"cannot decode image: {_describe(exc)}") from exc
+    except Exception as exc:  # noqa: BLE001 - any reader error is a property of the file
+        raise ProcessingFailed(f"cannot read image: {embedded.describe(exc)}", _salvage(data)) from exc
+    with img:
+        return _analyse_open(img, data, options)
 
 
 def _analyse_open(img: Image.Image, data: bytes, options: Options) -> Analysis:
-    limits.check_pixels(img.width, img.height, options.max_pixels)
     warnings: list[str] = []
-    stored_size = img.size  # before shrink-on-load changes what Pillow reports
-    exif_late = img.format == "PNG"  # eXIf may follow the pixel data
-    exif = None if exif_late else _exif(img, warnings)
+    facts = _header_facts(img, data, warnings)
+    try:
+        limits.check_pixels(img.width, img.height, options.max_pixels)
+        thumbnail.prepare_decode(img, options.thumbnail_size)
+        img.load()
+        if img.format == "PNG":  # eXIf and text chunks may follow the pixel data
+            facts = _header_facts(img, data, warnings, (facts["raw_width"], facts["raw_height"]), decoded=True)
+        thumb = thumbnail.render(
+            img,
+            size=options.thumbnail_size,
+            quality=options.thumbnail_quality,
+            orientation=None if metadata.decoder_applies_orientation(img) else facts.get("orientation"),
+        )
+    except limits.ImageRejected as exc:
+        raise ProcessingFailed(str(exc), _with_warnings(facts, warnings)) from exc
+    except (MemoryError, RecursionError) as exc:
+        raise ProcessingFailed(f"image too complex to decode: {type(exc).__name__}", _with_warnings(facts, warnings)) from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder error is a property of the file, not a crash
+        raise ProcessingFailed(f"cannot decode image: {embedded.describe(exc)}", _with_warnings(facts, warnings)) from exc
+    facts.update(metadata.animation(img))
+    return Analysis(_with_warnings(facts, warnings), thumb, warnings)
+
+
+def _header_facts(
+    img: Image.Image,
+    data: bytes,
+    warnings: list[str],
+    stored_size: tuple[int, int] | None = None,
+    decoded: bool = False,
+) -> dict[str, Any]:
+    """Everything but the pixels. For a PNG not yet decoded, EXIF is left out: Pillow would decode the whole
+    image to look for a late eXIf chunk, before our pixel limit had been checked."""
+    del warnings[:]  # a second reading (PNG, after decoding) replaces the first
+    exif, tags = embedded.read_exif(img, warnings) if decoded or img.format != "PNG" else (None, {})
     orientation = metadata.orientation_of(img, exif)
-    tags = _exif_tags(exif, warnings)  # before TIFF's decoder strips Orientation
-    thumbnail.prepare_decode(img, options.thumbnail_size)
-    img.load()
-    if exif_late:
-        exif = _exif(img, warnings)
-        orientation = metadata.orientation_of(img, exif)
-        tags = _exif_tags(exif, warnings)
-    facts = metadata.basic(img, stored_size, data, orientation)
+    facts = metadata.basic(img, stored_size or img.size, data, orientation)
     facts["bytes"] = len(data)
     facts["sha256"] = hashlib.sha256(data).hexdigest()
-    if tags:
-        facts["exif"] = tags
-    thumb = thumbnail.render(
-        img,
-        size=options.thumbnail_size,
-        quality=options.thumbnail_quality,
-        orientation=None if metadata.decoder_applies_orientation(img) else orientation,
-    )
-    if warnings:
-        facts["warnings"] = warnings
-    return Analysis(facts, thumb, warnings)
+    facts.update(embedded.blocks(img, tags, warnings, decoded))
+    color_space = metadata.color_space(img, facts.get("icc"))
+    if color_space:
+        facts["color_space"] = color_space
+    return facts
 
 
-def _exif_tags(exif: Image.Exif | None, warnings: list[str]) -> dict[str, Any]:
-    if exif is None:
+def _salvage(data: bytes) -> dict[str, Any]:
+    """What a file Pillow cannot open still tells: for a TIFF, its first directory, read as EXIF is."""
+    directory = tiff_directory(data)
+    if directory is None:
         return {}
-    tags, exif_warnings = exif_json.read_exif(exif)
-    warnings.extend(exif_warnings)
-    return tags
+    tags, warnings = exif_json.read_exif(directory)
+    salvaged = {"format": "TIFF", "mime_type": "image/tiff", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return _with_warnings({**salvaged, "exif": tags}, warnings)
 
 
-def _exif(img: Image.Image, warnings: list[str]) -> Image.Exif | None:
-    try:
-        exif = img.getexif()
-    except Exception as exc:  # noqa: BLE001 - malformed EXIF must not cost the rest of the image
-        warnings.append(f"EXIF unreadable: {_describe(exc)}")
-        return None
-    return exif if len(exif) else None
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _with_warnings(facts: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    return {**facts, "warnings": list(warnings)} if warnings else facts

@@ -1,66 +1,130 @@
-"""EXIF as a flat JSON object: tag name -> JSON value, from IFD0, the Exif IFD, the Interop IFD and GPS.
+"""EXIF as a flat JSON object under ExifTool's tag names: IFD0, the Exif IFD, the Interop IFD and GPS.
 
 Cameras write EXIF carelessly (zero denominators, trailing NULs, undeclared binary) and hostile files write it
-on purpose. Every value therefore goes through `to_json`, which only ever yields what `json.dumps(...,
-allow_nan=False)` accepts; anything unreadable is reported as a warning instead of failing the image.
+on purpose. Every value therefore goes through `convert`, which only ever yields what `json.dumps(...,
+allow_nan=False)` accepts; an IFD that cannot be read is reported as a warning instead of failing the image.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Iterable
 
 from PIL import ExifTags, Image, TiffImagePlugin
 
-POINTER_TAGS = {int(ExifTags.IFD.Exif), int(ExifTags.IFD.GPSInfo), int(ExifTags.IFD.Interop), 0x014A}
-INTEROP_TAGS = {
-    0x0001: "InteropIndex",
-    0x0002: "InteropVersion",
-    0x1000: "RelatedImageFileFormat",
-    0x1001: "RelatedImageWidth",
-    0x1002: "RelatedImageHeight",
-}
+from apercu.imaging import exif_tags as T
+
+EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?(.*)$")
+CHARSETS = {b"ASCII\x00\x00\x00": "ascii", b"UNICODE\x00": "utf-16", b"JIS\x00\x00\x00\x00\x00": "shift_jis"}
+SMALL_BLOB = 4
 SUB_IFDS = (
-    (ExifTags.IFD.Exif, ExifTags.TAGS),
-    (ExifTags.IFD.Interop, INTEROP_TAGS),
-    (ExifTags.IFD.GPSInfo, ExifTags.GPSTAGS),
+    (ExifTags.IFD.Exif, T.NAMES),
+    (ExifTags.IFD.Interop, T.INTEROP_NAMES),
+    (ExifTags.IFD.GPSInfo, T.GPS_NAMES),
 )
-EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(.*)$")
-USER_COMMENT_CHARSETS = {b"ASCII\x00\x00\x00": "ascii", b"UNICODE\x00": "utf-16", b"JIS\x00\x00\x00\x00\x00": "shift_jis"}
 
 
 def read_exif(exif: Image.Exif) -> tuple[dict[str, Any], list[str]]:
-    """Flatten an Exif object into {name: value}, with a warning for each IFD that could not be read."""
+    """Flatten an Exif object into {ExifTool name: value}, with a warning for each IFD that could not be read."""
     result: dict[str, Any] = {}
     warnings: list[str] = []
-    _merge(result, exif.items(), ExifTags.TAGS)
+    _merge(result, exif.items(), T.NAMES)
     for ifd, names in SUB_IFDS:
         try:
-            entries = exif.get_ifd(ifd).items()
+            entries = list(exif.get_ifd(ifd).items())
         except Exception as exc:  # noqa: BLE001 - a broken sub-IFD must not cost the rest
-            warnings.append(f"EXIF {ExifTags.IFD(ifd).name} IFD unreadable: {exc}")
+            warnings.append(f"EXIF {ExifTags.IFD(ifd).name} IFD unreadable: {type(exc).__name__}: {exc}")
             continue
         _merge(result, entries, names)
+    _attach_offsets(result)
     return result, warnings
 
 
-def _merge(result: dict[str, Any], entries: Any, names: dict[int, str]) -> None:
+def _merge(result: dict[str, Any], entries: Iterable[tuple[int, Any]], names: dict[int, str]) -> None:
     for tag, value in entries:
-        if tag in POINTER_TAGS and names is ExifTags.TAGS:
+        if names is T.NAMES and tag in T.NOT_VALUES:
             continue
         name = names.get(tag) or f"0x{tag:04x}"
-        converted = to_json(value, name)
-        if converted is not None:
-            result.setdefault(name, converted)
+        try:
+            converted = convert(name, value)
+        except (ValueError, TypeError, OverflowError, ZeroDivisionError):
+            converted = None
+        if converted is not None and name not in result:
+            result[name] = converted
+
+
+def _attach_offsets(result: dict[str, Any]) -> None:
+    """Give each date the UTC offset its OffsetTime* companion records (ISO 8601 with offset)."""
+    for date_tag, offset_tag in T.DATE_TAGS.items():
+        date, offset = result.get(date_tag), result.get(offset_tag) if offset_tag else None
+        if isinstance(date, str) and isinstance(offset, str) and re.fullmatch(r"[+-]\d{2}:\d{2}", offset):
+            if len(date) == 19:
+                result[date_tag] = date + offset
+
+
+def convert(name: str, value: Any) -> Any:
+    """One EXIF value as ExifTool -n gives it, typed for JSON; None when nothing usable is there."""
+    if name in T.UCS2_TAGS and isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        value = bytes(v & 0xFF for v in value)
+    if isinstance(value, bytes):
+        return _undefined(name, value)
+    if name in T.DMS_TAGS and isinstance(value, tuple) and len(value) == 3:
+        d, m, s = (_number(v) for v in value)
+        return None if None in (d, m, s) else d + m / 60 + s / 3600  # type: ignore[operator]
+    if name == "GPSTimeStamp" and isinstance(value, tuple) and len(value) == 3:
+        return _time_of_day(*(_number(v) for v in value))
+    converted = to_json(value, name)
+    if isinstance(converted, (int, float)) and not isinstance(converted, bool):
+        return _apex(name, converted)
+    return converted
+
+
+def _apex(name: str, value: float) -> float | None:
+    try:
+        if name in T.APEX_TIME_TAGS:
+            return _finite(2.0 ** -value) if abs(value) < 100 else 0
+        if name in T.APEX_APERTURE_TAGS:
+            return _finite(2.0 ** (value / 2))
+    except OverflowError:
+        return None
+    return value
+
+
+def _undefined(name: str, value: bytes) -> Any:
+    if name in T.VERSION_TAGS:
+        return _text(value.decode("latin-1"), name)
+    if name in T.BYTE_LIST_TAGS:
+        return list(value)
+    if name in T.BYTE_INT_TAGS:
+        return value[0] if value else None
+    if name in T.CHARSET_TEXT_TAGS:
+        return _charset_text(value, name)
+    if name in T.UCS2_TAGS:
+        return _text(value.decode("utf-16-le", errors="replace"), name)
+    stripped = value.rstrip(b"\x00")
+    if stripped and all(32 <= b < 127 or b in (9, 10, 13) for b in stripped):
+        return _text(stripped.decode("ascii"), name)
+    if 0 < len(value) <= SMALL_BLOB:  # a few bytes are numbers to ExifTool, not a blob
+        return value[0] if len(value) == 1 else list(value)
+    return {"bytes": len(value)}
+
+
+def _charset_text(value: bytes, name: str) -> str | None:
+    """EXIF's undefined text: an 8-byte character code, then the text (ExifTool decodes it the same way)."""
+    charset = CHARSETS.get(value[:8])
+    body = value[8:] if charset or value[:8] == b"\x00" * 8 else value
+    if charset == "utf-16":
+        return _text(body.decode("utf-16-be" if body[:1] == b"\x00" else "utf-16-le", errors="replace"), name)
+    if charset == "shift_jis":
+        return _text(body.decode("shift_jis", errors="replace"), name)
+    return _text(decode_text(body), name)
 
 
 def to_json(value: Any, name: str = "") -> Any:
-    """A JSON-safe rendering of one EXIF value; None when it carries nothing usable."""
+    """A JSON-safe rendering of one value; None when it carries nothing usable."""
     if isinstance(value, TiffImagePlugin.IFDRational):
-        if value.denominator == 0:
-            return None
-        return _finite(float(value.numerator) / float(value.denominator))
+        return _number(value)
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -70,10 +134,20 @@ def to_json(value: Any, name: str = "") -> Any:
     if isinstance(value, str):
         return _text(value, name)
     if isinstance(value, bytes):
-        return _bytes(value, name)
+        return _undefined(name, value)
     if isinstance(value, (tuple, list)):
         items = [to_json(v, name) for v in value]
         return items[0] if len(items) == 1 else items
+    return None
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, TiffImagePlugin.IFDRational):
+        if value.denominator == 0:
+            return None
+        return _finite(float(value.numerator) / float(value.denominator))
+    if isinstance(value, (int, float)):
+        return _finite(float(value)) if isinstance(value, float) else value
     return None
 
 
@@ -81,25 +155,40 @@ def _finite(number: float) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _text(value: str, name: str) -> str | None:
-    text = value.replace("\x00", " ").strip()
-    if not text:
+def _time_of_day(h: float | None, m: float | None, s: float | None) -> str | None:
+    if None in (h, m, s):
         return None
-    match = EXIF_DATE.match(text)
-    if match and name.startswith(("DateTime", "GPSDate", "ModifyDate", "CreateDate")):
-        y, mo, d, h, mi, s, rest = match.groups()
-        return f"{y}-{mo}-{d}T{h}:{mi}:{s}{rest.strip()}"
+    seconds = f"{s:09.6f}".rstrip("0").rstrip(".") if s != int(s) else f"{int(s):02d}"  # type: ignore[arg-type]
+    return f"{int(h):02d}:{int(m):02d}:{seconds}"  # type: ignore[arg-type]
+
+
+def decode_text(raw: bytes) -> str:
+    """UTF-8 when the bytes are valid UTF-8, Latin-1 otherwise: what cameras and editors actually write."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _text(value: str, name: str) -> str:
+    text = value.split("\x00", 1)[0]
+    try:
+        text = text.encode("latin-1").decode("utf-8")  # Pillow decodes ASCII tags as Latin-1
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    text = text.strip()
+    if name in T.DATE_TAGS:
+        return iso_date(text)
     return text
 
 
-def _bytes(value: bytes, name: str) -> Any:
-    if name == "UserComment":
-        charset = USER_COMMENT_CHARSETS.get(value[:8])
-        if charset:
-            return _text(value[8:].decode(charset, errors="replace"), name)
-        if value[:8] == b"\x00" * 8:
-            return _text(value[8:].decode("latin-1"), name)
-    stripped = value.rstrip(b"\x00")
-    if stripped and all(32 <= b < 127 or b in (9, 10, 13) for b in stripped):
-        return _text(stripped.decode("ascii"), name)
-    return {"bytes": len(value)}
+def iso_date(text: str) -> str:
+    """EXIF's `YYYY:MM:DD HH:MM:SS` as ISO 8601 (`YYYY-MM-DDTHH:MM:SS`); anything else unchanged."""
+    match = EXIF_DATE.match(text)
+    if not match:
+        return text
+    y, mo, d, h, mi, s, rest = match.groups()
+    if h is None:
+        return f"{y}-{mo}-{d}{rest}"
+    seconds = f":{s}" if s is not None else ""
+    return f"{y}-{mo}-{d}T{h}:{mi}{seconds}{rest.strip()}"

@@ -26,6 +26,9 @@ class Format:
     mime_type: str
     plugins: tuple[str, ...]
     magic: Callable[[bytes], bool]
+    # For a file Pillow cannot open: does its structure still show a real image of this format? Such a file
+    # is accepted and fails in processing, with whatever metadata it still has.
+    structurally_valid: Callable[[BinaryIO], bool] | None = None
 
 
 def _ftyp_brands(head: bytes) -> set[bytes]:
@@ -37,6 +40,22 @@ def _ftyp_brands(head: bytes) -> set[bytes]:
     brands = {head[8:12]}
     brands.update(head[i : i + 4] for i in range(16, end - 3, 4))
     return brands
+
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+WIDTH, HEIGHT = 0x0100, 0x0101
+
+
+def tiff_directory(data: bytes) -> Image.Exif | None:
+    """IFD0 of a TIFF read as a bare directory (as EXIF is), or None when it holds no image dimensions."""
+    if data[:4] not in TIFF_MAGIC[:2]:
+        return None
+    directory = Image.Exif()
+    try:
+        directory.load(data)
+    except Exception:  # noqa: BLE001 - any parse error means no usable directory
+        return None
+    return directory if WIDTH in directory and HEIGHT in directory else None
 
 
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
@@ -51,7 +70,8 @@ FORMATS: tuple[Format, ...] = (
         "TIFF",
         "image/tiff",
         ("TIFF",),
-        lambda h: h[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+        lambda h: h[:4] in TIFF_MAGIC,
+        lambda fp: tiff_directory(fp.read()) is not None,
     ),
     Format("BMP", "image/bmp", ("BMP",), lambda h: h[:2] == b"BM"),
     Format("AVIF", "image/avif", ("AVIF",), lambda h: bool(_ftyp_brands(h) & AVIF_BRANDS)),
@@ -81,9 +101,19 @@ def sniff(fp: BinaryIO) -> Format | None:
     fp.seek(0)
     head = fp.read(HEAD_BYTES)
     for fmt in FORMATS:
-        if fmt.magic(head) and _pillow_accepts(fp, fmt):
+        if fmt.magic(head) and (_pillow_accepts(fp, fmt) or _structurally_valid(fp, fmt)):
             return fmt
     return None
+
+
+def _structurally_valid(fp: BinaryIO, fmt: Format) -> bool:
+    if fmt.structurally_valid is None:
+        return False
+    fp.seek(0)
+    try:
+        return fmt.structurally_valid(fp)
+    finally:
+        fp.seek(0)
 
 
 def _pillow_accepts(fp: BinaryIO, fmt: Format) -> bool:

@@ -100,3 +100,39 @@ def _dpi(img: Image.Image) -> list[float] | None:
     if not all(math.isfinite(v) and v > 0 for v in values):
         return None
     return values
+
+
+MAX_FRAMES_TIMED = 1000
+ICC_SPACES = {"RGB": "RGB", "GRAY": "Gray", "CMYK": "CMYK", "Lab": "Lab", "YCbr": "YCbCr"}
+MODE_SPACES = {"1": "Gray", "L": "Gray", "LA": "Gray", "I": "Gray", "I;16": "Gray", "I;16B": "Gray", "F": "Gray",
+               "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV"}
+
+
+def color_space(img: Image.Image, icc: dict[str, Any] | None) -> str | None:
+    """The colour space the pixels are in: the ICC profile's when there is one, else the mode's family."""
+    if icc and icc.get("color_space"):
+        return ICC_SPACES.get(icc["color_space"], icc["color_space"])
+    return MODE_SPACES.get(img.mode, "RGB")
+
+
+def animation(img: Image.Image) -> dict[str, Any]:
+    """Total duration (ms) and loop count of an animated image; empty for a still one.
+
+    Run after the thumbnail is made: walking the frames moves the image away from its first frame."""
+    frames = int(getattr(img, "n_frames", 1) or 1)
+    if frames < 2 or img.format not in ("GIF", "WEBP", "PNG"):
+        return {}
+    facts: dict[str, Any] = {"animated": True}
+    loop = img.info.get("loop")
+    if isinstance(loop, int):
+        facts["loop"] = loop
+    total = 0
+    try:
+        for index in range(min(frames, MAX_FRAMES_TIMED)):
+            img.seek(index)
+            total += int(img.info.get("duration") or 0)
+    except Exception:  # noqa: BLE001 - a broken later frame does not undo the first one's thumbnail
+        return facts
+    if frames <= MAX_FRAMES_TIMED:
+        facts["duration_ms"] = total
+    return facts
