@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings as warnings_module
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,12 +45,39 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
 
 
+MAX_WARNINGS = 20
 ALL_PLUGINS = [plugin for fmt in FORMATS for plugin in fmt.plugins]
 
 
 def analyse(data: bytes, options: Options = Options()) -> Analysis:
-    """Metadata and thumbnail of one image; raises ProcessingFailed with a readable message."""
+    """Metadata and thumbnail of one image; raises ProcessingFailed with a readable message.
+
+    Pillow's own complaints about the file (corrupt EXIF, truncated tags) join the image's `warnings`."""
     limits.configure_pillow()
+    with warnings_module.catch_warnings(record=True) as caught:
+        warnings_module.simplefilter("always", UserWarning)
+        warnings_module.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            result = _analyse(data, options)
+        except ProcessingFailed as exc:
+            if exc.metadata:
+                exc.metadata = _with_warnings(exc.metadata, _pillow_warnings(caught, exc.metadata))
+            raise
+    result.metadata = _with_warnings(result.metadata, _pillow_warnings(caught, result.metadata))
+    return result
+
+
+def _pillow_warnings(caught: list[warnings_module.WarningMessage], facts: dict[str, Any]) -> list[str]:
+    """Ours first, then Pillow's, each once (the same complaint recurs across a file's directories)."""
+    combined = list(facts.get("warnings", []))
+    for message in caught:
+        text = f"decoder: {str(message.message).strip()}"
+        if text not in combined and len(combined) < MAX_WARNINGS:
+            combined.append(text)
+    return combined
+
+
+def _analyse(data: bytes, options: Options) -> Analysis:
     try:
         img = Image.open(io.BytesIO(data), formats=ALL_PLUGINS)
     except Image.DecompressionBombError as exc:
@@ -118,4 +146,5 @@ def _salvage(data: bytes) -> dict[str, Any]:
 
 
 def _with_warnings(facts: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    facts = {k: v for k, v in facts.items() if k != "warnings"}
     return {**facts, "warnings": list(warnings)} if warnings else facts

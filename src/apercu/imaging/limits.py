@@ -18,11 +18,13 @@ class ImageRejected(Exception):
 
 @functools.cache
 def configure_pillow() -> None:
-    """Register the HEIF plugin and silence Pillow's bomb warning (we apply our own limit, below). Idempotent."""
+    """Register the HEIF plugin and silence Pillow's warnings: the bomb warning (we apply our own limit, below)
+    and its complaints about corrupt metadata, which we report per image under `warnings` instead. Idempotent."""
     import pillow_heif
 
     pillow_heif.register_heif_opener()
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 def check_pixels(width: int, height: int, max_pixels: int) -> None:
