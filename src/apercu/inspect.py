@@ -37,17 +37,19 @@ def inspect_file(path: Path, options: Options) -> dict[str, Any]:
 
 
 def summary(result: dict[str, Any]) -> str:
-    if "metadata" not in result:
-        return f"{result['path']}: error: {result['error']}"
-    meta = result["metadata"]
-    lines = [f"{result['path']}: {meta['format']} {meta['width']}x{meta['height']} {meta['mode']}, {meta['bytes']} bytes"]
-    for key in ("orientation", "dpi", "bit_depth", "has_alpha", "frames"):
-        if key in meta:
-            lines.append(f"  {key}: {meta[key]}")
-    for name, value in sorted(meta.get("exif", {}).items()):
-        lines.append(f"  exif.{name}: {json.dumps(value)}")
-    for warning in meta.get("warnings", []):
-        lines.append(f"  warning: {warning}")
+    """A few readable lines per file: the basic facts, then each block's fields as dotted names."""
+    meta = result.get("metadata")
+    head = f"{result['path']}: error: {result['error']}" if "error" in result else f"{result['path']}:"
+    if not meta:
+        return head
+    lines = [head]
+    if "width" in meta:
+        lines.append(f"  {meta['format']} {meta['width']}x{meta['height']} {meta['mode']}, {meta['bytes']} bytes")
+    for key, value in meta.items():
+        if isinstance(value, dict):
+            lines += [f"  {key}.{name}: {json.dumps(inner, ensure_ascii=False)[:200]}" for name, inner in value.items()]
+        elif key not in ("format", "width", "height", "mode", "bytes"):
+            lines.append(f"  {key}: {json.dumps(value, ensure_ascii=False)[:200]}")
     return "\n".join(lines)
 
 
@@ -58,11 +60,12 @@ def inspect_paths(paths: list[Path], settings: Settings, *, as_json: bool, out: 
         return 2
     options = Options(settings.thumbnail_size, settings.thumbnail_quality, settings.max_pixels)
     files = list(iter_files(paths))
+    progress = len(files) > PROGRESS_ABOVE and sys.stderr.isatty()  # a bar for people, not for logs
     for index, path in enumerate(files, 1):
         result = inspect_file(path, options)
-        print(json.dumps(result, allow_nan=False) if as_json else summary(result), file=out, flush=True)
-        if len(files) > PROGRESS_ABOVE:
+        print(json.dumps(result, allow_nan=False, ensure_ascii=False) if as_json else summary(result), file=out, flush=True)
+        if progress:
             print(f"\r[{index}/{len(files)}] {path.name[:60]:<60}", end="", file=sys.stderr, flush=True)
-    if len(files) > PROGRESS_ABOVE:
+    if progress:
         print(file=sys.stderr)
     return 0

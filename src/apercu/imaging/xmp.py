@@ -34,6 +34,7 @@ PREFIXES = {
     "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/": "Iptc4xmpCore",
     "http://iptc.org/std/Iptc4xmpExt/2008-02-29/": "Iptc4xmpExt",
     "http://ns.microsoft.com/photo/1.0/": "microsoft",
+    "http://ns.microsoft.com/photo/1.0": "microsoft",
     "http://ns.adobe.com/pdf/1.3/": "pdf",
     "adobe:ns:meta/": "x",
 }
@@ -49,6 +50,7 @@ EXIFTOOL_NAMES = {
     "photoshop:ICCProfile": "photoshop:ICCProfileName",
     "crs:Temperature": "crs:ColorTemperature",
     "rdf:about": "rdf:About",
+    "microsoft:Rating": "microsoft:RatingPercent",
 }
 RATIONAL = re.compile(r"^(-?\d+)/(\d+)$")
 
