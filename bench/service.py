@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from PIL import Image  # noqa: E402
 
 from apercu.imaging.analyse import analyse  # noqa: E402
-from service import Service  # noqa: E402
+from live import Service  # noqa: E402
 
 CLIENTS = 8
 

@@ -80,7 +80,7 @@ def test_malformed_exif_costs_only_itself() -> None:
     for name in ("color/hopper_bad_exif.jpg", "color/invalid-exif.jpg", "exif/jpg_corrupted.jpg"):
         data = (corpus / name).read_bytes()
         result = analyse(data)
-        assert result.metadata["width"] > 0 and result.thumbnail.jpeg[:2] == b"\xff\xd8", name
+        assert result.metadata["width"] > 0 and result.thumbnail.data[:2] == b"\xff\xd8", name
 
 
 def test_gps_block_of_a_camera_file() -> None:

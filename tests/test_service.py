@@ -18,7 +18,7 @@ from PIL import Image
 
 import images
 from conftest import CORPUS, corpus_files, require_corpus
-from service import Service
+from live import Service
 
 pytestmark = pytest.mark.integration
 

@@ -74,8 +74,8 @@ class Processor:
         except SoftTimeLimitExceeded:
             catalog.fail(image_id, f"processing took longer than {self.settings.task_time_limit} s")
             return Claim.CLAIMED, 0.0
-        blobs.write_thumbnail(image_id, result.thumbnail.jpeg)
-        jpeg = result.thumbnail.jpeg
+        blobs.write_thumbnail(image_id, result.thumbnail.data)
+        jpeg = result.thumbnail.data
         thumb = {
             "width": result.thumbnail.width,
             "height": result.thumbnail.height,

@@ -1,18 +1,19 @@
 """The one imaging entry point: the bytes of an original in, its metadata and thumbnail out.
 
-The image is opened and decoded exactly once. Header facts and metadata blocks are read before decoding (the
-JPEG shrink-on-load changes the size Pillow reports, and Pillow's TIFF decoder strips the orientation it
-applies); PNG's, which may sit after the pixel data, are read after. When decoding fails, what the header
-said is kept and handed over with the failure, so a broken file still shows its metadata.
+The image is opened once and its pixels decoded once. Header facts and metadata blocks are read before any
+decoding (JPEG shrink-on-load changes the size Pillow reports, Pillow's TIFF decoder strips the orientation
+it applies, and PNG chunks are walked rather than loaded). When decoding fails, what the header said is kept
+and handed over with the failure, so a broken file still shows its metadata.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import warnings as warnings_module
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from PIL import Image
 
@@ -36,6 +37,7 @@ class Options:
     thumbnail_size: int = 256
     thumbnail_quality: int = 85
     max_pixels: int = 100_000_000
+    background: tuple[int, int, int] = thumbnail.WHITE
 
 
 @dataclass
@@ -53,21 +55,40 @@ def analyse(data: bytes, options: Options = Options()) -> Analysis:
     """Metadata and thumbnail of one image; raises ProcessingFailed with a readable message.
 
     Pillow's own complaints about the file (corrupt EXIF, truncated tags) join the image's `warnings`."""
-    limits.configure_pillow()
-    with warnings_module.catch_warnings(record=True) as caught:
-        warnings_module.simplefilter("always", UserWarning)
-        warnings_module.simplefilter("ignore", Image.DecompressionBombWarning)
+    with _pillow_warnings() as caught:
         try:
             result = _analyse(data, options)
         except ProcessingFailed as exc:
             if exc.metadata:
-                exc.metadata = _with_warnings(exc.metadata, _pillow_warnings(caught, exc.metadata))
+                exc.metadata = _with_warnings(exc.metadata, _merged(caught, exc.metadata))
             raise
-    result.metadata = _with_warnings(result.metadata, _pillow_warnings(caught, result.metadata))
+    result.metadata = _with_warnings(result.metadata, _merged(caught, result.metadata))
     return result
 
 
-def _pillow_warnings(caught: list[warnings_module.WarningMessage], facts: dict[str, Any]) -> list[str]:
+def render_variant(data: bytes, options: Options, size: int, fmt: str) -> thumbnail.Thumbnail:
+    """Another size or format of an already processed image's thumbnail (rendered on first request)."""
+    with _pillow_warnings(), _open(data) as img:
+        limits.check_pixels(img.width, img.height, options.max_pixels)
+        exif, _ = embedded.read(img, data, [])
+        orientation = metadata.orientation_of(img, exif)
+        return thumbnail.render(
+            img, data, size=size, quality=options.thumbnail_quality, orientation=orientation,
+            background=options.background, fmt=fmt,
+        )
+
+
+@contextlib.contextmanager
+def _pillow_warnings() -> Iterator[list[warnings_module.WarningMessage]]:
+    """Record what Pillow warns about while it reads this one file (workers process one file at a time)."""
+    limits.configure_pillow()
+    with warnings_module.catch_warnings(record=True) as caught:
+        warnings_module.simplefilter("always", UserWarning)
+        warnings_module.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield caught
+
+
+def _merged(caught: list[warnings_module.WarningMessage], facts: dict[str, Any]) -> list[str]:
     """Ours first, then Pillow's, each once (the same complaint recurs across a file's directories)."""
     combined = list(facts.get("warnings", []))
     for message in caught:
@@ -77,62 +98,49 @@ def _pillow_warnings(caught: list[warnings_module.WarningMessage], facts: dict[s
     return combined
 
 
-def _analyse(data: bytes, options: Options) -> Analysis:
+def _open(data: bytes) -> Image.Image:
     try:
-        img = Image.open(io.BytesIO(data), formats=ALL_PLUGINS)
+        return Image.open(io.BytesIO(data), formats=ALL_PLUGINS)
     except Image.DecompressionBombError as exc:
         raise ProcessingFailed(f"image rejected as a decompression bomb: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - any reader error is a property of the file
         raise ProcessingFailed(f"cannot read image: {embedded.describe(exc)}", _salvage(data)) from exc
-    with img:
-        return _analyse_open(img, data, options)
 
 
-def _analyse_open(img: Image.Image, data: bytes, options: Options) -> Analysis:
-    warnings: list[str] = []
-    facts = _header_facts(img, data, warnings)
-    try:
-        limits.check_pixels(img.width, img.height, options.max_pixels)
-        thumbnail.prepare_decode(img, options.thumbnail_size)
-        img.load()
-        if img.format == "PNG":  # eXIf and text chunks may follow the pixel data
-            facts = _header_facts(img, data, warnings, (facts["raw_width"], facts["raw_height"]), decoded=True)
-        thumb = thumbnail.render(
-            img,
-            size=options.thumbnail_size,
-            quality=options.thumbnail_quality,
-            orientation=None if metadata.decoder_applies_orientation(img) else facts.get("orientation"),
-        )
-    except limits.ImageRejected as exc:
-        raise ProcessingFailed(str(exc), _with_warnings(facts, warnings)) from exc
-    except (MemoryError, RecursionError) as exc:
-        raise ProcessingFailed(f"image too complex to decode: {type(exc).__name__}", _with_warnings(facts, warnings)) from exc
-    except Exception as exc:  # noqa: BLE001 - any decoder error is a property of the file, not a crash
-        raise ProcessingFailed(f"cannot decode image: {embedded.describe(exc)}", _with_warnings(facts, warnings)) from exc
-    facts.update(metadata.animation(img))
-    return Analysis(_with_warnings(facts, warnings), thumb, warnings)
+def _analyse(data: bytes, options: Options) -> Analysis:
+    with _open(data) as img:
+        warnings: list[str] = []
+        facts, orientation = _header_facts(img, data, warnings)
+        try:
+            limits.check_pixels(img.width, img.height, options.max_pixels)
+            thumb = thumbnail.render(
+                img, data, size=options.thumbnail_size, quality=options.thumbnail_quality,
+                orientation=orientation, background=options.background,
+            )
+        except limits.ImageRejected as exc:
+            raise ProcessingFailed(str(exc), _with_warnings(facts, warnings)) from exc
+        except (MemoryError, RecursionError) as exc:
+            message = f"image too complex to decode: {type(exc).__name__}"
+            raise ProcessingFailed(message, _with_warnings(facts, warnings)) from exc
+        except Exception as exc:  # noqa: BLE001 - any decoder error is a property of the file, not a crash
+            message = f"cannot decode image: {embedded.describe(exc)}"
+            raise ProcessingFailed(message, _with_warnings(facts, warnings)) from exc
+        facts.update(metadata.animation(img))
+        return Analysis(_with_warnings(facts, warnings), thumb, warnings)
 
 
-def _header_facts(
-    img: Image.Image,
-    data: bytes,
-    warnings: list[str],
-    stored_size: tuple[int, int] | None = None,
-    decoded: bool = False,
-) -> dict[str, Any]:
-    """Everything but the pixels. For a PNG not yet decoded, EXIF is left out: Pillow would decode the whole
-    image to look for a late eXIf chunk, before our pixel limit had been checked."""
-    del warnings[:]  # a second reading (PNG, after decoding) replaces the first
-    exif, tags = embedded.read_exif(img, warnings) if decoded or img.format != "PNG" else (None, {})
+def _header_facts(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[dict[str, Any], int | None]:
+    """Everything but the pixels, and the orientation the thumbnail must apply."""
+    exif, blocks = embedded.read(img, data, warnings)
     orientation = metadata.orientation_of(img, exif)
-    facts = metadata.basic(img, stored_size or img.size, data, orientation)
+    facts = metadata.basic(img, img.size, data, orientation)
     facts["bytes"] = len(data)
     facts["sha256"] = hashlib.sha256(data).hexdigest()
-    facts.update(embedded.blocks(img, tags, warnings, decoded))
+    facts.update(blocks)
     color_space = metadata.color_space(img, facts.get("icc"))
     if color_space:
         facts["color_space"] = color_space
-    return facts
+    return facts, orientation
 
 
 def _salvage(data: bytes) -> dict[str, Any]:
@@ -141,8 +149,14 @@ def _salvage(data: bytes) -> dict[str, Any]:
     if directory is None:
         return {}
     tags, warnings = exif_json.read_exif(directory)
-    salvaged = {"format": "TIFF", "mime_type": "image/tiff", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    return _with_warnings({**salvaged, "exif": tags}, warnings)
+    salvaged = {
+        "format": "TIFF",
+        "mime_type": "image/tiff",
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "exif": tags,
+    }
+    return _with_warnings(salvaged, warnings)
 
 
 def _with_warnings(facts: dict[str, Any], warnings: list[str]) -> dict[str, Any]:

@@ -14,13 +14,15 @@ from apercu.imaging import exif as exif_json
 from apercu.imaging.gps import read_gps
 from apercu.imaging.icc import read_icc
 from apercu.imaging.iptc import read_iptc
+from apercu.imaging.png_chunks import PngMetadata, read_chunks
 from apercu.imaging.xmp import read_xmp
 
 XMP_TIFF_TAG = 700
 PNG_XMP_KEY = "XML:com.adobe.xmp"
 MAX_TEXT = 64 * 1024
 # PNG text chunks that hold other blocks (parsed into those) rather than text for people.
-NOT_TEXT = {PNG_XMP_KEY, "Raw profile type exif", "Raw profile type APP1", "Raw profile type iptc", "icc"}
+IMAGEMAGICK_EXIF = "Raw profile type exif"
+NOT_TEXT = {PNG_XMP_KEY, IMAGEMAGICK_EXIF, "Raw profile type APP1", "Raw profile type iptc", "icc"}
 
 
 def describe(exc: BaseException) -> str:
@@ -37,30 +39,25 @@ def guarded(what: str, warnings: list[str], read: Callable[[], Any]) -> Any:
         return None
 
 
-def read_exif(img: Image.Image, warnings: list[str]) -> tuple[Image.Exif | None, dict[str, Any]]:
-    """Pillow's Exif object (for orientation) and its JSON rendering under ExifTool names."""
-    exif = guarded("EXIF", warnings, img.getexif)
-    if not exif:
-        return None, {}
-    tags, exif_warnings = exif_json.read_exif(exif)
-    warnings.extend(exif_warnings)
-    original = img.info.get("original_orientation")  # pillow-heif rewrites the tag to 1 once applied
-    if isinstance(original, int) and "Orientation" in tags:
-        tags["Orientation"] = original
-    return exif, tags
-
-
-def blocks(img: Image.Image, tags: dict[str, Any], warnings: list[str], decoded: bool) -> dict[str, Any]:
-    """Every block the image has, keyed as in the API (`exif`, `gps`, `xmp`, `iptc`, `icc`, `text`).
-
-    PNG text is read only once the image is decoded (asking Pillow for it earlier decodes the pixels)."""
+def read(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[Image.Exif | None, dict[str, Any]]:
+    """Pillow's Exif object (for orientation) and every block, keyed as in the API (`exif`, `gps`, `xmp`,
+    `iptc`, `icc`, `text`). Nothing here decodes pixels: PNG chunks are walked, not loaded."""
+    png = read_chunks(data) if img.format == "PNG" else None
+    if png is not None:
+        warnings.extend(png.problems)
+    exif = guarded("EXIF", warnings, lambda: _exif(img, png))
+    tags: dict[str, Any] = {}
+    if exif:
+        tags, exif_warnings = exif_json.read_exif(exif)
+        warnings.extend(exif_warnings)
+        original = img.info.get("original_orientation")  # pillow-heif rewrites the tag to 1 once applied
+        if isinstance(original, int) and "Orientation" in tags:
+            tags["Orientation"] = original
     found: dict[str, Any] = {}
     if tags:
         found["exif"] = tags
-        gps = read_gps(tags, warnings)
-        if gps:
-            found["gps"] = gps
-    packet = _xmp_packet(img)
+        found["gps"] = read_gps(tags, warnings)
+    packet = _xmp_packet(img, png)
     if packet:
         found["xmp"] = guarded("XMP", warnings, lambda: read_xmp(packet))
     if img.format in ("JPEG", "MPO", "TIFF"):
@@ -68,12 +65,31 @@ def blocks(img: Image.Image, tags: dict[str, Any], warnings: list[str], decoded:
     profile = img.info.get("icc_profile")
     if isinstance(profile, bytes) and profile:
         found["icc"] = guarded("ICC profile", warnings, lambda: read_icc(profile))
-    found["text"] = guarded("text", warnings, lambda: _text(img, decoded))
-    return {k: v for k, v in found.items() if v}
+    found["text"] = _text(img, png)
+    return (exif or None), {k: v for k, v in found.items() if v}
 
 
-def _xmp_packet(img: Image.Image) -> bytes | str | None:
-    packet = img.info.get("xmp") or img.info.get(PNG_XMP_KEY)
+def _exif(img: Image.Image, png: PngMetadata | None) -> Image.Exif | None:
+    if png is None:
+        return img.getexif()
+    payload = png.exif or _imagemagick_exif(png.text.get(IMAGEMAGICK_EXIF, ""))
+    if not payload:
+        return None
+    exif = Image.Exif()
+    exif.load(payload)
+    return exif
+
+
+def _imagemagick_exif(raw: str) -> bytes | None:
+    """ImageMagick's "Raw profile type exif" text chunk: a header line, a length, then hex."""
+    lines = raw.strip().split("\n")
+    if len(lines) < 3:
+        return None
+    return bytes.fromhex("".join(lines[2:]))
+
+
+def _xmp_packet(img: Image.Image, png: PngMetadata | None) -> bytes | str | None:
+    packet = img.info.get("xmp") or (png.text.get(PNG_XMP_KEY) if png else None)
     if not packet and img.format == "TIFF":
         packet = getattr(img, "tag_v2", {}).get(XMP_TIFF_TAG)
     if isinstance(packet, tuple):  # some TIFF writers store it as BYTE values
@@ -81,13 +97,9 @@ def _xmp_packet(img: Image.Image) -> bytes | str | None:
     return packet or None
 
 
-def _text(img: Image.Image, decoded: bool) -> dict[str, str]:
+def _text(img: Image.Image, png: PngMetadata | None) -> dict[str, str]:
     """Human text: PNG tEXt/iTXt/zTXt chunks, JPEG and GIF comments."""
-    text: dict[str, str] = {}
-    if img.format == "PNG" and decoded:
-        for key, value in getattr(img, "text", {}).items():
-            if key not in NOT_TEXT and isinstance(value, str):
-                text[key] = value[:MAX_TEXT]
+    text = {k: v[:MAX_TEXT] for k, v in png.text.items() if k not in NOT_TEXT} if png else {}
     comment = img.info.get("comment")
     if isinstance(comment, bytes):
         comment = exif_json.decode_text(comment)

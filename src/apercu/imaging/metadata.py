@@ -1,8 +1,7 @@
 """The basic facts of an opened image, read from its header: what it is, how big, how it is stored.
 
-Everything here works on an image that is opened but not yet decoded, so it costs no pixel work; the one
-exception is PNG, whose eXIf chunk may follow the pixel data and is therefore read after decoding (see
-`analyse.analyse`), never by decoding twice.
+Everything here works on an image that is opened but not yet decoded, so it costs no pixel work; only
+`animation` walks frames, after the thumbnail is made.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Thumbnails: the smallest decode that still resamples well, upright, flattened, as a metadata-free JPEG.
+"""Thumbnails: reduced by the fastest engine, then made upright, flattened and encoded without metadata.
 
-The order of the steps is chosen for speed without cost in quality: shrink-on-load first (JPEG DCT scaling),
-then one LANCZOS resize (Pillow premultiplies alpha while resizing), and only then the cheap steps - rotation,
-flattening and bit-depth scaling - on the small image.
+The engines (see `engines`) do the expensive part - decoding with shrink-on-load and resampling - and hand
+over a small sRGB image; rotation, flattening and encoding all happen here, once, on that small image, so
+every engine's output gets the same treatment.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import io
 from dataclasses import dataclass
 
 from PIL import Image
+
+from apercu.imaging import engines
 
 TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -21,89 +23,61 @@ TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# How much larger than the target the shrink-on-load decode stays, so LANCZOS still has detail to work with.
-DRAFT_MARGIN = 2
-REDUCING_GAP = 3.0
 PROGRESSIVE_ABOVE = 200
-DEEP_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+WHITE = (255, 255, 255)
 
 
 @dataclass(frozen=True)
 class Thumbnail:
-    jpeg: bytes
+    data: bytes
     width: int
     height: int
-
-
-def prepare_decode(img: Image.Image, size: int) -> None:
-    """Ask the decoder for a reduced image (JPEG DCT scaling) before any pixel is read."""
-    if img.format not in ("JPEG", "MPO"):
-        return
-    scale = size * DRAFT_MARGIN / max(img.size)
-    if scale < 1:
-        target = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
-        img.draft(img.mode if img.mode != "RGB" else "RGB", target)
+    engine: str
 
 
 def render(
     img: Image.Image,
+    data: bytes,
     *,
     size: int,
     quality: int,
     orientation: int | None,
-    background: tuple[int, int, int] = (255, 255, 255),
+    background: tuple[int, int, int] = WHITE,
+    fmt: str = "JPEG",
 ) -> Thumbnail:
-    """Resize a decoded image to fit size x size (never upscaled), make it upright and encode it as JPEG."""
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)
-    deep = img.mode in DEEP_MODES
-    frame = img.convert("F") if deep else _eight_bit(img)
-    frame.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
-    if deep:
-        frame = _scaled_to_eight_bit(frame, img.mode)
-    if orientation in TRANSPOSE:
+    """Fit the image in size x size (never upscaled), upright, flattened on the background, as JPEG or WebP.
+
+    Raises what the last engine raised when none can decode the image."""
+    candidates = engines.engines_for(img)
+    for engine in candidates:
+        try:
+            frame, upright = engine.reduce(img, data, size)
+            break
+        except Exception:  # noqa: BLE001 - the next engine (Pillow) gets its chance; the last one's error stands
+            if engine is candidates[-1]:
+                raise
+    if not upright and orientation in TRANSPOSE:
         frame = frame.transpose(TRANSPOSE[orientation])
     frame = _flatten(frame, background)
+    return Thumbnail(encode(frame, fmt, quality), frame.width, frame.height, engine.name)
+
+
+def encode(frame: Image.Image, fmt: str, quality: int) -> bytes:
+    """JPEG: 4:2:0, optimised Huffman tables, progressive above 200 px. WebP: lossy, default effort.
+    Nothing but pixels is written: no EXIF, XMP or GPS ever leaves through a thumbnail."""
     out = io.BytesIO()
-    frame.save(
-        out,
-        "JPEG",
-        quality=quality,
-        optimize=True,
-        progressive=max(frame.size) > PROGRESSIVE_ABOVE,
-        subsampling="4:2:0",
-    )
-    return Thumbnail(out.getvalue(), frame.width, frame.height)
-
-
-def _eight_bit(img: Image.Image) -> Image.Image:
-    """Bring deep or exotic modes to 8-bit L/RGB/RGBA/LA, scaling the range rather than clipping it."""
-    if img.mode == "P":
-        return img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-    if img.mode == "PA":
-        return img.convert("RGBA")
-    if img.mode in ("1",):
-        return img.convert("L")
-    if img.mode in ("L", "LA", "RGB", "RGBA"):
-        if img.mode in ("L", "RGB") and "transparency" in img.info:
-            return img.convert("LA" if img.mode == "L" else "RGBA")
-        return img
-    return img.convert("RGB")
-
-
-def _scaled_to_eight_bit(img: Image.Image, source_mode: str) -> Image.Image:
-    """Map deep samples (already resized, as floats) onto 0..255: 16-bit integers from 0..65535, floats from
-    0..1 when they lie in it and from their own range otherwise, integers that fit in a byte unchanged."""
-    low, high = img.getextrema()
-    if source_mode == "F" and not (0 <= low and high <= 1):
-        scale, offset = 255.0 / ((high - low) or 1), -low
-    elif source_mode == "F":
-        scale, offset = 255.0, 0.0
-    elif source_mode == "I" and 0 <= low and high <= 255:
-        scale, offset = 1.0, 0.0  # 8-bit data widened by the decoder
+    if fmt == "WEBP":
+        frame.save(out, "WEBP", quality=quality, method=4)
     else:
-        scale, offset = 255.0 / 65535.0, 0.0
-    return img.point(lambda v: (v + offset) * scale).convert("L")
+        frame.save(
+            out,
+            "JPEG",
+            quality=quality,
+            optimize=True,
+            progressive=max(frame.size) > PROGRESSIVE_ABOVE,
+            subsampling="4:2:0",
+        )
+    return out.getvalue()
 
 
 def _flatten(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:

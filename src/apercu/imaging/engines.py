@@ -1,0 +1,176 @@
+"""Decode engines: each turns an original into a reduced, 8-bit, sRGB image, by the fastest route it has.
+
+Two implementations of one small interface, as imagor and thumbor split their processors:
+- Pillow, with JPEG DCT scaling (`draft`) and `reduce()` before the final LANCZOS, colour converted through
+  the embedded ICC profile with LittleCMS;
+- libvips (pyvips with its bundled binary), whose shrink-on-load and streaming decoders are faster for PNG,
+  WebP, TIFF and HEIF/AVIF and which converts CMYK through a real profile.
+`bench/thumbnails.py` measures both per format; `ENGINE_BY_FORMAT` records what it found. When libvips is
+missing or refuses a file, Pillow takes over, so the choice only ever costs speed, never a thumbnail.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from typing import Any, Protocol
+
+from PIL import Image, ImageCms
+
+from apercu.imaging import metadata
+
+# How much larger than the target the shrink-on-load decode stays, so that LANCZOS still has detail to work
+# with: 1.9 keeps JPEG at 1/8 scale for 12 MP -> 256 px (PSNR ~49 dB against a full-resolution float resize)
+# while never leaving less than ~1.9x for the final resample (below that, PSNR falls towards 45 dB).
+DRAFT_MARGIN = 1.9
+REDUCING_GAP = 3.0
+DEEP_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+GREY_MODES = DEEP_MODES | {"1", "L", "LA", "La"}
+VIPS_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+class Engine(Protocol):
+    name: str
+
+    def reduce(self, img: Image.Image, data: bytes, size: int) -> tuple[Image.Image, bool]:
+        """(image in L/LA/RGB/RGBA, sRGB, fitting size x size; whether it is already upright)."""
+        ...
+
+
+class PillowEngine:
+    name = "pillow"
+
+    def reduce(self, img: Image.Image, data: bytes, size: int) -> tuple[Image.Image, bool]:
+        _draft(img, size)
+        img.load()
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+        deep = img.mode in DEEP_MODES
+        frame = img.convert("F") if deep else _eight_bit(img)
+        frame.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+        frame = _scaled_to_eight_bit(frame, img.mode) if deep else _to_srgb(frame, img.info.get("icc_profile"))
+        return frame, metadata.decoder_applies_orientation(img)
+
+
+class VipsEngine:
+    name = "vips"
+
+    def reduce(self, img: Image.Image, data: bytes, size: int) -> tuple[Image.Image, bool]:
+        pyvips = _pyvips()
+        colour = {"export_profile": "srgb"} if _needs_colour_management(img) else {}
+        thumb = pyvips.Image.thumbnail_buffer(
+            data, size, height=size, size="down", no_rotate=True, fail_on="error", **colour
+        )
+        if thumb.format != "uchar":
+            grey = thumb.interpretation in ("b-w", "grey16")
+            thumb = thumb.colourspace("b-w" if grey else "srgb").cast("uchar")
+        if thumb.bands not in VIPS_MODES:  # e.g. CMYK with alpha
+            thumb = thumb.colourspace("srgb").cast("uchar")
+        mode = VIPS_MODES[thumb.bands]
+        frame = Image.frombytes(mode, (thumb.width, thumb.height), thumb.write_to_memory())
+        return frame, "original_orientation" in img.info  # libheif applies HEIF rotations itself
+
+
+def _needs_colour_management(img: Image.Image) -> bool:
+    """CMYK always (libvips brings a CMYK profile when the file has none); colour images with a profile.
+    Greyscale is left alone so that it stays greyscale."""
+    if img.mode == "CMYK":
+        return True
+    return bool(img.info.get("icc_profile")) and img.mode not in GREY_MODES
+
+
+@functools.cache
+def _pyvips() -> Any:
+    import pyvips
+
+    pyvips.cache_set_max(0)  # one image at a time: an operation cache would only hold memory
+    return pyvips
+
+
+@functools.cache
+def vips_available() -> bool:
+    try:
+        _pyvips()
+    except Exception:  # noqa: BLE001 - a missing or broken libvips means Pillow does everything
+        return False
+    return True
+
+
+PILLOW, VIPS = PillowEngine(), VipsEngine()
+ENGINE_BY_FORMAT = {"PNG": VIPS, "WEBP": VIPS, "TIFF": VIPS, "HEIF": VIPS, "AVIF": VIPS}
+
+
+def engines_for(img: Image.Image) -> list[Engine]:
+    """Engines to try in order: the measured fastest for this format, then Pillow as the fallback."""
+    preferred = ENGINE_BY_FORMAT.get(img.format or "", PILLOW)
+    if img.format == "JPEG" and img.mode == "CMYK":
+        preferred = VIPS  # converts CMYK through a real profile even when the file embeds none
+    if preferred is VIPS and vips_available():
+        return [VIPS, PILLOW]
+    return [PILLOW]
+
+
+def _draft(img: Image.Image, size: int) -> None:
+    if img.format not in ("JPEG", "MPO"):
+        return
+    scale = size * DRAFT_MARGIN / max(img.size)
+    if scale < 1:
+        img.draft(img.mode, (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """Bring palette, bilevel and exotic modes to L/LA/RGB/RGBA (CMYK stays for the colour conversion)."""
+    if img.mode == "P":
+        return img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+    if img.mode == "PA":
+        return img.convert("RGBA")
+    if img.mode == "1":
+        return img.convert("L")
+    if img.mode in ("L", "RGB") and "transparency" in img.info:
+        return img.convert("LA" if img.mode == "L" else "RGBA")
+    if img.mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        return img
+    return img.convert("RGB")
+
+
+def _scaled_to_eight_bit(img: Image.Image, source_mode: str) -> Image.Image:
+    """Map deep samples (already resized, as floats) onto 0..255: 16-bit integers from 0..65535, floats from
+    0..1 when they lie in it and from their own range otherwise, integers that fit in a byte unchanged."""
+    low, high = img.getextrema()
+    if source_mode == "F" and not (0 <= low and high <= 1):
+        scale, offset = 255.0 / ((high - low) or 1), -low
+    elif source_mode == "F":
+        scale, offset = 255.0, 0.0
+    elif source_mode == "I" and 0 <= low and high <= 255:
+        scale, offset = 1.0, 0.0  # 8-bit data widened by the decoder
+    else:
+        scale, offset = 255.0 / 65535.0, 0.0
+    return img.point(lambda v: (v + offset) * scale).convert("L")
+
+
+@functools.cache
+def _srgb() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """Colour through the embedded profile (LittleCMS); CMYK without one falls back to Pillow's formula."""
+    if img.mode in ("L", "LA") or not icc:
+        return img.convert("RGB") if img.mode == "CMYK" else img
+    alpha = img.getchannel("A") if img.mode == "RGBA" else None
+    base = img.convert("RGB") if alpha is not None else img
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if _is_srgb(source) and base.mode == "RGB":
+            return img
+        converted = ImageCms.profileToProfile(base, source, _srgb(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return img.convert("RGB") if img.mode == "CMYK" else img  # an unusable profile: as if absent
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
+
+
+def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+    description = (ImageCms.getProfileDescription(profile) or "").lower()
+    return "srgb" in description
