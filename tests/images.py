@@ -101,3 +101,43 @@ FACTORIES: dict[str, Callable[[], bytes]] = {
 }
 # What each factory's output must be reported as.
 EXPECTED_FORMAT = {name: name.split("-")[0].rstrip("16") for name in FACTORIES}
+
+
+def _s15(value: float) -> bytes:
+    return int(round(value * 65536)).to_bytes(4, "big", signed=True)
+
+
+def _xyz(x: float, y: float, z: float) -> bytes:
+    return b"XYZ \x00\x00\x00\x00" + _s15(x) + _s15(y) + _s15(z)
+
+
+def adobe_rgb_profile() -> bytes:
+    """A minimal ICC v2 matrix/TRC profile with Adobe RGB (1998) primaries (D50-adapted) and gamma 2.2:
+    a wide-gamut profile for colour-management tests, built here so no profile file is needed."""
+    description = b"Apercu test Adobe RGB\x00"
+    desc = b"desc\x00\x00\x00\x00" + len(description).to_bytes(4, "big") + description + b"\x00" * 12 + b"\x00" * 67
+    curve = b"curv\x00\x00\x00\x00" + (1).to_bytes(4, "big") + (563).to_bytes(2, "big") + b"\x00\x00"
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", _xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", _xyz(0.6097, 0.3111, 0.0195)),
+        (b"gXYZ", _xyz(0.2053, 0.6257, 0.0609)),
+        (b"bXYZ", _xyz(0.1492, 0.0632, 0.7446)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for signature, data in tags:
+        data += b"\x00" * (-len(data) % 4)
+        table += signature + (offset + len(body)).to_bytes(4, "big") + len(data).to_bytes(4, "big")
+        body += data
+    size = offset + len(body)
+    header = (
+        size.to_bytes(4, "big") + b"lcms" + b"\x02\x10\x00\x00" + b"mntrRGB XYZ " + b"\x07\xe8\x00\x01\x00\x01"
+        + b"\x00" * 6 + b"acspAPPL" + b"\x00" * 4 + b"\x00" * 8 + b"\x00" * 8 + b"\x00" * 4
+        + _s15(0.9642)[0:4] + _s15(1.0) + _s15(0.8249) + b"lcms" + b"\x00" * 44
+    )
+    assert len(header) == 128, len(header)
+    return header + len(tags).to_bytes(4, "big") + table + body

@@ -245,3 +245,35 @@ def test_every_format_through_the_api(client: Any, process: Any, name: str) -> N
     assert body["status"] == "success", body["error"]
     assert body["metadata"]["format"] == images.EXPECTED_FORMAT[name]
     assert client.get(f"/thumbnails/{image_id}.jpg").status_code == 200
+
+
+def test_thumbnail_sizes_and_webp_are_rendered_once_and_deleted_with_the_image(client: Any, process: Any, app: Any) -> None:
+    image_id = parse_json(upload(client, images.jpeg((1600, 1200), orientation=6)))["id"]
+    process(image_id)
+    big = client.get(f"/thumbnails/{image_id}.jpg?size=512")
+    assert big.status_code == 200 and big.mimetype == "image/jpeg"
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(big.data)).size == (384, 512)
+    cached = app.extensions["apercu"].storage.blobs.thumbnail_path(image_id, "512.jpg")
+    assert cached.exists()
+    assert client.get(f"/thumbnails/{image_id}.jpg?size=512", headers={"If-None-Match": big.headers["ETag"]}).status_code == 304
+    webp = client.get(f"/thumbnails/{image_id}.webp")
+    assert webp.status_code == 200 and webp.mimetype == "image/webp"
+    assert Image.open(io.BytesIO(webp.data)).format == "WEBP"
+    small_webp = client.get(f"/thumbnails/{image_id}.webp?size=128")
+    assert max(Image.open(io.BytesIO(small_webp.data)).size) == 128
+    bad = client.get(f"/thumbnails/{image_id}.jpg?size=300")
+    assert bad.status_code == 400 and error_code(bad) == "invalid_size"
+    assert client.delete(f"/images/{image_id}").status_code == 204
+    assert not list(app.extensions["apercu"].settings.data_dir.glob(f"thumbnails/**/{image_id}*"))
+    assert client.get(f"/thumbnails/{image_id}.webp").status_code == 404
+
+
+def test_invalid_thumbnail_settings_fail_at_start(settings: Any) -> None:
+    from apercu.api import create_app
+
+    with pytest.raises(ValueError, match="THUMBNAIL_BACKGROUND"):
+        create_app(settings.with_overrides(thumbnail_background="white"))
+    with pytest.raises(ValueError, match="THUMBNAIL_SIZES"):
+        create_app(settings.with_overrides(thumbnail_sizes="128,big"))

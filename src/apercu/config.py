@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from apercu.imaging.analyse import Options
 
 MIB = 1024 * 1024
 
@@ -35,7 +38,9 @@ class Settings:
     max_upload_bytes: int = 50 * MIB
     max_pixels: int = 100_000_000
     thumbnail_size: int = 256
+    thumbnail_sizes: str = "128,256,512"  # what ?size=N may ask for (the default size is always allowed)
     thumbnail_quality: int = 85
+    thumbnail_background: str = "#ffffff"  # what transparency is flattened onto
     task_time_limit: int = 120
     max_attempts: int = 3
     broker_poll_interval: float = 0.05
@@ -80,6 +85,42 @@ class Settings:
     @property
     def embedded_broker(self) -> bool:
         return not self.broker_url
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        try:
+            sizes = {int(part) for part in self.thumbnail_sizes.split(",") if part.strip()}
+        except ValueError:
+            raise ValueError(f"APERCU_THUMBNAIL_SIZES={self.thumbnail_sizes!r} is not a list of integers") from None
+        if any(not 16 <= size <= 4096 for size in sizes | {self.thumbnail_size}):
+            raise ValueError("thumbnail sizes must be between 16 and 4096 px")
+        return tuple(sorted(sizes | {self.thumbnail_size}))
+
+    @property
+    def background(self) -> tuple[int, int, int]:
+        text = self.thumbnail_background.lstrip("#")
+        if len(text) != 6:
+            raise ValueError(f"APERCU_THUMBNAIL_BACKGROUND={self.thumbnail_background!r} is not #rrggbb")
+        try:
+            return (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16))
+        except ValueError:
+            raise ValueError(f"APERCU_THUMBNAIL_BACKGROUND={self.thumbnail_background!r} is not #rrggbb") from None
+
+    def imaging_options(self) -> "Options":
+        """The part of the settings the imaging functions take (they know nothing of this module)."""
+        from apercu.imaging.analyse import Options
+
+        return Options(
+            thumbnail_size=self.thumbnail_size,
+            thumbnail_quality=self.thumbnail_quality,
+            max_pixels=self.max_pixels,
+            background=self.background,
+        )
+
+    def validate(self) -> "Settings":
+        """Raise ValueError now for settings that would otherwise fail on the first request."""
+        self.sizes, self.background  # noqa: B018 - evaluated for their checks
+        return self
 
 
 def _convert(name: str, raw: str, cls: type[Settings]) -> Any:

@@ -58,7 +58,7 @@ def inspect_paths(paths: list[Path], settings: Settings, *, as_json: bool, out: 
     if missing:
         print(f"apercu inspect: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    options = Options(settings.thumbnail_size, settings.thumbnail_quality, settings.max_pixels)
+    options = settings.imaging_options()
     files = list(iter_files(paths))
     progress = len(files) > PROGRESS_ABOVE and sys.stderr.isatty()  # a bar for people, not for logs
     for index, path in enumerate(files, 1):

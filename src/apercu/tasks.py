@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from apercu.config import Settings
-from apercu.imaging.analyse import Options, ProcessingFailed, analyse
+from apercu.imaging.analyse import ProcessingFailed, analyse
 from apercu.storage import Storage, open_storage
 from apercu.storage.catalog import Claim, utcnow
 
@@ -37,11 +37,7 @@ class Processor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._storage: Storage | None = None
-        self.options = Options(
-            thumbnail_size=settings.thumbnail_size,
-            thumbnail_quality=settings.thumbnail_quality,
-            max_pixels=settings.max_pixels,
-        )
+        self.options = settings.imaging_options()
 
     @property
     def storage(self) -> Storage:

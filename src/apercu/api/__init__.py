@@ -36,7 +36,7 @@ class StrictJSONProvider(DefaultJSONProvider):
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
+    settings = (settings or Settings.from_env()).validate()
     app = Flask("apercu")
     app.json = StrictJSONProvider(app)
     app.request_class = UploadRequest

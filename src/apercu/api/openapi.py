@@ -9,7 +9,8 @@ ENDPOINTS: tuple[tuple[str, str, str], ...] = (
     ("POST", "/images", "Upload an image (multipart field 'file'); 202 with its id, processed asynchronously"),
     ("GET", "/images", "List images, newest first (?limit=, ?cursor=)"),
     ("GET", "/images/{id}", "Status and metadata of one image (?wait=N holds until processed, up to 30 s)"),
-    ("GET", "/thumbnails/{id}.jpg", "The JPEG thumbnail once processed (?wait=N)"),
+    ("GET", "/thumbnails/{id}.jpg", "The JPEG thumbnail once processed (?size=N of the configured sizes, ?wait=N)"),
+    ("GET", "/thumbnails/{id}.webp", "The same thumbnail as WebP (?size=N, ?wait=N)"),
     ("DELETE", "/delete/{id}", "Delete an image, its thumbnail and its record"),
     ("DELETE", "/images/{id}", "Same as DELETE /delete/{id}"),
     ("GET", "/healthz", "Liveness: 200 while the process runs"),
@@ -21,6 +22,7 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 IMAGE = {"$ref": "#/components/schemas/Image"}
 ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
 WAIT_PARAM = {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 30}}
+SIZE_PARAM = {"name": "size", "in": "query", "schema": {"type": "integer"}}
 
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/"): {"200": {"description": "up"}},
@@ -35,6 +37,14 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/thumbnails/{id}.jpg"): {
         "200": {"description": "JPEG thumbnail", "content": {"image/jpeg": {}}},
         "304": {"description": "not modified (If-None-Match)"},
+        "400": {"description": "size not among the configured sizes"},
+        "404": {"description": "unknown id or processing failed"},
+        "409": {"description": "not processed yet; see Retry-After"},
+    },
+    ("GET", "/thumbnails/{id}.webp"): {
+        "200": {"description": "WebP thumbnail", "content": {"image/webp": {}}},
+        "304": {"description": "not modified (If-None-Match)"},
+        "400": {"description": "size not among the configured sizes"},
         "404": {"description": "unknown id or processing failed"},
         "409": {"description": "not processed yet; see Retry-After"},
     },
@@ -81,6 +91,8 @@ def _operation(method: str, path: str, description: str) -> dict[str, Any]:
         params.append(ID_PARAM)
     if method == "GET" and "{id}" in path:
         params.append(WAIT_PARAM)
+    if path.startswith("/thumbnails/"):
+        params.append(SIZE_PARAM)
     responses = {}
     for status, spec in RESPONSES[(method, path)].items():
         spec = dict(spec)

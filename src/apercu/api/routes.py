@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
 
 from apercu import __version__
-from apercu.api import uploads
+from apercu.api import uploads, variants
 from apercu.api.errors import ApiError
 from apercu.api.openapi import ENDPOINTS, document
 from apercu.storage.catalog import PENDING, PROCESSING
@@ -26,6 +26,8 @@ MAX_WAIT_SECONDS = 30.0
 DEFAULT_PAGE, MAX_PAGE = 20, 100
 RETRY_AFTER_SECONDS = "1"
 THUMBNAIL_MAX_AGE = 86400
+THUMBNAIL_FORMATS = {"jpg": "JPEG", "webp": "WEBP"}
+MIME = {"JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
 def _apercu() -> Any:
@@ -157,8 +159,12 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         raise ApiError(400, "cursor is not one this server issued", code="invalid_cursor") from None
 
 
-@bp.get("/thumbnails/<image_id>.jpg")
-def thumbnail(image_id: str) -> ResponseReturnValue:
+@bp.get("/thumbnails/<image_id>.jpg", defaults={"ext": "jpg"})
+@bp.get("/thumbnails/<image_id>.webp", defaults={"ext": "webp"})
+def thumbnail(image_id: str, ext: str) -> ResponseReturnValue:
+    """The stored JPEG, or another size (?size=N) or format (.webp), rendered on first request and kept."""
+    fmt = THUMBNAIL_FORMATS[ext]
+    size = _thumbnail_size()
     row = _load(image_id)
     if row["status"] in (PENDING, PROCESSING):
         raise ApiError(
@@ -166,19 +172,25 @@ def thumbnail(image_id: str) -> ResponseReturnValue:
         )
     if row["thumbnail"] is None:
         raise ApiError(404, f"no thumbnail: processing failed ({row['error']})", code="no_thumbnail")
-    path = _apercu().storage.blobs.thumbnail_path(image_id)
+    app = _apercu()
+    if fmt == "JPEG" and size == app.settings.thumbnail_size:
+        path, etag = app.storage.blobs.thumbnail_path(image_id), row["thumbnail"]["etag"]
+    else:
+        path, etag = variants.ensure(app, image_id, size, fmt), True
     try:
-        response = send_file(
-            path,
-            mimetype="image/jpeg",
-            etag=row["thumbnail"]["etag"],
-            conditional=True,
-            max_age=THUMBNAIL_MAX_AGE,
-        )
+        response = send_file(path, mimetype=MIME[fmt], etag=etag, conditional=True, max_age=THUMBNAIL_MAX_AGE)
     except FileNotFoundError:
         raise ApiError(404, "no image with this id") from None
     response.cache_control.public = True
     return response
+
+
+def _thumbnail_size() -> int:
+    sizes = _apercu().settings.sizes
+    raw = request.args.get("size", str(_apercu().settings.thumbnail_size))
+    if not raw.isdigit() or int(raw) not in sizes:
+        raise ApiError(400, f"size must be one of {', '.join(map(str, sizes))}", code="invalid_size")
+    return int(raw)
 
 
 def _delete(image_id: str) -> ResponseReturnValue:

@@ -69,13 +69,15 @@ def analyse(data: bytes, options: Options = Options()) -> Analysis:
 def render_variant(data: bytes, options: Options, size: int, fmt: str) -> thumbnail.Thumbnail:
     """Another size or format of an already processed image's thumbnail (rendered on first request)."""
     with _pillow_warnings(), _open(data) as img:
-        limits.check_pixels(img.width, img.height, options.max_pixels)
-        exif, _ = embedded.read(img, data, [])
-        orientation = metadata.orientation_of(img, exif)
-        return thumbnail.render(
-            img, data, size=size, quality=options.thumbnail_quality, orientation=orientation,
-            background=options.background, fmt=fmt,
-        )
+        try:
+            limits.check_pixels(img.width, img.height, options.max_pixels)
+            exif, _ = embedded.read(img, data, [])
+            return thumbnail.render(
+                img, data, size=size, quality=options.thumbnail_quality,
+                orientation=metadata.orientation_of(img, exif), background=options.background, fmt=fmt,
+            )
+        except Exception as exc:  # noqa: BLE001 - as in analyse: a property of the file
+            raise ProcessingFailed(f"cannot render thumbnail: {embedded.describe(exc)}") from exc
 
 
 @contextlib.contextmanager

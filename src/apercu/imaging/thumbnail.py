@@ -58,7 +58,7 @@ def render(
                 raise
     if not upright and orientation in TRANSPOSE:
         frame = frame.transpose(TRANSPOSE[orientation])
-    frame = _flatten(frame, background)
+    frame = flatten(frame, background)
     return Thumbnail(encode(frame, fmt, quality), frame.width, frame.height, engine.name)
 
 
@@ -80,7 +80,7 @@ def encode(frame: Image.Image, fmt: str, quality: int) -> bytes:
     return out.getvalue()
 
 
-def _flatten(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+def flatten(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Composite any alpha channel over the background colour; greyscale stays greyscale."""
     if img.mode == "RGBA":
         base = Image.new("RGB", img.size, background)
