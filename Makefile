@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-thumbnails clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/service.py
+
+bench-thumbnails: $(STAMP)
+	command -v djpeg >/dev/null || (apt-get update -q && apt-get install -y -q libjpeg-turbo-progs) || true
+	$(BIN)/python bench/thumbnails.py
 
 clean:
 	rm -rf $(VENV) apercu-data .pytest_cache

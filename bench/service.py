@@ -27,27 +27,16 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from PIL import Image  # noqa: E402
-
 from apercu.imaging.analyse import analyse  # noqa: E402
 from live import Service  # noqa: E402
+from thumbnails import photo  # noqa: E402
 
 CLIENTS = 8
 
 
-def photo(size: tuple[int, int], quality: int = 88) -> bytes:
-    """A deterministic photograph-like JPEG: smooth gradients plus sensor-like noise."""
-    base = Image.merge(
-        "RGB",
-        [
-            Image.linear_gradient("L").resize(size),
-            Image.radial_gradient("L").resize(size),
-            Image.linear_gradient("L").rotate(90).resize(size),
-        ],
-    )
-    noise = Image.effect_noise(size, 24).convert("RGB")
+def photo_jpeg(size: tuple[int, int], quality: int = 88) -> bytes:
     out = io.BytesIO()
-    Image.blend(base, noise, 0.25).save(out, "JPEG", quality=quality)
+    photo(size).save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 
@@ -123,7 +112,7 @@ def main() -> None:
     parser.add_argument("--skip-redis", action="store_true")
     args = parser.parse_args()
 
-    big, small, tiny = photo((4000, 3000)), photo((640, 480), quality=90), photo((64, 48))
+    big, small, tiny = photo_jpeg((4000, 3000)), photo_jpeg((640, 480), quality=90), photo_jpeg((64, 48))
     bare = statistics.median(_timed(lambda: analyse(big)) for _ in range(5))
     print(f"12 MP JPEG: {len(big) / 1e6:.1f} MB; upload JPEG: {len(small) / 1e3:.0f} KB; {CLIENTS} clients")
     print(f"bare in-process processing of the 12 MP JPEG (median of 5): {bare * 1000:.0f} ms\n")

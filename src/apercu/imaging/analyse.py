@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import threading
 import warnings as warnings_module
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -109,26 +110,50 @@ def _open(data: bytes) -> Image.Image:
         raise ProcessingFailed(f"cannot read image: {embedded.describe(exc)}", _salvage(data)) from exc
 
 
+class _Digest(threading.Thread):
+    """SHA-256 of the original on the other core while the decoder runs (both release the GIL)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(name="apercu-sha256", daemon=True)
+        self.data, self.hexdigest = data, ""
+        self.start()
+
+    def run(self) -> None:
+        self.hexdigest = hashlib.sha256(self.data).hexdigest()
+
+    def result(self) -> str:
+        self.join()
+        return self.hexdigest
+
+
 def _analyse(data: bytes, options: Options) -> Analysis:
+    digest = _Digest(data)
     with _open(data) as img:
         warnings: list[str] = []
         facts, orientation = _header_facts(img, data, warnings)
         try:
-            limits.check_pixels(img.width, img.height, options.max_pixels)
-            thumb = thumbnail.render(
-                img, data, size=options.thumbnail_size, quality=options.thumbnail_quality,
-                orientation=orientation, background=options.background,
-            )
-        except limits.ImageRejected as exc:
+            thumb = _thumbnail(img, data, options, orientation)
+        except ProcessingFailed as exc:
+            facts["sha256"] = digest.result()
             raise ProcessingFailed(str(exc), _with_warnings(facts, warnings)) from exc
-        except (MemoryError, RecursionError) as exc:
-            message = f"image too complex to decode: {type(exc).__name__}"
-            raise ProcessingFailed(message, _with_warnings(facts, warnings)) from exc
-        except Exception as exc:  # noqa: BLE001 - any decoder error is a property of the file, not a crash
-            message = f"cannot decode image: {embedded.describe(exc)}"
-            raise ProcessingFailed(message, _with_warnings(facts, warnings)) from exc
+        facts["sha256"] = digest.result()
         facts.update(metadata.animation(img))
         return Analysis(_with_warnings(facts, warnings), thumb, warnings)
+
+
+def _thumbnail(img: Image.Image, data: bytes, options: Options, orientation: int | None) -> thumbnail.Thumbnail:
+    try:
+        limits.check_pixels(img.width, img.height, options.max_pixels)
+        return thumbnail.render(
+            img, data, size=options.thumbnail_size, quality=options.thumbnail_quality,
+            orientation=orientation, background=options.background,
+        )
+    except limits.ImageRejected as exc:
+        raise ProcessingFailed(str(exc)) from exc
+    except (MemoryError, RecursionError) as exc:
+        raise ProcessingFailed(f"image too complex to decode: {type(exc).__name__}") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder error is a property of the file, not a crash
+        raise ProcessingFailed(f"cannot decode image: {embedded.describe(exc)}") from exc
 
 
 def _header_facts(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[dict[str, Any], int | None]:
@@ -137,7 +162,6 @@ def _header_facts(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[d
     orientation = metadata.orientation_of(img, exif)
     facts = metadata.basic(img, img.size, data, orientation)
     facts["bytes"] = len(data)
-    facts["sha256"] = hashlib.sha256(data).hexdigest()
     facts.update(blocks)
     color_space = metadata.color_space(img, facts.get("icc"))
     if color_space:

@@ -4,7 +4,7 @@ Two implementations of one small interface, as imagor and thumbor split their pr
 - Pillow, with JPEG DCT scaling (`draft`) and `reduce()` before the final LANCZOS, colour converted through
   the embedded ICC profile with LittleCMS;
 - libvips (pyvips with its bundled binary), whose shrink-on-load and streaming decoders are faster for PNG,
-  WebP, TIFF and HEIF/AVIF and which converts CMYK through a real profile.
+  WebP, TIFF and AVIF and which converts CMYK through a real profile.
 `bench/thumbnails.py` measures both per format; `ENGINE_BY_FORMAT` records what it found. When libvips is
 missing or refuses a file, Pillow takes over, so the choice only ever costs speed, never a thumbnail.
 """
@@ -68,7 +68,7 @@ class VipsEngine:
             thumb = thumb.colourspace("srgb").cast("uchar")
         mode = VIPS_MODES[thumb.bands]
         frame = Image.frombytes(mode, (thumb.width, thumb.height), thumb.write_to_memory())
-        return frame, "original_orientation" in img.info  # libheif applies HEIF rotations itself
+        return frame, False
 
 
 def _needs_colour_management(img: Image.Image) -> bool:
@@ -97,7 +97,8 @@ def vips_available() -> bool:
 
 
 PILLOW, VIPS = PillowEngine(), VipsEngine()
-ENGINE_BY_FORMAT = {"PNG": VIPS, "WEBP": VIPS, "TIFF": VIPS, "HEIF": VIPS, "AVIF": VIPS}
+# HEIF stays with pillow-heif: the libvips wheel is built without an HEVC decoder.
+ENGINE_BY_FORMAT = {"PNG": VIPS, "WEBP": VIPS, "TIFF": VIPS, "AVIF": VIPS}
 
 
 def engines_for(img: Image.Image) -> list[Engine]:
