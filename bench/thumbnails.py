@@ -96,6 +96,7 @@ def tool(name: str) -> Callable[[bytes], object]:
         from apercu.imaging import limits
 
         limits.configure_pillow()
+        limits.enable_heif()
         return _pillow_naive
     if name == "pyvips":
         import pyvips

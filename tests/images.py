@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, TiffImagePlugin
 
 from apercu.imaging import limits
 
-limits.configure_pillow()  # HEIF encoder and decoder
+limits.enable_heif()  # HEIF encoder and decoder, for the images made here
 
 
 def gradient(size: tuple[int, int] = (320, 200), mode: str = "RGB") -> Image.Image:

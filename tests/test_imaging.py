@@ -161,3 +161,60 @@ def test_pixel_limit_refuses_bombs_before_decoding() -> None:
 def test_exif_values_become_strict_json(value: object, expected: object) -> None:
     name = "UserComment" if isinstance(value, bytes) and value.startswith(b"ASCII") else "X"
     assert exif_json.to_json(value, name) == expected
+
+
+def _late_exif_png(orientation: int) -> bytes:
+    """A PNG whose eXIf chunk follows the pixel data, where the PNG specification allows it."""
+    import struct
+    import zlib
+
+    data = images.encode(images.gradient((320, 200)), "PNG")
+    exif = images.exif_block(orientation=orientation, camera=False).tobytes()
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    iend = data.rindex(b"IEND") - 4
+    return data[:iend] + chunk + data[iend:]
+
+
+def test_png_exif_after_the_pixels_is_found_without_decoding() -> None:
+    from apercu.imaging.png_chunks import read_chunks
+
+    data = _late_exif_png(6)
+    assert data.index(b"eXIf") > data.index(b"IDAT")
+    assert read_chunks(data).exif is not None
+    result = analyse(data)
+    assert result.metadata["orientation"] == 6 and result.metadata["exif"]["Orientation"] == 6
+    assert (result.thumbnail.width, result.thumbnail.height) == (160, 256)
+
+
+def test_png_text_chunks_and_zlib_bombs() -> None:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "Sunset")
+    info.add_text("Comment", "é" * 10, zip=True)
+    info.add_itxt("Author", "Zoë", lang="en")
+    result = analyse(images.encode(images.gradient(), "PNG", pnginfo=info))
+    assert result.metadata["text"] == {"Title": "Sunset", "Comment": "é" * 10, "Author": "Zoë"}
+    bomb = PngImagePlugin.PngInfo()
+    bomb.add_text("Huge", "x" * (4 * 1024 * 1024), zip=True)  # 4 MiB of text in a few KiB
+    data = images.encode(images.gradient(), "PNG", pnginfo=bomb)
+    from apercu.imaging.png_chunks import read_chunks
+
+    walked = read_chunks(data)
+    assert "Huge" not in walked.text and any("larger than" in p for p in walked.problems)
+    with pytest.raises(ProcessingFailed, match="too large"):  # Pillow refuses such a file outright
+        analyse(data)
+
+
+def test_a_fresh_worker_reads_tga_before_it_has_seen_any_heif(tmp_path: object) -> None:
+    """HEIF support loads on the first HEIF file; until then the other formats must not trip over its name."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from apercu.imaging.analyse import analyse; "
+        "print(analyse(sys.stdin.buffer.read()).metadata['format'])"
+    )
+    tga = images.encode(images.gradient(), "TGA")
+    result = subprocess.run([sys.executable, "-c", script], input=tga, capture_output=True, timeout=60)
+    assert result.stdout.decode().strip() == "TGA", result.stderr.decode()[-500:]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from apercu.imaging import embedded, limits, metadata, thumbnail
 from apercu.imaging import exif as exif_json
-from apercu.imaging.formats import FORMATS, tiff_directory
+from apercu.imaging.formats import FORMATS, HEAD_BYTES, prepare_plugins, tiff_directory
 
 
 class ProcessingFailed(Exception):
@@ -50,6 +50,13 @@ class Analysis:
 
 MAX_WARNINGS = 20
 ALL_PLUGINS = [plugin for fmt in FORMATS for plugin in fmt.plugins]
+
+
+def _registered_plugins() -> list[str]:
+    """Our plugins that this process has loaded: Pillow fails on a format name it does not know (HEIF is
+    registered only once a HEIF file has been seen)."""
+    Image.init()
+    return [plugin for plugin in ALL_PLUGINS if plugin in Image.OPEN]
 
 
 def analyse(data: bytes, options: Options = Options()) -> Analysis:
@@ -102,8 +109,9 @@ def _merged(caught: list[warnings_module.WarningMessage], facts: dict[str, Any])
 
 
 def _open(data: bytes) -> Image.Image:
+    prepare_plugins(data[:HEAD_BYTES])
     try:
-        return Image.open(io.BytesIO(data), formats=ALL_PLUGINS)
+        return Image.open(io.BytesIO(data), formats=_registered_plugins())
     except Image.DecompressionBombError as exc:
         raise ProcessingFailed(f"image rejected as a decompression bomb: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - any reader error is a property of the file

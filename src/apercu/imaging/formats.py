@@ -91,6 +91,12 @@ def format_of(pillow_format: str | None) -> Format | None:
     return BY_NAME.get(PILLOW_ALIASES.get(pillow_format, pillow_format))
 
 
+def prepare_plugins(head: bytes) -> None:
+    """Load the plugins that are loaded on demand (HEIF) when the first bytes call for them."""
+    if _ftyp_brands(head) & HEIF_BRANDS:
+        limits.enable_heif()
+
+
 def sniff(fp: BinaryIO) -> Format | None:
     """The format of a seekable stream, or None when it is not an image we accept.
 
@@ -100,6 +106,7 @@ def sniff(fp: BinaryIO) -> Format | None:
     limits.configure_pillow()
     fp.seek(0)
     head = fp.read(HEAD_BYTES)
+    prepare_plugins(head)
     for fmt in FORMATS:
         if fmt.magic(head) and (_pillow_accepts(fp, fmt) or _structurally_valid(fp, fmt)):
             return fmt

@@ -18,13 +18,18 @@ class ImageRejected(Exception):
 
 @functools.cache
 def configure_pillow() -> None:
-    """Register the HEIF plugin and silence Pillow's warnings: the bomb warning (we apply our own limit, below)
-    and its complaints about corrupt metadata, which we report per image under `warnings` instead. Idempotent."""
+    """Silence Pillow's warnings: the bomb warning (we apply our own limit, below) and its complaints about
+    corrupt metadata, which we report per image under `warnings` instead. Idempotent."""
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
+
+@functools.cache
+def enable_heif() -> None:
+    """Register pillow-heif's plugin, on the first HEIF file only: it costs ~7 MiB of memory per process."""
     import pillow_heif
 
     pillow_heif.register_heif_opener()
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 def check_pixels(width: int, height: int, max_pixels: int) -> None:
