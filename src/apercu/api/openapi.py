@@ -24,6 +24,16 @@ ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "st
 WAIT_PARAM = {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 30}}
 SIZE_PARAM = {"name": "size", "in": "query", "schema": {"type": "integer"}}
 
+def thumbnail_responses(mime: str) -> dict[str, Any]:
+    return {
+        "200": {"description": "the thumbnail", "content": {mime: {}}},
+        "304": {"description": "not modified (If-None-Match)"},
+        "400": {"description": "size not among the configured sizes"},
+        "404": {"description": "unknown id or processing failed"},
+        "409": {"description": "not processed yet; see Retry-After"},
+    }
+
+
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/"): {"200": {"description": "up"}},
     ("POST", "/images"): {
@@ -34,20 +44,8 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("GET", "/images"): {"200": {"description": "a page of images"}, "400": {"description": "bad limit or cursor"}},
     ("GET", "/images/{id}"): {"200": {"description": "the image", "schema": IMAGE}, "404": {"description": "unknown"}},
-    ("GET", "/thumbnails/{id}.jpg"): {
-        "200": {"description": "JPEG thumbnail", "content": {"image/jpeg": {}}},
-        "304": {"description": "not modified (If-None-Match)"},
-        "400": {"description": "size not among the configured sizes"},
-        "404": {"description": "unknown id or processing failed"},
-        "409": {"description": "not processed yet; see Retry-After"},
-    },
-    ("GET", "/thumbnails/{id}.webp"): {
-        "200": {"description": "WebP thumbnail", "content": {"image/webp": {}}},
-        "304": {"description": "not modified (If-None-Match)"},
-        "400": {"description": "size not among the configured sizes"},
-        "404": {"description": "unknown id or processing failed"},
-        "409": {"description": "not processed yet; see Retry-After"},
-    },
+    ("GET", "/thumbnails/{id}.jpg"): thumbnail_responses("image/jpeg"),
+    ("GET", "/thumbnails/{id}.webp"): thumbnail_responses("image/webp"),
     ("DELETE", "/delete/{id}"): {"204": {"description": "deleted"}, "404": {"description": "unknown"}},
     ("DELETE", "/images/{id}"): {"204": {"description": "deleted"}, "404": {"description": "unknown"}},
     ("GET", "/healthz"): {"200": {"description": "alive"}},
