@@ -143,3 +143,20 @@ def test_postgres_urls_get_the_bundled_driver(postgres_url: Any) -> None:
     from apercu.storage.catalog import create_engine
 
     assert create_engine(postgres_url).dialect.driver == "psycopg"
+
+
+def test_time_limit_becomes_a_clear_failure(processor: Processor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery interrupts a slow decode with SoftTimeLimitExceeded; the image fails saying so, and keeps nothing."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    import apercu.imaging.engines as engines
+
+    def too_slow(*_: Any) -> Any:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(engines.PillowEngine, "reduce", too_slow)
+    image_id = stored(processor, images.encode(images.gradient(), "BMP"))
+    processor.process(image_id, "t")
+    row = processor.storage.catalog.get(image_id)
+    assert row["status"] == "failure" and "longer than" in row["error"]
+    assert not processor.storage.blobs.thumbnail_path(image_id).exists()

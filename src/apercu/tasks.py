@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from apercu.config import Settings
-from apercu.imaging.analyse import ProcessingFailed, analyse
+from apercu.imaging.analyse import Analysis, ProcessingFailed, analyse
 from apercu.storage import Storage, open_storage
 from apercu.storage.catalog import Claim, utcnow
 
@@ -64,23 +64,33 @@ class Processor:
             return Claim.CLAIMED, 0.0
         try:
             result = analyse(data, self.options)
-        except ProcessingFailed as exc:
-            catalog.fail(image_id, str(exc), exc.metadata or None)
+        except (ProcessingFailed, SoftTimeLimitExceeded) as exc:
+            catalog.fail(image_id, self._failure_message(exc), getattr(exc, "metadata", None) or None)
             return Claim.CLAIMED, 0.0
-        except SoftTimeLimitExceeded:
-            catalog.fail(image_id, f"processing took longer than {self.settings.task_time_limit} s")
-            return Claim.CLAIMED, 0.0
-        blobs.write_thumbnail(image_id, result.thumbnail.data)
+        self._record_success(image_id, result)
+        return Claim.CLAIMED, 0.0
+
+    def _failure_message(self, exc: BaseException) -> str:
+        """The decoder's message, unless the time limit is what interrupted it (imaging wraps every error)."""
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, SoftTimeLimitExceeded):
+                return f"processing took longer than {self.settings.task_time_limit} s"
+            cause = cause.__cause__
+        return str(exc)
+
+    def _record_success(self, image_id: str, result: Analysis) -> None:
+        """Thumbnail first, then the row; a delete that won the race leaves no thumbnail behind."""
         jpeg = result.thumbnail.data
+        self.storage.blobs.write_thumbnail(image_id, jpeg)
         thumb = {
             "width": result.thumbnail.width,
             "height": result.thumbnail.height,
             "bytes": len(jpeg),
             "etag": hashlib.sha256(jpeg).hexdigest()[:32],
         }
-        if not catalog.finish(image_id, result.metadata, thumb):
-            blobs.delete(image_id)  # deleted while we worked: leave nothing behind
-        return Claim.CLAIMED, 0.0
+        if not self.storage.catalog.finish(image_id, result.metadata, thumb):
+            self.storage.blobs.delete(image_id)
 
     def stale(self, pending_for_seconds: float) -> list[str]:
         """Images whose task may have been lost, marked as re-sent (see `Catalog.stale`)."""
