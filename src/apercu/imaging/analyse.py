@@ -168,7 +168,7 @@ def _header_facts(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[d
     """Everything but the pixels, and the orientation the thumbnail must apply."""
     exif, blocks = embedded.read(img, data, warnings)
     orientation = metadata.orientation_of(img, exif)
-    facts = metadata.basic(img, img.size, data, orientation)
+    facts = metadata.basic(img, data, orientation)
     facts["bytes"] = len(data)
     facts.update(blocks)
     color_space = metadata.color_space(img, facts.get("icc"))

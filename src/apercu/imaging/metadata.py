@@ -40,12 +40,11 @@ def decoder_applies_orientation(img: Image.Image) -> bool:
     return img.format == "TIFF" or "original_orientation" in img.info
 
 
-def basic(
-    img: Image.Image, stored_size: tuple[int, int], data: bytes, orientation: int | None
-) -> dict[str, Any]:
-    """Format, sizes (as stored and as displayed), mode, depth, alpha, frames and resolution."""
+def basic(img: Image.Image, data: bytes, orientation: int | None) -> dict[str, Any]:
+    """Format, sizes (as stored and as displayed), mode, depth, alpha, frames and resolution. Call it before
+    decoding: JPEG shrink-on-load changes the size Pillow reports."""
     fmt = format_of(img.format)
-    width, height = stored_size
+    width, height = img.size
     if decoder_applies_orientation(img) and orientation in SWAPPING_ORIENTATIONS:
         width, height = height, width  # the decoder already rotated: img.size is the displayed size
     shown = (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
