@@ -160,3 +160,26 @@ def test_time_limit_becomes_a_clear_failure(processor: Processor, monkeypatch: p
     row = processor.storage.catalog.get(image_id)
     assert row["status"] == "failure" and "longer than" in row["error"]
     assert not processor.storage.blobs.thumbnail_path(image_id).exists()
+
+
+def test_embedded_broker_survives_a_queue_creation_race(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Web and worker both create the queue at start-up; the one that loses must still publish."""
+    from kombu import Connection
+    from sqlalchemy.exc import IntegrityError
+
+    from apercu.storage import sqlite_broker
+
+    url = f"apercu-sqlite+sqlite:///{tmp_path / 'broker.sqlite'}"
+    with Connection(url) as first:
+        first.SimpleQueue("q").put({"n": 1})
+
+    def lost_the_race(self: Any, queue: str) -> Any:
+        raise IntegrityError("INSERT INTO kombu_queue", {}, Exception("UNIQUE constraint failed"))
+
+    monkeypatch.setattr(sqlite_broker.SqlaChannel, "_get_or_create", lost_the_race)
+    with Connection(url) as second:
+        second.SimpleQueue("q").put({"n": 2})
+    monkeypatch.undo()
+    with Connection(url) as reader:
+        queue = reader.SimpleQueue("q")
+        assert [queue.get(timeout=2).payload for _ in range(2)] == [{"n": 1}, {"n": 2}]

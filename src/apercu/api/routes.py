@@ -109,8 +109,9 @@ def upload() -> ResponseReturnValue:
     row = uploads.accept(request, app.storage, app.settings.max_upload_bytes)
     try:
         enqueue(app.celery, row["id"])
-    except Exception:  # noqa: BLE001 - the image is durable; the worker's recovery sweep will send it
-        current_app.logger.exception("could not enqueue %s; recovery will pick it up", row["id"])
+    except Exception:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
+        current_app.logger.exception("could not enqueue %s; the next recovery sweep will send it", row["id"])
+        app.storage.catalog.mark_unsent(row["id"])
     body = image_json(row)
     response = jsonify({k: body[k] for k in ("id", "status", "links")})
     response.status_code = 202

@@ -41,6 +41,7 @@ images = sa.Table(
 )
 
 PENDING, PROCESSING, SUCCESS, FAILURE = "pending", "processing", "success", "failure"
+NEVER = datetime(1970, 1, 1)
 
 
 def utcnow() -> datetime:
@@ -197,6 +198,11 @@ class Catalog:
     def delete(self, image_id: str) -> bool:
         with self.engine.begin() as conn:
             return bool(conn.execute(images.delete().where(images.c.id == image_id)).rowcount)
+
+    def mark_unsent(self, image_id: str) -> None:
+        """The task could not be published: date the sending back so that the next sweep sends it."""
+        with self.engine.begin() as conn:
+            conn.execute(images.update().where(images.c.id == image_id).values(enqueued_at=NEVER))
 
     def stale(self, pending_before: datetime) -> list[str]:
         """Images whose processing may have been lost: pending since before the cut-off, or with an expired lease.

@@ -1,9 +1,12 @@
 """The embedded broker: kombu's SQLAlchemy transport on a SQLite file, tuned for a single machine.
 
-Three changes to the stock transport, each for a measured reason:
+Four changes to the stock transport, each for a measured reason:
 - `polling_interval` is honoured (the stock transport hands every transport option to `create_engine`, which
   rejects it), so pick-up latency is tens of milliseconds instead of a second;
 - the SQLite file runs in WAL mode with a busy timeout, so the web process can publish while the worker polls;
+- a queue that the web process and the worker create at the same moment is an IntegrityError for one of
+  them (the stock transport only locks within a process), which lost that publish; the loser now reads
+  the winner's row;
 - a delivered message is deleted instead of being kept forever as invisible: the stock transport never
   redelivers it anyway, so keeping it only grows the file. Work lost with a crashed worker is recovered from the
   catalog (see `tasks.recover`), which is the durable record of what still needs processing.
@@ -18,6 +21,7 @@ from kombu.transport.sqlalchemy import Channel as SqlaChannel
 from kombu.transport.sqlalchemy import Transport as SqlaTransport
 from kombu.utils.json import loads
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import IntegrityError
 
 from apercu.storage.catalog import sqlite_pragmas
 
@@ -45,6 +49,13 @@ class Channel(SqlaChannel):
         engine = create_engine(conninfo.hostname, connect_args={"timeout": 30}, **options)
         event.listen(engine, "connect", sqlite_pragmas)
         return engine
+
+    def _get_or_create(self, queue: str) -> Any:
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            self.session.rollback()  # another process created it first
+            return self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
 
     def _get(self, queue: str) -> Any:
         obj = self._get_or_create(queue)
