@@ -9,7 +9,7 @@ Four changes to the stock transport, each for a measured reason:
   the winner's row;
 - a delivered message is deleted instead of being kept forever as invisible: the stock transport never
   redelivers it anyway, so keeping it only grows the file. Work lost with a crashed worker is recovered from the
-  catalog (see `tasks.recover`), which is the durable record of what still needs processing.
+  catalog (see `tasks.start_recovery`), which is the durable record of what still needs processing.
 """
 
 from __future__ import annotations
