@@ -59,7 +59,10 @@ class Service:
         with open(self.log, "ab") as log:
             for role in roles:
                 self.processes.append(
-                    subprocess.Popen([sys.executable, "-m", "apercu", role], env=self.env, stdout=log, stderr=log)
+                    subprocess.Popen(
+                        [sys.executable, "-m", "apercu", role],
+                        env=self.env, stdout=log, stderr=log, start_new_session=True,
+                    )
                 )
         self._wait_ready()
         return self
@@ -91,6 +94,12 @@ class Service:
                 codes.append(proc.wait())
         self.processes = []
         return codes
+
+    def crash(self, index: int) -> None:
+        """SIGKILL one role's whole process group (a worker and its pool children), as a power cut would."""
+        proc = self.processes.pop(index)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
         req = urllib.request.Request(

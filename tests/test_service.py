@@ -176,3 +176,26 @@ def test_sigterm_stops_everything_cleanly(tmp_path: Path) -> None:
     assert svc.stop(signal.SIGTERM, timeout=40) == [0]
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     assert children == []
+
+
+def test_worker_killed_mid_processing_loses_nothing(tmp_path: Path) -> None:
+    """SIGKILL the worker while it holds images: once their leases run out, a new worker finishes them all."""
+    env = {"APERCU_TASK_TIME_LIMIT": "3", "APERCU_RECOVERY_INTERVAL": "1", "APERCU_RECOVERY_GRACE": "1"}
+    svc = Service(tmp_path / "data", env).start("web", "worker")
+    big = images.encode(images.gradient((160, 120)).resize((7000, 5000)), "PNG", compress_level=1)
+    try:
+        ids = {svc.upload(big, f"big-{n}.png").json()["id"] for n in range(12)}  # ~0.2 s of work each
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            statuses = {i["id"]: i["status"] for i in svc.get("/images?limit=50").json()["items"]}
+            if "processing" in statuses.values():
+                break
+        svc.crash(1)  # the worker and its pool, mid-task
+        held = {i for i, status in statuses.items() if status == "processing"}
+        assert held, f"the worker was never seen at work: {statuses}"
+        assert all(svc.get(f"/images/{i}").json()["status"] == "processing" for i in held)
+        svc.start("worker")
+        assert all(svc.wait_final(i, timeout=90)["status"] == "success" for i in ids)
+        assert all(check_processed(svc, i)["metadata"]["width"] == 7000 for i in held)
+    finally:
+        svc.stop()

@@ -45,6 +45,7 @@ class Settings:
     max_attempts: int = 3
     broker_poll_interval: float = 0.05
     recovery_interval: int = 60
+    recovery_grace: int = 300  # a pending image is re-sent only once it has waited this long
     log_level: str = "INFO"
 
     @classmethod

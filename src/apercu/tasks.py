@@ -28,6 +28,13 @@ TASK_NAME = "apercu.process_image"
 # Storage or database hiccups: retried with backoff by the same task id, which still owns the lease.
 TRANSIENT_ERRORS = (OSError, sqlalchemy.exc.OperationalError)
 TRANSIENT_RETRIES = 5
+# The hard time limit (the child is killed) comes this long after the soft one (the task is interrupted).
+HARD_LIMIT_MARGIN = 15
+
+
+def lease_seconds(settings: Settings) -> float:
+    """How long a claim holds: past the hard time limit, a holder still at work is impossible."""
+    return settings.task_time_limit + HARD_LIMIT_MARGIN + 5
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +59,7 @@ class Processor:
     def process(self, image_id: str, owner: str) -> tuple[Claim, float]:
         """Process one image if this caller may; returns the claim outcome and, when busy, when to retry."""
         catalog, blobs = self.storage.catalog, self.storage.blobs
-        claim = catalog.claim(image_id, owner, self.settings.task_time_limit + 30, self.settings.max_attempts)
+        claim = catalog.claim(image_id, owner, lease_seconds(self.settings), self.settings.max_attempts)
         if claim.outcome is Claim.EXHAUSTED:
             catalog.fail(image_id, f"processing was interrupted {self.settings.max_attempts} times; giving up")
         if claim.outcome is not Claim.CLAIMED:
@@ -115,7 +122,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         task_default_queue=settings.queue,
         task_soft_time_limit=settings.task_time_limit,
-        task_time_limit=settings.task_time_limit + 15,
+        task_time_limit=settings.task_time_limit + HARD_LIMIT_MARGIN,
         task_serializer="json",
         accept_content=["json"],
         worker_prefetch_multiplier=1,
@@ -161,7 +168,7 @@ def start_recovery(app: Celery, stop: threading.Event) -> threading.Thread:
                     log.info("recovery re-sent %d unfinished image(s)", len(ids))
             except Exception:  # noqa: BLE001 - a broker or database hiccup must not end recovery
                 log.exception("recovery sweep failed; will try again")
-            grace = max(300.0, 2.0 * settings.task_time_limit)
+            grace = float(settings.recovery_grace)
             stop.wait(settings.recovery_interval)
 
     thread = threading.Thread(target=loop, name="apercu-recovery", daemon=True)
