@@ -13,7 +13,7 @@ import hashlib
 import io
 import threading
 import warnings as warnings_module
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from PIL import Image
@@ -43,9 +43,8 @@ class Options:
 
 @dataclass
 class Analysis:
-    metadata: dict[str, Any]
+    metadata: dict[str, Any]  # what was read, unreadable parts listed under "warnings"
     thumbnail: thumbnail.Thumbnail
-    warnings: list[str] = field(default_factory=list)
 
 
 MAX_WARNINGS = 20
@@ -146,7 +145,7 @@ def _analyse(data: bytes, options: Options) -> Analysis:
             raise ProcessingFailed(str(exc), _with_warnings(facts, warnings)) from exc
         facts["sha256"] = digest.result()
         facts.update(metadata.animation(img))
-        return Analysis(_with_warnings(facts, warnings), thumb, warnings)
+        return Analysis(_with_warnings(facts, warnings), thumb)
 
 
 def _thumbnail(img: Image.Image, data: bytes, options: Options, orientation: int | None) -> thumbnail.Thumbnail:
