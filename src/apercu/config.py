@@ -18,10 +18,6 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 
 
-def _as_bool(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "on"}
-
-
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration. Field names are the environment names without the APERCU_ prefix."""
@@ -127,8 +123,6 @@ class Settings:
 def _convert(name: str, raw: str, cls: type[Settings]) -> Any:
     default = cls.__dataclass_fields__[name].default
     try:
-        if isinstance(default, bool):
-            return _as_bool(raw)
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

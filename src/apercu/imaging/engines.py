@@ -24,8 +24,7 @@ from apercu.imaging import metadata
 # while never leaving less than ~1.9x for the final resample (below that, PSNR falls towards 45 dB).
 DRAFT_MARGIN = 1.9
 REDUCING_GAP = 3.0
-DEEP_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
-GREY_MODES = DEEP_MODES | {"1", "L", "LA", "La"}
+DEEP_MODES = set(metadata.MODE_BITS) - {"1"}  # 16- and 32-bit samples
 VIPS_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
@@ -76,7 +75,7 @@ def _needs_colour_management(img: Image.Image) -> bool:
     Greyscale is left alone so that it stays greyscale."""
     if img.mode == "CMYK":
         return True
-    return bool(img.info.get("icc_profile")) and img.mode not in GREY_MODES
+    return bool(img.info.get("icc_profile")) and img.mode not in metadata.GREY_MODES
 
 
 @functools.cache

@@ -15,6 +15,7 @@ from apercu.imaging.formats import format_of
 
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 MODE_BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
+GREY_MODES = {*MODE_BITS, "L", "LA", "La"}  # every mode with one colour channel
 ORIENTATION_TAG = 0x0112
 SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 
@@ -102,8 +103,7 @@ def _dpi(img: Image.Image) -> list[float] | None:
 
 MAX_FRAMES_TIMED = 1000
 ICC_SPACES = {"RGB": "RGB", "GRAY": "Gray", "CMYK": "CMYK", "Lab": "Lab", "YCbr": "YCbCr"}
-MODE_SPACES = {"1": "Gray", "L": "Gray", "LA": "Gray", "I": "Gray", "I;16": "Gray", "I;16B": "Gray", "F": "Gray",
-               "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV"}
+MODE_SPACES = {**dict.fromkeys(GREY_MODES, "Gray"), "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV"}
 
 
 def color_space(img: Image.Image, icc: dict[str, Any] | None) -> str | None:
