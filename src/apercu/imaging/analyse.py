@@ -78,10 +78,10 @@ def render_variant(data: bytes, options: Options, size: int, fmt: str) -> thumbn
     with _pillow_warnings(), _open(data) as img:
         try:
             limits.check_pixels(img.width, img.height, options.max_pixels)
-            exif, _ = embedded.read(img, data, [])
             return thumbnail.render(
                 img, data, size=size, quality=options.thumbnail_quality,
-                orientation=metadata.orientation_of(img, exif), background=options.background, fmt=fmt,
+                orientation=metadata.orientation_of(img, embedded.exif_only(img, data)),
+                background=options.background, fmt=fmt,
             )
         except Exception as exc:  # noqa: BLE001 - as in analyse: a property of the file
             raise ProcessingFailed(f"cannot render thumbnail: {embedded.describe(exc)}") from exc

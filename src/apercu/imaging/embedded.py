@@ -69,6 +69,12 @@ def read(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[Image.Exif
     return (exif or None), {k: v for k, v in found.items() if v}
 
 
+def exif_only(img: Image.Image, data: bytes) -> Image.Exif | None:
+    """Just the Exif object, for a caller that needs the orientation and none of the other blocks."""
+    png = read_chunks(data) if img.format == "PNG" else None
+    return guarded("EXIF", [], lambda: _exif(img, png)) or None
+
+
 def _exif(img: Image.Image, png: PngMetadata | None) -> Image.Exif | None:
     if png is None:
         return img.getexif()
