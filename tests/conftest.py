@@ -7,6 +7,7 @@ Two environment variables turn skips into failures, and CI (.ci/run) sets both:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -85,8 +86,8 @@ def process(app: Any) -> Any:
     return run
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
+@contextlib.contextmanager
+def _postgres_schema() -> Iterator[str]:
     """A fresh schema in the test database, dropped afterwards, as an APERCU_DATABASE_URL."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     import sqlalchemy as sa
@@ -101,6 +102,20 @@ def postgres_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL schema shared by the tests of one module."""
+    with _postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A PostgreSQL schema of this test's own, for tests that count rows."""
+    with _postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,10 @@ idempotency, poison files, recovery, and deletes that race with processing."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +17,9 @@ import sqlalchemy as sa
 import images
 from apercu.config import Settings
 from apercu.storage import open_storage
-from apercu.storage.catalog import Claim, images as images_table, utcnow
-from apercu.tasks import Processor
+from apercu.storage.catalog import WORKER_TIMEOUT, Claim, images as images_table, utcnow
+from apercu.tasks import TASK_NAME, Processor
+from apercu.tasks.sandbox import Sandbox
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -53,7 +57,7 @@ def test_a_live_lease_keeps_other_tasks_out_until_it_expires(processor: Processo
     image_id = stored(processor, images.jpeg())
     assert catalog.claim(image_id, "a", lease_seconds=60, max_attempts=3).outcome is Claim.CLAIMED
     busy = catalog.claim(image_id, "b", lease_seconds=60, max_attempts=3)
-    assert busy.outcome is Claim.BUSY and 55 < busy.retry_in <= 61
+    assert busy.outcome is Claim.BUSY and 0 < busy.retry_in <= WORKER_TIMEOUT  # re-checked before the lease ends
     assert catalog.claim(image_id, "a", lease_seconds=60, max_attempts=3).outcome is Claim.CLAIMED  # a retry
     _expire_lease(processor, image_id)
     assert catalog.claim(image_id, "b", lease_seconds=60, max_attempts=3).outcome is Claim.CLAIMED
@@ -145,21 +149,82 @@ def test_postgres_urls_get_the_bundled_driver(postgres_url: Any) -> None:
     assert create_engine(postgres_url).dialect.driver == "psycopg"
 
 
-def test_time_limit_becomes_a_clear_failure(processor: Processor, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Celery interrupts a slow decode with SoftTimeLimitExceeded; the image fails saying so, and keeps nothing."""
-    from celery.exceptions import SoftTimeLimitExceeded
+def test_time_limit_becomes_a_clear_failure(processor: Processor) -> None:
+    """The sandbox kills an imaging process that outlives the time limit; the image fails saying so."""
+    processor = Processor(processor.settings.with_overrides(task_time_limit=0.05))
+    image_id = stored(processor, images.encode(images.gradient((160, 120)).resize((4000, 3000)), "PNG"))
+    started = time.monotonic()
+    processor.process(image_id, "t")
+    assert time.monotonic() - started < 5
+    row = processor.storage.catalog.get(image_id)
+    assert row["status"] == "failure" and "longer than 0.05 s" in row["error"]
+    assert not processor.storage.blobs.thumbnail_path(image_id).exists()
+    again = stored(processor, images.jpeg())  # the thread's next image gets a fresh imaging process
+    Processor(processor.settings).process(again, "t")
+    assert processor.storage.catalog.get(again)["status"] == "success"
 
-    import apercu.imaging.engines as engines
 
-    def too_slow(*_: Any) -> Any:
-        raise SoftTimeLimitExceeded()
+def test_an_imaging_process_killed_mid_image_is_retried_then_fails(
+    processor: Processor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that kills every imaging process it touches ends as failure after max_attempts, at once."""
+    real = Sandbox.analyse
 
-    monkeypatch.setattr(engines.PillowEngine, "reduce", too_slow)
-    image_id = stored(processor, images.encode(images.gradient(), "BMP"))
+    def killed(self: Sandbox, *args: Any) -> Any:
+        self._ensure_child()
+        os.kill(self._process.pid, signal.SIGKILL)
+        return real(self, *args)
+
+    monkeypatch.setattr(Sandbox, "analyse", killed)
+    image_id = stored(processor, images.jpeg())
+    started = time.monotonic()
+    assert processor.process(image_id, "t")[0] is Claim.EXHAUSTED
+    assert time.monotonic() - started < 10
+    row = processor.storage.catalog.get(image_id)
+    assert row["status"] == "failure" and row["attempts"] == processor.settings.max_attempts
+    assert "interrupted 3 times" in row["error"] and "signal 9" in row["error"]
+    monkeypatch.undo()
+    survivor = stored(processor, images.jpeg())
+    processor.process(survivor, "t")
+    assert processor.storage.catalog.get(survivor)["status"] == "success"
+
+
+def test_one_crash_then_success(processor: Processor, monkeypatch: pytest.MonkeyPatch) -> None:
+    real, kills = Sandbox.analyse, []
+
+    def killed_once(self: Sandbox, *args: Any) -> Any:
+        if not kills:
+            self._ensure_child()
+            kills.append(self._process.pid)
+            os.kill(self._process.pid, signal.SIGKILL)
+        return real(self, *args)
+
+    monkeypatch.setattr(Sandbox, "analyse", killed_once)
+    image_id = stored(processor, images.jpeg())
     processor.process(image_id, "t")
     row = processor.storage.catalog.get(image_id)
-    assert row["status"] == "failure" and "longer than" in row["error"]
-    assert not processor.storage.blobs.thumbnail_path(image_id).exists()
+    assert row["status"] == "success" and row["attempts"] == 2
+
+
+def test_a_bug_of_ours_ends_as_failure_with_a_reference(
+    processor: Processor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever escapes processing is recorded as failure (never left `processing`), traceback logged."""
+    from apercu.tasks.app import make_celery
+
+    app = make_celery(processor.settings)
+    image_id = stored(app.processor, images.jpeg())
+
+    def broken(*_: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(Processor, "_record_success", broken)
+    assert app.tasks[TASK_NAME].apply(args=[image_id]).get() == "failed"
+    row = app.processor.storage.catalog.get(image_id)
+    assert row["status"] == "failure" and "internal error" in row["error"]
+    reference = row["error"].rsplit(" ", 1)[-1].rstrip(")")
+    logged = [r for r in caplog.records if reference in r.getMessage()]
+    assert logged and image_id in logged[0].getMessage() and "KeyError" in (logged[0].exc_text or "")
 
 
 def test_embedded_broker_survives_a_queue_creation_race(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

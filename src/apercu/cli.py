@@ -1,29 +1,22 @@
 """`apercu serve | web | worker | inspect`.
 
-`serve` is the one-command deployment: a small supervisor that runs the web server and a Celery worker as two
-child processes sharing one data directory and the embedded broker, forwards Ctrl-C / SIGTERM to both, and
-stops both if either dies. `web` and `worker` are those same two halves, for running them on separate machines
-against PostgreSQL and Redis/RabbitMQ.
+`serve` is the one-command deployment: a small supervisor (`apercu.supervisor`) that runs the web server and a
+Celery worker as two child processes sharing one data directory and the embedded broker, restarts either when
+it dies, and stops both on Ctrl-C / SIGTERM. `web` and `worker` are those same two halves, for running them on
+separate machines against PostgreSQL and Redis/RabbitMQ.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from apercu import __version__
 from apercu.config import Settings
-
-STOP_TIMEOUT = 30.0
-PR_SET_PDEATHSIG = 1
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -63,64 +56,21 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from apercu.tasks import make_celery, run_worker
+    from apercu.tasks.worker import run_worker
 
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(make_celery(settings), settings.worker_concurrency, settings.log_level)
+    run_worker(settings)
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from apercu.supervisor import supervise
+
     settings = _settings(args)
     env = {**os.environ, **settings.to_env()}
     print(f"apercu {__version__} serving on http://{settings.host}:{settings.port}, data in {settings.data_dir}")
-    children = [_spawn(role, env) for role in ("worker", "web")]
-    stopping = False
-
-    def stop(_signum: int = 0, _frame: Any = None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
-        exited = [c for c in children if c.poll() is not None]
-        if exited:
-            exit_code = exited[0].returncode or 1
-            print(f"apercu: {exited[0].args[-1]} exited with {exited[0].returncode}; stopping", file=sys.stderr)
-            break
-        time.sleep(0.2)
-    _stop_all(children)
-    return exit_code
-
-
-def _spawn(role: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A child in its own session (so Ctrl-C reaches only us) that dies with us even if we are killed."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "apercu", role], env=env, start_new_session=True, preexec_fn=_die_with_parent
-    )
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the parent's signal handlers still stop the children
-
-
-def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    return supervise(["worker", "web"], env, settings.restart_backoff_max)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -37,11 +37,16 @@ class Settings:
     thumbnail_sizes: str = "128,256,512"  # what ?size=N may ask for (the default size is always allowed)
     thumbnail_quality: int = 85
     thumbnail_background: str = "#ffffff"  # what transparency is flattened onto
-    task_time_limit: int = 120
+    task_time_limit: float = 120.0
     max_attempts: int = 3
     broker_poll_interval: float = 0.05
-    recovery_interval: int = 60
+    worker_memory_limit: int = 2048  # MiB of address space for each imaging process
+    recovery_interval: int = 10
     recovery_grace: int = 300  # a pending image is re-sent only once it has waited this long
+    orphan_interval: int = 3600  # seconds between sweeps for files without rows and rows without files
+    orphan_grace: int = 3600  # what is younger than this is work in flight, never an orphan
+    idempotency_ttl: int = 86400  # how long an Idempotency-Key keeps answering with its first image
+    restart_backoff_max: int = 30  # `serve`: longest wait before restarting a half that keeps dying
     log_level: str = "INFO"
 
     @classmethod

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Iterator, Protocol
 
 
 class BlobStore(Protocol):
@@ -30,6 +31,12 @@ class BlobStore(Protocol):
     def delete(self, image_id: str) -> None: ...
 
     def check(self) -> None: ...
+
+    def has_original(self, image_id: str) -> bool: ...
+
+    def stored_ids(self, older_than: float) -> Iterator[str]: ...
+
+    def clean_staging(self, older_than: float) -> int: ...
 
 
 class LocalBlobStore:
@@ -77,6 +84,29 @@ class LocalBlobStore:
         with tempfile.NamedTemporaryFile(dir=self.tmp, prefix="probe-"):
             pass
 
+    def has_original(self, image_id: str) -> bool:
+        return self._original_path(image_id).is_file()
+
+    def stored_ids(self, older_than: float) -> Iterator[str]:
+        """Ids that have an original or a thumbnail last written more than `older_than` seconds ago."""
+        cutoff = time.time() - older_than
+        seen: set[str] = set()
+        for path in [*(self.root / "originals").glob("*/*"), *(self.root / "thumbnails").glob("*/*")]:
+            image_id = path.name.split(".", 1)[0]
+            if image_id not in seen and _modified_before(path, cutoff):
+                seen.add(image_id)
+                yield image_id
+
+    def clean_staging(self, older_than: float) -> int:
+        """Remove what crashed uploads and thumbnail writes left in the staging folder; returns how many."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.tmp.iterdir():
+            if _modified_before(path, cutoff):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def _original_path(self, image_id: str) -> Path:
         return self.root / "originals" / image_id[:2] / image_id
 
@@ -89,3 +119,10 @@ class LocalBlobStore:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def _modified_before(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False  # removed meanwhile (a delete, a commit): nothing to clean

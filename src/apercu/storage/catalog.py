@@ -1,9 +1,11 @@
 """The catalog: one row per image, in SQLite (embedded) or PostgreSQL, through SQLAlchemy Core.
 
 The row is the single source of truth for an image's state. Processing claims it with a lease, so that a task
-delivered twice (a retry, a broker redelivery, a recovery sweep) never does the work twice at the same time,
-and a task whose worker died is taken over once its lease expires. Every state change is one conditional
-UPDATE, which keeps SQLite's single-writer locking short and makes races with DELETE decide cleanly.
+delivered twice (a retry, a broker redelivery, a recovery sweep) never does the work twice at the same time.
+A lease names its task (`lease_owner`) and the worker process that runs it (`lease_worker`); workers record a
+heartbeat in `apercu_workers`, so a lease whose worker stopped beating (or was found dead on its own host) is
+taken over at once instead of when its time runs out. Every state change is one conditional UPDATE, which keeps
+SQLite's single-writer locking short and makes races with DELETE decide cleanly.
 """
 
 from __future__ import annotations
@@ -34,12 +36,33 @@ images = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("lease_worker", sa.String(64), nullable=True),
     sa.Column("image_metadata", sa.JSON, nullable=True),
     sa.Column("thumbnail", sa.JSON, nullable=True),
     sa.Index("ix_apercu_images_newest", "uploaded_at", "id"),
     sa.Index("ix_apercu_images_status", "status"),
 )
 
+workers = sa.Table(
+    "apercu_workers",
+    metadata_obj,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),  # hostname and PID namespace: where `pid` means something
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "apercu_idempotency_keys",
+    metadata_obj,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("image_id", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# A worker that has not beaten for this long is dead: its leases are taken over, readiness fails without one.
+WORKER_TIMEOUT = 20.0
 PENDING, PROCESSING, SUCCESS, FAILURE = "pending", "processing", "success", "failure"
 NEVER = datetime(1970, 1, 1)
 
@@ -90,6 +113,17 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def dead_lease(now: datetime) -> sa.ColumnElement[bool]:
+    """A processing lease nobody holds any more: its time ran out, or its worker is not among the live ones.
+
+    A lease without a worker (written before workers were recorded) only ends with its time."""
+    live = sa.select(workers.c.id).where(workers.c.heartbeat_at >= now - timedelta(seconds=WORKER_TIMEOUT))
+    return sa.or_(
+        images.c.lease_until < now,
+        sa.and_(images.c.lease_worker.is_not(None), images.c.lease_worker.not_in(live)),
+    )
+
+
 class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -99,19 +133,39 @@ class Catalog:
         return cls(create_engine(url))
 
     def create_schema(self) -> None:
-        """Create the table if missing; another process creating it at the same moment is not an error."""
+        """Create the tables if missing; another process creating them at the same moment is not an error."""
         try:
             metadata_obj.create_all(self.engine)
         except sa.exc.DatabaseError:
-            if not sa.inspect(self.engine).has_table(images.name):
+            if not all(sa.inspect(self.engine).has_table(t) for t in metadata_obj.tables):
                 raise
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added to an existing table since it was created (create_all only creates whole tables)."""
+        present = {c["name"] for c in sa.inspect(self.engine).get_columns(images.name)}
+        for column in images.columns:
+            if column.name in present:
+                continue
+            ddl = f"ALTER TABLE {images.name} ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text(ddl))
+            except sa.exc.DatabaseError:  # another process added it first
+                present = {c["name"] for c in sa.inspect(self.engine).get_columns(images.name)}
+                if column.name not in present:
+                    raise
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
-    def add(self, image_id: str, filename: str | None, now: datetime | None = None) -> dict[str, Any]:
-        now = now or utcnow()
+    def add(self, image_id: str, filename: str | None) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            return self._insert(conn, image_id, filename, utcnow())
+
+    @staticmethod
+    def _insert(conn: sa.Connection, image_id: str, filename: str | None, now: datetime) -> dict[str, Any]:
         row = {
             "id": image_id,
             "filename": filename,
@@ -120,8 +174,7 @@ class Catalog:
             "enqueued_at": now,
             "attempts": 0,
         }
-        with self.engine.begin() as conn:
-            conn.execute(images.insert().values(**row))
+        conn.execute(images.insert().values(**row))
         return {**row, "error": None, "processed_at": None, "image_metadata": None, "thumbnail": None}
 
     def get(self, image_id: str) -> dict[str, Any] | None:
@@ -143,14 +196,19 @@ class Catalog:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
-    def claim(self, image_id: str, owner: str, lease_seconds: float, max_attempts: int) -> ClaimResult:
-        """Take the image for processing unless it is finished, deleted, or leased to another live task."""
+    def claim(
+        self, image_id: str, owner: str, lease_seconds: float, max_attempts: int, worker: str | None = None
+    ) -> ClaimResult:
+        """Take the image for processing unless it is finished, deleted, or leased to another live task.
+
+        A lease is free when its time ran out, when it is this task's own (a retry or a redelivery), or when the
+        worker that holds it is dead (see `dead_lease`)."""
         now = utcnow()
         claimable = sa.or_(
             images.c.status == PENDING,
             sa.and_(
                 images.c.status == PROCESSING,
-                sa.or_(images.c.lease_until < now, images.c.lease_owner == owner),
+                sa.or_(images.c.lease_owner == owner, dead_lease(now)),
             ),
         )
         with self.engine.begin() as conn:
@@ -161,21 +219,33 @@ class Catalog:
                     status=PROCESSING,
                     attempts=images.c.attempts + 1,
                     lease_owner=owner,
+                    lease_worker=worker,
                     lease_until=now + timedelta(seconds=lease_seconds),
+                    enqueued_at=NEVER,  # the claim consumed the message: if this lease dies, send one at once
                 )
             ).rowcount
             if taken:
                 return ClaimResult(Claim.CLAIMED)
             row = conn.execute(
-                sa.select(images.c.status, images.c.lease_until).where(images.c.id == image_id)
+                sa.select(images.c.status, images.c.lease_until, images.c.lease_owner, dead_lease(now).label("dead"))
+                .where(images.c.id == image_id)
             ).first()
         if row is None:
             return ClaimResult(Claim.GONE)
         if row.status in (SUCCESS, FAILURE):
             return ClaimResult(Claim.FINISHED)
-        if row.status == PROCESSING and row.lease_until and row.lease_until >= now:
-            return ClaimResult(Claim.BUSY, (row.lease_until - now).total_seconds() + 1)
+        if row.status == PROCESSING and not row.dead and row.lease_owner != owner:
+            return ClaimResult(Claim.BUSY, min((row.lease_until - now).total_seconds() + 1, WORKER_TIMEOUT))
         return ClaimResult(Claim.EXHAUSTED)
+
+    def release(self, image_id: str, owner: str) -> None:
+        """Give a claim back (its work could not be done for a passing reason): the next sweep sends it again."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                images.update()
+                .where(images.c.id == image_id, images.c.status == PROCESSING, images.c.lease_owner == owner)
+                .values(status=PENDING, lease_owner=None, lease_worker=None, lease_until=None, enqueued_at=NEVER)
+            )
 
     def finish(self, image_id: str, image_metadata: dict[str, Any], thumbnail: dict[str, Any]) -> bool:
         """Record success; False when the image was deleted meanwhile."""
@@ -191,7 +261,7 @@ class Catalog:
                 conn.execute(
                     images.update()
                     .where(images.c.id == image_id)
-                    .values(processed_at=utcnow(), lease_owner=None, lease_until=None, **values)
+                    .values(processed_at=utcnow(), lease_owner=None, lease_worker=None, lease_until=None, **values)
                 ).rowcount
             )
 
@@ -204,17 +274,98 @@ class Catalog:
         with self.engine.begin() as conn:
             conn.execute(images.update().where(images.c.id == image_id).values(enqueued_at=NEVER))
 
-    def stale(self, pending_before: datetime) -> list[str]:
-        """Images whose processing may have been lost: pending since before the cut-off, or with an expired lease.
+    def stale(self, pending_before: datetime, abandoned_before: datetime) -> list[str]:
+        """Images whose processing may have been lost: pending since before `pending_before`, or processing under
+        a dead lease (see `dead_lease`) and not re-sent since `abandoned_before`.
 
         Their enqueued_at is moved to now, so that one sweep does not re-send what the previous one just sent.
         """
         now = utcnow()
         condition = sa.or_(
             sa.and_(images.c.status == PENDING, images.c.enqueued_at < pending_before),
-            sa.and_(images.c.status == PROCESSING, images.c.lease_until < now, images.c.enqueued_at < pending_before),
+            sa.and_(images.c.status == PROCESSING, dead_lease(now), images.c.enqueued_at < abandoned_before),
         )
         with self.engine.begin() as conn:
             return list(
                 conn.scalars(images.update().where(condition).values(enqueued_at=now).returning(images.c.id))
             )
+
+    # Workers: who is alive, for leases and readiness.
+
+    def beat(self, worker: str, host: str, pid: int) -> None:
+        """Record that this worker is alive (and register it on its first beat)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            updated = conn.execute(workers.update().where(workers.c.id == worker).values(heartbeat_at=now)).rowcount
+            if not updated:
+                conn.execute(workers.insert().values(id=worker, host=host, pid=pid, started_at=now, heartbeat_at=now))
+
+    def forget_worker(self, worker: str) -> None:
+        """A worker that stops (or is found dead): its leases become free at once."""
+        with self.engine.begin() as conn:
+            conn.execute(workers.delete().where(workers.c.id == worker))
+
+    def workers_on(self, host: str) -> list[tuple[str, int]]:
+        """(id, pid) of the workers registered from this host, whose PIDs the caller can check."""
+        with self.engine.connect() as conn:
+            return [(r.id, r.pid) for r in conn.execute(sa.select(workers.c.id, workers.c.pid).where(workers.c.host == host))]
+
+    def live_workers(self) -> int:
+        """How many workers beat recently: zero means nothing is processing uploads."""
+        cutoff = utcnow() - timedelta(seconds=WORKER_TIMEOUT)
+        with self.engine.connect() as conn:
+            return int(conn.scalar(sa.select(sa.func.count()).where(workers.c.heartbeat_at >= cutoff)) or 0)
+
+    # Housekeeping: which ids exist, to tell orphans from images.
+
+    def existing(self, ids: list[str]) -> set[str]:
+        """Those of `ids` that have a row."""
+        with self.engine.connect() as conn:
+            return set(conn.scalars(sa.select(images.c.id).where(images.c.id.in_(ids))))
+
+    def ids_uploaded_before(self, cutoff: datetime, after: str, limit: int) -> list[str]:
+        """A page of ids of images uploaded before `cutoff`, in id order, after the id `after`."""
+        query = (
+            sa.select(images.c.id)
+            .where(images.c.uploaded_at < cutoff, images.c.id > after)
+            .order_by(images.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.scalars(query))
+
+    # Idempotency keys: a retried upload gets the image its first try created.
+
+    def add_with_key(self, image_id: str, filename: str | None, key: str) -> tuple[dict[str, Any], bool]:
+        """Record a new image under an idempotency key, in one transaction; ({row}, True) when recorded.
+
+        When another request recorded the key first (a concurrent retry), nothing is written and its row is
+        returned with False: the caller then drops its own copy of the upload."""
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(idempotency_keys.insert().values(key=key, image_id=image_id, created_at=now))
+                row = self._insert(conn, image_id, filename, now)
+            return row, True
+        except sa.exc.IntegrityError:
+            winner = self.image_for_key(key)
+            if winner is None:
+                raise
+            return winner, False
+
+    def image_for_key(self, key: str) -> dict[str, Any] | None:
+        """The image an idempotency key created, if the key is known and its image still exists."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(images).join(idempotency_keys, idempotency_keys.c.image_id == images.c.id)
+                .where(idempotency_keys.c.key == key)
+            ).mappings().first()
+        return dict(row) if row else None
+
+    def expire_keys(self, created_before: datetime) -> int:
+        """Forget idempotency keys older than the cut-off, and keys whose image was deleted."""
+        gone = sa.select(images.c.id).where(images.c.id == idempotency_keys.c.image_id).exists()
+        with self.engine.begin() as conn:
+            return conn.execute(
+                idempotency_keys.delete().where(sa.or_(idempotency_keys.c.created_at < created_before, ~gone))
+            ).rowcount

@@ -1,0 +1,82 @@
+"""The Celery app and the one processing task, the same on the embedded SQLite broker, Redis and RabbitMQ.
+
+The task is safe to deliver twice: the catalog lease (see `storage.catalog.Catalog.claim`) decides who works.
+Whatever happens inside it, the image ends in a final state or free for recovery: see `tasks.processing`.
+The worker runs tasks in threads; the imaging itself runs in one child process per thread (`tasks.sandbox`),
+so the worker has no pool of forked children whose death could wedge it, and time limits are the sandbox's.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import sqlalchemy.exc
+from celery import Celery, Task
+
+from apercu.config import Settings
+from apercu.storage.catalog import Claim
+from apercu.tasks.processing import Processor
+
+TASK_NAME = "apercu.process_image"
+# Storage or database hiccups: retried with backoff by the same task id, which still owns the lease.
+TRANSIENT_ERRORS = (OSError, sqlalchemy.exc.OperationalError)
+TRANSIENT_RETRIES = 5
+log = logging.getLogger(__name__)
+
+
+def make_celery(settings: Settings, worker: str | None = None) -> Celery:
+    """A Celery app bound to these settings, with the processing task registered."""
+    app = Celery("apercu", set_as_current=False)
+    transport_options: dict[str, Any] = {}
+    if settings.embedded_broker:
+        import apercu.storage.sqlite_broker  # noqa: F401 - registers the transport's URL scheme
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        transport_options["polling_interval"] = settings.broker_poll_interval
+    app.conf.update(
+        broker_url=settings.resolved_broker_url,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_default_queue=settings.queue,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_pool="threads",
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+    )
+    app.processor = Processor(settings, worker)  # type: ignore[attr-defined]
+    app.task(name=TASK_NAME, bind=True, max_retries=None)(process_image)
+    return app
+
+
+def process_image(task: Task, image_id: str) -> str:
+    """The Celery task body: one image, identified by its catalog id."""
+    processor: Processor = task.app.processor  # type: ignore[attr-defined]
+    owner = task.request.id or image_id
+    try:
+        outcome, retry_in = processor.process(image_id, owner)
+    except TRANSIENT_ERRORS as exc:
+        if task.request.retries < TRANSIENT_RETRIES:
+            raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
+        log.error("image %s: storage still failing after %d retries (%s); left for recovery", image_id,
+                  TRANSIENT_RETRIES, exc)
+        processor.storage.catalog.release(image_id, owner)
+        return "released"
+    except Exception:  # noqa: BLE001 - a bug of ours must still end the image, not strand it
+        reference = uuid.uuid4().hex[:12]
+        log.exception("image %s: unexpected error, recorded as failure (reference %s)", image_id, reference)
+        processor.fail_unexpectedly(image_id, reference)
+        return "failed"
+    if outcome is Claim.BUSY:
+        raise task.retry(countdown=retry_in)
+    return outcome.value
+
+
+def enqueue(app: Celery, image_id: str) -> None:
+    app.send_task(TASK_NAME, args=[image_id], queue=app.conf.task_default_queue)

@@ -1,0 +1,164 @@
+"""What every worker does beside its tasks: beat, recover lost work, and clean up after crashes.
+
+- **Heartbeat.** The worker records itself in the catalog every few seconds (`Catalog.beat`). Leases taken under
+  its id are freed the moment it stops beating for `WORKER_TIMEOUT`, or at once when a worker on the same host
+  finds its process gone (a restart after a kill -9 sees its predecessor's PID dead). The web's readiness probe
+  fails while no worker beats.
+- **Recovery.** At start and every `recovery_interval`, images whose work was lost are sent again: processing
+  under a dead lease, or pending for longer than `recovery_grace` (their message may have died with a broker or
+  a worker). Sending twice is harmless: the claim lets one task work.
+- **Orphans.** At start and every `orphan_interval`: staging files left by crashed uploads and thumbnail writes,
+  originals and thumbnails without a row (a process killed between the file and the row, or between a
+  concurrent delete and its cleanup), rows whose original is gone, and expired idempotency keys. Everything
+  younger than `orphan_grace` is left alone, so work in flight is never mistaken for debris.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import timedelta
+from typing import Callable, Iterator
+
+from celery import Celery
+
+from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
+from apercu.tasks.app import enqueue
+from apercu.tasks.processing import Processor
+
+log = logging.getLogger(__name__)
+BEAT_INTERVAL = WORKER_TIMEOUT / 4
+PAGE = 500
+# More rows than this without their original, in one page, looks like storage that is not mounted: touch nothing.
+MAX_MISSING_ORIGINALS = 50
+
+
+def host_identity() -> str:
+    """Where a PID means one process: the host name and the PID namespace (containers share host names)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}/{namespace}"
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Housekeeping:
+    """The worker's background threads; `start` them beside the Celery worker, `stop` them when it ends."""
+
+    def __init__(self, app: Celery, worker: str) -> None:
+        settings = app.processor.settings  # type: ignore[attr-defined]
+        self.app, self.worker, self.settings = app, worker, settings
+        self.processor = Processor(settings)  # its own connections, never shared with task threads
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._every, args=(BEAT_INTERVAL, self.beat), name="apercu-heartbeat", daemon=True),
+            threading.Thread(target=self._recover_loop, name="apercu-recovery", daemon=True),
+            threading.Thread(
+                target=self._every, args=(settings.orphan_interval, self.sweep_orphans), name="apercu-orphans",
+                daemon=True,
+            ),
+        ]
+
+    def start(self) -> None:
+        self.beat()
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and deregister: this worker's leases (if any are left) become free at once."""
+        self.stopping.set()
+        try:
+            self.processor.storage.catalog.forget_worker(self.worker)
+        except Exception:  # noqa: BLE001 - then the leases free themselves after WORKER_TIMEOUT
+            log.warning("could not deregister worker %s", self.worker, exc_info=True)
+
+    def _every(self, interval: float, step: Callable[[], object]) -> None:
+        while not self.stopping.is_set():
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
+                log.exception("%s failed; will try again", getattr(step, "__name__", step))
+            self.stopping.wait(interval)
+
+    def _recover_loop(self) -> None:
+        """First everything unfinished whose worker is gone, then every interval what is stale."""
+        grace = [0.0]
+
+        def step() -> None:
+            self.recover(grace[0])
+            grace[0] = float(self.settings.recovery_grace)
+
+        self._every(self.settings.recovery_interval, step)
+
+    def beat(self) -> None:
+        self.processor.storage.catalog.beat(self.worker, host_identity(), os.getpid())
+
+    def recover(self, grace: float) -> list[str]:
+        """Forget dead workers of this host, then send again what they and lost messages left behind."""
+        catalog = self.processor.storage.catalog
+        for worker, pid in catalog.workers_on(host_identity()):
+            if worker != self.worker and (pid == os.getpid() or not process_alive(pid)):
+                catalog.forget_worker(worker)
+                log.info("worker %s (pid %d) is gone; its images are free again", worker, pid)
+        ids = self.processor.stale(grace)
+        for image_id in ids:
+            enqueue(self.app, image_id)
+        if ids:
+            log.info("recovery re-sent %d unfinished image(s)", len(ids))
+        return ids
+
+    def sweep_orphans(self) -> int:
+        """Remove what no image owns any more (see the module docstring); returns how many things went."""
+        storage, grace = self.processor.storage, float(self.settings.orphan_grace)
+        removed = storage.blobs.clean_staging(grace)
+        removed += self._files_without_rows(grace) + self._rows_without_originals(grace)
+        removed += storage.catalog.expire_keys(utcnow() - timedelta(seconds=self.settings.idempotency_ttl))
+        if removed:
+            log.info("orphan sweep removed %d leftover(s)", removed)
+        return removed
+
+    def _files_without_rows(self, grace: float) -> int:
+        storage, removed = self.processor.storage, 0
+        for batch in _batches(storage.blobs.stored_ids(grace), PAGE):
+            for orphan in set(batch) - storage.catalog.existing(batch):
+                storage.blobs.delete(orphan)
+                removed += 1
+        return removed
+
+    def _rows_without_originals(self, grace: float) -> int:
+        storage, removed, after = self.processor.storage, 0, ""
+        cutoff = utcnow() - timedelta(seconds=grace)
+        while page := storage.catalog.ids_uploaded_before(cutoff, after, PAGE):
+            missing = [i for i in page if not storage.blobs.has_original(i)]
+            if len(missing) > MAX_MISSING_ORIGINALS:
+                log.error("%d images have lost their original: is the storage mounted? removing none", len(missing))
+                return removed
+            for image_id in missing:
+                if storage.catalog.delete(image_id):
+                    storage.blobs.delete(image_id)
+                    removed += 1
+            after = page[-1]
+        return removed
+
+
+def _batches(ids: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for image_id in ids:
+        batch.append(image_id)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,125 @@
+"""One image's processing: claim the row -> load the original -> imaging in a sandbox -> record the outcome.
+
+Every way out leaves the image in a final state, or free for the next attempt at once:
+- the file's own failure (`ProcessingFailed`, the time limit) is recorded as `failure` with its message;
+- a crashed imaging process (`ChildDied`: a segfault, a SIGKILL, the OOM killer) is retried on the spot, under
+  a new claim that counts one more attempt, until `max_attempts` is reached and the image fails saying why;
+- storage and database errors propagate, for the task to retry them (they pass; the image is still good);
+- anything else is a bug of ours, recorded by the task as `failure` with a reference to the logged traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from datetime import timedelta
+
+from apercu.config import Settings
+from apercu.imaging.analyse import Analysis, ProcessingFailed
+from apercu.storage import Storage, open_storage
+from apercu.storage.catalog import Claim, utcnow
+from apercu.tasks.sandbox import ChildDied, Sandbox, TimeLimitExceeded
+
+log = logging.getLogger(__name__)
+# A lease outlives the time limit by this much: the database work around the imaging call.
+LEASE_MARGIN = 20
+
+
+class Processor:
+    """Everything one image's processing needs: storage, opened lazily once per process, and a sandbox per thread.
+
+    `worker` is the id under which this process beats (see `storage.catalog.dead_lease`): leases taken under it
+    are freed as soon as the process stops beating."""
+
+    def __init__(self, settings: Settings, worker: str | None = None) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.options = settings.imaging_options()
+        self._storage: Storage | None = None
+        self._local = threading.local()
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = open_storage(self.settings)
+        return self._storage
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """This thread's imaging process (started on first use, restarted after a crash)."""
+        if not hasattr(self._local, "sandbox"):
+            self._local.sandbox = Sandbox(self.settings.worker_memory_limit * 1024 * 1024)
+        sandbox: Sandbox = self._local.sandbox
+        return sandbox
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.settings.task_time_limit + LEASE_MARGIN
+
+    def process(self, image_id: str, owner: str) -> tuple[Claim, float]:
+        """Process one image if this caller may; returns the claim outcome and, when busy, when to retry."""
+        catalog, attempts = self.storage.catalog, self.settings.max_attempts
+        last_crash = ""
+        while True:
+            claim = catalog.claim(image_id, owner, self.lease_seconds, attempts, worker=self.worker)
+            if claim.outcome is Claim.EXHAUSTED:
+                reason = f" (the last time: {last_crash})" if last_crash else ""
+                catalog.fail(image_id, f"processing was interrupted {attempts} times{reason}; giving up")
+            if claim.outcome is not Claim.CLAIMED:
+                return claim.outcome, claim.retry_in
+            try:
+                self._work(image_id)
+                return Claim.CLAIMED, 0.0
+            except ChildDied as exc:
+                last_crash = str(exc)
+                log.warning("image %s: %s; trying again", image_id, exc)
+
+    def _work(self, image_id: str) -> None:
+        catalog = self.storage.catalog
+        try:
+            data = self.storage.blobs.read_original(image_id)
+        except FileNotFoundError:
+            catalog.fail(image_id, "the original file is missing from storage")
+            return
+        try:
+            result = self.sandbox.analyse(data, self.options, self.settings.task_time_limit)
+        except (ProcessingFailed, TimeLimitExceeded) as exc:
+            catalog.fail(image_id, str(exc), getattr(exc, "metadata", None) or None)
+            return
+        log.debug("image %s: imaging peak RSS %d MiB", image_id, self.sandbox.peak_rss // (1024 * 1024))
+        self._record_success(image_id, result)
+
+    def _record_success(self, image_id: str, result: Analysis) -> None:
+        """Thumbnail first, then the row; a delete that won the race leaves no thumbnail behind."""
+        jpeg = result.thumbnail.data
+        self.storage.blobs.write_thumbnail(image_id, jpeg)
+        thumb = {
+            "width": result.thumbnail.width,
+            "height": result.thumbnail.height,
+            "bytes": len(jpeg),
+            "etag": hashlib.sha256(jpeg).hexdigest()[:32],
+        }
+        if not self.storage.catalog.finish(image_id, result.metadata, thumb):
+            self.storage.blobs.delete(image_id)
+
+    def fail_unexpectedly(self, image_id: str, reference: str) -> None:
+        """A bug of ours: the image fails with a reference to the logged traceback instead of waiting forever."""
+        self.storage.catalog.fail(image_id, f"internal error while processing this image (reference {reference})")
+
+    def stale(self, pending_for_seconds: float) -> list[str]:
+        """Images whose task may have been lost, marked as re-sent (see `Catalog.stale`)."""
+        now = utcnow()
+        abandoned_for = min(pending_for_seconds, self.settings.recovery_interval)
+        return self.storage.catalog.stale(
+            now - timedelta(seconds=pending_for_seconds), now - timedelta(seconds=abandoned_for)
+        )
+
+    def close(self) -> None:
+        """Stop this thread's imaging process (at worker shutdown)."""
+        if hasattr(self._local, "sandbox"):
+            self._local.sandbox.close()
+
+    def forget_storage(self) -> None:
+        """Drop connections inherited through fork."""
+        self._storage = None

@@ -1,0 +1,130 @@
+"""Imaging in a child process: whatever a file does to a decoder, the worker survives it and knows at once.
+
+Each worker thread owns one long-lived child, forked from a fork server that has already imported Pillow and
+libvips (so a fresh child costs milliseconds, and never inherits the worker's threads, locks or connections).
+A call sends the bytes down a pipe and waits for the answer:
+- `ProcessingFailed` raised in the child is raised here, as the file's failure;
+- the child dying (SIGKILL, a segfault in a decoder, the OOM killer) is `ChildDied`, seen the moment its end
+  of the pipe closes: the caller retries or gives up, no lease has to run out first;
+- a call that outlives its time limit gets its child killed and raises `TimeLimitExceeded`.
+The child runs under an address-space limit, so a decompression bomb that slips past the header checks ends as
+a MemoryError inside imaging (a `ProcessingFailed`) or, in C code, as a dead child, never as a swapping host.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import resource
+import traceback
+from typing import Any, Callable
+
+from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse, render_variant
+from apercu.imaging.thumbnail import Thumbnail
+
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
+
+# What a child may be asked to run: a name on the wire, never a pickled function.
+CALLS: dict[str, Callable[..., Any]] = {"analyse": analyse, "render_variant": render_variant}
+
+
+class ChildDied(Exception):
+    """The imaging process died while working on a file (a crash, a kill, the OOM killer)."""
+
+
+class TimeLimitExceeded(Exception):
+    """The imaging process was killed because the call took longer than its time limit."""
+
+
+class ImagingBug(Exception):
+    """Imaging raised something other than ProcessingFailed: a bug of ours. The message holds its traceback."""
+
+
+CONTEXT = multiprocessing.get_context("forkserver")
+CONTEXT.set_forkserver_preload(["apercu.tasks.sandbox"])
+
+
+def _child_main(conn: multiprocessing.connection.Connection, memory_limit: int) -> None:
+    """Serve calls until the parent goes away; each answer is ("ok", result) or ("failed", ProcessingFailed)."""
+    if memory_limit > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    while True:
+        try:
+            name, args = conn.recv()
+        except (EOFError, OSError):
+            return  # the worker stopped or died: nothing more to do
+        try:
+            answer: tuple[str, Any] = ("ok", CALLS[name](*args))
+        except ProcessingFailed as exc:
+            answer = ("failed", exc)
+        except Exception:  # noqa: BLE001 - reported to the parent, which records it; the child lives on
+            answer = ("bug", traceback.format_exc())
+        conn.send((*answer, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+
+
+class Sandbox:
+    """One child process and the pipe to it; not thread-safe: each worker thread has its own."""
+
+    def __init__(self, memory_limit: int) -> None:
+        self.memory_limit = memory_limit
+        self.peak_rss = 0  # the child's high-water mark, in bytes, as of its last answer
+        self._process: Any = None
+        self._conn: multiprocessing.connection.Connection | None = None
+
+    def analyse(self, data: bytes, options: Options, time_limit: float) -> Analysis:
+        result: Analysis = self._call("analyse", (data, options), time_limit)
+        return result
+
+    def render_variant(self, data: bytes, options: Options, size: int, fmt: str, time_limit: float) -> Thumbnail:
+        result: Thumbnail = self._call("render_variant", (data, options, size, fmt), time_limit)
+        return result
+
+    def _call(self, name: str, args: tuple[Any, ...], time_limit: float) -> Any:
+        conn = self._ensure_child()
+        try:
+            conn.send((name, args))
+            if not conn.poll(time_limit):
+                self.close()
+                raise TimeLimitExceeded(f"processing took longer than {time_limit:g} s")
+            status, payload, self.peak_rss = conn.recv()
+        except (EOFError, OSError) as exc:
+            raise ChildDied(self._bury()) from exc
+        if status == "failed":
+            raise payload
+        if status == "bug":
+            raise ImagingBug(payload)
+        return payload
+
+    def _ensure_child(self) -> multiprocessing.connection.Connection:
+        if self._conn is None or not self._process.is_alive():
+            self.close()
+            parent, child = CONTEXT.Pipe()
+            self._process = CONTEXT.Process(
+                target=_child_main, args=(child, self.memory_limit), name="apercu-imaging", daemon=True
+            )
+            self._process.start()
+            child.close()
+            self._conn = parent
+        return self._conn
+
+    def _bury(self) -> str:
+        """Reap the dead child and say how it died."""
+        process = self._process
+        self.close()
+        code = process.exitcode if process is not None else None
+        if code is not None and code < 0:
+            return f"the imaging process was killed by signal {-code}"
+        return f"the imaging process exited with code {code}"
+
+    def close(self) -> None:
+        """Stop the child, if any (it is killed: it may be stuck in a decoder)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(timeout=5)
+            self._process = None

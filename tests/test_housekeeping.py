@@ -1,0 +1,180 @@
+"""Workers' heartbeats and leases, recovery of lost work, and the orphan sweep, on the real catalogs
+(SQLite, and PostgreSQL too) and a real blob directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import images
+from apercu.config import Settings
+from apercu.storage.catalog import Claim, utcnow, workers
+from apercu.tasks import Processor, make_celery
+from apercu.tasks.housekeeping import Housekeeping, host_identity
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    settings = Settings(data_dir=tmp_path / "data", queue=f"test-{uuid.uuid4().hex[:8]}", orphan_grace=60)
+    if request.param == "postgresql":
+        settings = settings.with_overrides(database_url=request.getfixturevalue("fresh_postgres_url"))
+    return settings
+
+
+@pytest.fixture
+def keeper(settings: Settings) -> Housekeeping:
+    """Housekeeping of a worker of its own, not started: each test runs its steps by hand."""
+    me = uuid.uuid4().hex
+    app = make_celery(settings, me)
+    keeper = Housekeeping(app, me)
+    keeper.beat()
+    return keeper
+
+
+def stored(processor: Processor, data: bytes = b"", uploaded_ago: float = 0) -> str:
+    image_id = uuid.uuid4().hex
+    incoming = processor.storage.blobs.incoming()
+    incoming.write(data or images.jpeg())
+    processor.storage.blobs.commit_original(image_id, incoming)
+    incoming.close()
+    processor.storage.catalog.add(image_id, "x")
+    if uploaded_ago:
+        age(processor, image_id, uploaded_ago)
+    return image_id
+
+
+def age(processor: Processor, image_id: str, seconds: float) -> None:
+    """Date the row's upload back, and its files too."""
+    from apercu.storage.catalog import images as table
+
+    with processor.storage.catalog.engine.begin() as conn:
+        stamp = utcnow() - timedelta(seconds=seconds)
+        conn.execute(table.update().where(table.c.id == image_id).values(uploaded_at=stamp, enqueued_at=stamp))
+    for path in processor.settings.data_dir.rglob(f"{image_id}*"):
+        os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
+def test_a_lease_is_free_as_soon_as_its_worker_is_gone(keeper: Housekeeping) -> None:
+    catalog = keeper.processor.storage.catalog
+    other = uuid.uuid4().hex
+    catalog.beat(other, "elsewhere/1", 1)
+    image_id = stored(keeper.processor)
+    assert catalog.claim(image_id, "task-a", 600, 3, worker=other).outcome is Claim.CLAIMED
+    assert catalog.claim(image_id, "task-b", 600, 3, worker=keeper.worker).outcome is Claim.BUSY
+    assert keeper.processor.stale(0) == []  # a live worker holds it: nothing to recover
+    catalog.forget_worker(other)
+    assert keeper.processor.stale(300) == [image_id]  # abandoned: sent again, whatever the pending grace
+    assert catalog.claim(image_id, "task-b", 600, 3, worker=keeper.worker).outcome is Claim.CLAIMED
+
+
+def test_a_silent_worker_is_dead_after_the_timeout(keeper: Housekeeping) -> None:
+    catalog = keeper.processor.storage.catalog
+    live = catalog.live_workers()
+    catalog.beat("silent", "elsewhere/1", 1)
+    image_id = stored(keeper.processor)
+    catalog.claim(image_id, "task-a", 600, 3, worker="silent")
+    assert catalog.live_workers() == live + 1
+    with catalog.engine.begin() as conn:
+        stamp = utcnow() - timedelta(minutes=1)
+        conn.execute(workers.update().where(workers.c.id == "silent").values(heartbeat_at=stamp))
+    assert catalog.claim(image_id, "task-b", 600, 3, worker=keeper.worker).outcome is Claim.CLAIMED
+    assert catalog.live_workers() == live
+
+
+def test_a_restarted_worker_frees_its_dead_predecessors_leases_at_once(keeper: Housekeeping) -> None:
+    """After a kill -9 and a restart, the old worker's heartbeat is still fresh; its PID is what tells."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    catalog = keeper.processor.storage.catalog
+    predecessor, neighbour = uuid.uuid4().hex, uuid.uuid4().hex
+    catalog.beat(predecessor, host_identity(), dead.pid)
+    catalog.beat(neighbour, host_identity(), os.getppid())  # alive: left alone
+    image_id = stored(keeper.processor)
+    catalog.claim(image_id, "task-a", 600, 3, worker=predecessor)
+    assert keeper.recover(grace=300) == [image_id]
+    registered = {w for w, _ in catalog.workers_on(host_identity())}
+    assert keeper.worker in registered and neighbour in registered and predecessor not in registered
+
+
+def test_stopping_deregisters_the_worker(keeper: Housekeeping) -> None:
+    catalog = keeper.processor.storage.catalog
+    live = catalog.live_workers()
+    keeper.stop()
+    assert catalog.live_workers() == live - 1
+    assert keeper.worker not in {w for w, _ in catalog.workers_on(host_identity())}
+
+
+def test_orphan_files_and_rows_are_swept_past_the_grace(keeper: Housekeeping) -> None:
+    processor = keeper.processor
+    storage = processor.storage
+    kept = stored(processor, uploaded_ago=3600)
+    young = stored(processor)
+    # The worker wrote a thumbnail, a concurrent delete removed the row, and the worker died before cleaning up.
+    raced = stored(processor, uploaded_ago=3600)
+    storage.blobs.write_thumbnail(raced, b"jpeg")
+    storage.catalog.delete(raced)
+    age(processor, raced, 3600)
+    # The web process died between writing the original and committing its row.
+    unrecorded = uuid.uuid4().hex
+    incoming = storage.blobs.incoming()
+    incoming.write(b"x")
+    storage.blobs.commit_original(unrecorded, incoming)
+    age(processor, unrecorded, 3600)
+    # A row whose original is gone.
+    lost = stored(processor, uploaded_ago=3600)
+    storage.blobs.delete(lost)
+    # Staging debris of a killed upload, old and new.
+    old_stage, new_stage = storage.blobs.incoming(), storage.blobs.incoming()
+    os.utime(old_stage.name, (time.time() - 3600, time.time() - 3600))
+
+    assert keeper.sweep_orphans() == 4
+    assert processor.settings.data_dir.joinpath("tmp").exists()
+    assert not Path(old_stage.name).exists() and Path(new_stage.name).exists()
+    for gone in (raced, unrecorded, lost):
+        assert list(processor.settings.data_dir.rglob(f"{gone}*")) == []
+        assert storage.catalog.get(gone) is None
+    for alive in (kept, young):
+        assert storage.blobs.has_original(alive) and storage.catalog.get(alive) is not None
+    assert keeper.sweep_orphans() == 0
+
+
+def test_the_sweep_touches_nothing_when_the_storage_looks_unmounted(keeper: Housekeeping) -> None:
+    processor = keeper.processor
+    ids = [stored(processor, uploaded_ago=3600) for _ in range(60)]
+    for image_id in ids:
+        processor.storage.blobs.delete(image_id)
+    keeper.sweep_orphans()
+    assert all(processor.storage.catalog.get(i) is not None for i in ids)
+
+
+def test_schema_gains_new_columns_on_an_old_database(tmp_path: Path) -> None:
+    """A catalog created before leases named their worker is upgraded in place at start."""
+    from apercu.storage import open_storage
+
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir(parents=True)
+    engine = sa.create_engine(settings.resolved_database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE TABLE apercu_images (id VARCHAR(32) PRIMARY KEY, filename TEXT, status VARCHAR(16) NOT NULL,"
+            " error TEXT, uploaded_at DATETIME NOT NULL, processed_at DATETIME, enqueued_at DATETIME NOT NULL,"
+            " attempts INTEGER NOT NULL, lease_owner VARCHAR(64), lease_until DATETIME, image_metadata JSON,"
+            " thumbnail JSON)"
+        ))
+        conn.execute(sa.text(
+            "INSERT INTO apercu_images (id, status, uploaded_at, enqueued_at, attempts)"
+            " VALUES ('" + "a" * 32 + "', 'pending', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
+        ))
+    storage = open_storage(settings)
+    assert storage.catalog.claim("a" * 32, "t", 60, 3, worker="w").outcome is Claim.CLAIMED
+    row: Any = storage.catalog.get("a" * 32)
+    assert row["lease_worker"] == "w"
