@@ -55,6 +55,7 @@ class Service:
         self.log = data_dir.parent / f"service-{self.port}.log"
 
     def start(self, *roles: str) -> "Service":
+        """Start the roles and wait until they answer: ready (a worker beats) when one runs a worker, else alive."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             for role in roles:
@@ -64,17 +65,17 @@ class Service:
                         env=self.env, stdout=log, stderr=log, start_new_session=True,
                     )
                 )
-        self._wait_ready()
+        self._wait_ready("/healthz" if roles == ("web",) else "/readyz")
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, probe: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             for proc in self.processes:
                 if proc.poll() is not None:
                     raise RuntimeError(f"apercu exited with {proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
-                if self.get("/readyz").status == 200:
+                if self.get(probe).status == 200:
                     return
             except OSError:
                 pass
@@ -132,3 +133,39 @@ class Service:
 
     def files_of(self, image_id: str) -> list[Path]:
         return [p for p in self.data_dir.rglob(f"*{image_id}*")]
+
+
+def descendants(root: int) -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command line) of every living process below `root`, read from /proc."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), cmdline)
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, cmdline) in table.items():
+            if ppid == parent:
+                found.append((pid, ppid, cmdline))
+                frontier.append(pid)
+    return found
+
+
+def imaging_processes(root: int) -> list[int]:
+    """The worker's sandbox children: the fork server's children (see apercu.tasks.sandbox)."""
+    tree = descendants(root)
+    servers = {pid for pid, _, cmdline in tree if "forkserver" in cmdline}
+    return [pid for pid, ppid, _ in tree if ppid in servers]
+
+
+def role_process(root: int, role: str) -> int:
+    """The main process of `apercu <role>` under `root` (an `apercu serve`)."""
+    return next(pid for pid, _, cmdline in descendants(root) if cmdline.strip().endswith(f"-m apercu {role}"))

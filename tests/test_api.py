@@ -199,11 +199,17 @@ def test_list_rejects_bad_parameters(client: Any, query: str) -> None:
     assert response.status_code == 400
 
 
-def test_health_and_readiness(client: Any) -> None:
+def test_health_and_readiness(client: Any, app: Any) -> None:
     assert parse_json(client.get("/healthz"))["status"] == "ok"
+    no_worker = client.get("/readyz")
+    assert no_worker.status_code == 503 and "no worker" in parse_json(no_worker)["checks"]["workers"]
+    catalog = app.extensions["apercu"].storage.catalog
+    catalog.beat("w", "host/1", 1)
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert parse_json(ready)["checks"] == {"catalog": "ok", "storage": "ok", "broker": "ok"}
+    assert parse_json(ready)["checks"] == {"catalog": "ok", "storage": "ok", "broker": "ok", "workers": "ok"}
+    catalog.forget_worker("w")
+    assert client.get("/readyz").status_code == 503
 
 
 def test_readiness_fails_when_the_broker_is_down(settings: Any) -> None:

@@ -4,8 +4,9 @@ Each child runs in its own session (so Ctrl-C reaches only the supervisor, which
 SIGTERM if the supervisor itself is killed. A half that dies is started again while the other keeps working:
 at once after a long run, then with a doubling backoff while it keeps dying young, so a crash loop costs little.
 Nothing accepted is lost across a restart: the catalog holds every image, and the new worker takes over the
-dead one's leases at start (see `tasks.housekeeping`). Only a half that dies during its very first start stops
-everything: that is a configuration error (a bad database URL, a port in use), not a crash to ride out.
+dead one's leases at start (see `tasks.housekeeping`). Only a half that exits by itself with an error during its
+very first start stops everything: that is a configuration error (a bad database URL, a port in use), not a
+crash to ride out. A half killed by a signal is always restarted.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def supervise(roles: list[str], env: dict[str, str], backoff_max: float) -> int:
     while not stopping:
         for half in halves:
             code = half.exited()
-            if code is not None and half.starts == 1 and time.monotonic() - half.started < FIRST_START:
+            if code is not None and code > 0 and half.starts == 1 and time.monotonic() - half.started < FIRST_START:
                 print(f"apercu: {half.role} failed to start (exit code {code}); stopping", file=sys.stderr)
                 stopping, exit_code = True, code or 1
             elif code is not None:

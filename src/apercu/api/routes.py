@@ -16,7 +16,7 @@ from apercu import __version__
 from apercu.api import uploads, variants
 from apercu.api.errors import ApiError
 from apercu.api.openapi import ENDPOINTS, document
-from apercu.storage.catalog import PENDING, PROCESSING
+from apercu.storage.catalog import PENDING, PROCESSING, WORKER_TIMEOUT
 from apercu.tasks import enqueue
 
 bp = Blueprint("api", __name__)
@@ -220,6 +220,7 @@ def readyz() -> ResponseReturnValue:
         "catalog": app.storage.catalog.ping,
         "storage": app.storage.blobs.check,
         "broker": lambda: _ping_broker(app.celery),
+        "workers": lambda: _live_workers(app.storage.catalog),
     }
     results = {}
     for name, check in checks.items():
@@ -232,6 +233,12 @@ def readyz() -> ResponseReturnValue:
     response = jsonify(status="ok" if ready else "unavailable", checks=results)
     response.status_code = 200 if ready else 503
     return response
+
+
+def _live_workers(catalog: Any) -> None:
+    """Uploads are only worth taking while some worker makes progress: each one beats every few seconds."""
+    if catalog.live_workers() == 0:
+        raise RuntimeError(f"no worker has reported in the last {WORKER_TIMEOUT:g} s")
 
 
 def _ping_broker(celery: Any) -> None:

@@ -1,6 +1,6 @@
 """The embedded broker: kombu's SQLAlchemy transport on a SQLite file, tuned for a single machine.
 
-Four changes to the stock transport, each for a measured reason:
+Five changes to the stock transport, each for a measured reason:
 - `polling_interval` is honoured (the stock transport hands every transport option to `create_engine`, which
   rejects it), so pick-up latency is tens of milliseconds instead of a second;
 - the SQLite file runs in WAL mode with a busy timeout, so the web process can publish while the worker polls;
@@ -9,11 +9,15 @@ Four changes to the stock transport, each for a measured reason:
   the winner's row;
 - a delivered message is deleted instead of being kept forever as invisible: the stock transport never
   redelivers it anyway, so keeping it only grows the file. Work lost with a crashed worker is recovered from the
-  catalog (see `tasks.start_recovery`), which is the durable record of what still needs processing.
+  catalog (see `tasks.housekeeping`), which is the durable record of what still needs processing;
+- the channel's session is guarded by a lock: a rejected message is restored from a task's thread while the
+  consumer's thread polls, and a session used by two threads at once fails ("session in 'prepared' state"),
+  which took the whole worker down.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, virtual
@@ -43,6 +47,24 @@ NOT_ENGINE_OPTIONS = (
 class Channel(SqlaChannel):
     _engines: dict[str, Any] = {}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # One SQLAlchemy session per channel, used by the consumer's thread and, when a message is rejected and
+        # restored, by a task's thread: a session is not thread-safe, so every use of it goes through this lock.
+        self._session_lock = threading.RLock()
+        super().__init__(*args, **kwargs)
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        with self._session_lock:
+            super()._put(queue, payload, **kwargs)
+
+    def _purge(self, queue: str) -> Any:
+        with self._session_lock:
+            return super()._purge(queue)
+
+    def _size(self, queue: str) -> Any:
+        with self._session_lock:
+            return super()._size(queue)
+
     def _engine_from_config(self) -> Any:
         conninfo = self.connection.client
         options = {k: v for k, v in conninfo.transport_options.items() if k not in NOT_ENGINE_OPTIONS}
@@ -58,6 +80,10 @@ class Channel(SqlaChannel):
             return self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
 
     def _get(self, queue: str) -> Any:
+        with self._session_lock:
+            return self._fetch(queue)
+
+    def _fetch(self, queue: str) -> Any:
         obj = self._get_or_create(queue)
         self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
         try:

@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import Callable, Iterator
 
 from celery import Celery
@@ -45,13 +46,20 @@ def host_identity() -> str:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether a process of this host runs; a zombie (killed, not yet reaped by its new parent) does not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 class Housekeeping:
