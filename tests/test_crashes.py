@@ -163,3 +163,35 @@ def test_a_configuration_error_stops_serve_instead_of_looping(tmp_path: Path) ->
     done = subprocess.run([sys.executable, "-m", "apercu", "serve"], env=env, capture_output=True, timeout=60)
     assert done.returncode != 0 and b"failed to start" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_repeated_kills_of_any_process_lose_nothing(served: Service) -> None:
+    """Chaos: every half second one process of the service (not the supervisor) is SIGKILLed, for 8 s, while
+    24 accepted images are processed. Afterwards every image settles as success, and the service still works."""
+    import random
+
+    root = served.processes[0].pid
+    ids = [served.upload(heavy_png() if n % 4 == 0 else images.jpeg(), f"chaos-{n}").json()["id"] for n in range(24)]
+    rng, victims = random.Random(7), []
+    ends = time.monotonic() + 8
+    while time.monotonic() < ends:
+        tree = [(pid, cmdline) for pid, _, cmdline in descendants(root)]
+        if tree:
+            pid, cmdline = rng.choice(tree)
+            victims.append(cmdline.split(" -m ")[-1][:40] or cmdline[:40])
+            kill_all([pid])
+        time.sleep(0.5)
+    deadline = time.monotonic() + SETTLE_BOUND
+    statuses: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        try:
+            statuses = {i: served.get(f"/images/{i}").json()["status"] for i in ids}
+        except OSError:
+            statuses = {}  # the web half is restarting
+        if statuses and set(statuses.values()) <= {"success", "failure"}:
+            break
+        time.sleep(0.5)
+    print(f"killed {len(victims)} processes: {sorted(set(victims))}; statuses: {sorted(set(statuses.values()))}")
+    assert statuses and set(statuses.values()) == {"success"}, statuses
+    last = served.upload(images.jpeg(), "after-chaos.jpg").json()["id"]
+    assert served.wait_final(last)["status"] == "success"

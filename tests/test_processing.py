@@ -248,3 +248,16 @@ def test_embedded_broker_survives_a_queue_creation_race(tmp_path: Path, monkeypa
     with Connection(url) as reader:
         queue = reader.SimpleQueue("q")
         assert [queue.get(timeout=2).payload for _ in range(2)] == [{"n": 1}, {"n": 2}]
+
+
+def test_an_image_over_the_memory_limit_fails_clearly(processor: Processor) -> None:
+    """The imaging process's memory is bounded: a canvas too big for it is the file's failure, and the next
+    image still works."""
+    processor = Processor(processor.settings.with_overrides(worker_memory_limit=200))
+    huge = stored(processor, images.encode(images.gradient((160, 120)).resize((10000, 8000)), "TIFF"))
+    processor.process(huge, "t")
+    row = processor.storage.catalog.get(huge)
+    assert row["status"] == "failure" and "memory" in row["error"], row["error"]
+    small = stored(processor, images.jpeg())
+    processor.process(small, "t")
+    assert processor.storage.catalog.get(small)["status"] == "success"

@@ -7,15 +7,15 @@ A call sends the bytes down a pipe and waits for the answer:
 - the child dying (SIGKILL, a segfault in a decoder, the OOM killer) is `ChildDied`, seen the moment its end
   of the pipe closes: the caller retries or gives up, no lease has to run out first;
 - a call that outlives its time limit gets its child killed and raises `TimeLimitExceeded`.
-The child runs under an address-space limit, so a decompression bomb that slips past the header checks ends as
-a MemoryError inside imaging (a `ProcessingFailed`) or, in C code, as a dead child, never as a swapping host.
+The child runs under a memory limit, so a decompression bomb that slips past the header checks ends as the
+file's failure ("needs more memory than ...") or, in C code, as a dead child, never as a swapping host.
 """
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import resource
 import traceback
 from typing import Any, Callable
@@ -23,8 +23,8 @@ from typing import Any, Callable
 from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse, render_variant
 from apercu.imaging.thumbnail import Thumbnail
 
-log = logging.getLogger(__name__)
 MIB = 1024 * 1024
+OUT_OF_MEMORY = 75  # the child's exit code when it ran out of memory
 
 # What a child may be asked to run: a name on the wire, never a pickled function.
 CALLS: dict[str, Callable[..., Any]] = {"analyse": analyse, "render_variant": render_variant}
@@ -47,9 +47,20 @@ CONTEXT.set_forkserver_preload(["apercu.tasks.sandbox"])
 
 
 def _child_main(conn: multiprocessing.connection.Connection, memory_limit: int) -> None:
-    """Serve calls until the parent goes away; each answer is ("ok", result) or ("failed", ProcessingFailed)."""
+    """Serve calls until the parent goes away; each answer is ("ok", result), ("failed", ProcessingFailed) or
+    ("bug", traceback). Running out of memory anywhere (even receiving the bytes) ends the child with
+    OUT_OF_MEMORY: its pipe may hold half a message, and the parent reports it as the file's failure."""
     if memory_limit > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+        # RLIMIT_DATA counts memory actually mapped for writing; address space reserved by allocators and
+        # libvips' threads (RLIMIT_AS) would trip a limit on machines with many cores long before real use.
+        resource.setrlimit(resource.RLIMIT_DATA, (memory_limit, memory_limit))
+    try:
+        _serve(conn)
+    except MemoryError:
+        os._exit(OUT_OF_MEMORY)
+
+
+def _serve(conn: multiprocessing.connection.Connection) -> None:
     while True:
         try:
             name, args = conn.recv()
@@ -59,6 +70,8 @@ def _child_main(conn: multiprocessing.connection.Connection, memory_limit: int) 
             answer: tuple[str, Any] = ("ok", CALLS[name](*args))
         except ProcessingFailed as exc:
             answer = ("failed", exc)
+        except MemoryError:
+            raise
         except Exception:  # noqa: BLE001 - reported to the parent, which records it; the child lives on
             answer = ("bug", traceback.format_exc())
         conn.send((*answer, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
@@ -90,7 +103,12 @@ class Sandbox:
                 raise TimeLimitExceeded(f"processing took longer than {time_limit:g} s")
             status, payload, self.peak_rss = conn.recv()
         except (EOFError, OSError) as exc:
-            raise ChildDied(self._bury()) from exc
+            code, how = self._bury()
+            if code == OUT_OF_MEMORY:
+                raise ProcessingFailed(
+                    f"the image needs more than the {self.memory_limit // MIB} MiB of memory an imaging process may use"
+                ) from exc
+            raise ChildDied(how) from exc
         if status == "failed":
             raise payload
         if status == "bug":
@@ -109,14 +127,14 @@ class Sandbox:
             self._conn = parent
         return self._conn
 
-    def _bury(self) -> str:
-        """Reap the dead child and say how it died."""
+    def _bury(self) -> tuple[int | None, str]:
+        """Reap the dead child: its exit code, and how it died in words."""
         process = self._process
         self.close()
         code = process.exitcode if process is not None else None
         if code is not None and code < 0:
-            return f"the imaging process was killed by signal {-code}"
-        return f"the imaging process exited with code {code}"
+            return code, f"the imaging process was killed by signal {-code}"
+        return code, f"the imaging process exited with code {code}"
 
     def close(self) -> None:
         """Stop the child, if any (it is killed: it may be stuck in a decoder)."""
