@@ -178,3 +178,41 @@ def test_schema_gains_new_columns_on_an_old_database(tmp_path: Path) -> None:
     assert storage.catalog.claim("a" * 32, "t", 60, 3, worker="w").outcome is Claim.CLAIMED
     row: Any = storage.catalog.get("a" * 32)
     assert row["lease_worker"] == "w"
+
+
+KILLED_BETWEEN_THUMBNAIL_AND_ROW = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[3])
+from apercu.config import Settings
+from apercu.storage.catalog import Catalog
+from apercu.tasks import Processor
+
+def delete_then_die(self, image_id, *args):
+    self.delete(image_id)  # a concurrent DELETE wins the race...
+    os.kill(os.getpid(), signal.SIGKILL)  # ...and the worker dies before it can clean up
+
+Catalog.finish = delete_then_die
+if __name__ == "__main__":
+    Processor(Settings.from_env({"APERCU_DATA_DIR": sys.argv[1], "APERCU_DATABASE_URL": sys.argv[4]})).process(
+        sys.argv[2], "t")
+"""
+
+
+def test_a_worker_killed_between_thumbnail_and_row_leaves_nothing_after_the_sweep(
+    keeper: Housekeeping, tmp_path: Path
+) -> None:
+    processor = keeper.processor
+    image_id = stored(processor)
+    script = tmp_path / "die.py"
+    script.write_text(KILLED_BETWEEN_THUMBNAIL_AND_ROW)
+    database = processor.settings.resolved_database_url
+    run = subprocess.run(
+        [sys.executable, str(script), str(processor.settings.data_dir), image_id, str(Path(__file__).parent), database],
+        capture_output=True, timeout=60,
+    )
+    assert run.returncode == -9, run.stderr.decode()[-2000:]
+    assert processor.storage.catalog.get(image_id) is None
+    assert processor.storage.blobs.thumbnail_path(image_id).exists()  # the orphan the kill left
+    age(processor, image_id, 3600)
+    keeper.sweep_orphans()
+    assert list(processor.settings.data_dir.rglob(f"{image_id}*")) == []
