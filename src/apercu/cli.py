@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from apercu import __version__
 from apercu.config import Settings
@@ -29,29 +28,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from gunicorn.app.base import BaseApplication
+    from apercu.api.server import serve
 
-    from apercu.api import create_app
-
-    settings = _settings(args)
-
-    class WebServer(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", [f"{settings.host}:{settings.port}"])
-            self.cfg.set("workers", settings.web_workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", settings.web_threads)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("timeout", 60)
-            self.cfg.set("loglevel", settings.log_level.lower())
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("control_socket_disable", True)
-
-        def load(self) -> Any:
-            return create_app(settings)
-
-    create_app(settings)  # fail fast, in the foreground, on a bad database URL or data directory
-    WebServer().run()
+    serve(_settings(args))
     return 0
 
 

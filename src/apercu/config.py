@@ -30,6 +30,9 @@ class Settings:
     port: int = 5000
     web_workers: int = 2
     web_threads: int = 16
+    web_connections: int = 1000  # open client connections per web worker process, stalled ones included
+    request_timeout: float = 30.0  # seconds a client has to send a request (and to take its response)...
+    request_min_rate: int = 16384  # ...plus one second per this many bytes of it received: then 408
     worker_concurrency: int = 0  # 0: one process per CPU
     max_upload_bytes: int = 50 * MIB
     max_pixels: int = 100_000_000

@@ -2,10 +2,13 @@
 
 Routes raise `ApiError` for what the client got wrong; Werkzeug's own HTTP errors (404 for an unknown route,
 405, 413 from the body limit) are rewritten into the same shape; anything else is a 500 logged with its trace.
+What the HTTP server refuses before Flask runs (`apercu.api.server`: a malformed request line, headers too large,
+a body that stalls or ends early) gets the same shape from `error_body`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Flask, current_app, jsonify
@@ -14,12 +17,18 @@ from werkzeug.exceptions import HTTPException
 
 CODES = {
     400: "bad_request",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "not_ready",
     413: "too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    417: "expectation_failed",
+    431: "headers_too_large",
     500: "internal_error",
+    501: "not_implemented",
     503: "unavailable",
 }
 
@@ -31,6 +40,11 @@ class ApiError(Exception):
         self.code = code or CODES.get(status, "error")
         self.message = message
         self.headers = headers or {}
+
+
+def error_body(status: int, message: str) -> bytes:
+    """The JSON body of an error, for the server's own answers, which have no Flask app context to jsonify in."""
+    return json.dumps({"error": {"code": CODES.get(status, "error"), "message": message}}).encode()
 
 
 def error_response(status: int, code: str, message: str, headers: Any = None) -> ResponseReturnValue:
