@@ -285,3 +285,53 @@ def test_invalid_thumbnail_settings_fail_at_start(settings: Any) -> None:
         create_app(settings.with_overrides(thumbnail_background="white"))
     with pytest.raises(ValueError, match="THUMBNAIL_SIZES"):
         create_app(settings.with_overrides(thumbnail_sizes="128,big"))
+
+
+def originals(app: Any) -> list[Any]:
+    return [p for p in (app.extensions["apercu"].settings.data_dir / "originals").rglob("*") if p.is_file()]
+
+
+def test_an_idempotency_key_makes_a_retried_upload_return_the_first_image(client: Any, app: Any) -> None:
+    first = upload(client, images.jpeg(), headers={"Idempotency-Key": "order-42"})
+    again = upload(client, images.jpeg(), headers={"Idempotency-Key": "order-42"})
+    other = upload(client, images.jpeg(), headers={"Idempotency-Key": "order-43"})
+    assert first.status_code == again.status_code == other.status_code == 202
+    assert parse_json(again)["id"] == parse_json(first)["id"] != parse_json(other)["id"]
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert len(originals(app)) == 2
+    # Once its image is deleted, the key is free again.
+    assert client.delete(f"/images/{parse_json(first)['id']}").status_code == 204
+    after = upload(client, images.jpeg(), headers={"Idempotency-Key": "order-42"})
+    assert parse_json(after)["id"] != parse_json(first)["id"] and "Idempotent-Replayed" not in after.headers
+
+
+def test_concurrent_uploads_with_one_key_make_one_image(client: Any, app: Any) -> None:
+    results: list[Any] = []
+
+    def send() -> None:
+        results.append(upload(app.test_client(), images.jpeg(), headers={"Idempotency-Key": "burst"}))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {r.status_code for r in results} == {202}
+    assert len({parse_json(r)["id"] for r in results}) == 1
+    assert len(originals(app)) == 1
+    assert len(parse_json(client.get("/images"))["items"]) == 1
+
+
+def test_an_idempotency_key_expires(settings: Any) -> None:
+    from apercu.api import create_app
+
+    app = create_app(settings.with_overrides(idempotency_ttl=0))
+    client = app.test_client()
+    first = parse_json(upload(client, images.jpeg(), headers={"Idempotency-Key": "k"}))["id"]
+    assert parse_json(upload(client, images.jpeg(), headers={"Idempotency-Key": "k"}))["id"] != first
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9"])
+def test_a_malformed_idempotency_key_is_400(client: Any, key: str) -> None:
+    response = upload(client, images.jpeg(), headers={"Idempotency-Key": key})
+    assert response.status_code == 400 and error_code(response) == "invalid_idempotency_key"

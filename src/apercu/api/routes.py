@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
@@ -16,7 +16,7 @@ from apercu import __version__
 from apercu.api import uploads, variants
 from apercu.api.errors import ApiError
 from apercu.api.openapi import ENDPOINTS, document
-from apercu.storage.catalog import PENDING, PROCESSING, WORKER_TIMEOUT
+from apercu.storage.catalog import PENDING, PROCESSING, WORKER_TIMEOUT, utcnow
 from apercu.tasks import enqueue
 
 bp = Blueprint("api", __name__)
@@ -105,18 +105,32 @@ def openapi() -> ResponseReturnValue:
 
 @bp.post("/images")
 def upload() -> ResponseReturnValue:
+    """Store and record an upload, then queue it. With an `Idempotency-Key`, a retry gets the first try's image
+    (`Idempotent-Replayed: true`) instead of a second one, for `APERCU_IDEMPOTENCY_TTL` seconds."""
     app = _apercu()
-    row = uploads.accept(request, app.storage, app.settings.max_upload_bytes)
-    try:
-        enqueue(app.celery, row["id"])
-    except Exception:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
-        current_app.logger.exception("could not enqueue %s; the next recovery sweep will send it", row["id"])
-        app.storage.catalog.mark_unsent(row["id"])
+    key = uploads.idempotency_key(request)
+    keys_expire_before = utcnow() - timedelta(seconds=app.settings.idempotency_ttl)
+    row = app.storage.catalog.image_for_key(key, keys_expire_before) if key else None
+    created = False
+    if row is None:
+        row, created = uploads.accept(request, app.storage, app.settings.max_upload_bytes, key, keys_expire_before)
+    if created:
+        _enqueue_or_leave_to_recovery(app, row["id"])
     body = image_json(row)
     response = jsonify({k: body[k] for k in ("id", "status", "links")})
     response.status_code = 202
     response.headers["Location"] = body["links"]["self"]
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _enqueue_or_leave_to_recovery(app: Any, image_id: str) -> None:
+    try:
+        enqueue(app.celery, image_id)
+    except Exception:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
+        current_app.logger.exception("could not enqueue %s; the next recovery sweep will send it", image_id)
+        app.storage.catalog.mark_unsent(image_id)
 
 
 @bp.get("/images/<image_id>")

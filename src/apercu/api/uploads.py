@@ -8,7 +8,9 @@ checked before a byte of the body is read, and the real size again after.
 from __future__ import annotations
 
 import os
+import re
 import uuid
+from datetime import datetime
 from typing import IO, Any
 
 from flask import Request, current_app
@@ -16,7 +18,9 @@ from flask import Request, current_app
 from apercu.api.errors import ApiError
 from apercu.imaging.formats import sniff
 from apercu.storage import Storage
+from apercu.storage.catalog import NEVER
 
+KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_SLACK = 64 * 1024
 MAX_FILENAME = 255
@@ -52,8 +56,23 @@ def too_large_message(max_bytes: int) -> str:
     return f"the file is larger than the maximum upload size of {max_bytes} bytes"
 
 
-def accept(request: Request, storage: Storage, max_bytes: int) -> dict[str, Any]:
-    """Validate the `file` part and make it durable: stored and recorded. Raises ApiError for client errors."""
+def idempotency_key(request: Request) -> str | None:
+    """The request's `Idempotency-Key` header: up to 255 printable ASCII characters, or None when absent."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not KEY_PATTERN.fullmatch(key):
+        raise ApiError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters", code="invalid_idempotency_key")
+    return key
+
+
+def accept(
+    request: Request, storage: Storage, max_bytes: int, key: str | None = None, keys_expire_before: datetime = NEVER
+) -> tuple[dict[str, Any], bool]:
+    """Validate the `file` part and make it durable: stored and recorded. Raises ApiError for client errors.
+
+    Returns the image's row and whether this request created it: with an idempotency key that a concurrent
+    request recorded first, the row is that request's image and this upload's copy is dropped."""
     check_declared_length(request, max_bytes)
     upload = request.files.get("file")
     if upload is None:
@@ -70,13 +89,18 @@ def accept(request: Request, storage: Storage, max_bytes: int) -> dict[str, Any]
             "not an image in a supported format (JPEG, PNG, TIFF, BMP, TGA, GIF, WebP, HEIC/HEIF, AVIF)",
             code="unsupported_format",
         )
-    image_id = uuid.uuid4().hex
+    image_id, filename = uuid.uuid4().hex, _clean_filename(upload.filename)
     storage.blobs.commit_original(image_id, stream)
     try:
-        return storage.catalog.add(image_id, _clean_filename(upload.filename))
+        if key is None:
+            return storage.catalog.add(image_id, filename), True
+        row, created = storage.catalog.add_with_key(image_id, filename, key, keys_expire_before)
     except Exception:
         storage.blobs.delete(image_id)
         raise
+    if not created:
+        storage.blobs.delete(image_id)
+    return row, created
 
 
 def _clean_filename(name: str | None) -> str | None:

@@ -336,36 +336,41 @@ class Catalog:
 
     # Idempotency keys: a retried upload gets the image its first try created.
 
-    def add_with_key(self, image_id: str, filename: str | None, key: str) -> tuple[dict[str, Any], bool]:
+    def add_with_key(
+        self, image_id: str, filename: str | None, key: str, expired_before: datetime
+    ) -> tuple[dict[str, Any], bool]:
         """Record a new image under an idempotency key, in one transaction; ({row}, True) when recorded.
 
         When another request recorded the key first (a concurrent retry), nothing is written and its row is
-        returned with False: the caller then drops its own copy of the upload."""
+        returned with False: the caller then drops its own copy of the upload. A key past its time, or whose
+        image was deleted, is free again."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
+                conn.execute(idempotency_keys.delete().where(idempotency_keys.c.key == key, _key_dead(expired_before)))
                 conn.execute(idempotency_keys.insert().values(key=key, image_id=image_id, created_at=now))
-                row = self._insert(conn, image_id, filename, now)
-            return row, True
+                return self._insert(conn, image_id, filename, now), True
         except sa.exc.IntegrityError:
-            winner = self.image_for_key(key)
+            winner = self.image_for_key(key, expired_before)
             if winner is None:
                 raise
             return winner, False
 
-    def image_for_key(self, key: str) -> dict[str, Any] | None:
-        """The image an idempotency key created, if the key is known and its image still exists."""
+    def image_for_key(self, key: str, expired_before: datetime) -> dict[str, Any] | None:
+        """The image an idempotency key created, if the key is still valid and its image still exists."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(images).join(idempotency_keys, idempotency_keys.c.image_id == images.c.id)
-                .where(idempotency_keys.c.key == key)
+                .where(idempotency_keys.c.key == key, idempotency_keys.c.created_at >= expired_before)
             ).mappings().first()
         return dict(row) if row else None
 
-    def expire_keys(self, created_before: datetime) -> int:
-        """Forget idempotency keys older than the cut-off, and keys whose image was deleted."""
-        gone = sa.select(images.c.id).where(images.c.id == idempotency_keys.c.image_id).exists()
+    def expire_keys(self, expired_before: datetime) -> int:
+        """Forget idempotency keys past their time, and keys whose image was deleted."""
         with self.engine.begin() as conn:
-            return conn.execute(
-                idempotency_keys.delete().where(sa.or_(idempotency_keys.c.created_at < created_before, ~gone))
-            ).rowcount
+            return conn.execute(idempotency_keys.delete().where(_key_dead(expired_before))).rowcount
+
+
+def _key_dead(expired_before: datetime) -> sa.ColumnElement[bool]:
+    image_exists = sa.select(images.c.id).where(images.c.id == idempotency_keys.c.image_id).exists()
+    return sa.or_(idempotency_keys.c.created_at < expired_before, ~image_exists)
