@@ -151,7 +151,8 @@ def test_postgres_urls_get_the_bundled_driver(postgres_url: Any) -> None:
 
 def test_time_limit_becomes_a_clear_failure(processor: Processor) -> None:
     """The sandbox kills an imaging process that outlives the time limit; the image fails saying so."""
-    processor = Processor(processor.settings.with_overrides(task_time_limit=0.05))
+    usual = processor.settings
+    processor = Processor(usual.with_overrides(task_time_limit=0.05))
     image_id = stored(processor, images.encode(images.gradient((160, 120)).resize((4000, 3000)), "PNG"))
     started = time.monotonic()
     processor.process(image_id, "t")
@@ -160,7 +161,7 @@ def test_time_limit_becomes_a_clear_failure(processor: Processor) -> None:
     assert row["status"] == "failure" and "longer than 0.05 s" in row["error"]
     assert not processor.storage.blobs.thumbnail_path(image_id).exists()
     again = stored(processor, images.jpeg())  # the thread's next image gets a fresh imaging process
-    Processor(processor.settings).process(again, "t")
+    Processor(usual).process(again, "t")
     assert processor.storage.catalog.get(again)["status"] == "success"
 
 
@@ -227,27 +228,42 @@ def test_a_bug_of_ours_ends_as_failure_with_a_reference(
     assert logged and image_id in logged[0].getMessage() and "KeyError" in (logged[0].exc_text or "")
 
 
-def test_embedded_broker_survives_a_queue_creation_race(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Web and worker both create the queue at start-up; the one that loses must still publish."""
-    from kombu import Connection
-    from sqlalchemy.exc import IntegrityError
+def test_embedded_broker_delivers_each_message_once_across_connections(tmp_path: Path) -> None:
+    """Web and worker are separate processes with their own connections: every message is fetched by exactly
+    one consumer, in order, and a rejected one comes back."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    from apercu.storage import sqlite_broker
+    from kombu import Connection
+
+    import apercu.storage.sqlite_broker  # noqa: F401 - registers the URL scheme
 
     url = f"apercu-sqlite+sqlite:///{tmp_path / 'broker.sqlite'}"
-    with Connection(url) as first:
-        first.SimpleQueue("q").put({"n": 1})
+    with Connection(url) as publisher:
+        queue = publisher.SimpleQueue("q")
+        for n in range(200):
+            queue.put({"n": n})
 
-    def lost_the_race(self: Any, queue: str) -> Any:
-        raise IntegrityError("INSERT INTO kombu_queue", {}, Exception("UNIQUE constraint failed"))
+    def drain(_: int) -> list[int]:
+        got = []
+        with Connection(url) as consumer:
+            queue = consumer.SimpleQueue("q")
+            while True:
+                try:
+                    message = queue.get(timeout=0.3)
+                except queue.Empty:
+                    return got
+                got.append(message.payload["n"])
+                message.ack()
 
-    monkeypatch.setattr(sqlite_broker.SqlaChannel, "_get_or_create", lost_the_race)
-    with Connection(url) as second:
-        second.SimpleQueue("q").put({"n": 2})
-    monkeypatch.undo()
-    with Connection(url) as reader:
-        queue = reader.SimpleQueue("q")
-        assert [queue.get(timeout=2).payload for _ in range(2)] == [{"n": 1}, {"n": 2}]
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(drain, range(4)))
+    assert sorted(n for batch in batches for n in batch) == list(range(200))
+    assert all(batch == sorted(batch) for batch in batches)
+    with Connection(url) as consumer:
+        queue = consumer.SimpleQueue("q")
+        queue.put({"n": "again"})
+        queue.get(timeout=2).reject(requeue=True)
+        assert queue.get(timeout=2).payload == {"n": "again"} and queue.qsize() == 0
 
 
 def test_an_image_over_the_memory_limit_fails_clearly(processor: Processor) -> None:
