@@ -15,9 +15,10 @@ class Storage:
     blobs: BlobStore
 
 
-def open_storage(settings: Settings) -> Storage:
-    """Open (and create if needed) the data directory and the catalog schema."""
+def open_storage(settings: Settings, durable: bool = True) -> Storage:
+    """Open (and create if needed) the data directory and the catalog schema (see `catalog.create_engine` for
+    what `durable` means)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog.from_url(settings.resolved_database_url)
+    catalog = Catalog.from_url(settings.resolved_database_url, durable)
     catalog.create_schema()
     return Storage(catalog=catalog, blobs=LocalBlobStore(settings.data_dir))

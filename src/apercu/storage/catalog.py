@@ -86,15 +86,28 @@ class ClaimResult:
     retry_in: float = 0.0
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for the catalog; SQLite gets WAL, full sync and a busy timeout for its several processes."""
+def create_engine(url: str, durable: bool = True) -> Engine:
+    """An engine for the catalog; SQLite gets WAL and a busy timeout for its several processes.
+
+    `durable=False` is for the worker: its commits (claims, results) are safe against any process crash but may
+    be lost with the machine's power or the database server, which only means an image is processed again. The
+    web process keeps every commit durable, because its insert is what a 202 promises."""
     url = _driver_url(url)
     dumps = functools.partial(json.dumps, allow_nan=False, separators=(",", ":"))
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, json_serializer=dumps, connect_args={"timeout": 30})
-        event.listen(engine, "connect", sqlite_pragmas)
+        event.listen(engine, "connect", functools.partial(sqlite_pragmas, "FULL" if durable else "NORMAL"))
         return engine
-    return sa.create_engine(url, json_serializer=dumps, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = sa.create_engine(url, json_serializer=dumps, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if not durable:
+        event.listen(engine, "connect", _postgres_commits_without_waiting)
+    return engine
+
+
+def _postgres_commits_without_waiting(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+    dbapi_connection.commit()
 
 
 def _driver_url(url: str) -> str:
@@ -105,10 +118,10 @@ def _driver_url(url: str) -> str:
     return url
 
 
-def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
@@ -129,8 +142,8 @@ class Catalog:
         self.engine = engine
 
     @classmethod
-    def from_url(cls, url: str) -> "Catalog":
-        return cls(create_engine(url))
+    def from_url(cls, url: str, durable: bool = True) -> "Catalog":
+        return cls(create_engine(url, durable))
 
     def create_schema(self) -> None:
         """Create the tables if missing; another process creating them at the same moment is not an error."""

@@ -42,7 +42,7 @@ class Processor:
     @property
     def storage(self) -> Storage:
         if self._storage is None:
-            self._storage = open_storage(self.settings)
+            self._storage = open_storage(self.settings, durable=False)  # a lost commit means work done again
         return self._storage
 
     @property
