@@ -335,3 +335,35 @@ def test_an_idempotency_key_expires(settings: Any) -> None:
 def test_a_malformed_idempotency_key_is_400(client: Any, key: str) -> None:
     response = upload(client, images.jpeg(), headers={"Idempotency-Key": key})
     assert response.status_code == 400 and error_code(response) == "invalid_idempotency_key"
+
+
+def test_many_waiters_share_one_poller(client: Any, app: Any, process: Any) -> None:
+    """20 requests waiting at once cost one catalog query per poll interval, not one each."""
+    catalog = app.extensions["apercu"].storage.catalog
+    ids = [parse_json(upload(client, images.jpeg()))["id"] for _ in range(20)]
+    calls = []
+    real = type(catalog).settled_among
+
+    def counted(self: Any, pending: list[str]) -> set[str]:
+        calls.append(len(pending))
+        return real(self, pending)
+
+    type(catalog).settled_among = counted  # type: ignore[method-assign]
+    try:
+        results: dict[str, Any] = {}
+        waiters = [
+            threading.Thread(target=lambda i=i: results.update({i: app.test_client().get(f"/images/{i}?wait=5")}))
+            for i in ids
+        ]
+        for waiter in waiters:
+            waiter.start()
+        threading.Event().wait(0.5)
+        for image_id in ids:
+            process(image_id)
+        for waiter in waiters:
+            waiter.join()
+    finally:
+        type(catalog).settled_among = real  # type: ignore[method-assign]
+    assert {parse_json(r)["status"] for r in results.values()} == {"success"}
+    print(f"{len(calls)} polls for 20 waiters")
+    assert sum(calls) / len(calls) >= 5  # each poll asked about many waiters at once

@@ -13,6 +13,7 @@ from apercu.api import errors, routes
 from apercu.api.uploads import MULTIPART_SLACK, UploadRequest
 from apercu.config import Settings
 from apercu.storage import Storage, open_storage
+from apercu.storage.watcher import Watcher
 from apercu.tasks import make_celery
 
 
@@ -23,6 +24,7 @@ class Apercu:
     settings: Settings
     storage: Storage
     celery: Celery
+    watcher: Watcher
 
 
 class StrictJSONProvider(DefaultJSONProvider):
@@ -41,7 +43,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json = StrictJSONProvider(app)
     app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_SLACK
-    app.extensions["apercu"] = Apercu(settings, open_storage(settings), make_celery(settings))
+    storage = open_storage(settings)
+    app.extensions["apercu"] = Apercu(settings, storage, make_celery(settings), Watcher(storage.catalog))
     errors.register(app)
     app.register_blueprint(routes.bp)
     return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -75,17 +74,15 @@ def _load(image_id: str) -> dict[str, Any]:
     """The image's row, waiting up to ?wait=N seconds for processing to end; 404 for unknown ids."""
     if not ID_PATTERN.match(image_id):
         raise ApiError(404, "no image with this id")
+    wait = _wait_seconds()
     catalog = _apercu().storage.catalog
-    deadline = time.monotonic() + _wait_seconds()
-    pause = 0.02
-    while True:
+    row = catalog.get(image_id)
+    if row is not None and row["status"] in (PENDING, PROCESSING) and wait > 0:
+        _apercu().watcher.wait(image_id, wait)
         row = catalog.get(image_id)
-        if row is None:
-            raise ApiError(404, "no image with this id")
-        if row["status"] not in (PENDING, PROCESSING) or time.monotonic() >= deadline:
-            return row
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, 0.1)
+    if row is None:
+        raise ApiError(404, "no image with this id")
+    return row
 
 
 @bp.get("/")

@@ -195,6 +195,13 @@ class Catalog:
             row = conn.execute(sa.select(images).where(images.c.id == image_id)).mappings().first()
         return dict(row) if row else None
 
+    def settled_among(self, ids: list[str]) -> set[str]:
+        """Those of `ids` whose processing ended (success, failure) or that were deleted."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(images.c.id, images.c.status).where(images.c.id.in_(ids))).all()
+        unfinished = {row.id for row in rows if row.status in (PENDING, PROCESSING)}
+        return set(ids) - unfinished
+
     def page(self, limit: int, after: tuple[datetime, str] | None = None) -> list[dict[str, Any]]:
         """Newest first; `after` is the (uploaded_at, id) of the last row of the previous page."""
         query = sa.select(images).order_by(images.c.uploaded_at.desc(), images.c.id.desc()).limit(limit)
