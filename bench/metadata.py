@@ -14,15 +14,15 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from PIL import ExifTags, Image  # noqa: E402
-
 import fidelity  # noqa: E402
 from conftest import CORPUS, corpus_files  # noqa: E402
+from PIL import ExifTags, Image  # noqa: E402
 
 
 def naive_pillow(path: Path) -> dict[str, Any]:

@@ -20,16 +20,18 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from apercu.imaging.analyse import analyse  # noqa: E402
 from live import Service  # noqa: E402
 from thumbnails import photo  # noqa: E402
+
+from apercu.imaging.analyse import analyse  # noqa: E402
 
 CLIENTS = 8
 
@@ -122,7 +124,8 @@ def main() -> None:
     if not args.skip_redis and reachable(5432) and reachable(6379):
         url, drop = postgres_schema_url()
         cleanup.append(drop)
-        backends.append(("postgres+redis", {"APERCU_DATABASE_URL": url, "APERCU_BROKER_URL": "redis://127.0.0.1:6379/0"}, ("web", "worker")))
+        env = {"APERCU_DATABASE_URL": url, "APERCU_BROKER_URL": "redis://127.0.0.1:6379/0"}
+        backends.append(("postgres+redis", env, ("web", "worker")))
 
     print(f"{'backend':<16}{'202->success server':>22}{'client':>10}{'vs bare':>9}{'pick-up':>10}"
           f"{'uploads/s':>11}{'p50 ms':>8}{'p95 ms':>8}{'healthz/s':>11}{'ratio':>7}")
@@ -133,12 +136,13 @@ def main() -> None:
                 try:
                     server, client = latency(svc, big, args.runs)
                     pickup, _ = latency(svc, tiny, args.runs)
-                    up = rate(lambda: svc.upload(small, "u.jpg").status, args.uploads, 30)
-                    health = rate(lambda: svc.get("/healthz").status, args.uploads, 30)
+                    up = rate(lambda svc=svc: svc.upload(small, "u.jpg").status, args.uploads, 30)
+                    health = rate(lambda svc=svc: svc.get("/healthz").status, args.uploads, 30)
                 finally:
                     svc.stop()
             print(f"{name:<16}{server * 1000:>19.0f} ms{client * 1000:>7.0f} ms{server / bare:>8.2f}x"
-                  f"{pickup * 1000:>7.0f} ms{up[0]:>11.1f}{up[1]:>8.0f}{up[2]:>8.0f}{health[0]:>11.1f}{up[0] / health[0]:>7.2f}")
+                  f"{pickup * 1000:>7.0f} ms{up[0]:>11.1f}{up[1]:>8.0f}{up[2]:>8.0f}{health[0]:>11.1f}"
+                  f"{up[0] / health[0]:>7.2f}")
     finally:
         for drop in cleanup:
             drop()

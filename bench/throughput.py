@@ -171,7 +171,8 @@ def main() -> None:
     parser.add_argument("--only", help="one input: jpeg12, png12 or jpeg2")
     parser.add_argument("--skip-redis", action="store_true")
     args = parser.parse_args()
-    backends = ["embedded"] + ([] if args.skip_redis or not (reachable(5432) and reachable(6379)) else ["postgres+redis"])
+    servers_up = reachable(5432) and reachable(6379)
+    backends = ["embedded"] + (["postgres+redis"] if servers_up and not args.skip_redis else [])
     data = inputs(args.only)
     env_note = {"APERCU_WORKER_CONCURRENCY": str(CORES), "APERCU_WEB_WORKERS": "2", "APERCU_LOG_LEVEL": "WARNING"}
     os.environ.update(env_note)

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image, ImageFilter
 
@@ -73,7 +73,9 @@ def make_inputs(folder: Path, only: str | None) -> dict[str, Path]:
         "webp12": lambda p: p12.save(p, "WEBP", quality=85),
         "heic12": lambda p: p12.save(p, "HEIF", quality=80),
     }
-    suffix = {"jpeg": ".jpg", "png1": ".png", "tiff": ".tif", "bmp1": ".bmp", "tga1": ".tga", "webp": ".webp", "heic": ".heic"}
+    suffix = {
+        "jpeg": ".jpg", "png1": ".png", "tiff": ".tif", "bmp1": ".bmp", "tga1": ".tga", "webp": ".webp", "heic": ".heic"
+    }
     inputs = {}
     for name, make in makers.items():
         if only and only not in name:
@@ -192,7 +194,8 @@ def main() -> None:
     has_djpeg = shutil.which("djpeg") is not None
     with tempfile.TemporaryDirectory() as tmp:
         # Made in a child: a forked child's peak RSS counts the parent's pages, so the parent stays small.
-        subprocess.run([sys.executable, __file__, "--make", tmp, *(["--only", args.only] if args.only else [])], check=True)
+        only = ["--only", args.only] if args.only else []
+        subprocess.run([sys.executable, __file__, "--make", tmp, *only], check=True)
         inputs = {p.stem: p for p in sorted(Path(tmp).iterdir(), key=lambda p: p.stat().st_mtime)}
         print(f"median of {args.rounds} interleaved rounds x {args.repeat} runs, ms (peak RSS MiB); "
               "ratios: apercu / fastest of pyvips and djpeg (time), apercu / pyvips (RSS)")

@@ -54,7 +54,7 @@ class Service:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.log = data_dir.parent / f"service-{self.port}.log"
 
-    def start(self, *roles: str) -> "Service":
+    def start(self, *roles: str) -> Service:
         """Start the roles and wait until they answer: ready (a worker beats) when one runs a worker, else alive."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
@@ -102,7 +102,9 @@ class Service:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Reply:
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}", data=body, method=method, headers=headers or {}
         )

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import images
+
 from apercu.api import create_app
 from apercu.config import Settings
 
@@ -33,7 +34,8 @@ def test_inspect_json_lines_match_the_api(tmp_path: Path) -> None:
     client = app.test_client()
     import io
 
-    image_id = client.post("/images", data={"file": (io.BytesIO(images.jpeg(orientation=6, gps=True)), "a.jpg")}).json["id"]
+    data = {"file": (io.BytesIO(images.jpeg(orientation=6, gps=True)), "a.jpg")}
+    image_id = client.post("/images", data=data).json["id"]
     app.extensions["apercu"].celery.processor.process(image_id, "t")
     assert client.get(f"/images/{image_id}").json["metadata"] == by_name["a.jpg"]["metadata"]
 

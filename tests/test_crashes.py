@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import images
+import pytest
 from live import Service, descendants, imaging_processes, role_process
 
 pytestmark = pytest.mark.integration

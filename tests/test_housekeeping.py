@@ -12,10 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import images
 import pytest
 import sqlalchemy as sa
 
-import images
 from apercu.config import Settings
 from apercu.storage.catalog import Claim, utcnow, workers
 from apercu.tasks import Processor, make_celery

@@ -11,13 +11,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import images
 import pytest
 import sqlalchemy as sa
 
-import images
 from apercu.config import Settings
 from apercu.storage import open_storage
-from apercu.storage.catalog import WORKER_TIMEOUT, Claim, images as images_table, utcnow
+from apercu.storage.catalog import WORKER_TIMEOUT, Claim, utcnow
+from apercu.storage.catalog import images as images_table
 from apercu.tasks import TASK_NAME, Processor
 from apercu.tasks.sandbox import Sandbox
 
@@ -77,7 +78,8 @@ def test_an_image_that_keeps_killing_workers_ends_as_failure(processor: Processo
     image_id = stored(processor, images.jpeg())
     catalog = processor.storage.catalog
     for attempt in range(processor.settings.max_attempts):
-        assert catalog.claim(image_id, f"crashed-{attempt}", 60, processor.settings.max_attempts).outcome is Claim.CLAIMED
+        claim = catalog.claim(image_id, f"crashed-{attempt}", 60, processor.settings.max_attempts)
+        assert claim.outcome is Claim.CLAIMED
         _expire_lease(processor, image_id)
     assert processor.process(image_id, "last")[0] is Claim.EXHAUSTED
     row = catalog.get(image_id)

@@ -9,16 +9,16 @@ from __future__ import annotations
 import io
 import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
-
-import pytest
-from PIL import Image
+from typing import Any
 
 import images
-from conftest import CORPUS, corpus_files, require_corpus
+import pytest
+from conftest import corpus_files, require_corpus
 from live import Service
+from PIL import Image
 
 pytestmark = pytest.mark.integration
 

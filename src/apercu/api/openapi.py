@@ -84,7 +84,7 @@ SCHEMAS = {
 
 
 def _operation(method: str, path: str, description: str) -> dict[str, Any]:
-    params = []
+    params: list[dict[str, Any]] = []
     if "{id}" in path:
         params.append(ID_PARAM)
     if method == "GET" and "{id}" in path:

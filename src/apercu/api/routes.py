@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
@@ -179,9 +180,8 @@ def thumbnail(image_id: str, ext: str) -> ResponseReturnValue:
     size = _thumbnail_size()
     row = _load(image_id)
     if row["status"] in (PENDING, PROCESSING):
-        raise ApiError(
-            409, f"the thumbnail is not ready yet (status: {row['status']})", headers={"Retry-After": RETRY_AFTER_SECONDS}
-        )
+        message = f"the thumbnail is not ready yet (status: {row['status']})"
+        raise ApiError(409, message, headers={"Retry-After": RETRY_AFTER_SECONDS})
     if row["thumbnail"] is None:
         raise ApiError(404, f"no thumbnail: processing failed ({row['error']})", code="no_thumbnail")
     app = _apercu()

@@ -11,7 +11,7 @@ import os
 import re
 import uuid
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 from flask import Request, current_app
 
@@ -62,7 +62,8 @@ def idempotency_key(request: Request) -> str | None:
     if key is None:
         return None
     if not KEY_PATTERN.fullmatch(key):
-        raise ApiError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters", code="invalid_idempotency_key")
+        message = "Idempotency-Key must be 1 to 255 printable ASCII characters"
+        raise ApiError(400, message, code="invalid_idempotency_key")
     return key
 
 
@@ -83,7 +84,7 @@ def accept(
         raise ApiError(400, "the uploaded file is empty", code="empty_file")
     if size > max_bytes:
         raise ApiError(413, too_large_message(max_bytes))
-    if sniff(stream) is None:
+    if sniff(cast(BinaryIO, stream)) is None:
         raise ApiError(
             415,
             "not an image in a supported format (JPEG, PNG, TIFF, BMP, TGA, GIF, WebP, HEIC/HEIF, AVIF)",

@@ -14,7 +14,7 @@ import enum
 import functools
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,7 +69,7 @@ NEVER = datetime(1970, 1, 1)
 
 def utcnow() -> datetime:
     """Naive UTC, the form stored in both SQLite and PostgreSQL."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Claim(enum.Enum):
@@ -142,7 +142,7 @@ class Catalog:
         self.engine = engine
 
     @classmethod
-    def from_url(cls, url: str, durable: bool = True) -> "Catalog":
+    def from_url(cls, url: str, durable: bool = True) -> Catalog:
         return cls(create_engine(url, durable))
 
     def create_schema(self) -> None:
@@ -328,7 +328,8 @@ class Catalog:
     def workers_on(self, host: str) -> list[tuple[str, int]]:
         """(id, pid) of the workers registered from this host, whose PIDs the caller can check."""
         with self.engine.connect() as conn:
-            return [(r.id, r.pid) for r in conn.execute(sa.select(workers.c.id, workers.c.pid).where(workers.c.host == host))]
+            query = sa.select(workers.c.id, workers.c.pid).where(workers.c.host == host)
+            return [(r.id, r.pid) for r in conn.execute(query)]
 
     def live_workers(self) -> int:
         """How many workers beat recently: zero means nothing is processing uploads."""

@@ -78,11 +78,11 @@ class Channel(virtual.Channel):
 class Transport(virtual.Transport):
     Channel = Channel
     polling_interval = 0.05
-    default_port = 0
     driver_type = "sqlite"
     driver_name = "sqlite3"
-    connection_errors = (*virtual.Transport.connection_errors, sqlite3.OperationalError)
-    channel_errors = (*virtual.Transport.channel_errors, sqlite3.DatabaseError)
+    # kombu's stubs type these as 1-tuples; they are tuples of exception classes of any length.
+    connection_errors = (*virtual.Transport.connection_errors, sqlite3.OperationalError)  # type: ignore[assignment]
+    channel_errors = (*virtual.Transport.channel_errors, sqlite3.DatabaseError)  # type: ignore[assignment]
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)

@@ -50,14 +50,14 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
-    app.processor = Processor(settings, worker)  # type: ignore[attr-defined]
+    app.processor = Processor(settings, worker)
     app.task(name=TASK_NAME, bind=True, max_retries=None)(process_image)
     return app
 
 
 def process_image(task: Task, image_id: str) -> str:
     """The Celery task body: one image, identified by its catalog id."""
-    processor: Processor = task.app.processor  # type: ignore[attr-defined]
+    processor: Processor = task.app.processor
     owner = task.request.id or image_id
     try:
         outcome, retry_in = processor.process(image_id, owner)

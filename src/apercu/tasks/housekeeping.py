@@ -19,9 +19,9 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Iterator
 
 from celery import Celery
 
@@ -66,7 +66,7 @@ class Housekeeping:
     """The worker's background threads; `start` them beside the Celery worker, `stop` them when it ends."""
 
     def __init__(self, app: Celery, worker: str) -> None:
-        settings = app.processor.settings  # type: ignore[attr-defined]
+        settings = app.processor.settings
         self.app, self.worker, self.settings = app, worker, settings
         self.processor = Processor(settings)  # its own connections, never shared with task threads
         self.stopping = threading.Event()

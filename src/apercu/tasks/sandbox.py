@@ -18,7 +18,8 @@ import multiprocessing.connection
 import os
 import resource
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse, render_variant
 from apercu.imaging.thumbnail import Thumbnail

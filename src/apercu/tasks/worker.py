@@ -18,7 +18,7 @@ def run_worker(settings: Settings) -> None:
     its dead predecessor's leases for its own."""
     worker = uuid.uuid4().hex
     app = make_celery(settings, worker)
-    app.processor.storage  # type: ignore[attr-defined] # noqa: B018 - create the schema before any thread races to
+    app.processor.storage  # noqa: B018 - create the schema before any thread races to
     housekeeping = Housekeeping(app, worker)
     housekeeping.start()
     worker_shutting_down.connect(lambda **_: housekeeping.stopping.set(), weak=False)
