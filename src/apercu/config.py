@@ -8,9 +8,10 @@ starts through that same environment.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from apercu.imaging.analyse import Options
@@ -53,7 +54,7 @@ class Settings:
     log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read APERCU_<FIELD> variables, then apply non-None keyword overrides (CLI flags)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -67,7 +68,7 @@ class Settings:
             values["data_dir"] = Path(values["data_dir"])
         return cls(**values)
 
-    def with_overrides(self, **overrides: Any) -> "Settings":
+    def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_env(self) -> dict[str, str]:
@@ -111,7 +112,7 @@ class Settings:
         except ValueError:
             raise ValueError(f"APERCU_THUMBNAIL_BACKGROUND={self.thumbnail_background!r} is not #rrggbb") from None
 
-    def imaging_options(self) -> "Options":
+    def imaging_options(self) -> Options:
         """The part of the settings the imaging functions take (they know nothing of this module)."""
         from apercu.imaging.analyse import Options
 
@@ -122,7 +123,7 @@ class Settings:
             background=self.background,
         )
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         """Raise ValueError now for settings that would otherwise fail on the first request."""
         self.sizes, self.background  # noqa: B018 - evaluated for their checks
         return self
