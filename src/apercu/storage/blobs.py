@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, BinaryIO, Protocol
 
 
 class BlobStore(Protocol):
@@ -24,6 +24,8 @@ class BlobStore(Protocol):
     def commit_original(self, image_id: str, incoming: IO[bytes]) -> None: ...
 
     def read_original(self, image_id: str) -> bytes: ...
+
+    def open_original(self, image_id: str) -> BinaryIO: ...
 
     def write_thumbnail(self, image_id: str, data: bytes, variant: str = "jpg") -> None: ...
 
@@ -60,6 +62,10 @@ class LocalBlobStore:
 
     def read_original(self, image_id: str) -> bytes:
         return self._original_path(image_id).read_bytes()
+
+    def open_original(self, image_id: str) -> BinaryIO:
+        """The original as an open file: the worker hands its descriptor to the imaging process unread."""
+        return open(self._original_path(image_id), "rb")
 
     def write_thumbnail(self, image_id: str, data: bytes, variant: str = "jpg") -> None:
         target = self.thumbnail_path(image_id, variant)

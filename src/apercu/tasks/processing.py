@@ -78,12 +78,13 @@ class Processor:
     def _work(self, image_id: str) -> None:
         catalog = self.storage.catalog
         try:
-            data = self.storage.blobs.read_original(image_id)
+            original = self.storage.blobs.open_original(image_id)
         except FileNotFoundError:
             catalog.fail(image_id, "the original file is missing from storage")
             return
         try:
-            result = self.sandbox.analyse(data, self.options, self.settings.task_time_limit)
+            with original:
+                result = self.sandbox.analyse(original, self.options, self.settings.task_time_limit)
         except (ProcessingFailed, TimeLimitExceeded) as exc:
             catalog.fail(image_id, str(exc), getattr(exc, "metadata", None) or None)
             return

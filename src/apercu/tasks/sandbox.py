@@ -2,7 +2,8 @@
 
 Each worker thread owns one long-lived child, forked from a fork server that has already imported Pillow and
 libvips (so a fresh child costs milliseconds, and never inherits the worker's threads, locks or connections).
-A call sends the bytes down a pipe and waits for the answer:
+A call hands the child the original's open file (its descriptor goes over the pipe, so the worker never reads
+or copies the bytes: the child reads them straight from the page cache) and waits for the answer:
 - `ProcessingFailed` raised in the child is raised here, as the file's failure;
 - the child dying (SIGKILL, a segfault in a decoder, the OOM killer) is `ChildDied`, seen the moment its end
   of the pipe closes: the caller retries or gives up, no lease has to run out first;
@@ -18,17 +19,14 @@ import multiprocessing.connection
 import os
 import resource
 import traceback
-from collections.abc import Callable
-from typing import Any
+from multiprocessing import reduction
+from typing import Any, BinaryIO
 
-from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse, render_variant
-from apercu.imaging.thumbnail import Thumbnail
+from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse
 
 MIB = 1024 * 1024
 OUT_OF_MEMORY = 75  # the child's exit code when it ran out of memory
 
-# What a child may be asked to run: a name on the wire, never a pickled function.
-CALLS: dict[str, Callable[..., Any]] = {"analyse": analyse, "render_variant": render_variant}
 
 
 class ChildDied(Exception):
@@ -49,7 +47,7 @@ CONTEXT.set_forkserver_preload(["apercu.tasks.sandbox"])
 
 def _child_main(conn: multiprocessing.connection.Connection, memory_limit: int) -> None:
     """Serve calls until the parent goes away; each answer is ("ok", result), ("failed", ProcessingFailed) or
-    ("bug", traceback). Running out of memory anywhere (even receiving the bytes) ends the child with
+    ("bug", traceback). Running out of memory anywhere (even reading the file) ends the child with
     OUT_OF_MEMORY: its pipe may hold half a message, and the parent reports it as the file's failure."""
     if memory_limit > 0:
         # RLIMIT_DATA counts memory actually mapped for writing; address space reserved by allocators and
@@ -64,11 +62,12 @@ def _child_main(conn: multiprocessing.connection.Connection, memory_limit: int) 
 def _serve(conn: multiprocessing.connection.Connection) -> None:
     while True:
         try:
-            name, args = conn.recv()
+            options = conn.recv()
+            data = _read_all(reduction.recv_handle(conn))
         except (EOFError, OSError):
             return  # the worker stopped or died: nothing more to do
         try:
-            answer: tuple[str, Any] = ("ok", CALLS[name](*args))
+            answer: tuple[str, Any] = ("ok", analyse(data, options))
         except ProcessingFailed as exc:
             answer = ("failed", exc)
         except MemoryError:
@@ -76,6 +75,11 @@ def _serve(conn: multiprocessing.connection.Connection) -> None:
         except Exception:  # noqa: BLE001 - reported to the parent, which records it; the child lives on
             answer = ("bug", traceback.format_exc())
         conn.send((*answer, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+
+
+def _read_all(fd: int) -> bytes:
+    with open(fd, "rb") as original:
+        return original.read()
 
 
 class Sandbox:
@@ -87,18 +91,12 @@ class Sandbox:
         self._process: Any = None
         self._conn: multiprocessing.connection.Connection | None = None
 
-    def analyse(self, data: bytes, options: Options, time_limit: float) -> Analysis:
-        result: Analysis = self._call("analyse", (data, options), time_limit)
-        return result
-
-    def render_variant(self, data: bytes, options: Options, size: int, fmt: str, time_limit: float) -> Thumbnail:
-        result: Thumbnail = self._call("render_variant", (data, options, size, fmt), time_limit)
-        return result
-
-    def _call(self, name: str, args: tuple[Any, ...], time_limit: float) -> Any:
+    def analyse(self, original: BinaryIO, options: Options, time_limit: float) -> Analysis:
+        """`imaging.analyse` of the open file `original`, in the child."""
         conn = self._ensure_child()
         try:
-            conn.send((name, args))
+            conn.send(options)
+            reduction.send_handle(conn, original.fileno(), self._process.pid)
             if not conn.poll(time_limit):
                 self.close()
                 raise TimeLimitExceeded(f"processing took longer than {time_limit:g} s")
@@ -114,7 +112,8 @@ class Sandbox:
             raise payload
         if status == "bug":
             raise ImagingBug(payload)
-        return payload
+        result: Analysis = payload
+        return result
 
     def _ensure_child(self) -> multiprocessing.connection.Connection:
         if self._conn is None or not self._process.is_alive():
