@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -194,6 +195,18 @@ class Catalog:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(images).where(images.c.id == image_id)).mappings().first()
         return dict(row) if row else None
+
+    def change_counter(self) -> Callable[[], int] | None:
+        """A cheap reading that changes whenever any connection commits (SQLite's `data_version`, read on a
+        connection of its own), for pollers to skip a query when nothing changed; None on other databases."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        connection = self.engine.raw_connection()
+
+        def read() -> int:
+            return int(connection.execute("PRAGMA data_version").fetchone()[0])
+
+        return read
 
     def settled_among(self, ids: list[str]) -> set[str]:
         """Those of `ids` whose processing ended (success, failure) or that were deleted."""
