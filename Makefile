@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-thumbnails clean
+.PHONY: run test lint bench bench-thumbnails bench-throughput clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,15 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
 bench: $(STAMP)
 	$(BIN)/python bench/service.py
+
+bench-throughput: $(STAMP)
+	$(BIN)/python bench/throughput.py
 
 bench-thumbnails: $(STAMP)
 	command -v djpeg >/dev/null || (apt-get update -q && apt-get install -y -q libjpeg-turbo-progs) || true
