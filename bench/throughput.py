@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from live import Service, descendants  # noqa: E402
+from service import reachable  # noqa: E402
 from thumbnails import photo  # noqa: E402
 
 CLIENTS = 8
@@ -146,14 +146,6 @@ def service_run(svc: Service, data: bytes, count: int) -> tuple[float, dict[str,
     after = cpu_by_role(roots)
     assert statuses == ["success"] * count, statuses
     return count / elapsed, {role: (after[role] - before[role]) * 1000 / count for role in after}
-
-
-def reachable(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def start(backend: str, folder: Path) -> Service:
