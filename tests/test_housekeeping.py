@@ -202,6 +202,7 @@ def test_a_worker_killed_between_thumbnail_and_row_leaves_nothing_after_the_swee
     keeper: Housekeeping, tmp_path: Path
 ) -> None:
     processor = keeper.processor
+    stored(processor)  # another image: an empty catalog would make the sweep leave every file alone
     image_id = stored(processor)
     script = tmp_path / "die.py"
     script.write_text(KILLED_BETWEEN_THUMBNAIL_AND_ROW)
@@ -216,3 +217,22 @@ def test_a_worker_killed_between_thumbnail_and_row_leaves_nothing_after_the_swee
     age(processor, image_id, 3600)
     keeper.sweep_orphans()
     assert list(processor.settings.data_dir.rglob(f"{image_id}*")) == []
+
+
+def test_the_sweep_leaves_files_alone_when_the_catalog_is_empty(keeper: Housekeeping) -> None:
+    """Pointed at a wrong (new, empty) database, the sweep must not take every stored file for an orphan."""
+    processor = keeper.processor
+    image_id = stored(processor, uploaded_ago=3600)
+    processor.storage.catalog.delete(image_id)
+    keeper.sweep_orphans()
+    assert processor.storage.blobs.has_original(image_id)
+
+
+def test_a_storage_hiccup_retry_does_not_count_as_an_attempt(keeper: Housekeeping) -> None:
+    catalog = keeper.processor.storage.catalog
+    image_id = stored(keeper.processor)
+    for _ in range(5):  # the same task taking its own lease back, as a Celery retry does
+        assert catalog.claim(image_id, "task", 600, 3, worker=keeper.worker).outcome is Claim.CLAIMED
+    assert catalog.get(image_id)["attempts"] == 1
+    assert not catalog.finish(image_id, "another-task", {}, {})  # not its lease: nothing recorded
+    assert catalog.finish(image_id, "task", {}, {})

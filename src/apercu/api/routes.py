@@ -128,7 +128,10 @@ def _enqueue_or_leave_to_recovery(app: Any, image_id: str) -> None:
         enqueue(app.celery, image_id)
     except Exception:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
         current_app.logger.exception("could not enqueue %s; the next recovery sweep will send it", image_id)
-        app.storage.catalog.mark_unsent(image_id)
+        try:
+            app.storage.catalog.mark_unsent(image_id)
+        except Exception:  # noqa: BLE001 - still accepted: a sweep sends it once the grace period has passed
+            current_app.logger.exception("could not mark %s as unsent", image_id)
 
 
 @bp.get("/images/<image_id>")

@@ -235,22 +235,18 @@ class Catalog:
         """Take the image for processing unless it is finished, deleted, or leased to another live task.
 
         A lease is free when its time ran out, when it is this task's own (a retry or a redelivery), or when the
-        worker that holds it is dead (see `dead_lease`)."""
+        worker that holds it is dead (see `dead_lease`). Taking an image counts an attempt, except taking back
+        one's own lease: a task retried for a storage hiccup has not been interrupted."""
         now = utcnow()
-        claimable = sa.or_(
-            images.c.status == PENDING,
-            sa.and_(
-                images.c.status == PROCESSING,
-                sa.or_(images.c.lease_owner == owner, dead_lease(now)),
-            ),
-        )
+        own = sa.and_(images.c.status == PROCESSING, images.c.lease_owner == owner)
+        claimable = sa.or_(images.c.status == PENDING, own, sa.and_(images.c.status == PROCESSING, dead_lease(now)))
         with self.engine.begin() as conn:
             taken = conn.execute(
                 images.update()
-                .where(images.c.id == image_id, claimable, images.c.attempts < max_attempts)
+                .where(images.c.id == image_id, claimable, sa.or_(own, images.c.attempts < max_attempts))
                 .values(
                     status=PROCESSING,
-                    attempts=images.c.attempts + 1,
+                    attempts=images.c.attempts + sa.case((own, 0), else_=1),
                     lease_owner=owner,
                     lease_worker=worker,
                     lease_until=now + timedelta(seconds=lease_seconds),
@@ -260,7 +256,8 @@ class Catalog:
             if taken:
                 return ClaimResult(Claim.CLAIMED)
             row = conn.execute(
-                sa.select(images.c.status, images.c.lease_until, images.c.lease_owner, dead_lease(now).label("dead"))
+                sa.select(images.c.status, images.c.lease_until, images.c.lease_owner, images.c.attempts,
+                          dead_lease(now).label("dead"))
                 .where(images.c.id == image_id)
             ).first()
         if row is None:
@@ -269,31 +266,46 @@ class Catalog:
             return ClaimResult(Claim.FINISHED)
         if row.status == PROCESSING and not row.dead and row.lease_owner != owner:
             return ClaimResult(Claim.BUSY, min((row.lease_until - now).total_seconds() + 1, WORKER_TIMEOUT))
-        return ClaimResult(Claim.EXHAUSTED)
+        if row.attempts >= max_attempts:
+            return ClaimResult(Claim.EXHAUSTED)
+        return ClaimResult(Claim.BUSY, 1.0)  # the row changed between the update and this read: look again soon
 
-    def release(self, image_id: str, owner: str) -> None:
-        """Give a claim back (its work could not be done for a passing reason): the next sweep sends it again."""
+    def release(self, image_id: str, owner: str, resend: bool) -> None:
+        """Give a claim back: the attempt is over, the image pending again. With `resend`, the next recovery
+        sweep sends it (its work could not be done for a passing reason); without, the caller claims it again."""
         with self.engine.begin() as conn:
             conn.execute(
                 images.update()
                 .where(images.c.id == image_id, images.c.status == PROCESSING, images.c.lease_owner == owner)
-                .values(status=PENDING, lease_owner=None, lease_worker=None, lease_until=None, enqueued_at=NEVER)
+                .values(
+                    status=PENDING, lease_owner=None, lease_worker=None, lease_until=None,
+                    enqueued_at=NEVER if resend else utcnow(),
+                )
             )
 
-    def finish(self, image_id: str, image_metadata: dict[str, Any], thumbnail: dict[str, Any]) -> bool:
-        """Record success; False when the image was deleted meanwhile."""
-        return self._settle(image_id, status=SUCCESS, error=None, image_metadata=image_metadata, thumbnail=thumbnail)
+    def finish(self, image_id: str, owner: str, image_metadata: dict[str, Any], thumbnail: dict[str, Any]) -> bool:
+        """Record success under this task's lease; False when the image was deleted or is no longer ours."""
+        values = {"status": SUCCESS, "error": None, "image_metadata": image_metadata, "thumbnail": thumbnail}
+        return self._settle(image_id, owner, **values)
 
-    def fail(self, image_id: str, message: str, image_metadata: dict[str, Any] | None = None) -> bool:
-        """Record failure with a message for the client; False when the image was deleted meanwhile."""
-        return self._settle(image_id, status=FAILURE, error=message, image_metadata=image_metadata, thumbnail=None)
+    def fail(
+        self, image_id: str, message: str, image_metadata: dict[str, Any] | None = None, owner: str | None = None
+    ) -> bool:
+        """Record failure with a message for the client, if the image is still unfinished and, with `owner`,
+        pending or under that task's lease; False otherwise (deleted, finished, or taken by another task)."""
+        values = {"status": FAILURE, "error": message, "image_metadata": image_metadata, "thumbnail": None}
+        return self._settle(image_id, owner, **values)
 
-    def _settle(self, image_id: str, **values: Any) -> bool:
+    def _settle(self, image_id: str, owner: str | None, **values: Any) -> bool:
+        mine = sa.or_(
+            images.c.status == PENDING,
+            sa.and_(images.c.status == PROCESSING, sa.true() if owner is None else images.c.lease_owner == owner),
+        )
         with self.engine.begin() as conn:
             return bool(
                 conn.execute(
                     images.update()
-                    .where(images.c.id == image_id)
+                    .where(images.c.id == image_id, mine)
                     .values(processed_at=utcnow(), lease_owner=None, lease_worker=None, lease_until=None, **values)
                 ).rowcount
             )
@@ -344,6 +356,15 @@ class Catalog:
             query = sa.select(workers.c.id, workers.c.pid).where(workers.c.host == host)
             return [(r.id, r.pid) for r in conn.execute(query)]
 
+    def forget_workers_silent_since(self, cutoff: datetime) -> None:
+        """Drop workers long dead (on hosts that never came back to forget them): the table stays small."""
+        with self.engine.begin() as conn:
+            conn.execute(workers.delete().where(workers.c.heartbeat_at < cutoff))
+
+    def is_empty(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(images.c.id).limit(1)).first() is None
+
     def live_workers(self) -> int:
         """How many workers beat recently: zero means nothing is processing uploads."""
         cutoff = utcnow() - timedelta(seconds=WORKER_TIMEOUT)
@@ -378,17 +399,19 @@ class Catalog:
         When another request recorded the key first (a concurrent retry), nothing is written and its row is
         returned with False: the caller then drops its own copy of the upload. A key past its time, or whose
         image was deleted, is free again."""
-        now = utcnow()
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(idempotency_keys.delete().where(idempotency_keys.c.key == key, _key_dead(expired_before)))
-                conn.execute(idempotency_keys.insert().values(key=key, image_id=image_id, created_at=now))
-                return self._insert(conn, image_id, filename, now), True
-        except sa.exc.IntegrityError:
-            winner = self.image_for_key(key, expired_before)
-            if winner is None:
-                raise
-            return winner, False
+        for _ in range(2):  # the winner's image may be deleted between our conflict and our look: then try again
+            now = utcnow()
+            try:
+                with self.engine.begin() as conn:
+                    dead = idempotency_keys.delete().where(idempotency_keys.c.key == key, _key_dead(expired_before))
+                    conn.execute(dead)
+                    conn.execute(idempotency_keys.insert().values(key=key, image_id=image_id, created_at=now))
+                    return self._insert(conn, image_id, filename, now), True
+            except sa.exc.IntegrityError:
+                winner = self.image_for_key(key, expired_before)
+                if winner is not None:
+                    return winner, False
+        raise RuntimeError(f"idempotency key {key!r} keeps conflicting")
 
     def image_for_key(self, key: str, expired_before: datetime) -> dict[str, Any] | None:
         """The image an idempotency key created, if the key is still valid and its image still exists."""

@@ -6,8 +6,9 @@ interval, WAL mode, a queue-creation race between processes, messages it never r
 the same idea in a few SQL statements:
 - one table, `apercu_messages(id, queue, payload)`; a fetch is one `DELETE ... RETURNING` of the oldest row,
   atomic between processes, so no message is delivered twice and nothing accumulates;
-- WAL mode and no fsync (`synchronous=OFF`): the catalog, not the broker, is the durable record of what still
-  needs processing, and the worker's recovery sweep re-sends whatever a crash lost (`tasks.housekeeping`);
+- WAL mode without an fsync per commit (`synchronous=NORMAL`: a power cut may lose the last messages but never
+  corrupts the file): the catalog, not the broker, is the durable record of what still needs processing, and
+  the worker's recovery sweep re-sends whatever a crash lost (`tasks.housekeeping`);
 - one connection per channel, behind a lock: the consumer's thread polls while a task's thread may restore a
   rejected message, and a connection must not run two statements at once.
 A message restored by kombu (a rejected or unacknowledged one) is simply put back at the end of its queue.
@@ -34,10 +35,10 @@ FETCH = (
 
 
 def connect(path: str) -> sqlite3.Connection:
-    """A connection in autocommit mode, WAL, no fsync, waiting (not failing) while another process writes."""
+    """A connection in autocommit mode, WAL, no fsync per commit, waiting (not failing) while another writes."""
     db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=OFF")
+    db.execute("PRAGMA synchronous=NORMAL")
     for statement in SCHEMA:
         db.execute(statement)
     return db

@@ -50,13 +50,20 @@ class Watcher:
             threading.Thread(target=self._poll, name="apercu-watcher", daemon=True).start()
 
     def _poll(self) -> None:
-        changes, seen = self.catalog.change_counter(), None
+        try:
+            self._poll_forever()
+        finally:
+            self._owner_pid = 0  # the next waiter starts a new poller
+
+    def _poll_forever(self) -> None:
+        changes, seen = None, None
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: any(i not in self._settled for i in self._waiting))
                 pending = [i for i in self._waiting if i not in self._settled]
                 look, self._newcomers = self._newcomers, False
             try:
+                changes = changes or self.catalog.change_counter()
                 counter = changes() if changes else None
                 if look or counter is None or counter != seen:
                     settled, seen = self.catalog.settled_among(pending), counter
@@ -64,7 +71,7 @@ class Watcher:
                     settled = set()
             except Exception:  # noqa: BLE001 - a database hiccup: the waiters time out or the next poll answers
                 log.warning("polling the catalog for settled images failed", exc_info=True)
-                settled = set()
+                changes, seen, settled = None, None, set()  # reconnect, and query next time
             if settled:
                 with self._cond:
                     self._settled |= settled

@@ -66,12 +66,12 @@ def process_image(task: Task, image_id: str) -> str:
             raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
         log.error("image %s: storage still failing after %d retries (%s); left for recovery", image_id,
                   TRANSIENT_RETRIES, exc)
-        processor.storage.catalog.release(image_id, owner)
+        processor.storage.catalog.release(image_id, owner, resend=True)
         return "released"
     except Exception:  # noqa: BLE001 - a bug of ours must still end the image, not strand it
         reference = uuid.uuid4().hex[:12]
         log.exception("image %s: unexpected error, recorded as failure (reference %s)", image_id, reference)
-        processor.fail_unexpectedly(image_id, reference)
+        processor.fail_unexpectedly(image_id, owner, reference)
         return "failed"
     if outcome is Claim.BUSY:
         raise task.retry(countdown=retry_in)

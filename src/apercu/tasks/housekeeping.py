@@ -69,36 +69,42 @@ class Housekeeping:
         settings = app.processor.settings
         self.app, self.worker, self.settings = app, worker, settings
         self.processor = Processor(settings)  # its own connections, never shared with task threads
-        self.stopping = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._every, args=(BEAT_INTERVAL, self.beat), name="apercu-heartbeat", daemon=True),
+        self.stopping = threading.Event()  # set when shutdown begins: no more sweeps
+        self.finished = threading.Event()  # set when the last task has ended: no more heartbeats
+        self.heartbeat = threading.Thread(
+            target=self._every, args=(BEAT_INTERVAL, self.beat, self.finished), name="apercu-heartbeat", daemon=True
+        )
+        self.sweeps = [
             threading.Thread(target=self._recover_loop, name="apercu-recovery", daemon=True),
             threading.Thread(
-                target=self._every, args=(settings.orphan_interval, self.sweep_orphans), name="apercu-orphans",
-                daemon=True,
+                target=self._every, args=(settings.orphan_interval, self.sweep_orphans, self.stopping),
+                name="apercu-orphans", daemon=True,
             ),
         ]
 
     def start(self) -> None:
         self.beat()
-        for thread in self.threads:
+        for thread in (self.heartbeat, *self.sweeps):
             thread.start()
 
     def stop(self) -> None:
-        """Stop beating and deregister: this worker's leases (if any are left) become free at once."""
+        """After the last task: stop beating and deregister, so leases left behind (if any) are free at once."""
         self.stopping.set()
+        self.finished.set()
+        if self.heartbeat.is_alive():
+            self.heartbeat.join(timeout=10)  # a beat in flight must not register the worker again
         try:
             self.processor.storage.catalog.forget_worker(self.worker)
         except Exception:  # noqa: BLE001 - then the leases free themselves after WORKER_TIMEOUT
             log.warning("could not deregister worker %s", self.worker, exc_info=True)
 
-    def _every(self, interval: float, step: Callable[[], object]) -> None:
-        while not self.stopping.is_set():
+    def _every(self, interval: float, step: Callable[[], object], until: threading.Event) -> None:
+        while not until.is_set():
             try:
                 step()
             except Exception:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
                 log.exception("%s failed; will try again", getattr(step, "__name__", step))
-            self.stopping.wait(interval)
+            until.wait(interval)
 
     def _recover_loop(self) -> None:
         """First everything unfinished whose worker is gone, then every interval what is stale."""
@@ -108,7 +114,7 @@ class Housekeeping:
             self.recover(grace[0])
             grace[0] = float(self.settings.recovery_grace)
 
-        self._every(self.settings.recovery_interval, step)
+        self._every(self.settings.recovery_interval, step, self.stopping)
 
     def beat(self) -> None:
         self.processor.storage.catalog.beat(self.worker, host_identity(), os.getpid())
@@ -121,8 +127,13 @@ class Housekeeping:
                 catalog.forget_worker(worker)
                 log.info("worker %s (pid %d) is gone; its images are free again", worker, pid)
         ids = self.processor.stale(grace)
-        for image_id in ids:
-            enqueue(self.app, image_id)
+        for sent, image_id in enumerate(ids):
+            try:
+                enqueue(self.app, image_id)
+            except Exception:
+                for unsent in ids[sent:]:  # the next sweep sends them, not the one after the grace period
+                    catalog.mark_unsent(unsent)
+                raise
         if ids:
             log.info("recovery re-sent %d unfinished image(s)", len(ids))
         return ids
@@ -133,12 +144,16 @@ class Housekeeping:
         removed = storage.blobs.clean_staging(grace)
         removed += self._files_without_rows(grace) + self._rows_without_originals(grace)
         removed += storage.catalog.expire_keys(utcnow() - timedelta(seconds=self.settings.idempotency_ttl))
+        storage.catalog.forget_workers_silent_since(utcnow() - timedelta(days=1))
         if removed:
             log.info("orphan sweep removed %d leftover(s)", removed)
         return removed
 
     def _files_without_rows(self, grace: float) -> int:
         storage, removed = self.processor.storage, 0
+        if storage.catalog.is_empty():
+            log.warning("the catalog is empty: leaving the stored files alone (is it the right database?)")
+            return 0
         for batch in _batches(storage.blobs.stored_ids(grace), PAGE):
             for orphan in set(batch) - storage.catalog.existing(batch):
                 storage.blobs.delete(orphan)
@@ -146,18 +161,22 @@ class Housekeeping:
         return removed
 
     def _rows_without_originals(self, grace: float) -> int:
-        storage, removed, after = self.processor.storage, 0, ""
+        storage, after, checked = self.processor.storage, "", 0
         cutoff = utcnow() - timedelta(seconds=grace)
+        missing: list[str] = []
         while page := storage.catalog.ids_uploaded_before(cutoff, after, PAGE):
-            missing = [i for i in page if not storage.blobs.has_original(i)]
-            if len(missing) > MAX_MISSING_ORIGINALS:
-                log.error("%d images have lost their original: is the storage mounted? removing none", len(missing))
-                return removed
-            for image_id in missing:
-                if storage.catalog.delete(image_id):
-                    storage.blobs.delete(image_id)
-                    removed += 1
+            checked += len(page)
+            missing += [i for i in page if not storage.blobs.has_original(i)]
             after = page[-1]
+        if len(missing) > MAX_MISSING_ORIGINALS or len(missing) > max(3, checked // 2):
+            log.error("%d of %d images have lost their original: is the storage mounted? removing none",
+                      len(missing), checked)
+            return 0
+        removed = 0
+        for image_id in missing:
+            if storage.catalog.delete(image_id):
+                storage.blobs.delete(image_id)
+                removed += 1
         return removed
 
 

@@ -69,30 +69,32 @@ class Processor:
             if claim.outcome is not Claim.CLAIMED:
                 return claim.outcome, claim.retry_in
             try:
-                self._work(image_id)
+                self._work(image_id, owner)
                 return Claim.CLAIMED, 0.0
             except ChildDied as exc:
                 last_crash = str(exc)
                 log.warning("image %s: %s; trying again", image_id, exc)
+                catalog.release(image_id, owner, resend=False)  # so that the next claim counts an attempt
 
-    def _work(self, image_id: str) -> None:
+    def _work(self, image_id: str, owner: str) -> None:
         catalog = self.storage.catalog
         try:
             original = self.storage.blobs.open_original(image_id)
         except FileNotFoundError:
-            catalog.fail(image_id, "the original file is missing from storage")
+            catalog.fail(image_id, "the original file is missing from storage", owner=owner)
             return
         try:
             with original:
                 result = self.sandbox.analyse(original, self.options, self.settings.task_time_limit)
         except (ProcessingFailed, TimeLimitExceeded) as exc:
-            catalog.fail(image_id, str(exc), getattr(exc, "metadata", None) or None)
+            catalog.fail(image_id, str(exc), getattr(exc, "metadata", None) or None, owner=owner)
             return
         log.debug("image %s: imaging peak RSS %d MiB", image_id, self.sandbox.peak_rss // (1024 * 1024))
-        self._record_success(image_id, result)
+        self._record_success(image_id, owner, result)
 
-    def _record_success(self, image_id: str, result: Analysis) -> None:
-        """Thumbnail first, then the row; a delete that won the race leaves no thumbnail behind."""
+    def _record_success(self, image_id: str, owner: str, result: Analysis) -> None:
+        """Thumbnail first, then the row; a delete that won the race leaves no thumbnail behind (while a task
+        that took the image over keeps the thumbnail both wrote)."""
         jpeg = result.thumbnail.data
         self.storage.blobs.write_thumbnail(image_id, jpeg)
         thumb = {
@@ -101,12 +103,14 @@ class Processor:
             "bytes": len(jpeg),
             "etag": hashlib.sha256(jpeg).hexdigest()[:32],
         }
-        if not self.storage.catalog.finish(image_id, result.metadata, thumb):
+        catalog = self.storage.catalog
+        if not catalog.finish(image_id, owner, result.metadata, thumb) and catalog.get(image_id) is None:
             self.storage.blobs.delete(image_id)
 
-    def fail_unexpectedly(self, image_id: str, reference: str) -> None:
+    def fail_unexpectedly(self, image_id: str, owner: str, reference: str) -> None:
         """A bug of ours: the image fails with a reference to the logged traceback instead of waiting forever."""
-        self.storage.catalog.fail(image_id, f"internal error while processing this image (reference {reference})")
+        message = f"internal error while processing this image (reference {reference})"
+        self.storage.catalog.fail(image_id, message, owner=owner)
 
     def stale(self, pending_for_seconds: float) -> list[str]:
         """Images whose task may have been lost, marked as re-sent (see `Catalog.stale`)."""

@@ -14,10 +14,12 @@ file's failure ("needs more memory than ...") or, in C code, as a dead child, ne
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
 import resource
+import signal
 import traceback
 from multiprocessing import reduction
 from typing import Any, BinaryIO
@@ -26,6 +28,7 @@ from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse
 
 MIB = 1024 * 1024
 OUT_OF_MEMORY = 75  # the child's exit code when it ran out of memory
+PR_SET_PDEATHSIG = 1
 
 
 
@@ -49,6 +52,7 @@ def _child_main(conn: multiprocessing.connection.Connection, memory_limit: int) 
     """Serve calls until the parent goes away; each answer is ("ok", result), ("failed", ProcessingFailed) or
     ("bug", traceback). Running out of memory anywhere (even reading the file) ends the child with
     OUT_OF_MEMORY: its pipe may hold half a message, and the parent reports it as the file's failure."""
+    _die_with_parent()
     if memory_limit > 0:
         # RLIMIT_DATA counts memory actually mapped for writing; address space reserved by allocators and
         # libvips' threads (RLIMIT_AS) would trip a limit on machines with many cores long before real use.
@@ -74,7 +78,22 @@ def _serve(conn: multiprocessing.connection.Connection) -> None:
             raise
         except Exception:  # noqa: BLE001 - reported to the parent, which records it; the child lives on
             answer = ("bug", traceback.format_exc())
-        conn.send((*answer, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        try:
+            conn.send((*answer, peak))
+        except (EOFError, OSError):
+            return
+        except Exception:  # noqa: BLE001 - an answer that cannot be pickled is a bug of ours, not a crash
+            conn.send(("bug", traceback.format_exc(), peak))
+
+
+def _die_with_parent() -> None:
+    """SIGKILL when the fork server goes (it goes when the worker dies): a child stuck in a decoder must not
+    outlive the worker that would have enforced its time limit."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass  # not Linux: the child still ends when it next reads from its closed pipe
 
 
 def _read_all(fd: int) -> bytes:
