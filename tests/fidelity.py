@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from apercu.config import Settings
 from apercu.imaging.analyse import Options
@@ -65,7 +66,7 @@ def equal(expected: Any, actual: Any) -> bool:
     if isinstance(expected, list) or isinstance(actual, list):
         exp = expected if isinstance(expected, list) else _split(expected)
         act = actual if isinstance(actual, list) else _split(actual)
-        return len(exp) == len(act) and all(equal(e, a) for e, a in zip(exp, act))
+        return len(exp) == len(act) and all(equal(e, a) for e, a in zip(exp, act, strict=True))
     exp_num, act_num = _as_number(expected), _as_number(actual)
     if exp_num is not None and act_num is not None:
         return math.isclose(exp_num, act_num, rel_tol=1e-4, abs_tol=1e-9)

@@ -6,14 +6,12 @@ code paths are in test_imaging.py and test_metadata.py.
 
 from __future__ import annotations
 
-import io
 import json
-from pathlib import Path
-
-import pytest
 
 import fidelity
+import pytest
 from conftest import corpus_files, require_corpus
+
 from apercu.imaging.analyse import Options
 from apercu.imaging.formats import sniff
 from apercu.inspect import inspect_file
@@ -51,7 +49,7 @@ def test_other_blocks_match_exiftool(tallies: dict[str, fidelity.Tally], group: 
 
 def test_every_corpus_file_is_refused_or_described() -> None:
     """415-or-metadata for every file: no exception escapes, every answer is strict JSON."""
-    corpus = require_corpus()
+    require_corpus()
     options = Options()
     outcomes = {"refused": 0, "described": 0, "failed": 0}
     for path in corpus_files():

@@ -6,13 +6,13 @@ import io
 import math
 from pathlib import Path
 
+import images
 import pytest
+from conftest import require_corpus
 from PIL import Image, ImageChops, ImageCms, ImageFilter, ImageStat
 
-import images
 from apercu.imaging import engines, thumbnail
 from apercu.imaging.analyse import Options, analyse, render_variant
-from conftest import require_corpus
 
 POSES = [None, *Image.Transpose][:8]
 
@@ -62,7 +62,7 @@ def test_wide_gamut_profile_is_converted_to_srgb() -> None:
         ImageCms.createProfile("sRGB"), outputMode="RGB",
     ).getpixel((0, 0))
     actual = thumb.getpixel((thumb.width // 2, thumb.height // 2))
-    assert all(abs(a - e) <= 6 for a, e in zip(actual, expected)), (actual, expected)
+    assert all(abs(a - e) <= 6 for a, e in zip(actual, expected, strict=True)), (actual, expected)
     assert abs(actual[0] - 60) > 30  # a naive copy would have kept the untransformed values
 
 
