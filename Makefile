@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-thumbnails bench-throughput clean
+.PHONY: run test lint bench bench-thumbnails bench-throughput fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench-throughput: $(STAMP)
 bench-thumbnails: $(STAMP)
 	command -v djpeg >/dev/null || (apt-get update -q && apt-get install -y -q libjpeg-turbo-progs) || true
 	$(BIN)/python bench/thumbnails.py
+
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz.py $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) apercu-data .pytest_cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 from PIL import Image, ImageDraw, TiffImagePlugin
 
@@ -141,3 +141,142 @@ def adobe_rgb_profile() -> bytes:
     )
     assert len(header) == 128, len(header)
     return header + len(tags).to_bytes(4, "big") + table + body
+
+
+# Small images carrying every kind of metadata block, as seeds for the fuzzer (tests/fuzzing.py): small so that
+# thousands of mutated copies decode in a minute, rich so that every metadata reader sees mutated input.
+
+XMP_PACKET = (
+    b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""'
+    b' xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
+    b"<dc:subject><rdf:Bag><rdf:li>fuzz</rdf:li><rdf:li>seed</rdf:li></rdf:Bag></dc:subject>"
+    b"<xmp:Rating>3</xmp:Rating></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end=\"w\"?>"
+)
+
+
+def iptc_datasets() -> bytes:
+    """IPTC-IIM: coded character set UTF-8 (1:90), a keyword and a caption (2:25, 2:120)."""
+    fields = [(1, 90, b"\x1b%G"), (2, 25, b"keyword"), (2, 120, "caption é".encode())]
+    return b"".join(b"\x1c" + bytes([record, dataset]) + len(value).to_bytes(2, "big") + value
+                    for record, dataset, value in fields)
+
+
+def photoshop_app13(iptc: bytes) -> bytes:
+    """A JPEG APP13 segment: Photoshop image resource 0x0404 holding the IPTC datasets."""
+    body = iptc + b"\x00" * (len(iptc) % 2)
+    resource = b"8BIM\x04\x04\x00\x00" + len(iptc).to_bytes(4, "big") + body
+    payload = b"Photoshop 3.0\x00" + resource
+    return b"\xff\xed" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def with_segment(jpeg_data: bytes, segment: bytes) -> bytes:
+    """The JPEG with one more marker segment right after SOI."""
+    return jpeg_data[:2] + segment + jpeg_data[2:]
+
+
+def jpeg_rich() -> bytes:
+    data = encode(gradient((64, 48)), "JPEG", quality=80, exif=exif_block(orientation=6, gps=True),
+                  icc_profile=adobe_rgb_profile(), xmp=XMP_PACKET, comment=b"fuzz seed")
+    return with_segment(data, photoshop_app13(iptc_datasets()))
+
+
+def png_rich() -> bytes:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "seed")
+    info.add_text("Comment", "compressed comment", zip=True)
+    info.add_itxt("Author", "Zoë", lang="fr", tkey="Auteur", zip=True)
+    info.add_itxt("XML:com.adobe.xmp", XMP_PACKET.decode())
+    img = gradient((48, 32)).convert("RGBA")
+    return encode(img, "PNG", pnginfo=info, icc_profile=adobe_rgb_profile(),
+                  exif=exif_block(orientation=3, gps=True), dpi=(72, 72))
+
+
+def apng() -> bytes:
+    frames = [gradient((40, 30)), gradient((40, 30)).rotate(180)]
+    return encode(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=[50, 70], loop=2)
+
+
+def tiff_rich() -> bytes:
+    """Two pages: RGB with EXIF (Exif and GPS sub-IFDs), ICC, XMP and IPTC tags; then 16-bit grey."""
+    exif = exif_block(orientation=6, gps=True)
+    for ifd in (0x8769, 0x8825):
+        exif[ifd] = dict(exif.get_ifd(ifd))  # written as sub-IFDs by Pillow's own (uncompressed) TIFF writer
+    exif[700] = XMP_PACKET
+    exif[33723] = iptc_datasets()
+    second = Image.linear_gradient("L").resize((24, 16)).convert("I").point(lambda v: v * 257).convert("I;16")
+    return encode(gradient((40, 30)), "TIFF", exif=exif, icc_profile=adobe_rgb_profile(), save_all=True,
+                  append_images=[second])
+
+
+def tiff_tiled_pyramid() -> bytes:
+    """A tiled, deflate-compressed pyramid TIFF (several IFDs, TileOffsets), as libvips writes it."""
+    import pyvips
+
+    rgb = gradient((300, 200))
+    vips = pyvips.Image.new_from_memory(rgb.tobytes(), rgb.width, rgb.height, 3, "uchar")
+    return bytes(vips.tiffsave_buffer(tile=True, tile_width=64, tile_height=64, pyramid=True, compression="deflate"))
+
+
+def png_interlaced() -> bytes:
+    """Adam7-interlaced (Pillow does not write those; libvips does)."""
+    import pyvips
+
+    rgb = gradient((48, 32))
+    return bytes(pyvips.Image.new_from_memory(rgb.tobytes(), 48, 32, 3, "uchar").pngsave_buffer(interlace=True))
+
+
+def webp_alpha() -> bytes:
+    """Lossy colour with a separate alpha chunk (ALPH)."""
+    img = gradient((48, 32)).convert("RGBA")
+    img.putalpha(Image.linear_gradient("L").resize(img.size))
+    return encode(img, "WEBP", quality=60)
+
+
+def gif_rich() -> bytes:
+    frames = [gradient((40, 30)).convert("P"), gradient((40, 30)).rotate(90).convert("P"), gradient((40, 30)).convert("P")]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=[40, 60, 80], loop=0,
+                  transparency=0, comment=b"fuzz seed", disposal=2)
+
+
+def webp_rich() -> bytes:
+    return encode(gradient((48, 32)), "WEBP", quality=60, exif=exif_block(orientation=8, gps=True),
+                  icc_profile=adobe_rgb_profile(), xmp=XMP_PACKET)
+
+
+def webp_animated() -> bytes:
+    frames = [gradient((32, 24)), gradient((32, 24)).rotate(180)]
+    return encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=[30, 50], loop=1,
+                  lossless=True)
+
+
+FUZZ_SEEDS: dict[str, Callable[[], bytes]] = {
+    "jpeg-rich": jpeg_rich,
+    "jpeg-progressive-cmyk": lambda: encode(gradient((40, 24), "CMYK"), "JPEG", progressive=True),
+    "mpo": lambda: encode(gradient((48, 32)), "MPO", save_all=True, append_images=[gradient((48, 32)).rotate(180)],
+                          exif=exif_block(orientation=6)),
+    "png-rich": png_rich,
+    "png-palette": lambda: encode(gradient((40, 30)).convert("P", colors=8), "PNG", transparency=1),
+    "png-16bit": lambda: encode(Image.linear_gradient("L").resize((24, 16)).convert("I").point(
+        lambda v: v * 257).convert("I;16"), "PNG"),
+    "apng": apng,
+    "png-interlaced": png_interlaced,
+    "tiff-rich": tiff_rich,
+    "tiff-tiled-pyramid": tiff_tiled_pyramid,
+    "tiff-lzw": lambda: encode(gradient((40, 30)), "TIFF", compression="tiff_lzw", exif=exif_block(orientation=3)),
+    "tiff-jpeg-ycbcr": lambda: encode(gradient((48, 32)), "TIFF", compression="jpeg"),
+    "bigtiff": lambda: encode(gradient((40, 30)), "TIFF", big_tiff=True, exif=exif_block(orientation=3, gps=True)),
+    "tiff-packbits-bilevel": lambda: encode(gradient((40, 30), "1"), "TIFF", compression="packbits"),
+    "gif-animated": gif_rich,
+    "bmp-24": lambda: encode(gradient((40, 30)), "BMP"),
+    "bmp-palette": lambda: encode(gradient((40, 30)).convert("P", colors=16), "BMP"),
+    "tga-rle": lambda: encode(gradient((40, 30)), "TGA", compression="tga_rle"),
+    "tga-palette": lambda: encode(gradient((40, 30)).convert("P", colors=16), "TGA"),
+    "webp-rich": webp_rich,
+    "webp-animated": webp_animated,
+    "webp-alpha": webp_alpha,
+    "heif": lambda: encode(gradient((64, 48)), "HEIF", quality=50),
+    "avif": lambda: encode(gradient((64, 48)), "AVIF", quality=50),
+}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 
+import images
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-import images
 from apercu.imaging import exif as exif_json
-from apercu.imaging.analyse import Options, ProcessingFailed, analyse
+from apercu.imaging.analyse import Options, ProcessingFailed, analyse, render_variant
 from apercu.imaging.formats import sniff
 
 
@@ -218,3 +218,107 @@ def test_a_fresh_worker_reads_tga_before_it_has_seen_any_heif(tmp_path: object) 
     tga = images.encode(images.gradient(), "TGA")
     result = subprocess.run([sys.executable, "-c", script], input=tga, capture_output=True, timeout=60)
     assert result.stdout.decode().strip() == "TGA", result.stderr.decode()[-500:]
+
+
+# Limits before work: every canvas is checked from the header before any pixel is decoded, and every block that
+# inflates (PNG text and ICC chunks, XMP) is bounded. The bombs are built in tests/fuzzing.py.
+
+BOMB_SECONDS = 1.0  # each takes milliseconds; the margin is for a busy machine
+BOMB_MEMORY = 64 * 1024 * 1024  # bytes above the process's size before the call
+
+
+def _reported(name: str) -> tuple[str, list[str]]:
+    """(failure message or "", warnings) of analysing one bomb, which must take less than BOMB_SECONDS."""
+    import time
+
+    import fuzzing
+
+    data = fuzzing.BOMBS[name].build()
+    started = time.perf_counter()
+    try:
+        message, warnings = "", analyse(data).metadata.get("warnings", [])
+    except ProcessingFailed as exc:
+        message, warnings = str(exc), exc.metadata.get("warnings", [])
+    assert time.perf_counter() - started < BOMB_SECONDS, name
+    return message, warnings
+
+
+def _bomb_names() -> list[str]:
+    import fuzzing
+
+    return sorted(fuzzing.BOMBS)
+
+
+@pytest.mark.parametrize("name", _bomb_names())
+def test_bombs_fail_in_milliseconds_or_lose_only_their_block(name: str) -> None:
+    import re
+
+    import fuzzing
+
+    message, warnings = _reported(name)
+    expected = re.compile(fuzzing.BOMBS[name].expect)
+    assert expected.search(message) or any(expected.search(w) for w in warnings), (message, warnings)
+
+
+def test_bombs_need_little_memory() -> None:
+    """Peak RSS of analyse on each bomb, each in a fresh process (getrusage)."""
+    import fuzzing
+
+    for name, bomb in fuzzing.BOMBS.items():
+        measured = fuzzing.measure(bomb.build())
+        print(f"{name}: {measured.seconds * 1000:.0f} ms, peak RSS {measured.peak_rss >> 20} MiB "
+              f"(+{measured.growth >> 20} MiB): {measured.outcome}")
+        assert measured.growth < BOMB_MEMORY, (name, measured)
+
+
+def _seed_names() -> list[str]:
+    return sorted(images.FUZZ_SEEDS)
+
+
+@pytest.mark.parametrize("name", _seed_names())
+def test_nothing_is_decoded_before_the_pixel_limit(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a limit of one pixel, every format is refused with the limit's message: had anything before the
+    check (metadata, frame counting, animation timing) decoded pixels, the patched loaders would have said so."""
+    from PIL import ImageFile
+
+    def no_decoding(self: Image.Image) -> None:
+        raise AssertionError(f"{type(self).__name__}.load() called before the pixel limit")
+
+    for cls in _subclasses(ImageFile.ImageFile):
+        if "load" in vars(cls):
+            monkeypatch.setattr(cls, "load", no_decoding)
+    data = images.FUZZ_SEEDS[name]()
+    with pytest.raises(ProcessingFailed, match=r"^image is \d+x\d+ = \d+ pixels, more than the limit of 1$"):
+        analyse(data, Options(max_pixels=1))
+    with pytest.raises(ProcessingFailed, match=r"more than the limit of 1$"):
+        render_variant(data, Options(max_pixels=1), 64, "JPEG")
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls] + [sub for child in cls.__subclasses__() for sub in _subclasses(child)]
+
+
+def test_animation_timing_is_read_from_the_bytes() -> None:
+    for data, frames, duration in ((images.gif_rich(), 3, 180), (images.apng(), 2, 120),
+                                   (images.webp_animated(), 2, 80)):
+        meta = analyse(data).metadata
+        assert (meta["frames"], meta["animated"], meta["duration_ms"]) == (frames, True, duration)
+
+
+def test_libvips_never_decodes_more_than_pillow_checked() -> None:
+    from types import SimpleNamespace
+
+    from apercu.imaging import engines
+
+    img = Image.new("RGB", (100, 100))
+    engines._same_canvas(SimpleNamespace(width=100, height=100), img)
+    with pytest.raises(engines.CanvasMismatch):
+        engines._same_canvas(SimpleNamespace(width=100, height=101), img)
+
+
+def test_sniff_answers_any_stream() -> None:
+    class Broken(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise OSError("the disk went away")
+
+    assert sniff(Broken(images.png_rgba())) is None

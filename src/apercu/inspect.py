@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 from apercu.config import Settings
 from apercu.imaging.analyse import Options, ProcessingFailed, analyse
@@ -23,7 +24,8 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
 
 
 def inspect_file(path: Path, options: Options) -> dict[str, Any]:
-    """{"path", "metadata"} or {"path", "error"}: one line of `--json` output."""
+    """{"path", "metadata"} or {"path", "error"}: one line of `--json` output. Whatever the file holds, this
+    returns: sniff answers None for what it does not recognise, and analyse raises only ProcessingFailed."""
     try:
         with path.open("rb") as fp:
             if sniff(fp) is None:
@@ -63,7 +65,8 @@ def inspect_paths(paths: list[Path], settings: Settings, *, as_json: bool, out: 
     progress = len(files) > PROGRESS_ABOVE and sys.stderr.isatty()  # a bar for people, not for logs
     for index, path in enumerate(files, 1):
         result = inspect_file(path, options)
-        print(json.dumps(result, allow_nan=False, ensure_ascii=False) if as_json else summary(result), file=out, flush=True)
+        line = json.dumps(result, allow_nan=False, ensure_ascii=False) if as_json else summary(result)
+        print(line, file=out, flush=True)
         if progress:
             print(f"\r[{index}/{len(files)}] {path.name[:60]:<60}", end="", file=sys.stderr, flush=True)
     if progress:

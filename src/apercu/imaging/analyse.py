@@ -1,9 +1,15 @@
-"""The one imaging entry point: the bytes of an original in, its metadata and thumbnail out.
+"""The imaging entry points: the bytes of an original in, its metadata and thumbnail (or another rendering) out.
 
 The image is opened once and its pixels decoded once. Header facts and metadata blocks are read before any
 decoding (JPEG shrink-on-load changes the size Pillow reports, Pillow's TIFF decoder strips the orientation
-it applies, and PNG chunks are walked rather than loaded). When decoding fails, what the header said is kept
-and handed over with the failure, so a broken file still shows its metadata.
+it applies, and PNG chunks are walked rather than loaded), then the pixel limit is checked, then the pixels
+are decoded. When anything fails, what the header said is kept and handed over with the failure, so a broken
+file still shows its metadata.
+
+Every entry point runs inside one error boundary (`_contained`): whatever the bytes make a reader or decoder
+raise leaves as `ProcessingFailed`, with a message for the uploader and the metadata known at that point.
+Individual readers are robust too (see `embedded.guarded`), so that a bad block costs only itself; the boundary
+is what makes the contract hold for every reader, including the ones nobody thought of.
 """
 
 from __future__ import annotations
@@ -13,14 +19,15 @@ import hashlib
 import io
 import threading
 import warnings as warnings_module
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, TypeVar
 
 from PIL import Image
 
 from apercu.imaging import embedded, limits, metadata, thumbnail
 from apercu.imaging import exif as exif_json
-from apercu.imaging.formats import FORMATS, HEAD_BYTES, prepare_plugins, tiff_directory
+from apercu.imaging.formats import FORMATS, HEAD_BYTES, claimed_by, prepare_plugins, tiff_directory
 
 
 class ProcessingFailed(Exception):
@@ -59,32 +66,88 @@ def _registered_plugins() -> list[str]:
 
 
 def analyse(data: bytes, options: Options = Options()) -> Analysis:
-    """Metadata and thumbnail of one image; raises ProcessingFailed with a readable message.
+    """Metadata and thumbnail of one image; raises ProcessingFailed (only) with a readable message.
 
     Pillow's own complaints about the file (corrupt EXIF, truncated tags) join the image's `warnings`."""
-    with _pillow_warnings() as caught:
-        try:
-            result = _analyse(data, options)
-        except ProcessingFailed as exc:
-            if exc.metadata:
-                exc.metadata = _with_warnings(exc.metadata, _merged(caught, exc.metadata))
-            raise
-    result.metadata = _with_warnings(result.metadata, _merged(caught, result.metadata))
-    return result
+    return _contained(data, lambda attempt: _analyse(attempt, options))
 
 
 def render_variant(data: bytes, options: Options, size: int, fmt: str) -> thumbnail.Thumbnail:
-    """Another size or format of an already processed image's thumbnail (rendered on first request)."""
-    with _pillow_warnings(), _open(data) as img:
+    """Another size or format of an already processed image's thumbnail (rendered on first request); raises
+    ProcessingFailed (only)."""
+    return _contained(data, lambda attempt: _render_variant(attempt, options, size, fmt))
+
+
+MEMORY_MESSAGE = "the image needs more memory than an imaging process is allowed"
+UNIDENTIFIED = "its header is not that of a supported format"
+REFUSAL = " opening failed. "  # how Pillow words a plugin's refusal: "TIFF opening failed. unknown pixel mode"
+T = TypeVar("T")
+
+
+class _Attempt:
+    """One entry point's progress through one file, for the boundary to word a failure: the verb of the message
+    ("read" until the header is understood, then "decode") and the metadata known so far."""
+
+    def __init__(self, data: bytes, caught: list[warnings_module.WarningMessage]) -> None:
+        self.data = data
+        self.caught = caught  # Pillow's warnings about this file
+        self.stage = "read image"
+        self.facts: dict[str, Any] | None = None
+        self.warnings: list[str] = []  # ours
+        self.digest: _Digest | None = None
+
+    def reported(self, facts: dict[str, Any]) -> dict[str, Any]:
+        """The facts with the warnings: ours first, then Pillow's, each once."""
+        return _with_warnings(facts, _merged(self.caught, self.warnings))
+
+    def failure_metadata(self) -> dict[str, Any]:
+        """The header facts when they were read, else what the salvage finds; less (or {}) when even that fails."""
         try:
-            limits.check_pixels(img.width, img.height, options.max_pixels)
-            return thumbnail.render(
-                img, data, size=size, quality=options.thumbnail_quality,
-                orientation=metadata.orientation_of(img, embedded.exif_only(img, data)),
-                background=options.background, fmt=fmt,
-            )
-        except Exception as exc:  # noqa: BLE001 - as in analyse: a property of the file
-            raise ProcessingFailed(f"cannot render thumbnail: {embedded.describe(exc)}") from exc
+            facts = dict(self.facts) if self.facts is not None else _salvage(self.data, self.warnings)
+            if facts:
+                facts["sha256"] = self.digest.result() if self.digest else hashlib.sha256(self.data).hexdigest()
+            return self.reported(facts) if facts else {}
+        except Exception:  # noqa: BLE001 - a salvage that fails only salvages less
+            return {}
+
+    def failure_message(self, exc: Exception) -> str:
+        if isinstance(exc, limits.ImageRejected):
+            return str(exc)
+        if isinstance(exc, Image.DecompressionBombError):
+            return f"image rejected as a decompression bomb: {exc}"
+        if isinstance(exc, Image.UnidentifiedImageError):  # Pillow's message names only the stream object
+            return f"cannot read image: {self._refusal() or UNIDENTIFIED}"
+        return f"cannot {self.stage}: {embedded.describe(exc)}"
+
+    def _refusal(self) -> str | None:
+        """Why the plugin for the file's magic bytes refused its header ("TIFF opening failed. unknown pixel
+        mode": Pillow warns it, see limits); None for a file without the magic bytes of any format."""
+        fmt = claimed_by(self.data[:HEAD_BYTES])
+        refusals = tuple(f"{plugin}{REFUSAL}" for plugin in fmt.plugins) if fmt else ()
+        reasons = [str(w.message) for w in self.caught if str(w.message).startswith(refusals)]
+        return reasons[0] if reasons else None
+
+
+def _contained(data: bytes, work: Callable[[_Attempt], T]) -> T:
+    """The error boundary of imaging: work(attempt), with every exception but ProcessingFailed turned into one.
+
+    A reader or decoder failing on hostile bytes is a property of the file, never a crash: the message says
+    what failed, for the uploader, and the metadata known at that point goes with it. Running out of memory
+    (the worker's imaging processes run under a memory limit) is the file's failure too, worded as such once
+    the handler has let go of whatever the failed call had allocated. BaseExceptions that are not Exceptions
+    (KeyboardInterrupt, SystemExit) pass through untouched.
+    """
+    with _pillow_warnings() as caught:
+        attempt = _Attempt(data, caught)
+        try:
+            return work(attempt)
+        except ProcessingFailed:
+            raise
+        except MemoryError:
+            pass  # reported below, outside the handler: its traceback holds the frames that allocated
+        except Exception as exc:  # noqa: BLE001 - the boundary: anything a file makes a reader raise
+            raise ProcessingFailed(attempt.failure_message(exc), attempt.failure_metadata()) from exc
+        raise ProcessingFailed(MEMORY_MESSAGE, attempt.failure_metadata())
 
 
 @contextlib.contextmanager
@@ -97,24 +160,21 @@ def _pillow_warnings() -> Iterator[list[warnings_module.WarningMessage]]:
         yield caught
 
 
-def _merged(caught: list[warnings_module.WarningMessage], facts: dict[str, Any]) -> list[str]:
-    """Ours first, then Pillow's, each once (the same complaint recurs across a file's directories)."""
-    combined = list(facts.get("warnings", []))
+def _merged(caught: list[warnings_module.WarningMessage], ours: list[str]) -> list[str]:
+    """Ours first, then Pillow's, each once (the same complaint recurs across a file's directories). Its
+    plugins' refusals are left out: the one that matters is the failure's message (see _Attempt._refusal)."""
+    combined = list(dict.fromkeys(ours))[:MAX_WARNINGS]
     for message in caught:
         text = f"decoder: {str(message.message).strip()}"
-        if text not in combined and len(combined) < MAX_WARNINGS:
+        if REFUSAL not in text and text not in combined and len(combined) < MAX_WARNINGS:
             combined.append(text)
     return combined
 
 
 def _open(data: bytes) -> Image.Image:
+    """The image, opened by one of the plugins we accept: its header is read, none of its pixels."""
     prepare_plugins(data[:HEAD_BYTES])
-    try:
-        return Image.open(io.BytesIO(data), formats=_registered_plugins())
-    except Image.DecompressionBombError as exc:
-        raise ProcessingFailed(f"image rejected as a decompression bomb: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - any reader error is a property of the file
-        raise ProcessingFailed(f"cannot read image: {embedded.describe(exc)}", _salvage(data)) from exc
+    return Image.open(io.BytesIO(data), formats=_registered_plugins())
 
 
 class _Digest(threading.Thread):
@@ -133,63 +193,67 @@ class _Digest(threading.Thread):
         return self.hexdigest
 
 
-def _analyse(data: bytes, options: Options) -> Analysis:
-    digest = _Digest(data)
+def _analyse(attempt: _Attempt, options: Options) -> Analysis:
+    data = attempt.data
+    attempt.digest = _Digest(data)
     with _open(data) as img:
-        warnings: list[str] = []
-        facts, orientation = _header_facts(img, data, warnings)
-        try:
-            thumb = _thumbnail(img, data, options, orientation)
-        except ProcessingFailed as exc:
-            facts["sha256"] = digest.result()
-            raise ProcessingFailed(str(exc), _with_warnings(facts, warnings)) from exc
-        facts["sha256"] = digest.result()
-        facts.update(metadata.animation(img))
-        return Analysis(_with_warnings(facts, warnings), thumb)
-
-
-def _thumbnail(img: Image.Image, data: bytes, options: Options, orientation: int | None) -> thumbnail.Thumbnail:
-    try:
-        limits.check_pixels(img.width, img.height, options.max_pixels)
-        return thumbnail.render(
+        facts, orientation = _header_facts(img, data, attempt.warnings)
+        attempt.facts, attempt.stage = facts, "decode image"
+        limits.check_before_decoding(img, len(data), options.max_pixels)
+        thumb = thumbnail.render(
             img, data, size=options.thumbnail_size, quality=options.thumbnail_quality,
             orientation=orientation, background=options.background,
         )
-    except limits.ImageRejected as exc:
-        raise ProcessingFailed(str(exc)) from exc
-    except (MemoryError, RecursionError) as exc:
-        raise ProcessingFailed(f"image too complex to decode: {type(exc).__name__}") from exc
-    except Exception as exc:  # noqa: BLE001 - any decoder error is a property of the file, not a crash
-        raise ProcessingFailed(f"cannot decode image: {embedded.describe(exc)}") from exc
+    facts["sha256"] = attempt.digest.result()
+    return Analysis(attempt.reported(facts), thumb)
+
+
+def _render_variant(attempt: _Attempt, options: Options, size: int, fmt: str) -> thumbnail.Thumbnail:
+    with _open(attempt.data) as img:
+        attempt.stage = "render thumbnail"
+        limits.check_before_decoding(img, len(attempt.data), options.max_pixels)
+        return thumbnail.render(
+            img, attempt.data, size=size, quality=options.thumbnail_quality,
+            orientation=metadata.orientation_of(img, embedded.exif_only(img, attempt.data)),
+            background=options.background, fmt=fmt,
+        )
 
 
 def _header_facts(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[dict[str, Any], int | None]:
-    """Everything but the pixels, and the orientation the thumbnail must apply."""
+    """Everything but the pixels, and the orientation the thumbnail must apply. Decodes nothing."""
     exif, blocks = embedded.read(img, data, warnings)
     orientation = metadata.orientation_of(img, exif)
-    facts = metadata.basic(img, data, orientation)
+    frames = _frame_count(data, warnings)
+    facts = metadata.basic(img, data, orientation, frames)
     facts["bytes"] = len(data)
     facts.update(blocks)
     color_space = metadata.color_space(img, facts.get("icc"))
     if color_space:
         facts["color_space"] = color_space
+    facts.update(metadata.animation(img, data, frames))
     return facts, orientation
 
 
-def _salvage(data: bytes) -> dict[str, Any]:
+def _frame_count(data: bytes, warnings: list[str]) -> int:
+    """Frames in the file, counted on a throwaway opening of it: walking the frames moves a reader (Pillow's
+    TIFF plugin reloads its tags for every directory), and a broken later frame must not leave the image we
+    decode half-switched to it. That frame ends the count with a warning; the first one is still shown."""
+    try:
+        with _open(data) as img:
+            return max(1, int(getattr(img, "n_frames", 1) or 1))
+    except Exception as exc:  # noqa: BLE001 - a later frame's damage costs only the frame count
+        warnings.append(f"frames after the first unreadable: {embedded.describe(exc)}")
+        return 1
+
+
+def _salvage(data: bytes, warnings: list[str]) -> dict[str, Any]:
     """What a file Pillow cannot open still tells: for a TIFF, its first directory, read as EXIF is."""
     directory = tiff_directory(data)
     if directory is None:
         return {}
-    tags, warnings = exif_json.read_exif(directory)
-    salvaged = {
-        "format": "TIFF",
-        "mime_type": "image/tiff",
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "exif": tags,
-    }
-    return _with_warnings(salvaged, warnings)
+    tags, exif_warnings = exif_json.read_exif(directory)
+    warnings.extend(exif_warnings)
+    return {"format": "TIFF", "mime_type": "image/tiff", "bytes": len(data), "exif": tags}
 
 
 def _with_warnings(facts: dict[str, Any], warnings: list[str]) -> dict[str, Any]:

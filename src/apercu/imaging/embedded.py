@@ -6,7 +6,8 @@ Each block is read on its own, so that a malformed one costs only itself: its fa
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PIL import Image
 
@@ -45,19 +46,13 @@ def read(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[Image.Exif
     png = read_chunks(data) if img.format == "PNG" else None
     if png is not None:
         warnings.extend(png.problems)
-    exif = guarded("EXIF", warnings, lambda: _exif(img, png))
-    tags: dict[str, Any] = {}
-    if exif:
-        tags, exif_warnings = exif_json.read_exif(exif)
-        warnings.extend(exif_warnings)
-        original = img.info.get("original_orientation")  # pillow-heif rewrites the tag to 1 once applied
-        if isinstance(original, int) and "Orientation" in tags:
-            tags["Orientation"] = original
+    exif = guarded("EXIF", warnings, lambda: _exif(img, png)) or None
     found: dict[str, Any] = {}
-    if tags:
-        found["exif"] = tags
-        found["gps"] = read_gps(tags, warnings)
-    packet = _xmp_packet(img, png)
+    if exif is not None:
+        found["exif"] = guarded("EXIF", warnings, lambda: _exif_tags(img, exif, warnings))
+    if found.get("exif"):
+        found["gps"] = guarded("GPS", warnings, lambda: read_gps(found["exif"], warnings))
+    packet = guarded("XMP", warnings, lambda: _xmp_packet(img, png))
     if packet:
         found["xmp"] = guarded("XMP", warnings, lambda: read_xmp(packet))
     if img.format in ("JPEG", "MPO", "TIFF"):
@@ -65,8 +60,17 @@ def read(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[Image.Exif
     profile = img.info.get("icc_profile")
     if isinstance(profile, bytes) and profile:
         found["icc"] = guarded("ICC profile", warnings, lambda: read_icc(profile))
-    found["text"] = _text(img, png)
-    return (exif or None), {k: v for k, v in found.items() if v}
+    found["text"] = guarded("text", warnings, lambda: _text(img, png))
+    return exif, {k: v for k, v in found.items() if v}
+
+
+def _exif_tags(img: Image.Image, exif: Image.Exif, warnings: list[str]) -> dict[str, Any]:
+    tags, exif_warnings = exif_json.read_exif(exif)
+    warnings.extend(exif_warnings)
+    original = img.info.get("original_orientation")  # pillow-heif rewrites the tag to 1 once applied
+    if isinstance(original, int) and "Orientation" in tags:
+        tags["Orientation"] = original
+    return tags
 
 
 def exif_only(img: Image.Image, data: bytes) -> Image.Exif | None:
@@ -97,7 +101,7 @@ def _imagemagick_exif(raw: str) -> bytes | None:
 def _xmp_packet(img: Image.Image, png: PngMetadata | None) -> bytes | str | None:
     packet = img.info.get("xmp") or (png.text.get(PNG_XMP_KEY) if png else None)
     if not packet and img.format == "TIFF":
-        packet = getattr(img, "tag_v2", {}).get(XMP_TIFF_TAG)
+        packet = exif_json.tag_value(getattr(img, "tag_v2", {}), XMP_TIFF_TAG)
     if isinstance(packet, tuple):  # some TIFF writers store it as BYTE values
         packet = bytes(packet)
     return packet or None

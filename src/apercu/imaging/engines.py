@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import functools
 import io
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from PIL import Image, ImageCms
 
 from apercu.imaging import metadata
+from apercu.imaging.exif import tag_value
 
 # How much larger than the target the shrink-on-load decode stays, so that LANCZOS still has detail to work
 # with: 1.9 keeps JPEG at 1/8 scale for 12 MP -> 256 px (PSNR ~49 dB against a full-resolution float resize)
@@ -26,6 +27,12 @@ DRAFT_MARGIN = 1.9
 REDUCING_GAP = 3.0
 DEEP_MODES = set(metadata.MODE_BITS) - {"1"}  # 16- and 32-bit samples
 VIPS_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+TILE_WIDTH = 322
+MAX_VIPS_WIDTH = 200_000  # pixels; see _suits_vips
+MAX_VIPS_TILES_ACROSS = 1024
+# The loader's options, as a string: thumbnail_buffer's own `fail_on` is not passed on to the loader, which then
+# fills missing data with black, slowly (a 95-byte PNG declaring 24x2000000 pixels took 17 s) instead of failing.
+LOADER_OPTIONS = "fail_on=error"
 
 
 class Engine(Protocol):
@@ -42,7 +49,7 @@ class PillowEngine:
     def reduce(self, img: Image.Image, data: bytes, size: int) -> tuple[Image.Image, bool]:
         _draft(img, size)
         img.load()
-        if getattr(img, "n_frames", 1) > 1:
+        if img.tell():
             img.seek(0)
         deep = img.mode in DEEP_MODES
         frame = img.convert("F") if deep else _eight_bit(img)
@@ -56,9 +63,10 @@ class VipsEngine:
 
     def reduce(self, img: Image.Image, data: bytes, size: int) -> tuple[Image.Image, bool]:
         pyvips = _pyvips()
+        _same_canvas(pyvips.Image.new_from_buffer(data, LOADER_OPTIONS), img)
         colour = {"export_profile": "srgb"} if _needs_colour_management(img) else {}
         thumb = pyvips.Image.thumbnail_buffer(
-            data, size, height=size, size="down", no_rotate=True, fail_on="error", **colour
+            data, size, height=size, size="down", no_rotate=True, option_string=LOADER_OPTIONS, **colour
         )
         if thumb.format != "uchar":
             grey = thumb.interpretation in ("b-w", "grey16")
@@ -68,6 +76,17 @@ class VipsEngine:
         mode = VIPS_MODES[thumb.bands]
         frame = Image.frombytes(mode, (thumb.width, thumb.height), thumb.write_to_memory())
         return frame, False
+
+
+class CanvasMismatch(Exception):
+    """libvips reads a larger canvas from the file than Pillow does: Pillow's is the one the limit was checked on."""
+
+
+def _same_canvas(header: Any, img: Image.Image) -> None:
+    """Refuse (so that Pillow decodes instead) a file whose header libvips reads as more pixels than Pillow's:
+    the pixel limit was checked on Pillow's reading, and a malformed file can read differently to each."""
+    if header.width * header.height > img.width * img.height:
+        raise CanvasMismatch(f"libvips reads {header.width}x{header.height}, Pillow {img.width}x{img.height}")
 
 
 def _needs_colour_management(img: Image.Image) -> bool:
@@ -105,9 +124,19 @@ def engines_for(img: Image.Image) -> list[Engine]:
     preferred = ENGINE_BY_FORMAT.get(img.format or "", PILLOW)
     if img.format == "JPEG" and img.mode == "CMYK":
         preferred = VIPS  # converts CMYK through a real profile even when the file embeds none
-    if preferred is VIPS and vips_available():
+    if preferred is VIPS and vips_available() and _suits_vips(img):
         return [VIPS, PILLOW]
     return [PILLOW]
+
+
+def _suits_vips(img: Image.Image) -> bool:
+    """Whether libvips reads this shape well. It slows down with the width: a 4000000x24 PNG takes it 2.1 s
+    (Pillow 0.7 s; 10000x9600, as many pixels, 0.1 s), and its time is quadratic in the tiles across a tiled
+    TIFF (0.1 s for 100000x24 in 64-pixel tiles, 51 s for 1600000x24, which Pillow decodes in 0.5 s)."""
+    if img.width > MAX_VIPS_WIDTH:
+        return False
+    tile_width = tag_value(getattr(img, "tag_v2", {}), TILE_WIDTH) if img.format == "TIFF" else None
+    return not (isinstance(tile_width, int) and tile_width > 0 and img.width > tile_width * MAX_VIPS_TILES_ACROSS)
 
 
 def _draft(img: Image.Image, size: int) -> None:
@@ -136,7 +165,7 @@ def _eight_bit(img: Image.Image) -> Image.Image:
 def _scaled_to_eight_bit(img: Image.Image, source_mode: str) -> Image.Image:
     """Map deep samples (already resized, as floats) onto 0..255: 16-bit integers from 0..65535, floats from
     0..1 when they lie in it and from their own range otherwise, integers that fit in a byte unchanged."""
-    low, high = img.getextrema()
+    low, high = cast(tuple[float, float], img.getextrema())  # one band: (min, max)
     if source_mode == "F" and not (0 <= low and high <= 1):
         scale, offset = 255.0 / ((high - low) or 1), -low
     elif source_mode == "F":
@@ -165,7 +194,9 @@ def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
             return img
         converted = ImageCms.profileToProfile(base, source, _srgb(), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError):
-        return img.convert("RGB") if img.mode == "CMYK" else img  # an unusable profile: as if absent
+        converted = None
+    if converted is None:  # an unusable profile: as if absent
+        return img.convert("RGB") if img.mode == "CMYK" else img
     if alpha is not None:
         converted.putalpha(alpha)
     return converted

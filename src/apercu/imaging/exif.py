@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from PIL import ExifTags, Image, TiffImagePlugin
 
@@ -18,6 +19,7 @@ from apercu.imaging import exif_tags as T
 EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?(.*)$")
 CHARSETS = {b"ASCII\x00\x00\x00": "ascii", b"UNICODE\x00": "utf-16", b"JIS\x00\x00\x00\x00\x00": "shift_jis"}
 SMALL_BLOB = 4
+MAX_NAMED = 10  # unreadable entries named in one warning
 SUB_IFDS = (
     (ExifTags.IFD.Exif, T.NAMES),
     (ExifTags.IFD.Interop, T.INTEROP_NAMES),
@@ -26,19 +28,46 @@ SUB_IFDS = (
 
 
 def read_exif(exif: Image.Exif) -> tuple[dict[str, Any], list[str]]:
-    """Flatten an Exif object into {ExifTool name: value}, with a warning for each IFD that could not be read."""
+    """Flatten an Exif object into {ExifTool name: value}, with a warning for each IFD (or entry) that could not
+    be read: Pillow decodes entries lazily, so a malformed one raises only when its value is asked for."""
     result: dict[str, Any] = {}
     warnings: list[str] = []
-    _merge(result, exif.items(), T.NAMES)
+    _merge(result, _entries(exif, "IFD0", warnings), T.NAMES)
     for ifd, names in SUB_IFDS:
+        name = ExifTags.IFD(ifd).name
         try:
-            entries = list(exif.get_ifd(ifd).items())
+            directory = exif.get_ifd(ifd)
         except Exception as exc:  # noqa: BLE001 - a broken sub-IFD must not cost the rest
-            warnings.append(f"EXIF {ExifTags.IFD(ifd).name} IFD unreadable: {type(exc).__name__}: {exc}")
+            warnings.append(f"EXIF {name} IFD unreadable: {type(exc).__name__}: {exc}")
             continue
-        _merge(result, entries, names)
+        _merge(result, _entries(directory, name, warnings), names)
     _attach_offsets(result)
     return result, warnings
+
+
+def _entries(directory: Mapping[int, Any], ifd: str, warnings: list[str]) -> list[tuple[int, Any]]:
+    """(tag, value) of every entry whose value Pillow can decode; the others are named in one warning."""
+    entries: list[tuple[int, Any]] = []
+    unreadable: list[str] = []
+    for tag in sorted(directory):
+        value = tag_value(directory, tag, unreadable)
+        if value is not None:
+            entries.append((tag, value))
+    if unreadable:
+        warnings.append(f"EXIF {ifd} entries unreadable: {', '.join(unreadable[:MAX_NAMED])}")
+    return entries
+
+
+def tag_value(directory: Mapping[int, Any], tag: int, unreadable: list[str] | None = None) -> Any:
+    """One entry's value, or None when it is absent or cannot be decoded (then named in `unreadable`)."""
+    if tag not in directory:
+        return None
+    try:
+        return directory[tag]
+    except Exception as exc:  # noqa: BLE001 - Pillow's lazy decoding raises KeyError, IndexError, ...
+        if unreadable is not None:
+            unreadable.append(f"0x{tag:04x} ({type(exc).__name__})")
+        return None
 
 
 def _merge(result: dict[str, Any], entries: Iterable[tuple[int, Any]], names: dict[int, str]) -> None:

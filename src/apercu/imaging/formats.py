@@ -8,8 +8,9 @@ so it is tried last, by header validation alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -25,7 +26,7 @@ class Format:
     name: str
     mime_type: str
     plugins: tuple[str, ...]
-    magic: Callable[[bytes], bool]
+    magic: Callable[[bytes], bool] | None  # None: it has no magic number, and is tried last (TGA)
     # For a file Pillow cannot open: does its structure still show a real image of this format? Such a file
     # is accepted and fails in processing, with whatever metadata it still has.
     structurally_valid: Callable[[BinaryIO], bool] | None = None
@@ -76,7 +77,7 @@ FORMATS: tuple[Format, ...] = (
     Format("BMP", "image/bmp", ("BMP",), lambda h: h[:2] == b"BM"),
     Format("AVIF", "image/avif", ("AVIF",), lambda h: bool(_ftyp_brands(h) & AVIF_BRANDS)),
     Format("HEIF", "image/heif", ("HEIF",), lambda h: bool(_ftyp_brands(h) & HEIF_BRANDS)),
-    Format("TGA", "image/x-tga", ("TGA",), lambda h: True),
+    Format("TGA", "image/x-tga", ("TGA",), None),
 )
 
 BY_NAME = {f.name: f for f in FORMATS}
@@ -91,6 +92,11 @@ def format_of(pillow_format: str | None) -> Format | None:
     return BY_NAME.get(PILLOW_ALIASES.get(pillow_format, pillow_format))
 
 
+def claimed_by(head: bytes) -> Format | None:
+    """The format whose magic bytes the file starts with, if any."""
+    return next((fmt for fmt in FORMATS if fmt.magic is not None and fmt.magic(head)), None)
+
+
 def prepare_plugins(head: bytes) -> None:
     """Load the plugins that are loaded on demand (HEIF) when the first bytes call for them."""
     if _ftyp_brands(head) & HEIF_BRANDS:
@@ -98,17 +104,25 @@ def prepare_plugins(head: bytes) -> None:
 
 
 def sniff(fp: BinaryIO) -> Format | None:
-    """The format of a seekable stream, or None when it is not an image we accept.
+    """The format of a seekable stream, or None when it is not an image we accept. Never raises.
 
     Only headers are read: a file whose pixels are corrupt is still recognised here and fails later, in
-    processing, where the failure can be reported on the image itself.
+    processing, where the failure can be reported on the image itself. This is the web process's error
+    boundary (it runs on every upload): a file that makes recognising it fail is not one we accept.
     """
+    try:
+        return _recognise(fp)
+    except Exception:  # noqa: BLE001 - any bytes whatsoever get an answer, never an exception
+        return None
+
+
+def _recognise(fp: BinaryIO) -> Format | None:
     limits.configure_pillow()
     fp.seek(0)
     head = fp.read(HEAD_BYTES)
     prepare_plugins(head)
     for fmt in FORMATS:
-        if fmt.magic(head) and (_pillow_accepts(fp, fmt) or _structurally_valid(fp, fmt)):
+        if (fmt.magic is None or fmt.magic(head)) and (_pillow_accepts(fp, fmt) or _structurally_valid(fp, fmt)):
             return fmt
     return None
 

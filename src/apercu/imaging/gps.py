@@ -6,7 +6,7 @@ ExifTool's Composite tags; values outside the globe are dropped with a warning r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 SPEED_UNITS = {"K": "km/h", "M": "mph", "N": "knots"}
 
@@ -34,7 +34,7 @@ def read_gps(exif: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     return gps
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

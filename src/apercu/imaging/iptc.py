@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PIL import Image, IptcImagePlugin
+from PIL import Image, ImageFile, IptcImagePlugin
 
 NAMES = {
     0: "ApplicationRecordVersion", 3: "ObjectTypeReference", 4: "ObjectAttributeReference", 5: "ObjectName",
@@ -35,6 +35,8 @@ UTF8_MARKER = b"\x1b%G"
 
 def read_iptc(img: Image.Image) -> dict[str, Any]:
     """Named IPTC application-record fields of a JPEG or TIFF; empty when there are none."""
+    if not isinstance(img, ImageFile.ImageFile):
+        return {}
     info = IptcImagePlugin.getiptcinfo(img) or {}
     utf8 = _as_list(info.get((1, 90)))[:1] == [UTF8_MARKER]
     result: dict[str, Any] = {}

@@ -1,7 +1,8 @@
 """The basic facts of an opened image, read from its header: what it is, how big, how it is stored.
 
-Everything here works on an image that is opened but not yet decoded, so it costs no pixel work; only
-`animation` walks frames, after the thumbnail is made.
+Everything here works on an image that is opened but not yet decoded, so it costs no pixel work and comes
+before the pixel limit is checked. Nothing here may decode: the caller counts frames (on a throwaway opening of
+the file), and animation timing is read from the bytes (see `animation`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 from PIL import Image
 
+from apercu.imaging.animation import frame_durations
+from apercu.imaging.exif import tag_value
 from apercu.imaging.formats import format_of
 
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -29,7 +32,7 @@ def orientation_of(img: Image.Image, exif: Image.Exif | None) -> int | None:
     """
     value = img.info.get("original_orientation")
     if value is None and exif is not None:
-        value = exif.get(ORIENTATION_TAG)
+        value = tag_value(exif, ORIENTATION_TAG)
     if isinstance(value, int) and 1 <= value <= 8:
         return value
     return None
@@ -41,7 +44,7 @@ def decoder_applies_orientation(img: Image.Image) -> bool:
     return img.format == "TIFF" or "original_orientation" in img.info
 
 
-def basic(img: Image.Image, data: bytes, orientation: int | None) -> dict[str, Any]:
+def basic(img: Image.Image, data: bytes, orientation: int | None, frames: int) -> dict[str, Any]:
     """Format, sizes (as stored and as displayed), mode, depth, alpha, frames and resolution. Call it before
     decoding: JPEG shrink-on-load changes the size Pillow reports."""
     fmt = format_of(img.format)
@@ -59,7 +62,7 @@ def basic(img: Image.Image, data: bytes, orientation: int | None) -> dict[str, A
         "mode": img.mode,
         "bit_depth": bit_depth(img, data),
         "has_alpha": img.mode in ALPHA_MODES or "transparency" in img.info,
-        "frames": int(getattr(img, "n_frames", 1) or 1),
+        "frames": frames,
     }
     dpi = _dpi(img)
     if dpi:
@@ -74,14 +77,13 @@ def bit_depth(img: Image.Image, data: bytes) -> int:
     stored = img.info.get("bit_depth")  # pillow-heif
     if isinstance(stored, int):
         return stored
-    if img.format == "PNG" and data[12:16] == b"IHDR":
+    if img.format == "PNG" and data[12:16] == b"IHDR" and len(data) > 24:
         return data[24]
     if img.format == "TIFF":
-        samples = getattr(img, "tag_v2", {}).get(258)
-        if isinstance(samples, tuple) and samples:
-            return int(max(samples))
-        if isinstance(samples, int):
-            return samples
+        samples = tag_value(getattr(img, "tag_v2", {}), 258)
+        samples = (samples,) if isinstance(samples, int) else samples
+        if isinstance(samples, tuple) and samples and all(isinstance(s, int) for s in samples):
+            return max(samples)
     bits = getattr(img, "bits", None)  # JPEG precision
     if isinstance(bits, int) and bits > 0:
         return bits
@@ -101,7 +103,6 @@ def _dpi(img: Image.Image) -> list[float] | None:
     return values
 
 
-MAX_FRAMES_TIMED = 1000
 ICC_SPACES = {"RGB": "RGB", "GRAY": "Gray", "CMYK": "CMYK", "Lab": "Lab", "YCbr": "YCbCr"}
 MODE_SPACES = {**dict.fromkeys(GREY_MODES, "Gray"), "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV"}
 
@@ -113,24 +114,16 @@ def color_space(img: Image.Image, icc: dict[str, Any] | None) -> str | None:
     return MODE_SPACES.get(img.mode, "RGB")
 
 
-def animation(img: Image.Image) -> dict[str, Any]:
-    """Total duration (ms) and loop count of an animated image; empty for a still one.
-
-    Run after the thumbnail is made: walking the frames moves the image away from its first frame."""
-    frames = int(getattr(img, "n_frames", 1) or 1)
+def animation(img: Image.Image, data: bytes, frames: int) -> dict[str, Any]:
+    """Loop count (from the header) and total duration in ms (from the bytes) of an animated image; empty for a
+    still one. The duration is left out when the walk does not find one duration per frame."""
     if frames < 2 or img.format not in ("GIF", "WEBP", "PNG"):
         return {}
     facts: dict[str, Any] = {"animated": True}
     loop = img.info.get("loop")
     if isinstance(loop, int):
         facts["loop"] = loop
-    total = 0
-    try:
-        for index in range(min(frames, MAX_FRAMES_TIMED)):
-            img.seek(index)
-            total += int(img.info.get("duration") or 0)
-    except Exception:  # noqa: BLE001 - a broken later frame does not undo the first one's thumbnail
-        return facts
-    if frames <= MAX_FRAMES_TIMED:
-        facts["duration_ms"] = total
+    durations = frame_durations(img.format, data)
+    if len(durations) == frames:
+        facts["duration_ms"] = sum(durations)
     return facts

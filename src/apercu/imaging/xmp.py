@@ -3,7 +3,8 @@
 Arrays (rdf:Bag, rdf:Seq) become JSON arrays, language alternatives (rdf:Alt) their x-default string, and
 structures are flattened by joining field names onto the property name (xmpMM:DerivedFrom/stRef:instanceID
 becomes `xmpMM:DerivedFromInstanceID`; an array of structures gives one array per field). The packet is
-untrusted XML, so it is parsed with defusedxml: no entity expansion, no external references.
+untrusted XML, so it is parsed with defusedxml: no entity expansion, no external references; and within bounds:
+a packet over MAX_PACKET bytes or nested deeper than MAX_DEPTH is refused before any tree is built from it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ PREFIXES = {
     "http://ns.adobe.com/pdf/1.3/": "pdf",
     "adobe:ns:meta/": "x",
 }
-MAX_PACKET = 4 * 1024 * 1024
+MAX_PACKET = 1024 * 1024  # a tree of a 1 MiB packet takes up to ~40 MiB; JPEG's XMP segment is at most 64 KiB
+MAX_DEPTH = 64  # real packets nest about a dozen levels; the flattening below recurses once per level
 # Where ExifTool names an XMP property differently from the schema.
 EXIFTOOL_NAMES = {
     "exif:PixelXDimension": "exif:ExifImageWidth",
@@ -56,19 +58,16 @@ RATIONAL = re.compile(r"^(-?\d+)/(\d+)$")
 
 
 def read_xmp(packet: bytes | str) -> dict[str, Any]:
-    """Flattened XMP properties; raises ValueError for a packet that is not well-formed XML."""
+    """Flattened XMP properties; raises ValueError for a packet that is too large, too deep or not XML."""
     raw = packet.encode("utf-8") if isinstance(packet, str) else packet
-    raw = raw[:MAX_PACKET].strip(b"\x00 \r\n\t")
+    raw = raw.strip(b"\x00 \r\n\t")
+    if len(raw) > MAX_PACKET:
+        raise ValueError(f"XMP packet of {len(raw)} bytes is larger than the limit of {MAX_PACKET}")
     start = raw.find(b"<")
     if start < 0:
         raise ValueError("XMP packet has no XML")
-    raw = raw[start:]
+    declared, root = _parse(raw[start:])
     prefixes = dict(PREFIXES)
-    try:
-        declared = {uri: prefix for _, (prefix, uri) in ElementTree.iterparse(io.BytesIO(raw), events=("start-ns",))}
-        root = ElementTree.fromstring(raw)
-    except Exception as exc:  # noqa: BLE001 - defusedxml and expat raise several kinds
-        raise ValueError(f"XMP is not well-formed XML: {exc}") from exc
     for uri, prefix in declared.items():
         prefixes.setdefault(uri, prefix)
     result: dict[str, Any] = {}
@@ -80,6 +79,29 @@ def read_xmp(packet: bytes | str) -> dict[str, Any]:
             for name, value in _fields(description, prefixes):
                 _flatten(result, EXIFTOOL_NAMES.get(name, name), value)
     return result
+
+
+def _parse(raw: bytes) -> tuple[dict[str, str], Element]:
+    """The namespace prefixes the packet declares and its tree, in one pass that stops beyond MAX_DEPTH."""
+    declared: dict[str, str] = {}
+    depth = 0
+    events = ElementTree.iterparse(io.BytesIO(raw), events=("start-ns", "start", "end"))
+    try:
+        for event, item in events:
+            if event == "start-ns":
+                prefix, uri = item
+                declared[uri] = prefix
+            elif event == "start":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise RecursionError(f"XMP nested deeper than {MAX_DEPTH} levels")
+            else:
+                depth -= 1
+    except RecursionError as exc:
+        raise ValueError(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - defusedxml and expat raise several kinds
+        raise ValueError(f"XMP is not well-formed XML: {exc}") from exc
+    return declared, events.root
 
 
 def _qualified(tag: str, prefixes: dict[str, str]) -> str:
