@@ -60,6 +60,17 @@ def truncated_after_second_frame_descriptor(data: bytearray) -> None:
     del data[pos:]
 
 
+def truncated_in_second_frame_descriptor(data: bytearray) -> None:
+    _, pos, _ = [f for f in fuzzing.gif_fields(data) if f[0] == "frame x"][1]
+    del data[pos + 6 :]  # 7 of its 9 bytes (after the 0x2C)
+
+
+def bigtiff_next_page_beyond_2_63(data: bytearray) -> None:
+    """BigTIFF: 8-byte first-IFD offset at 8; an IFD is an 8-byte count, 20-byte entries, an 8-byte next offset."""
+    ifd = fuzzing.get(data, 8, 8, "<")
+    fuzzing.put(data, ifd + 8 + 20 * fuzzing.get(data, ifd, 8, "<"), 8, 2**63, "<")
+
+
 REGRESSIONS = {
     # Pillow reads the other pages' IFDs only when counting frames (n_frames), after opening the first fine.
     "tiff-page2-without-width": Regression(
@@ -78,6 +89,18 @@ REGRESSIONS = {
     "tiff-page2-rational-samples-per-pixel": Regression(
         fuzzing.edited("tiff-tiled-pyramid", tiff_tag(1, 277, type=5)),
         "TypeError: slice indices must be integers or None, _setup via n_frames"),
+    "tiff-page2-text-samples-per-pixel": Regression(
+        fuzzing.edited("tiff-tiled-pyramid", tiff_tag(1, 277, type=2)),
+        "TypeError: '>' not supported between instances of 'str' and 'int', _setup via n_frames"),
+    "tiff-page2-two-bits-per-sample-for-three-samples": Regression(
+        fuzzing.edited("tiff-tiled-pyramid", tiff_tag(1, 258, count=2)),
+        "SyntaxError: unknown data organization (samples and bits disagree), _setup via n_frames"),
+    "bigtiff-next-page-beyond-2-63": Regression(
+        fuzzing.edited("bigtiff", bigtiff_next_page_beyond_2_63),
+        "ValueError: Unable to seek to frame, TiffImagePlugin._seek via n_frames"),
+    "tiff-xmp-as-shorts": Regression(
+        fuzzing.edited("tiff-rich", tiff_tag(0, 700, type=3)),
+        "ValueError: bytes must be in range(0, 256), from embedded._xmp_packet (outside any guard)"),
     # A value count that does not fit the tag: Pillow drops the value lazily, raising when it is asked for.
     "tiff-photometric-with-two-values": Regression(
         fuzzing.edited("tiff-packbits-bilevel", tiff_tag(0, 262, count=2)),
@@ -93,6 +116,9 @@ REGRESSIONS = {
     "gif-truncated-after-frame-descriptor": Regression(
         fuzzing.edited("gif-animated", truncated_after_second_frame_descriptor),
         "IndexError: index out of range, GifImagePlugin._seek via n_frames"),
+    "gif-truncated-in-frame-descriptor": Regression(
+        fuzzing.edited("gif-animated", truncated_in_second_frame_descriptor),
+        "struct.error: unpack_from requires a buffer of at least 8 bytes, PIL._binary.i16le via n_frames"),
     # Time bombs: small files declaring a large canvas (within the pixel limit) that libvips filled, slowly.
     "png-truncated-tall-canvas": Regression(
         fuzzing.edited("png-16bit", lambda d: fuzzing.set_png_size(d, 24, 2_101_264)),
