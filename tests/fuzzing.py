@@ -277,6 +277,14 @@ def png_chunks(data: bytes | bytearray) -> list[tuple[int, int, bytes]]:
     return chunks
 
 
+def png_chunks_of(data: bytearray, complete: bool) -> list[tuple[int, int, bytes]]:
+    """The chunks of a PNG (none for another format); with `complete`, only those wholly inside the file."""
+    if kind(data) != "PNG":
+        return []
+    chunks = png_chunks(data)
+    return [c for c in chunks if c[0] + 12 + c[1] <= len(data)] if complete else chunks
+
+
 def fix_png_crcs(data: bytearray) -> None:
     """Recompute the CRC of every complete chunk: a mutated chunk is then read instead of refused."""
     for pos, length, _ in png_chunks(data):
@@ -291,7 +299,7 @@ def png_chunk(ctype: bytes, body: bytes) -> bytes:
 
 @mutator(weight=3)
 def png_length(data: bytearray, rng: random.Random) -> str | None:
-    chunks = png_chunks(data) if kind(data) == "PNG" else []
+    chunks = png_chunks_of(data, complete=False)
     if not chunks:
         return None
     pos, length, ctype = rng.choice(chunks)
@@ -302,7 +310,7 @@ def png_length(data: bytearray, rng: random.Random) -> str | None:
 
 @mutator(weight=1)
 def png_crc(data: bytearray, rng: random.Random) -> str | None:
-    chunks = [c for c in png_chunks(data) if c[0] + 12 + c[1] <= len(data)] if kind(data) == "PNG" else []
+    chunks = png_chunks_of(data, complete=True)
     if not chunks:
         return None
     pos, length, ctype = rng.choice(chunks)
@@ -313,7 +321,7 @@ def png_crc(data: bytearray, rng: random.Random) -> str | None:
 @mutator(weight=4)
 def png_body(data: bytearray, rng: random.Random) -> str | None:
     """Bytes of one chunk's body (IHDR and the ancillary chunks preferred), with its CRC fixed."""
-    chunks = [c for c in png_chunks(data) if c[1] and c[0] + 12 + c[1] <= len(data)] if kind(data) == "PNG" else []
+    chunks = [c for c in png_chunks_of(data, complete=True) if c[1]]
     if not chunks:
         return None
     preferred = [c for c in chunks if c[2] != b"IDAT"]
@@ -357,7 +365,7 @@ def png_extra_chunk(rng: random.Random) -> tuple[str, bytes]:
 @mutator(weight=3)
 def png_insert(data: bytearray, rng: random.Random) -> str | None:
     """A crafted chunk before the first IDAT or after the last one (where Pillow does not look on open)."""
-    chunks = png_chunks(data) if kind(data) == "PNG" else []
+    chunks = png_chunks_of(data, complete=False)
     idat = [pos for pos, _, ctype in chunks if ctype == b"IDAT"]
     if not idat:
         return None
@@ -371,7 +379,7 @@ def png_insert(data: bytearray, rng: random.Random) -> str | None:
 @mutator(weight=2)
 def png_reorder(data: bytearray, rng: random.Random) -> str | None:
     """Drop or duplicate a whole chunk (a second IHDR, a missing PLTE, an IDAT twice)."""
-    chunks = [c for c in png_chunks(data) if c[0] + 12 + c[1] <= len(data)] if kind(data) == "PNG" else []
+    chunks = png_chunks_of(data, complete=True)
     if not chunks:
         return None
     pos, length, ctype = rng.choice(chunks)

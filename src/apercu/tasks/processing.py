@@ -124,7 +124,3 @@ class Processor:
         """Stop this thread's imaging process (at worker shutdown)."""
         if hasattr(self._local, "sandbox"):
             self._local.sandbox.close()
-
-    def forget_storage(self) -> None:
-        """Drop connections inherited through fork."""
-        self._storage = None
