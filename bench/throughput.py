@@ -1,15 +1,29 @@
 """Throughput benchmark: the whole service against the imaging library's own limit, in the same run.
 
-    make bench-throughput     # or: .venv/bin/python bench/throughput.py [--images 48] [--skip-redis] [--only jpeg2]
+    make bench-throughput     # or: .venv/bin/python bench/throughput.py [--images 48] [--uploads 400] [--runs 15]
+                              #     [--skip-redis] [--skip-library] [--only jpeg2] [--section acceptance]
 
-For three generated photographs (12 MP JPEG q90, 2 MP JPEG q90, 12 MP PNG) it measures:
-- the library limit: images per second of the best of Pillow (draft + reduce + LANCZOS) and
-  `pyvips.Image.thumbnail`, 256 px JPEG q85 out, in as many processes as there are cores, files already in memory;
-- apercu: images per second from `POST /images` to `success` seen with `GET /images/<id>?wait=30`, 8 clients,
-  on the embedded default (`apercu serve`) and on PostgreSQL + Redis (`apercu web` + `apercu worker`);
-- CPU per image by process, read from /proc (utime + stime) before and after each service run: the web
-  processes, the worker's main process, and the worker's children (imaging processes).
-It prints a table and never fails on speed.
+Services run with 2 web processes and one imaging process per core. The load comes from bench/load.py: 8 client
+threads, each on one keep-alive HTTP/1.1 connection, sending a multipart body encoded once. Three sections
+(`--section throughput|acceptance|latency`, default all):
+
+- throughput, for three generated photographs (12 MP JPEG q90, 2 MP JPEG q90, 12 MP PNG):
+  - the library limit: images per second of the best of Pillow (draft + reduce + LANCZOS) and
+    `pyvips.Image.thumbnail`, 256 px JPEG q85 out, in as many processes as there are cores, files already in
+    memory (`--skip-library` leaves it out);
+  - apercu: images per second from `POST /images` to `success` seen with `GET /images/<id>?wait=30`, 8 clients,
+    on the embedded default (`apercu serve`) and on PostgreSQL + Redis (`apercu web` + `apercu worker`; left out
+    with `--skip-redis` or when 127.0.0.1:5432/6379 do not answer);
+  - CPU ms per image by process, read from /proc (utime + stime) before and after each run: the web processes,
+    the worker's main process, the worker's children (imaging processes); and the client's own threads
+    (getrusage), which share the cores with the service;
+- acceptance: uploads per second of a ~200 KB JPEG (POST only, 202), 8 clients, `--uploads` of them, on
+  `apercu web` alone with the embedded default (no worker: uploads just queue), next to a bare Flask endpoint
+  that only reads the body, under gunicorn's stock gthread worker with as many processes and threads; the ratio
+  apercu / bare and the CPU ms per upload of each server and of the client;
+- latency: on an idle service, 202 received -> `success` seen, one image at a time (`--runs`, 0.3 s apart), for
+  each input on each backend; median and p90.
+It prints tables and never fails on speed; it asserts that every image ends in success.
 """
 
 from __future__ import annotations
@@ -17,24 +31,35 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "tests"))
+sys.path.insert(0, str(BENCH))
 
-from live import Service, descendants  # noqa: E402
-from service import reachable  # noqa: E402
+from live import Service, descendants, free_port  # noqa: E402
+from load import Clients, Connection, Upload, latencies, post, process  # noqa: E402
+from service import postgres_schema_url, reachable  # noqa: E402
 from thumbnails import photo  # noqa: E402
 
 CLIENTS = 8
 SIZE = 256
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = len(os.sched_getaffinity(0))
+WEB_WORKERS = 2
+ENV = {"APERCU_WORKER_CONCURRENCY": str(CORES), "APERCU_WEB_WORKERS": str(WEB_WORKERS), "APERCU_LOG_LEVEL": "WARNING"}
+UPLOAD_SIZE = (870, 653)  # ~200 KB at q90
+LATENCY_PAUSE = 0.3
+SECTIONS = ("throughput", "acceptance", "latency")
 
 
 def inputs(only: str | None) -> dict[str, bytes]:
@@ -60,10 +85,10 @@ def pillow_thumbnail(data: bytes) -> int:
 
     with Image.open(io.BytesIO(data)) as img:
         img.draft("RGB", (SIZE, SIZE))  # JPEG: DCT scaling to the smallest size still >= SIZE
-        img = img.convert("RGB")
-        img.thumbnail((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=2.0)  # reduce(), then LANCZOS
+        rgb = img.convert("RGB")
+        rgb.thumbnail((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=2.0)  # reduce(), then LANCZOS
         out = io.BytesIO()
-        img.save(out, "JPEG", quality=85)
+        rgb.save(out, "JPEG", quality=85)
     return len(out.getvalue())
 
 
@@ -94,7 +119,16 @@ def library_rate(path: Path, count: int) -> float:
     return best
 
 
-# The service.
+def library_limits(folder: Path, data: dict[str, bytes], count: int) -> dict[str, float]:
+    """The library limit of each input, measured before any service runs, with the cores to itself."""
+    limits = {}
+    for name, blob in data.items():
+        (folder / name).write_bytes(blob)
+        limits[name] = library_rate(folder / name, count)
+    return limits
+
+
+# CPU, read from /proc.
 
 def cpu_by_role(roots: list[int]) -> dict[str, float]:
     """CPU seconds used so far by the service's processes, grouped as web / worker main / worker children."""
@@ -113,6 +147,11 @@ def cpu_by_role(roots: list[int]) -> dict[str, float]:
     return totals
 
 
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by a process and everything still alive below it."""
+    return _cpu_seconds(root) + sum(_cpu_seconds(pid) for pid, _, _ in descendants(root))
+
+
 def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
 
@@ -126,80 +165,213 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def one_image(svc: Service, data: bytes) -> str:
-    image_id = svc.upload(data, "bench").json()["id"]
-    while True:
-        body = svc.get(f"/images/{image_id}?wait=30").json()
-        if body["status"] in ("success", "failure"):
-            return str(body["status"])
+# Throughput and latency, per backend.
+
+@dataclass
+class Report:
+    """The rows of every table, gathered while services run and printed once all have stopped."""
+
+    throughput: list[tuple[Any, ...]] = field(default_factory=list)
+    cpu: list[tuple[Any, ...]] = field(default_factory=list)
+    latency: list[tuple[Any, ...]] = field(default_factory=list)
+    acceptance: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    upload_bytes: int = 0
 
 
-def service_run(svc: Service, data: bytes, count: int) -> tuple[float, dict[str, float]]:
-    """Images per second end to end, and CPU ms per image by role."""
+def service_run(svc: Service, clients: Clients, upload: Upload, count: int) -> tuple[float, dict[str, float]]:
+    """Images per second end to end, and CPU ms per image by role, the client's included."""
     roots = [p.pid for p in svc.processes]
-    with ThreadPoolExecutor(CLIENTS) as clients:
-        list(clients.map(lambda _: one_image(svc, data), range(CLIENTS)))  # warm up: imaging processes, pools
-        before = cpu_by_role(roots)
-        started = time.perf_counter()
-        statuses = list(clients.map(lambda _: one_image(svc, data), range(count)))
-        elapsed = time.perf_counter() - started
+    clients.run(CLIENTS, lambda conn: process(conn, upload))  # warm up: imaging processes, pools, connections
+    before = cpu_by_role(roots)
+    outcome = clients.run(count, lambda conn: process(conn, upload))
     after = cpu_by_role(roots)
-    assert statuses == ["success"] * count, statuses
-    return count / elapsed, {role: (after[role] - before[role]) * 1000 / count for role in after}
+    assert outcome.results == ["success"] * count, outcome.results
+    cpu = {role: (after[role] - before[role]) * 1000 / count for role in after}
+    return count / outcome.seconds, {**cpu, "client": outcome.client_cpu * 1000 / count}
 
 
-def start(backend: str, folder: Path) -> Service:
+def latency_run(svc: Service, upload: Upload, runs: int) -> tuple[float, float]:
+    """Median and p90 ms from the 202 to `success`, one image at a time, after one unrecorded warm-up image."""
+    conn = Connection(svc.port)
+    try:
+        latencies(conn, upload, 1, LATENCY_PAUSE)
+        found = sorted(latencies(conn, upload, runs, LATENCY_PAUSE))
+    finally:
+        conn.close()
+    p90 = found[max(0, -(-len(found) * 9 // 10) - 1)]  # nearest rank
+    return statistics.median(found) * 1000, p90 * 1000
+
+
+def start(backend: str, folder: Path) -> tuple[Service, Callable[[], None]]:
+    """The backend's service, started, and what removes its traces from shared servers once it has stopped."""
     if backend == "embedded":
-        return Service(folder / "embedded").start("serve")
-    import uuid
+        return Service(folder / "embedded", ENV).start("serve"), lambda: None
+    url, drop = postgres_schema_url()
+    env = {**ENV, "APERCU_DATABASE_URL": url, "APERCU_BROKER_URL": "redis://127.0.0.1:6379/0"}
+    return Service(folder / "pg", env).start("web", "worker"), drop
 
-    import sqlalchemy as sa
 
-    schema = f"apercu_bench_{uuid.uuid4().hex[:8]}"
-    with sa.create_engine("postgresql+psycopg://127.0.0.1:5432/test").begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    env = {"APERCU_DATABASE_URL": f"postgresql://127.0.0.1:5432/test?options=-csearch_path%3D{schema}",
-           "APERCU_BROKER_URL": "redis://127.0.0.1:6379/0"}
-    return Service(folder / "pg", env).start("web", "worker")
+def measure_backend(backend: str, folder: Path, data: dict[str, bytes], args: argparse.Namespace,
+                    limits: dict[str, float | None], report: Report) -> None:
+    """Throughput and latency of each input on one backend, all in one service start (latency after throughput,
+    once the service is idle again)."""
+    svc, cleanup = start(backend, folder)
+    clients = Clients(svc.port, CLIENTS)
+    try:
+        for name, blob in data.items():
+            upload = Upload.of(blob)
+            if "throughput" in args.sections:
+                rate, cpu = service_run(svc, clients, upload, args.images)
+                limit = limits[name]
+                ratio = None if limit is None else rate / limit
+                report.throughput.append((name, len(blob) / 1e6, backend, limit, rate, ratio))
+                roles = (cpu["web"], cpu["worker main"], cpu["worker children"])
+                report.cpu.append((name, backend, *roles, sum(roles), cpu["client"]))
+            if "latency" in args.sections:
+                report.latency.append((name, backend, *latency_run(svc, upload, args.runs)))
+    finally:
+        clients.close()
+        svc.stop()
+        cleanup()
+
+
+# Upload acceptance: apercu's web against a bare gunicorn + Flask endpoint.
+
+def accept_run(port: int, upload: Upload, count: int, server_cpu: Callable[[], float]) -> tuple[float, float, float]:
+    """(uploads/s, server CPU ms per upload, client CPU ms per upload) of `count` POSTs after a warm-up."""
+    clients = Clients(port, CLIENTS)
+    try:
+        clients.run(CLIENTS * 2, lambda conn: post(conn, upload))
+        before = server_cpu()
+        outcome = clients.run(count, lambda conn: post(conn, upload))
+        used = server_cpu() - before
+    finally:
+        clients.close()
+    return count / outcome.seconds, used * 1000 / count, outcome.client_cpu * 1000 / count
+
+
+def start_bare(threads: int, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The bare endpoint (load.bare_app) under stock gunicorn gthread, once its port accepts connections."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "--chdir", str(BENCH), "load:bare_app()", "-k", "gthread",
+               "-w", str(WEB_WORKERS), "--threads", str(threads), "-b", f"127.0.0.1:{port}"]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not reachable(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"bare gunicorn did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return proc, port
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def acceptance(folder: Path, count: int, report: Report) -> None:
+    """Both servers with the same processes, threads, clients and upload; the embedded default has no worker
+    running, so apercu's uploads only queue."""
+    from apercu.config import Settings
+
+    out = io.BytesIO()
+    photo(UPLOAD_SIZE).save(out, "JPEG", quality=90)
+    upload = Upload.of(out.getvalue())
+    report.upload_bytes = len(out.getvalue())
+    svc = Service(folder / "accept", ENV).start("web")
+    try:
+        roots = [p.pid for p in svc.processes]
+        report.acceptance["apercu web"] = accept_run(svc.port, upload, count, lambda: cpu_by_role(roots)["web"])
+    finally:
+        svc.stop()
+    threads = Settings.from_env().web_threads
+    proc, port = start_bare(threads, folder / "bare.log")
+    try:
+        report.acceptance[f"bare gunicorn gthread ({threads} threads)"] = accept_run(
+            port, upload, count, lambda: tree_cpu(proc.pid))
+    finally:
+        stop(proc)
+
+
+# Output.
+
+def print_throughput(report: Report) -> None:
+    print("| input | MB | backend | library limit img/s | apercu img/s | apercu / limit |")
+    print("|---|---|---|---|---|---|")
+    for name, mb, backend, limit, rate, ratio in report.throughput:
+        print(f"| {name} | {mb:.2f} | {backend} | {_num(limit, 1)} | {rate:.1f} | {_num(ratio, 2)} |")
+    print("\nCPU ms per image, by process (total: the service's; client: the load generator's)")
+    print("| input | backend | web | worker main | worker children | total | client |")
+    print("|---|---|---|---|---|---|---|")
+    for name, backend, web, main_, children, total, client in report.cpu:
+        print(f"| {name} | {backend} | {web:.1f} | {main_:.1f} | {children:.1f} | {total:.1f} | {client:.1f} |")
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_acceptance(report: Report, count: int) -> None:
+    print(f"\nUpload acceptance: {count} POST /images of a {report.upload_bytes / 1e3:.0f} KB JPEG, {CLIENTS} clients, "
+          f"{WEB_WORKERS} web processes, no worker")
+    print("| server | uploads/s | server CPU ms/upload | client CPU ms/upload |")
+    print("|---|---|---|---|")
+    for server, (rate, server_cpu, client_cpu) in report.acceptance.items():
+        print(f"| {server} | {rate:.1f} | {server_cpu:.2f} | {client_cpu:.2f} |")
+    (apercu, *_), (bare, *_) = report.acceptance.values()
+    print(f"apercu / bare: {apercu / bare:.2f}")
+
+
+def print_latency(report: Report, runs: int) -> None:
+    print(f"\nLatency on an idle service, 202 received -> success seen, {runs} images one at a time")
+    print("| input | backend | median ms | p90 ms |")
+    print("|---|---|---|---|")
+    for name, backend, median, p90 in report.latency:
+        print(f"| {name} | {backend} | {median:.0f} | {p90:.0f} |")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=48, help="images per measured throughput run")
+    parser.add_argument("--uploads", type=int, default=400, help="uploads per acceptance run")
+    parser.add_argument("--runs", type=int, default=15, help="images per latency measurement")
+    parser.add_argument("--only", help="one input: jpeg12, png12 or jpeg2")
+    parser.add_argument("--skip-redis", action="store_true", help="only the embedded default")
+    parser.add_argument("--skip-library", action="store_true", help="no library limit (saves a minute or two)")
+    parser.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
+    args = parser.parse_args()
+    args.sections = SECTIONS if args.section == "all" else (args.section,)
+    return args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=48, help="images per measured run")
-    parser.add_argument("--only", help="one input: jpeg12, png12 or jpeg2")
-    parser.add_argument("--skip-redis", action="store_true")
-    args = parser.parse_args()
-    servers_up = reachable(5432) and reachable(6379)
-    backends = ["embedded"] + (["postgres+redis"] if servers_up and not args.skip_redis else [])
-    data = inputs(args.only)
-    env_note = {"APERCU_WORKER_CONCURRENCY": str(CORES), "APERCU_WEB_WORKERS": "2", "APERCU_LOG_LEVEL": "WARNING"}
-    os.environ.update(env_note)
+    args = parse_args()
+    servers_up = not args.skip_redis and reachable(5432) and reachable(6379)
+    backends = ["embedded"] + (["postgres+redis"] if servers_up else [])
     print(f"{CORES} cores, {CLIENTS} clients, {args.images} images per run, 256 px JPEG q85\n")
-    rows: list[tuple[Any, ...]] = []
-    cpu_rows: list[tuple[Any, ...]] = []
+    report = Report()
     with tempfile.TemporaryDirectory(prefix="apbench-") as tmp:
-        limits = {}
-        for name, blob in data.items():
-            (Path(tmp) / name).write_bytes(blob)
-            limits[name] = library_rate(Path(tmp) / name, args.images)
-        for backend in backends:
-            svc = start(backend, Path(tmp))
-            try:
-                for name, blob in data.items():
-                    rate, cpu = service_run(svc, blob, args.images)
-                    rows.append((name, len(blob) / 1e6, backend, limits[name], rate, rate / limits[name]))
-                    cpu_rows.append((name, backend, *cpu.values(), sum(cpu.values())))
-            finally:
-                svc.stop()
-    print("| input | MB | backend | library limit img/s | apercu img/s | apercu / limit |")
-    print("|---|---|---|---|---|---|")
-    for name, mb, backend, limit, rate, ratio in rows:
-        print(f"| {name} | {mb:.2f} | {backend} | {limit:.1f} | {rate:.1f} | {ratio:.2f} |")
-    print("\nCPU ms per image, by process")
-    print("| input | backend | web | worker main | worker children | total |")
-    print("|---|---|---|---|---|---|")
-    for name, backend, web, main_, children, total in cpu_rows:
-        print(f"| {name} | {backend} | {web:.1f} | {main_:.1f} | {children:.1f} | {total:.1f} |")
+        folder = Path(tmp)
+        if {"throughput", "latency"} & set(args.sections):
+            data = inputs(args.only)
+            measured = "throughput" in args.sections and not args.skip_library
+            limits = library_limits(folder, data, args.images) if measured else {}
+            for backend in backends:
+                measure_backend(backend, folder, data, args, {name: limits.get(name) for name in data}, report)
+        if "acceptance" in args.sections:
+            acceptance(folder, args.uploads, report)
+    if report.throughput:
+        print_throughput(report)
+    if report.acceptance:
+        print_acceptance(report, args.uploads)
+    if report.latency:
+        print_latency(report, args.runs)
 
 
 if __name__ == "__main__":

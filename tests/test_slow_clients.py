@@ -218,3 +218,44 @@ def test_dechunker_is_indifferent_to_how_the_bytes_arrive() -> None:
             pos += step
         assert bytes(decoded) == b"".join(parts)
         assert rest + wire[pos:] == b"NEXT"
+
+
+def send(svc: Service, content_type: str, body: bytes, path: str = "/images") -> tuple[int, dict[str, str], bytes]:
+    with connect(svc) as sock:
+        sock.sendall(head(content_type, f"Content-Length: {len(body)}", path) + body)
+        return read_response(sock)
+
+
+def test_a_malformed_multipart_body_is_400_and_stores_nothing(service: Service) -> None:
+    before = stored(service)
+    body, content_type = multipart(images.jpeg())
+    unclosed = body[: body.rindex(b"\r\n--")]  # the whole length arrives, the closing delimiter never does
+    assert error_of(send(service, content_type, unclosed)) == (400, "malformed_body")
+    headless = body.replace(b"Content-Disposition", b"Content-Whatever", 1)
+    assert error_of(send(service, content_type, headless)) == (400, "malformed_body")
+    assert stored(service) == before
+
+
+def test_file_parts_split_on_arrival_are_removed_unless_accepted(service: Service) -> None:
+    """Parts are written to staging files as they arrive, before any route runs: whatever the route does with
+    them (nothing, for an unknown path; one of two file parts accepted), no staging file stays behind."""
+    boundary = uuid.uuid4().hex
+    part = 'Content-Disposition: form-data; name="{}"; filename="x.jpg"\r\n\r\n'
+    body = b"".join(
+        f"--{boundary}\r\n{part.format(name)}".encode() + images.jpeg() + b"\r\n" for name in ("file", "other")
+    ) + f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n--{boundary}--\r\n'.encode()
+    content_type = f"multipart/form-data; boundary={boundary}"
+    before = stored(service)
+    assert error_of(send(service, content_type, body, "/nowhere")) == (404, "not_found")
+    assert stored(service) == before
+    status, _, reply = send(service, content_type, body)
+    assert status == 202
+    image_id = json.loads(reply)["id"]
+    originals, staging, ids = stored(service)
+    assert staging == before[1] and ids == [image_id, *before[2]]
+    assert [p for p in originals if p.is_file()] == sorted([*(p for p in before[0] if p.is_file()), original(service, image_id)])
+    assert original(service, image_id).read_bytes() == images.jpeg()
+
+
+def original(svc: Service, image_id: str) -> Path:
+    return svc.data_dir / "originals" / image_id[:2] / image_id

@@ -22,6 +22,7 @@ pyproject.toml: on an upgrade, read gunicorn/workers/gthread.py again before any
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import resource
 import selectors
@@ -41,10 +42,11 @@ from gunicorn.http.body import CHUNK_EXT_RE, ChunkedReader
 from gunicorn.http.message import Request
 from gunicorn.http.unreader import Unreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
+from werkzeug.http import parse_options_header
 
-from apercu.api import create_app
+from apercu.api import create_app, multipart
 from apercu.api.errors import error_body
-from apercu.api.uploads import MULTIPART_SLACK, too_large_message
+from apercu.api.uploads import MULTIPART_SLACK, staging, too_large_message
 from apercu.config import Settings
 
 # One recv() per readable event, into one buffer per process: big enough for uploads, short enough to be fair to
@@ -75,15 +77,16 @@ log = logging.getLogger(__name__)
 class Refused(Exception):
     """A request the server answers itself, before any thread sees it; the connection then closes."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message[:300]
+        self.code = code
 
 
-def error_response(status: int, message: str) -> bytes:
+def error_response(status: int, message: str, code: str | None = None) -> bytes:
     """A whole HTTP/1.1 error response with the API's JSON body, closing the connection."""
-    body = error_body(status, message)
+    body = error_body(status, message, code)
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -170,6 +173,58 @@ class Received(Unreader):
         return data
 
 
+class SpooledBody:
+    """A body received as it is: in memory, then in an unnamed file on the data volume."""
+
+    def __init__(self, folder: str) -> None:
+        self.file = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=folder)
+
+    def write(self, piece: memoryview) -> None:
+        self.file.write(piece)
+
+    def stream(self) -> IO[bytes]:
+        self.file.seek(0)
+        return self.file
+
+    def discard(self) -> None:
+        self.file.close()
+
+
+class SplitBody:
+    """A multipart/form-data body split into its parts as it arrives (`api.multipart`): an upload's bytes are
+    written once, straight to the staging file it is accepted from, instead of being spooled, read back,
+    parsed and written again by the application."""
+
+    def __init__(self, boundary: str, new_file: Callable[[], IO[bytes]]) -> None:
+        self.parser = _refusing(multipart.MultipartParser, boundary, new_file)
+
+    def write(self, piece: memoryview) -> None:
+        _refusing(self.parser.feed, piece)
+
+    def stream(self) -> IO[bytes]:
+        return ReceivedParts(_refusing(self.parser.finish))
+
+    def discard(self) -> None:
+        """Remove what the application did not commit (a committed file was renamed away)."""
+        multipart.discard(self.parser.parts)
+
+
+class ReceivedParts(io.BytesIO):
+    """The WSGI input of a split body: empty, with the parts attached for `api.uploads.UploadRequest`."""
+
+    def __init__(self, parts: list[multipart.Part]) -> None:
+        super().__init__(b"")
+        self.parts = parts
+
+
+def _refusing(call: Callable[..., Any], *args: Any) -> Any:
+    """call(*args), a malformed multipart body refused with a 400."""
+    try:
+        return call(*args)
+    except multipart.MalformedBody as exc:
+        raise Refused(400, str(exc), exc.code) from None
+
+
 class Conn(TConn):
     """A client connection, and what the event loop knows of the request it is receiving."""
 
@@ -185,7 +240,7 @@ class Conn(TConn):
     def reset(self) -> None:
         """Between requests: nothing received of the next one yet."""
         self.request: Any = None
-        self.body: IO[bytes] | None = None
+        self.body: SpooledBody | SplitBody | None = None
         self.left = 0  # Content-Length bytes still to come
         self.dechunker: Dechunker | None = None
         self.size = 0  # body bytes received (decoded, for a chunked body)
@@ -196,9 +251,9 @@ class Conn(TConn):
         self.drained = 0
 
     def release(self) -> None:
-        """Drop the body file (unnamed: closing it frees its space)."""
+        """Drop the body: its spool file, or the part files the application did not commit."""
         if self.body is not None:
-            self.body.close()
+            self.body.discard()
         self.reset()
 
 
@@ -215,6 +270,10 @@ class BufferingWorker(ThreadWorker):
         self.watched: set[Conn] = set()
         self.next_sweep = 0.0
         self.buffer = memoryview(bytearray(READ_SIZE))
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.new_upload_file = staging(self.wsgi)
 
     # -- the event loop: connections between requests, receiving one, or lingering after an error ---------------
 
@@ -326,8 +385,16 @@ class BufferingWorker(ThreadWorker):
             except OSError:
                 pass  # the client is gone: the next read says so
         request._expected_100_continue = False
-        conn.body = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=self.cfg.tmp_upload_dir)
+        conn.body = self._body_for(request)
         return unreader.take_buffered() + rest
+
+    def _body_for(self, request: Any) -> SpooledBody | SplitBody:
+        """Where a request's body goes: a multipart form is split into its parts on arrival, anything else is
+        spooled whole."""
+        mimetype, options = parse_options_header(dict(request.headers).get("CONTENT-TYPE"))
+        if mimetype == "multipart/form-data":
+            return SplitBody(options.get("boundary", ""), self.new_upload_file)
+        return SpooledBody(self.cfg.tmp_upload_dir)
 
     def _receive_body(self, conn: Conn, data: bytes | memoryview) -> bytes | memoryview | None:
         """Store body bytes; None while the body goes on, else what follows it (the client's next request)."""
@@ -349,8 +416,7 @@ class BufferingWorker(ThreadWorker):
         """The request is whole: a thread runs it with the body file as its input, of a known length."""
         request, body = conn.request, conn.body
         assert body is not None
-        body.seek(0)
-        request.body = body
+        request.body = body.stream()
         if conn.dechunker is not None:
             request.headers = [h for h in request.headers if h[0] != "TRANSFER-ENCODING"]
             request.headers.append(("CONTENT-LENGTH", str(conn.size)))
@@ -360,7 +426,7 @@ class BufferingWorker(ThreadWorker):
     def _refuse(self, conn: Conn, refused: Refused) -> None:
         self.log.warning("Refused request from ip=%s: %d %s", conn.client[0], refused.status, refused.message)
         try:
-            conn.sock.send(error_response(refused.status, refused.message))
+            conn.sock.send(error_response(refused.status, refused.message, refused.code))
         except OSError:
             pass  # the client is gone or not reading: closing is all that is left
         self._linger(conn)

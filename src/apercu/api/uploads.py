@@ -1,6 +1,6 @@
 """Receiving an upload: streamed to disk, measured, recognised from its content, then committed.
 
-The multipart body is never held in memory: Werkzeug's parser writes the file part straight into the blob
+The multipart body is never held in memory: `api.multipart` writes the file part straight into the blob
 store's staging area (same file system as its final place, so committing is a rename). The declared length is
 checked before a byte of the body is read, and the real size again after.
 """
@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any, BinaryIO, cast
 
-from flask import Request, current_app
+from flask import Flask, Request, current_app
+from werkzeug.datastructures import FileStorage, MultiDict
 
+from apercu.api import multipart
 from apercu.api.errors import ApiError
 from apercu.imaging.formats import sniff
 from apercu.storage import Storage
@@ -24,26 +27,60 @@ KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_SLACK = 64 * 1024
 MAX_FILENAME = 255
+READ_CHUNK = 1024 * 1024
 
 
 class UploadRequest(Request):
-    """A request whose uploaded files go to the blob store's staging area, and are removed if not committed."""
+    """A request whose multipart body is split by `api.multipart`: file parts go straight to the blob store's
+    staging area, and are removed when the request ends unless they were committed (renamed away).
 
-    def _get_file_stream(
-        self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
-        content_length: int | None = None,
-    ) -> IO[bytes]:
-        stream = current_app.extensions["apercu"].storage.blobs.incoming()
-        self.__dict__.setdefault("_staged", []).append(stream.name)
-        return stream
+    Under apercu's own server the body was already split as it arrived (`api.server`), and the parts come with
+    the WSGI input; under any other server (or Flask's test client) the input stream is split here."""
+
+    def _load_form_data(self) -> None:
+        if "form" in self.__dict__ or self.mimetype != "multipart/form-data":
+            super()._load_form_data()
+            return
+        parts = self.parts()
+        form: MultiDict[str, str] = MultiDict()
+        files: MultiDict[str, FileStorage] = MultiDict()
+        for part in parts:
+            if part.file is None:
+                form.add(part.name, part.value.decode("utf-8", "replace"))
+            else:
+                part.file.seek(0)
+                files.add(part.name, FileStorage(part.file, part.filename, part.name, part.content_type))
+        self.__dict__.update(form=form, files=files)
+
+    def parts(self) -> list[multipart.Part]:
+        """The body's parts, split once: by the server, or here from the input stream."""
+        received = self._received()
+        if received is not None:
+            return received
+        if "_parts" not in self.__dict__:
+            parser = multipart.MultipartParser(self.mimetype_params.get("boundary", ""), staging(current_app))
+            self.__dict__["_parts"] = parser.parts
+            try:
+                while chunk := self.stream.read(READ_CHUNK):
+                    parser.feed(chunk)
+                parser.finish()
+            except multipart.MalformedBody as exc:
+                raise ApiError(400, str(exc), code=exc.code) from None
+        return cast(list[multipart.Part], self.__dict__["_parts"])
+
+    def _received(self) -> list[multipart.Part] | None:
+        return cast("list[multipart.Part] | None", getattr(self.environ.get("wsgi.input"), "parts", None))
 
     def close(self) -> None:
         super().close()
-        for name in self.__dict__.get("_staged", []):
-            try:
-                os.unlink(name)
-            except FileNotFoundError:
-                pass  # committed: it was renamed into place
+        received = self._received()
+        multipart.discard(received if received is not None else self.__dict__.get("_parts", []))
+
+
+def staging(app: Flask) -> Callable[[], IO[bytes]]:
+    """Where uploaded files are written while they arrive: the blob store's staging area."""
+    incoming: Callable[[], IO[bytes]] = app.extensions["apercu"].storage.blobs.incoming
+    return incoming
 
 
 def check_declared_length(request: Request, max_bytes: int) -> None:

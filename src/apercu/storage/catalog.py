@@ -10,10 +10,11 @@ SQLite's single-writer locking short and makes races with DELETE decide cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+from apercu.storage.sqlite_lock import writer_lock
 
 metadata_obj = sa.MetaData()
 
@@ -141,6 +144,14 @@ def dead_lease(now: datetime) -> sa.ColumnElement[bool]:
 class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        sqlite = engine.dialect.name == "sqlite"
+        self._database = engine.url.database if sqlite else None
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        """A write transaction; on SQLite, behind the file's writer lock (see `storage.sqlite_lock`)."""
+        with writer_lock(self._database), self.engine.begin() as conn:
+            yield conn
 
     @classmethod
     def from_url(cls, url: str, durable: bool = True) -> Catalog:
@@ -163,7 +174,7 @@ class Catalog:
                 continue
             ddl = f"ALTER TABLE {images.name} ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"
             try:
-                with self.engine.begin() as conn:
+                with self._begin() as conn:
                     conn.execute(sa.text(ddl))
             except sa.exc.DatabaseError:  # another process added it first
                 present = {c["name"] for c in sa.inspect(self.engine).get_columns(images.name)}
@@ -175,7 +186,7 @@ class Catalog:
             conn.execute(sa.text("SELECT 1"))
 
     def add(self, image_id: str, filename: str | None) -> dict[str, Any]:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return self._insert(conn, image_id, filename, utcnow())
 
     @staticmethod
@@ -240,7 +251,7 @@ class Catalog:
         now = utcnow()
         own = sa.and_(images.c.status == PROCESSING, images.c.lease_owner == owner)
         claimable = sa.or_(images.c.status == PENDING, own, sa.and_(images.c.status == PROCESSING, dead_lease(now)))
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             taken = conn.execute(
                 images.update()
                 .where(images.c.id == image_id, claimable, sa.or_(own, images.c.attempts < max_attempts))
@@ -273,7 +284,7 @@ class Catalog:
     def release(self, image_id: str, owner: str, resend: bool) -> None:
         """Give a claim back: the attempt is over, the image pending again. With `resend`, the next recovery
         sweep sends it (its work could not be done for a passing reason); without, the caller claims it again."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 images.update()
                 .where(images.c.id == image_id, images.c.status == PROCESSING, images.c.lease_owner == owner)
@@ -301,7 +312,7 @@ class Catalog:
             images.c.status == PENDING,
             sa.and_(images.c.status == PROCESSING, sa.true() if owner is None else images.c.lease_owner == owner),
         )
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return bool(
                 conn.execute(
                     images.update()
@@ -311,12 +322,12 @@ class Catalog:
             )
 
     def delete(self, image_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return bool(conn.execute(images.delete().where(images.c.id == image_id)).rowcount)
 
     def mark_unsent(self, image_id: str) -> None:
         """The task could not be published: date the sending back so that the next sweep sends it."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(images.update().where(images.c.id == image_id).values(enqueued_at=NEVER))
 
     def stale(self, pending_before: datetime, abandoned_before: datetime) -> list[str]:
@@ -330,7 +341,7 @@ class Catalog:
             sa.and_(images.c.status == PENDING, images.c.enqueued_at < pending_before),
             sa.and_(images.c.status == PROCESSING, dead_lease(now), images.c.enqueued_at < abandoned_before),
         )
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return list(
                 conn.scalars(images.update().where(condition).values(enqueued_at=now).returning(images.c.id))
             )
@@ -340,14 +351,14 @@ class Catalog:
     def beat(self, worker: str, host: str, pid: int) -> None:
         """Record that this worker is alive (and register it on its first beat)."""
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             updated = conn.execute(workers.update().where(workers.c.id == worker).values(heartbeat_at=now)).rowcount
             if not updated:
                 conn.execute(workers.insert().values(id=worker, host=host, pid=pid, started_at=now, heartbeat_at=now))
 
     def forget_worker(self, worker: str) -> None:
         """A worker that stops (or is found dead): its leases become free at once."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(workers.delete().where(workers.c.id == worker))
 
     def workers_on(self, host: str) -> list[tuple[str, int]]:
@@ -358,7 +369,7 @@ class Catalog:
 
     def forget_workers_silent_since(self, cutoff: datetime) -> None:
         """Drop workers long dead (on hosts that never came back to forget them): the table stays small."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(workers.delete().where(workers.c.heartbeat_at < cutoff))
 
     def is_empty(self) -> bool:
@@ -402,7 +413,7 @@ class Catalog:
         for _ in range(2):  # the winner's image may be deleted between our conflict and our look: then try again
             now = utcnow()
             try:
-                with self.engine.begin() as conn:
+                with self._begin() as conn:
                     dead = idempotency_keys.delete().where(idempotency_keys.c.key == key, _key_dead(expired_before))
                     conn.execute(dead)
                     conn.execute(idempotency_keys.insert().values(key=key, image_id=image_id, created_at=now))
@@ -424,7 +435,7 @@ class Catalog:
 
     def expire_keys(self, expired_before: datetime) -> int:
         """Forget idempotency keys past their time, and keys whose image was deleted."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return conn.execute(idempotency_keys.delete().where(_key_dead(expired_before))).rowcount
 
 

@@ -4,8 +4,13 @@ kombu's own SQLAlchemy transport works through the ORM: every poll of an empty q
 fetch is a session round trip with an fsync, and it needed four fixes to work at all here (its polling
 interval, WAL mode, a queue-creation race between processes, messages it never redelivered). This transport is
 the same idea in a few SQL statements:
-- one table, `apercu_messages(id, queue, payload)`; a fetch is one `DELETE ... RETURNING` of the oldest row,
-  atomic between processes, so no message is delivered twice and nothing accumulates;
+- one table, `apercu_messages(id, queue, payload)`; a fetch reads the oldest row's id, then takes it with one
+  `DELETE ... RETURNING`, atomic between processes, so no message is delivered twice and nothing accumulates;
+  polling an empty queue is a read, which never waits for (nor holds up) a writer;
+- writers queue on the file's writer lock (`storage.sqlite_lock`), not in SQLite's sleeping busy handler;
+- the consumer polls an empty queue at short intervals right after a message, backing off to `polling_interval`
+  while the queue stays empty: a busy worker picks up its next task within milliseconds, an idle one costs
+  next to nothing;
 - WAL mode without an fsync per commit (`synchronous=NORMAL`: a power cut may lose the last messages but never
   corrupts the file): the catalog, not the broker, is the durable record of what still needs processing, and
   the worker's recovery sweep re-sends whatever a crash lost (`tasks.housekeeping`);
@@ -18,20 +23,22 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from typing import Any
+import time
+from typing import Any, cast
 
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.utils.json import dumps, loads
+
+from apercu.storage.sqlite_lock import writer_lock
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS apercu_messages"
     " (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, payload TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS ix_apercu_messages_queue ON apercu_messages (queue, id)",
 )
-FETCH = (
-    "DELETE FROM apercu_messages WHERE id ="
-    " (SELECT id FROM apercu_messages WHERE queue = ? ORDER BY id LIMIT 1) RETURNING payload"
-)
+OLDEST = "SELECT id FROM apercu_messages WHERE queue = ? ORDER BY id LIMIT 1"
+TAKE = "DELETE FROM apercu_messages WHERE id = ? RETURNING payload"
+MIN_POLL_INTERVAL = 0.002
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -48,19 +55,24 @@ class Channel(virtual.Channel):
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
         # `apercu-sqlite+sqlite:///path`: kombu hands the part after the `+` over as the host name.
-        self._db = connect(str(connection.client.hostname).removeprefix("sqlite://").removeprefix("/") or ":memory:")
+        path = str(connection.client.hostname).removeprefix("sqlite://").removeprefix("/") or ":memory:"
+        self._db = connect(path)
         self._lock = threading.Lock()
+        self._path = path
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
-        with self._lock:
+        with self._lock, writer_lock(self._path):
             self._db.execute("INSERT INTO apercu_messages (queue, payload) VALUES (?, ?)", (queue, dumps(message)))
 
     def _get(self, queue: str, timeout: Any = None) -> Any:
         with self._lock:
-            row = self._db.execute(FETCH, (queue,)).fetchone()
-        if row is None:
+            oldest = self._db.execute(OLDEST, (queue,)).fetchone()
+            if oldest is not None:
+                with writer_lock(self._path):
+                    taken = self._db.execute(TAKE, oldest).fetchone()
+        if oldest is None or taken is None:  # empty, or another consumer took it first
             raise virtual.Empty()
-        return loads(row[0])
+        return loads(taken[0])
 
     def _size(self, queue: str) -> int:
         with self._lock:
@@ -88,6 +100,20 @@ class Transport(virtual.Transport):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.polling_interval = client.transport_options.get("polling_interval", self.polling_interval)
+
+    def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:
+        """kombu's loop (deliver one message, or sleep and poll again until `timeout`), with the sleep doubling
+        from MIN_POLL_INTERVAL up to `polling_interval` while the queues stay empty."""
+        started, interval, cycle = time.monotonic(), MIN_POLL_INTERVAL, cast(Any, self.cycle)
+        while True:
+            try:
+                cycle.get(self._deliver, timeout=timeout)
+                return
+            except virtual.Empty:
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    raise TimeoutError() from None  # what kombu's own loop raises (socket.timeout)
+                time.sleep(min(interval, self.polling_interval))
+                interval *= 2
 
     def driver_version(self) -> str:
         return sqlite3.sqlite_version

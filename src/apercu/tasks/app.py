@@ -46,7 +46,7 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_pool="threads",
-        worker_prefetch_multiplier=1,
+        worker_prefetch_multiplier=4,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
