@@ -14,7 +14,7 @@ import contextlib
 import enum
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from apercu.storage.change_feed import ChangeFeed, announce_settled, open_feed
 from apercu.storage.sqlite_lock import writer_lock
 
 metadata_obj = sa.MetaData()
@@ -207,17 +208,9 @@ class Catalog:
             row = conn.execute(sa.select(images).where(images.c.id == image_id)).mappings().first()
         return dict(row) if row else None
 
-    def change_counter(self) -> Callable[[], int] | None:
-        """A cheap reading that changes whenever any connection commits (SQLite's `data_version`, read on a
-        connection of its own), for pollers to skip a query when nothing changed; None on other databases."""
-        if self.engine.dialect.name != "sqlite":
-            return None
-        connection = self.engine.raw_connection()
-
-        def read() -> int:
-            return int(connection.execute("PRAGMA data_version").fetchone()[0])
-
-        return read
+    def change_feed(self) -> ChangeFeed:
+        """What pollers of settled images ask before they query (see `storage.change_feed`)."""
+        return open_feed(self.engine)
 
     def settled_among(self, ids: list[str]) -> set[str]:
         """Those of `ids` whose processing ended (success, failure) or that were deleted."""
@@ -313,17 +306,21 @@ class Catalog:
             sa.and_(images.c.status == PROCESSING, sa.true() if owner is None else images.c.lease_owner == owner),
         )
         with self._begin() as conn:
-            return bool(
-                conn.execute(
-                    images.update()
-                    .where(images.c.id == image_id, mine)
-                    .values(processed_at=utcnow(), lease_owner=None, lease_worker=None, lease_until=None, **values)
-                ).rowcount
-            )
+            settled = conn.execute(
+                images.update()
+                .where(images.c.id == image_id, mine)
+                .values(processed_at=utcnow(), lease_owner=None, lease_worker=None, lease_until=None, **values)
+            ).rowcount
+            if settled:
+                announce_settled(conn, image_id)
+            return bool(settled)
 
     def delete(self, image_id: str) -> bool:
         with self._begin() as conn:
-            return bool(conn.execute(images.delete().where(images.c.id == image_id)).rowcount)
+            deleted = conn.execute(images.delete().where(images.c.id == image_id)).rowcount
+            if deleted:
+                announce_settled(conn, image_id)
+            return bool(deleted)
 
     def mark_unsent(self, image_id: str) -> None:
         """The task could not be published: date the sending back so that the next sweep sends it."""

@@ -2,9 +2,11 @@
 
 Each waiting request used to poll the catalog on its own every few milliseconds, and that polling was a quarter
 of the web processes' CPU under load. Here every waiter sleeps on one condition; a single thread, running only
-while someone waits, asks the catalog every `interval` which of the waited-for images are settled (finished or
-deleted) in one query, and wakes their waiters. On SQLite it first reads the database's change counter and
-skips the query when nothing was committed since the last one.
+while someone waits, listens to the catalog's change feed (`storage.change_feed`: PostgreSQL's notifications,
+SQLite's change counter) for up to `interval` at a time, and wakes the waiters of the images it announces. It
+queries the catalog (one query for all the waited-for images) only when the feed cannot name the images, when new
+waiters arrive (their image may have settled before they started waiting), and every `recheck` seconds in any
+case, so that a missed notification costs at most that much delay.
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import Counter
 
 from apercu.storage.catalog import Catalog
+from apercu.storage.change_feed import ChangeFeed
 
 log = logging.getLogger(__name__)
 
 
 class Watcher:
-    def __init__(self, catalog: Catalog, interval: float = 0.02) -> None:
+    def __init__(self, catalog: Catalog, interval: float = 0.02, recheck: float = 1.0) -> None:
         self.catalog = catalog
         self.interval = interval
+        self.recheck = recheck
         self._cond = threading.Condition()
         self._waiting: Counter[str] = Counter()
         self._settled: set[str] = set()
@@ -56,24 +61,35 @@ class Watcher:
             self._owner_pid = 0  # the next waiter starts a new poller
 
     def _poll_forever(self) -> None:
-        changes, seen = None, None
+        feed: ChangeFeed | None = None
+        checked = 0.0
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: any(i not in self._settled for i in self._waiting))
                 pending = [i for i in self._waiting if i not in self._settled]
                 look, self._newcomers = self._newcomers, False
             try:
-                changes = changes or self.catalog.change_counter()
-                counter = changes() if changes else None
-                if look or counter is None or counter != seen:
-                    settled, seen = self.catalog.settled_among(pending), counter
+                feed = feed or self.catalog.change_feed()
+                announced = feed.poll(0 if look else self.interval)
+                if look or announced is None or time.monotonic() - checked > self.recheck:
+                    settled, checked = self.catalog.settled_among(pending), time.monotonic()
                 else:
-                    settled = set()
+                    settled = announced.intersection(pending)
             except Exception:  # noqa: BLE001 - a database hiccup: the waiters time out or the next poll answers
                 log.warning("polling the catalog for settled images failed", exc_info=True)
-                changes, seen, settled = None, None, set()  # reconnect, and query next time
+                _close(feed)
+                feed, settled = None, set()
+                threading.Event().wait(self.interval)
             if settled:
                 with self._cond:
                     self._settled |= settled
                     self._cond.notify_all()
-            threading.Event().wait(self.interval)
+
+
+def _close(feed: ChangeFeed | None) -> None:
+    """Drop a feed after an error (the next poll opens a new one)."""
+    if feed is not None:
+        try:
+            feed.close()
+        except Exception:  # noqa: BLE001 - its connection is broken already
+            log.debug("closing a broken change feed failed", exc_info=True)

@@ -1,0 +1,86 @@
+"""How a process learns that images settled (finished, failed or were deleted) without asking about each one.
+
+`Watcher` (the `?wait=N` poller) asks its feed, every few milliseconds while requests wait, whether anything
+happened; only then does it query the catalog. Each database has its cheapest way of telling:
+- PostgreSQL: the catalog sends `NOTIFY apercu_settled, '<id>'` in the transaction that settles an image, and the
+  feed LISTENs on a connection of its own: it names the settled ids, and nothing is queried at all (polling every
+  20 ms cost a web process 9 ms of CPU per image at 5 images/s);
+- SQLite: `PRAGMA data_version` changes whenever another connection commits; it costs microseconds, and a query
+  follows only when it moved;
+- anything else: no signal, so every poll queries.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+SETTLED_CHANNEL = "apercu_settled"
+
+
+class ChangeFeed(Protocol):
+    def poll(self, timeout: float) -> set[str] | None:
+        """Wait up to `timeout` seconds: the ids announced as settled meanwhile (empty: nothing happened), or None
+        when something may have happened and the caller must look."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def announce_settled(conn: sa.Connection, image_id: str) -> None:
+    """Within the transaction that settles (or deletes) an image: tell the feeds, on databases that can."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_notify(SETTLED_CHANNEL, image_id)))
+
+
+def open_feed(engine: sa.Engine) -> ChangeFeed:
+    if engine.dialect.name == "postgresql":
+        return PostgresFeed(engine)
+    if engine.dialect.name == "sqlite":
+        return SqliteFeed(engine)
+    return BlindFeed()
+
+
+class PostgresFeed:
+    def __init__(self, engine: sa.Engine) -> None:
+        self._pooled = engine.raw_connection()
+        conn: Any = self._pooled.driver_connection  # psycopg's own connection
+        self._conn = conn
+        conn.rollback()
+        conn.autocommit = True
+        conn.execute(f"LISTEN {SETTLED_CHANNEL}")
+
+    def poll(self, timeout: float) -> set[str] | None:
+        notes = self._conn.notifies(timeout=timeout, stop_after=1)  # back as soon as the first ones arrive
+        return {note.payload for note in notes if note.channel == SETTLED_CHANNEL}
+
+    def close(self) -> None:
+        self._pooled.invalidate()  # a listening connection must not go back to the pool
+
+
+class SqliteFeed:
+    def __init__(self, engine: sa.Engine) -> None:
+        self._conn: Any = engine.raw_connection()
+        self._seen = self._version()
+
+    def _version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def poll(self, timeout: float) -> set[str] | None:
+        threading.Event().wait(timeout)
+        version, self._seen = self._seen, self._version()
+        return set() if version == self._seen else None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class BlindFeed:
+    def poll(self, timeout: float) -> set[str] | None:
+        threading.Event().wait(timeout)
+        return None
+
+    def close(self) -> None:
+        pass
