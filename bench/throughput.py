@@ -9,8 +9,9 @@ threads, each on one keep-alive HTTP/1.1 connection, sending a multipart body en
 
 - throughput, for three generated photographs (12 MP JPEG q90, 2 MP JPEG q90, 12 MP PNG):
   - the library limit: images per second of the best of Pillow (draft + reduce + LANCZOS) and
-    `pyvips.Image.thumbnail`, 256 px JPEG q85 out, in as many processes as there are cores, files already in
-    memory (`--skip-library` leaves it out);
+    `pyvips.Image.thumbnail`, 256 px JPEG q85 out, in as many processes as there are cores, each file read from
+    disk (page cache); measured just before each service run, so that a ratio compares neighbouring minutes of
+    this noisy machine (`--skip-library` leaves it out);
   - apercu: images per second from `POST /images` to `success` seen with `GET /images/<id>?wait=30`, 8 clients,
     on the embedded default (`apercu serve`) and on PostgreSQL + Redis (`apercu web` + `apercu worker`; left out
     with `--skip-redis` or when 127.0.0.1:5432/6379 do not answer);
@@ -119,15 +120,6 @@ def library_rate(path: Path, count: int) -> float:
     return best
 
 
-def library_limits(folder: Path, data: dict[str, bytes], count: int) -> dict[str, float]:
-    """The library limit of each input, measured before any service runs, with the cores to itself."""
-    limits = {}
-    for name, blob in data.items():
-        (folder / name).write_bytes(blob)
-        limits[name] = library_rate(folder / name, count)
-    return limits
-
-
 # CPU, read from /proc.
 
 def cpu_by_role(roots: list[int]) -> dict[str, float]:
@@ -212,17 +204,19 @@ def start(backend: str, folder: Path) -> tuple[Service, Callable[[], None]]:
 
 
 def measure_backend(backend: str, folder: Path, data: dict[str, bytes], args: argparse.Namespace,
-                    limits: dict[str, float | None], report: Report) -> None:
+                    report: Report) -> None:
     """Throughput and latency of each input on one backend, all in one service start (latency after throughput,
-    once the service is idle again)."""
+    once the service is idle again). The library limit is measured just before each throughput run, the service
+    started but idle: the machine is shared and noisy, and a ratio is only fair between neighbouring minutes."""
     svc, cleanup = start(backend, folder)
     clients = Clients(svc.port, CLIENTS)
     try:
         for name, blob in data.items():
             upload = Upload.of(blob)
             if "throughput" in args.sections:
+                (folder / name).write_bytes(blob)
+                limit = None if args.skip_library else library_rate(folder / name, args.images)
                 rate, cpu = service_run(svc, clients, upload, args.images)
-                limit = limits[name]
                 ratio = None if limit is None else rate / limit
                 report.throughput.append((name, len(blob) / 1e6, backend, limit, rate, ratio))
                 roles = (cpu["web"], cpu["worker main"], cpu["worker children"])
@@ -360,10 +354,8 @@ def main() -> None:
         folder = Path(tmp)
         if {"throughput", "latency"} & set(args.sections):
             data = inputs(args.only)
-            measured = "throughput" in args.sections and not args.skip_library
-            limits = library_limits(folder, data, args.images) if measured else {}
             for backend in backends:
-                measure_backend(backend, folder, data, args, {name: limits.get(name) for name in data}, report)
+                measure_backend(backend, folder, data, args, report)
         if "acceptance" in args.sections:
             acceptance(folder, args.uploads, report)
     if report.throughput:
