@@ -12,6 +12,7 @@ happened; only then does it query the catalog. Each database has its cheapest wa
 
 from __future__ import annotations
 
+import select
 import threading
 from typing import Any, Protocol
 
@@ -53,8 +54,10 @@ class PostgresFeed:
         conn.execute(f"LISTEN {SETTLED_CHANNEL}")
 
     def poll(self, timeout: float) -> set[str] | None:
-        notes = self._conn.notifies(timeout=timeout, stop_after=1)  # back as soon as the first ones arrive
-        return {note.payload for note in notes if note.channel == SETTLED_CHANNEL}
+        """Wait for the socket with select(), then drain what arrived: psycopg's own `notifies(timeout=...)`
+        cost ~1 ms of CPU per call, 50 ms a second for a poller calling it every 20 ms."""
+        select.select([self._conn.fileno()], [], [], timeout)
+        return {note.payload for note in self._conn.notifies(timeout=0) if note.channel == SETTLED_CHANNEL}
 
     def close(self) -> None:
         self._pooled.invalidate()  # a listening connection must not go back to the pool
