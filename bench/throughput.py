@@ -206,14 +206,16 @@ def start(backend: str, folder: Path) -> tuple[Service, Callable[[], None]]:
 
 def measure_backend(backend: str, folder: Path, data: dict[str, bytes], args: argparse.Namespace,
                     report: Report) -> None:
-    """Throughput and latency of each input on one backend, all in one service start (latency after throughput,
-    once the service is idle again). The library limit is measured just before each throughput run, the service
-    started but idle: the machine is shared and noisy, and a ratio is only fair between neighbouring minutes."""
-    svc, cleanup = start(backend, folder)
-    clients = Clients(svc.port, CLIENTS)
-    try:
-        for name, blob in data.items():
-            upload = Upload.of(blob)
+    """Throughput and latency of each input on one backend (latency after throughput, once the service is idle
+    again), each input on a service of its own, started on an empty data directory: with a few GB of an earlier
+    run's uploads left on this VM's disk, the web processes spent twice the CPU per 18 MB upload (25 -> 50 ms, in
+    the kernel). The library limit is measured just before each throughput run, the service started but idle:
+    the machine is shared and noisy, and a ratio is only fair between neighbouring minutes."""
+    for name, blob in data.items():
+        svc, cleanup = start(backend, folder)
+        clients = Clients(svc.port, CLIENTS)
+        upload = Upload.of(blob)
+        try:
             if "throughput" in args.sections:
                 (folder / name).write_bytes(blob)
                 limit = None if args.skip_library else library_rate(folder / name, args.images)
@@ -224,13 +226,11 @@ def measure_backend(backend: str, folder: Path, data: dict[str, bytes], args: ar
                 report.cpu.append((name, backend, *roles, sum(roles), cpu["client"]))
             if "latency" in args.sections:
                 report.latency.append((name, backend, *latency_run(svc, upload, args.runs)))
-    finally:
-        clients.close()
-        svc.stop()
-        cleanup()
-        # The next backend starts on the disk as this one found it: with a few GB of this run's uploads left in
-        # place, the next run's web processes spent twice the CPU per 18 MB upload (25 -> 50 ms, in the kernel).
-        shutil.rmtree(svc.data_dir, ignore_errors=True)
+        finally:
+            clients.close()
+            svc.stop()
+            cleanup()
+            shutil.rmtree(svc.data_dir, ignore_errors=True)
 
 
 # Upload acceptance: apercu's web against a bare gunicorn + Flask endpoint.
