@@ -298,6 +298,31 @@ def _subclasses(cls: type) -> list[type]:
     return [cls] + [sub for child in cls.__subclasses__() for sub in _subclasses(child)]
 
 
+@pytest.mark.parametrize("name", _seed_names())
+def test_frames_counted_from_the_header_leave_the_image_where_it_is(name: str) -> None:
+    """A format not marked `frames_walked` has its frames counted on the very image that is then decoded (no
+    throwaway opening): the count must come with the header, without seeking, and be the one a walk finds."""
+    from PIL import ImageSequence
+
+    from apercu.imaging.analyse import _frames, _open
+    from apercu.imaging.formats import format_of
+
+    data = images.FUZZ_SEEDS[name]()
+    with _open(data) as walked:
+        expected = sum(1 for _ in ImageSequence.Iterator(walked))
+    with _open(data) as img:
+        fmt = format_of(img.format)
+        assert fmt is not None
+        if fmt.frames_walked:
+            pytest.skip(f"{fmt.name} frames are counted on a throwaway opening")
+
+        def no_seeking(*args: object) -> None:
+            raise AssertionError(f"counting the frames of {img.format} moved the image")
+
+        img.seek = img._seek = no_seeking  # type: ignore[method-assign]
+        assert _frames(img) == expected and img.tell() == 0
+
+
 def test_animation_timing_is_read_from_the_bytes() -> None:
     for data, frames, duration in ((images.gif_rich(), 3, 180), (images.apng(), 2, 120),
                                    (images.webp_animated(), 2, 80)):
@@ -314,6 +339,22 @@ def test_libvips_never_decodes_more_than_pillow_checked() -> None:
     engines._same_canvas(SimpleNamespace(width=100, height=100), img)
     with pytest.raises(engines.CanvasMismatch):
         engines._same_canvas(SimpleNamespace(width=100, height=101), img)
+
+
+def test_a_colour_transform_is_built_once_per_profile() -> None:
+    """Building the transform to sRGB is the expensive part: it is kept per profile, and converts exactly as a
+    fresh profileToProfile does."""
+    from PIL import ImageCms
+
+    from apercu.imaging import engines
+
+    profile, frame = images.adobe_rgb_profile(), images.gradient((64, 48))
+    expected = ImageCms.profileToProfile(
+        frame, ImageCms.ImageCmsProfile(io.BytesIO(profile)), ImageCms.createProfile("sRGB"), outputMode="RGB"
+    )
+    engines._kept_transform.cache_clear()
+    assert all(engines._to_srgb(frame, profile).tobytes() == expected.tobytes() for _ in range(3))
+    assert (engines._kept_transform.cache_info().misses, engines._kept_transform.cache_info().hits) == (1, 2)
 
 
 def test_sniff_answers_any_stream() -> None:

@@ -53,8 +53,8 @@ def _after_sub_blocks(data: bytes, pos: int) -> int:
 def _apng(data: bytes) -> list[int]:
     """delay_num / delay_den seconds of each fcTL chunk (a denominator of 0 means 100, as in the APNG spec)."""
     durations = []
-    for kind, body in chunks(data):
-        if kind == b"fcTL" and len(body) >= 24:
+    for _, body in chunks(data, (b"fcTL",)):
+        if len(body) >= 24:
             numerator, denominator = int.from_bytes(body[20:22], "big"), int.from_bytes(body[22:24], "big")
             durations.append(int(numerator * 1000 / (denominator or 100)))
     return durations

@@ -30,6 +30,10 @@ class Format:
     # For a file Pillow cannot open: does its structure still show a real image of this format? Such a file
     # is accepted and fails in processing, with whatever metadata it still has.
     structurally_valid: Callable[[BinaryIO], bool] | None = None
+    # Whether Pillow counts the frames by walking through them, which moves the reader (GIF reads every frame's
+    # header; TIFF reloads its tags for every directory). Every other plugin reads the count (or knows there
+    # is one frame) with the header, so the open image answers as it is (see analyse._frame_count).
+    frames_walked: bool = False
 
 
 def _ftyp_brands(head: bytes) -> set[bytes]:
@@ -65,7 +69,7 @@ AVIF_BRANDS = {b"avif", b"avis"}
 FORMATS: tuple[Format, ...] = (
     Format("JPEG", "image/jpeg", ("JPEG",), lambda h: h[:3] == b"\xff\xd8\xff"),
     Format("PNG", "image/png", ("PNG",), lambda h: h[:8] == b"\x89PNG\r\n\x1a\n"),
-    Format("GIF", "image/gif", ("GIF",), lambda h: h[:6] in (b"GIF87a", b"GIF89a")),
+    Format("GIF", "image/gif", ("GIF",), lambda h: h[:6] in (b"GIF87a", b"GIF89a"), frames_walked=True),
     Format("WEBP", "image/webp", ("WEBP",), lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP"),
     Format(
         "TIFF",
@@ -73,6 +77,7 @@ FORMATS: tuple[Format, ...] = (
         ("TIFF",),
         lambda h: h[:4] in TIFF_MAGIC,
         lambda fp: tiff_directory(fp.read()) is not None,
+        frames_walked=True,
     ),
     Format("BMP", "image/bmp", ("BMP",), lambda h: h[:2] == b"BM"),
     Format("AVIF", "image/avif", ("AVIF",), lambda h: bool(_ftyp_brands(h) & AVIF_BRANDS)),

@@ -1,8 +1,8 @@
 """The basic facts of an opened image, read from its header: what it is, how big, how it is stored.
 
 Everything here works on an image that is opened but not yet decoded, so it costs no pixel work and comes
-before the pixel limit is checked. Nothing here may decode: the caller counts frames (on a throwaway opening of
-the file), and animation timing is read from the bytes (see `animation`).
+before the pixel limit is checked. Nothing here may decode: the caller counts frames (without moving the image
+it decodes, see `analyse._frame_count`), and animation timing is read from the bytes (see `animation`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ chunks are dropped with a problem noted.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from apercu.imaging.limits import MAX_TEXT_CHUNK, MAX_TEXT_TOTAL
@@ -18,6 +18,7 @@ from apercu.imaging.limits import MAX_TEXT_CHUNK, MAX_TEXT_TOTAL
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_CHUNKS = 100_000
 TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+METADATA_CHUNKS = (b"eXIf", *TEXT_CHUNKS)
 
 
 @dataclass
@@ -28,25 +29,28 @@ class PngMetadata:
     text_bytes: int = 0  # decompressed size of the text read so far
 
 
-def chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """(type, body) of each complete chunk up to IEND; a truncated chunk ends the walk. CRCs are not checked:
-    Pillow checks those it reads, and metadata in a chunk with a bad CRC is still what the file says."""
+def chunks(data: bytes, kinds: Collection[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """(type, body) of each complete chunk of one of `kinds` up to IEND; a truncated chunk of any type ends the
+    walk. Only the bodies asked for are sliced out: slicing is copying, and copying every IDAT cost ~1 ms for
+    an 18 MB PNG, more than the walk. CRCs are not checked: Pillow checks those it reads, and metadata in a
+    chunk with a bad CRC is still what the file says."""
     pos = len(SIGNATURE)
     for _ in range(MAX_CHUNKS):
         if pos + 8 > len(data):
             return
         length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        if kind == b"IEND" or len(body) < length:
+        end = pos + 8 + length
+        if kind == b"IEND" or end > len(data):
             return
-        yield kind, body
-        pos += 12 + length
+        if kind in kinds:
+            yield kind, data[pos + 8 : end]
+        pos = end + 4
 
 
 def read_chunks(data: bytes) -> PngMetadata:
     """eXIf payload and text chunks of a PNG; damaged chunks are skipped and reported in `problems`."""
     found = PngMetadata()
-    for kind, body in chunks(data):
+    for kind, body in chunks(data, METADATA_CHUNKS):
         if kind in TEXT_CHUNKS and found.text_bytes >= MAX_TEXT_TOTAL:
             found.problems.append(f"PNG text chunks beyond {MAX_TEXT_TOTAL} bytes in total ignored")
             break
