@@ -24,7 +24,11 @@ from apercu.imaging.exif import tag_value
 # with: 1.9 keeps JPEG at 1/8 scale for 12 MP -> 256 px (PSNR ~49 dB against a full-resolution float resize)
 # while never leaving less than ~1.9x for the final resample (below that, PSNR falls towards 45 dB).
 DRAFT_MARGIN = 1.9
-REDUCING_GAP = 3.0
+# Before the LANCZOS pass, reduce() (a cheap box filter) brings the frame down to within REDUCING_GAP times the
+# target. 1.5 rather than 3 costs a 2 MP JPEG -> 256 px 2 dB (50.1 -> 48.0 dB against a float resize of the whole
+# image; Pillow's plain draft + thumbnail gets 46.3) and saves a quarter of its CPU (13.2 -> 10.2 ms); larger
+# photos keep their quality (5.4 and 6 MP: the same PSNR to 0.01 dB) and save up to 4 ms.
+REDUCING_GAP = 1.5
 DEEP_MODES = set(metadata.MODE_BITS) - {"1"}  # 16- and 32-bit samples
 VIPS_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 TILE_WIDTH = 322
