@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import random
 import resource
 import threading
 import time
@@ -107,15 +108,17 @@ def process(conn: Connection, upload: Upload) -> str:
 
 def latencies(conn: Connection, upload: Upload, runs: int, pause: float) -> list[float]:
     """Seconds from the 202 received to `success` seen, one image at a time with a pause between, so that each
-    one finds the service idle."""
+    one finds the service idle. The pause varies (pause +- 50 %, seeded): a fixed one can lock in step with the
+    service's polling and report its best or worst case every time."""
     found = []
+    rng = random.Random(runs)
     for _ in range(runs):
         image_id = post(conn, upload)
         accepted = time.perf_counter()
         status = wait_final(conn, image_id)
         found.append(time.perf_counter() - accepted)
         assert status == "success", (image_id, status)
-        time.sleep(pause)
+        time.sleep(pause * rng.uniform(0.5, 1.5))
     return found
 
 

@@ -43,7 +43,7 @@ class Settings:
     thumbnail_background: str = "#ffffff"  # what transparency is flattened onto
     task_time_limit: float = 120.0
     max_attempts: int = 3
-    broker_poll_interval: float = 0.05
+    broker_poll_interval: float = 0.02
     worker_memory_limit: int = 2048  # MiB of address space for each imaging process
     recovery_interval: int = 10
     recovery_grace: int = 300  # a pending image is re-sent only once it has waited this long
