@@ -14,6 +14,7 @@ import contextlib
 import enum
 import functools
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -142,6 +143,9 @@ def dead_lease(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+SCHEMA_ATTEMPTS = 5
+
+
 class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -159,12 +163,20 @@ class Catalog:
         return cls(create_engine(url, durable))
 
     def create_schema(self) -> None:
-        """Create the tables if missing; another process creating them at the same moment is not an error."""
-        try:
-            metadata_obj.create_all(self.engine)
-        except sa.exc.DatabaseError:
-            if not all(sa.inspect(self.engine).has_table(t) for t in metadata_obj.tables):
-                raise
+        """Create the tables if missing; another process creating them at the same moment is not an error.
+
+        On SQLite the processes take turns (the writer lock). Elsewhere a table another process created between
+        the check and the CREATE fails the CREATE: going again skips what exists, and creates what that process
+        has not created yet (a check that all tables exist right after the error could come too early)."""
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                with writer_lock(self._database):
+                    metadata_obj.create_all(self.engine)
+                break
+            except sa.exc.DatabaseError:
+                if attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
