@@ -16,8 +16,8 @@ threads, each on one keep-alive HTTP/1.1 connection, sending a multipart body en
     on the embedded default (`apercu serve`) and on PostgreSQL + Redis (`apercu web` + `apercu worker`; left out
     with `--skip-redis` or when 127.0.0.1:5432/6379 do not answer);
   - CPU ms per image by process, read from /proc (utime + stime) before and after each run: the web processes,
-    the worker's main process, the worker's children (imaging processes); and the client's own threads
-    (getrusage), which share the cores with the service;
+    the worker's main process, the worker's children (imaging processes); the client's own threads
+    (getrusage), and the PostgreSQL and Redis servers (by process name), which share the cores with the service;
 - acceptance: uploads per second of a ~200 KB JPEG (POST only, 202), 8 clients, `--uploads` of them, on
   `apercu web` alone with the embedded default (no worker: uploads just queue), next to a bare Flask endpoint
   that only reads the body, under gunicorn's stock gthread worker with as many processes and threads; the ratio
@@ -61,6 +61,7 @@ WEB_WORKERS = 2
 ENV = {"APERCU_WORKER_CONCURRENCY": str(CORES), "APERCU_WEB_WORKERS": str(WEB_WORKERS), "APERCU_LOG_LEVEL": "WARNING"}
 UPLOAD_SIZE = (870, 653)  # ~200 KB at q90
 LATENCY_PAUSE = 0.3
+SERVER_COMMANDS = {"postgres", "redis-server"}
 SECTIONS = ("throughput", "acceptance", "latency")
 
 
@@ -175,12 +176,26 @@ def service_run(svc: Service, clients: Clients, upload: Upload, count: int) -> t
     """Images per second end to end, and CPU ms per image by role, the client's included."""
     roots = [p.pid for p in svc.processes]
     clients.run(CLIENTS, lambda conn: process(conn, upload))  # warm up: imaging processes, pools, connections
-    before = cpu_by_role(roots)
+    before, servers_before = cpu_by_role(roots), servers_cpu()
     outcome = clients.run(count, lambda conn: process(conn, upload))
-    after = cpu_by_role(roots)
+    after, servers_after = cpu_by_role(roots), servers_cpu()
     assert outcome.results == ["success"] * count, outcome.results
     cpu = {role: (after[role] - before[role]) * 1000 / count for role in after}
-    return count / outcome.seconds, {**cpu, "client": outcome.client_cpu * 1000 / count}
+    servers = (servers_after - servers_before) * 1000 / count
+    return count / outcome.seconds, {**cpu, "client": outcome.client_cpu * 1000 / count, "servers": servers}
+
+
+def servers_cpu() -> float:
+    """CPU seconds used so far by the PostgreSQL and Redis servers of this machine (the cores they share with
+    the service; idle, they use next to none): what the PostgreSQL + Redis backend costs outside apercu."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() in SERVER_COMMANDS:
+                total += _cpu_seconds(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile
+    return total
 
 
 def latency_run(svc: Service, upload: Upload, runs: int) -> tuple[float, float]:
@@ -223,7 +238,7 @@ def measure_backend(backend: str, folder: Path, data: dict[str, bytes], args: ar
                 ratio = None if limit is None else rate / limit
                 report.throughput.append((name, len(blob) / 1e6, backend, limit, rate, ratio))
                 roles = (cpu["web"], cpu["worker main"], cpu["worker children"])
-                report.cpu.append((name, backend, *roles, sum(roles), cpu["client"]))
+                report.cpu.append((name, backend, *roles, sum(roles), cpu["client"], cpu["servers"]))
             if "latency" in args.sections:
                 report.latency.append((name, backend, *latency_run(svc, upload, args.runs)))
         finally:
@@ -304,11 +319,13 @@ def print_throughput(report: Report) -> None:
     print("|---|---|---|---|---|---|")
     for name, mb, backend, limit, rate, ratio in report.throughput:
         print(f"| {name} | {mb:.2f} | {backend} | {_num(limit, 1)} | {rate:.1f} | {_num(ratio, 2)} |")
-    print("\nCPU ms per image, by process (total: the service's; client: the load generator's)")
-    print("| input | backend | web | worker main | worker children | total | client |")
-    print("|---|---|---|---|---|---|---|")
-    for name, backend, web, main_, children, total, client in report.cpu:
-        print(f"| {name} | {backend} | {web:.1f} | {main_:.1f} | {children:.1f} | {total:.1f} | {client:.1f} |")
+    print("\nCPU ms per image, by process (total: the service's; client: the load generator's; PG + Redis: those"
+          " servers', on the same cores)")
+    print("| input | backend | web | worker main | worker children | total | client | PG + Redis |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, backend, web, main_, children, total, client, servers in report.cpu:
+        print(f"| {name} | {backend} | {web:.1f} | {main_:.1f} | {children:.1f} | {total:.1f} | {client:.1f} "
+              f"| {servers:.1f} |")
 
 
 def _num(value: float | None, digits: int) -> str:
