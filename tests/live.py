@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 READY_TIMEOUT = 60.0
+# Roles that are not `python -m apercu <role>`: a worker started the way a Celery user starts one.
+COMMANDS = {"celery-worker": ["-m", "celery", "-A", "apercu.worker", "worker", "--loglevel=INFO", "--concurrency=2"]}
 
 
 @dataclass
@@ -61,7 +63,7 @@ class Service:
             for role in roles:
                 self.processes.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "apercu", role],
+                        [sys.executable, *COMMANDS.get(role, ["-m", "apercu", role])],
                         env=self.env, stdout=log, stderr=log, start_new_session=True,
                     )
                 )

@@ -199,3 +199,35 @@ def test_worker_killed_mid_processing_loses_nothing(tmp_path: Path) -> None:
         assert all(check_processed(svc, i)["metadata"]["width"] == 7000 for i in held)
     finally:
         svc.stop()
+
+
+def test_a_worker_started_with_celerys_own_command(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """`celery -A apercu.worker worker` is a full apercu worker (processing, heartbeat: /readyz is 200 only while
+    a worker beats; deregistered once stopped), and Celery's other commands reach it: `inspect ping` answers,
+    `purge` empties the queue."""
+    import subprocess
+    import sys
+
+    from apercu.storage.catalog import Catalog
+
+    env = {"APERCU_DATABASE_URL": request.getfixturevalue("fresh_postgres_url"),  # no other worker beats there
+           "APERCU_BROKER_URL": request.getfixturevalue("redis_url")}
+    svc = Service(tmp_path / "data", env).start("web", "celery-worker")
+    try:
+        image_id = svc.upload(images.jpeg(), "celery.jpg").json()["id"]
+        assert check_processed(svc, image_id)["status"] == "success"
+
+        def celery(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "celery", "-A", "apercu.worker", *args]
+            return subprocess.run(command, env=svc.env, capture_output=True, text=True, timeout=60)
+
+        ping = celery("inspect", "ping", "--timeout=5")
+        assert ping.returncode == 0 and "pong" in ping.stdout, ping.stdout + ping.stderr
+        purge = celery("purge", "-f")
+        assert purge.returncode == 0, purge.stdout + purge.stderr
+    finally:
+        codes = svc.stop()
+    assert codes == [0, 0], svc.log.read_text()[-3000:]
+    catalog = Catalog.from_url(env["APERCU_DATABASE_URL"])
+    assert catalog.live_workers() == 0  # it said goodbye after its last task
+    catalog.engine.dispose()

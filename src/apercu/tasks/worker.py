@@ -1,31 +1,67 @@
-"""Running a worker: the Celery worker in the foreground, housekeeping beside it, sandboxes closed at the end."""
+"""Running a worker: the Celery worker in the foreground, housekeeping beside it, however it was started.
+
+`apercu worker` runs one with apercu's own options; `celery -A apercu.worker worker ...` (see `apercu.worker`)
+runs the same app with whatever options a Celery user gives. Housekeeping hangs on the worker's own signals, so
+both get it: it starts with the worker, stops sweeping when shutdown begins, and stops beating (deregistering
+the worker) only once the last task has ended.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from celery import Celery
-from celery.signals import worker_shutting_down
+from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 
 from apercu.config import Settings
 from apercu.tasks.app import make_celery
 from apercu.tasks.housekeeping import Housekeeping
 
 
-def run_worker(settings: Settings) -> None:
-    """Run a worker until it is told to stop. Its id is new at every start, so a restarted worker never takes
-    its dead predecessor's leases for its own."""
+def worker_app(settings: Settings) -> Celery:
+    """The Celery app of one worker process, housekeeping attached. Its worker id is new at every start, so a
+    restarted worker never takes its dead predecessor's leases for its own."""
     worker = uuid.uuid4().hex
     app = make_celery(settings, worker)
-    app.processor.storage  # noqa: B018 - create the schema before any thread races to
-    housekeeping = Housekeeping(app, worker)
-    housekeeping.start()
-    worker_shutting_down.connect(lambda **_: housekeeping.stopping.set(), weak=False)
+    app.stop_housekeeping = attach_housekeeping(app, worker)
+    return app
+
+
+def attach_housekeeping(app: Celery, worker: str) -> Callable[[], None]:
+    """Start housekeeping when a worker of `app` starts (`worker_init`) and stop it when that worker has shut down
+    (`worker_shutdown`, sent after the pool's last task); returns the stop, for a worker that never got that far."""
+    running: list[Housekeeping] = []
+
+    def start(sender: Any, **_: Any) -> None:
+        if sender.app is app and not running:
+            app.processor.storage  # noqa: B018 - create the schema before any thread races to
+            running.append(Housekeeping(app, worker))
+            running[0].start()
+
+    def stopping(**_: Any) -> None:
+        for housekeeping in running:
+            housekeeping.stopping.set()
+
+    def stop(sender: Any = None, **_: Any) -> None:
+        if (sender is None or sender.app is app) and running:
+            running.pop().stop()
+
+    worker_init.connect(start, weak=False)
+    worker_shutting_down.connect(stopping, weak=False)
+    worker_shutdown.connect(stop, weak=False)
+    return stop
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker until it is told to stop."""
+    app = worker_app(settings)
     try:
         app.worker_main(_argv(app, settings))
     finally:
-        housekeeping.stop()
+        app.stop_housekeeping()
 
 
 def _argv(app: Celery, settings: Settings) -> list[str]:
