@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from celery import Celery
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from apercu.api import errors, routes
 from apercu.api.uploads import MULTIPART_SLACK, UploadRequest
 from apercu.config import Settings
-from apercu.storage import Storage, open_storage
+from apercu.service import Service
+from apercu.storage import open_storage
 from apercu.storage.watcher import Watcher
 from apercu.tasks import make_celery
-
-
-@dataclass(frozen=True)
-class Apercu:
-    """What the routes need, kept in app.extensions["apercu"]."""
-
-    settings: Settings
-    storage: Storage
-    celery: Celery
-    watcher: Watcher
 
 
 class StrictJSONProvider(DefaultJSONProvider):
@@ -44,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_SLACK
     storage = open_storage(settings)
-    app.extensions["apercu"] = Apercu(settings, storage, make_celery(settings), Watcher(storage.catalog))
+    app.extensions["apercu"] = Service(settings, storage, make_celery(settings), Watcher(storage.catalog))
     errors.register(app)
     app.register_blueprint(routes.bp)
     return app

@@ -15,6 +15,8 @@ from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from apercu import service
+
 CODES = {
     400: "bad_request",
     403: "forbidden",
@@ -55,10 +57,26 @@ def error_response(status: int, code: str, message: str, headers: Any = None) ->
     return response
 
 
+NO_IMAGE = "no image with this id"
+RETRY_AFTER_SECONDS = "1"
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> ResponseReturnValue:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.errorhandler(service.NotFound)
+    def _not_found(_exc: service.NotFound) -> ResponseReturnValue:
+        return error_response(404, CODES[404], NO_IMAGE)
+
+    @app.errorhandler(service.NotReady)
+    def _not_ready(exc: service.NotReady) -> ResponseReturnValue:
+        return error_response(409, CODES[409], str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.errorhandler(service.NoThumbnail)
+    def _no_thumbnail(exc: service.NoThumbnail) -> ResponseReturnValue:
+        return error_response(404, "no_thumbnail", f"no thumbnail: {exc}")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:

@@ -6,54 +6,54 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
 
 from apercu import __version__
-from apercu.api import uploads, variants
-from apercu.api.errors import ApiError
+from apercu.api import uploads
+from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.openapi import ENDPOINTS, document
-from apercu.storage.catalog import PENDING, PROCESSING, WORKER_TIMEOUT, utcnow
-from apercu.tasks import enqueue
+from apercu.service import Image, Service
+from apercu.storage.catalog import WORKER_TIMEOUT
 
 bp = Blueprint("api", __name__)
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 MAX_WAIT_SECONDS = 30.0
 DEFAULT_PAGE, MAX_PAGE = 20, 100
-RETRY_AFTER_SECONDS = "1"
 THUMBNAIL_MAX_AGE = 86400
 THUMBNAIL_FORMATS = {"jpg": "JPEG", "webp": "WEBP"}
 MIME = {"JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
-def _apercu() -> Any:
-    return current_app.extensions["apercu"]
+def _apercu() -> Service:
+    service: Service = current_app.extensions["apercu"]
+    return service
 
 
 def iso(stamp: datetime | None) -> str | None:
     return None if stamp is None else stamp.isoformat(timespec="milliseconds") + "Z"
 
 
-def image_json(row: dict[str, Any]) -> dict[str, Any]:
+def image_json(image: Image) -> dict[str, Any]:
     """The public shape of one image (GET /images/<id>, and each item of GET /images)."""
-    links = {"self": f"/images/{row['id']}", "thumbnail": f"/thumbnails/{row['id']}.jpg"}
+    links = {"self": f"/images/{image.id}", "thumbnail": f"/thumbnails/{image.id}.jpg"}
     body: dict[str, Any] = {
-        "id": row["id"],
-        "status": row["status"],
-        "filename": row["filename"],
-        "uploaded_at": iso(row["uploaded_at"]),
-        "processed_at": iso(row["processed_at"]),
-        "error": row["error"],
+        "id": image.id,
+        "status": image.status,
+        "filename": image.filename,
+        "uploaded_at": iso(image.uploaded_at),
+        "processed_at": iso(image.processed_at),
+        "error": image.error,
         "links": links,
     }
-    if row["image_metadata"] is not None:
-        body["metadata"] = row["image_metadata"]
-    if row["thumbnail"] is not None:
-        thumb = row["thumbnail"]
+    if image.metadata is not None:
+        body["metadata"] = image.metadata
+    if image.thumbnail is not None:
+        thumb = image.thumbnail
         body["thumbnail"] = {k: thumb[k] for k in ("width", "height", "bytes")} | {"url": links["thumbnail"]}
     return body
 
@@ -71,19 +71,11 @@ def _wait_seconds() -> float:
     return seconds
 
 
-def _load(image_id: str) -> dict[str, Any]:
-    """The image's row, waiting up to ?wait=N seconds for processing to end; 404 for unknown ids."""
+def _checked_id(image_id: str) -> str:
+    """404 for what cannot be an id, before anything is looked up."""
     if not ID_PATTERN.match(image_id):
-        raise ApiError(404, "no image with this id")
-    wait = _wait_seconds()
-    catalog = _apercu().storage.catalog
-    row = catalog.get(image_id)
-    if row is not None and row["status"] in (PENDING, PROCESSING) and wait > 0:
-        _apercu().watcher.wait(image_id, wait)
-        row = catalog.get(image_id)
-    if row is None:
-        raise ApiError(404, "no image with this id")
-    return row
+        raise ApiError(404, NO_IMAGE)
+    return image_id
 
 
 @bp.get("/")
@@ -105,46 +97,31 @@ def openapi() -> ResponseReturnValue:
 def upload() -> ResponseReturnValue:
     """Store and record an upload, then queue it. With an `Idempotency-Key`, a retry gets the first try's image
     (`Idempotent-Replayed: true`) instead of a second one, for `APERCU_IDEMPOTENCY_TTL` seconds."""
-    app = _apercu()
+    service = _apercu()
     key = uploads.idempotency_key(request)
-    keys_expire_before = utcnow() - timedelta(seconds=app.settings.idempotency_ttl)
-    row = app.storage.catalog.image_for_key(key, keys_expire_before) if key else None
-    created = False
-    if row is None:
-        row, created = uploads.accept(request, app.storage, app.settings.max_upload_bytes, key, keys_expire_before)
-    if created:
-        _enqueue_or_leave_to_recovery(app, row["id"])
-    body = image_json(row)
+    submitted = service.replay(key) if key else None
+    if submitted is None:
+        submitted = service.submit(*uploads.checked_file(request, service.settings.max_upload_bytes), key)
+    body = image_json(submitted.image)
     response = jsonify({k: body[k] for k in ("id", "status", "links")})
     response.status_code = 202
     response.headers["Location"] = body["links"]["self"]
-    if not created:
+    if not submitted.created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-def _enqueue_or_leave_to_recovery(app: Any, image_id: str) -> None:
-    try:
-        enqueue(app.celery, image_id)
-    except Exception:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
-        current_app.logger.exception("could not enqueue %s; the next recovery sweep will send it", image_id)
-        try:
-            app.storage.catalog.mark_unsent(image_id)
-        except Exception:  # noqa: BLE001 - still accepted: a sweep sends it once the grace period has passed
-            current_app.logger.exception("could not mark %s as unsent", image_id)
-
-
 @bp.get("/images/<image_id>")
 def get_image(image_id: str) -> ResponseReturnValue:
-    return jsonify(image_json(_load(image_id)))
+    return jsonify(image_json(_apercu().get(_checked_id(image_id), _wait_seconds())))
 
 
 @bp.get("/images")
 def list_images() -> ResponseReturnValue:
     limit = _page_size()
     after = _decode_cursor(request.args.get("cursor"))
-    rows = _apercu().storage.catalog.page(limit + 1, after)
-    items, more = rows[:limit], len(rows) > limit
+    found = _apercu().page(limit + 1, after)
+    items, more = found[:limit], len(found) > limit
     next_cursor = _encode_cursor(items[-1]) if more else None
     links = {"next": f"/images?limit={limit}&cursor={next_cursor}"} if next_cursor else {}
     return jsonify(items=[image_json(r) for r in items], next_cursor=next_cursor, links=links)
@@ -157,8 +134,8 @@ def _page_size() -> int:
     return int(raw)
 
 
-def _encode_cursor(row: dict[str, Any]) -> str:
-    raw = f"{row['uploaded_at'].isoformat()}|{row['id']}".encode()
+def _encode_cursor(image: Image) -> str:
+    raw = f"{image.uploaded_at.isoformat()}|{image.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -181,21 +158,13 @@ def thumbnail(image_id: str, ext: str) -> ResponseReturnValue:
     """The stored JPEG, or another size (?size=N) or format (.webp), rendered on first request and kept."""
     fmt = THUMBNAIL_FORMATS[ext]
     size = _thumbnail_size()
-    row = _load(image_id)
-    if row["status"] in (PENDING, PROCESSING):
-        message = f"the thumbnail is not ready yet (status: {row['status']})"
-        raise ApiError(409, message, headers={"Retry-After": RETRY_AFTER_SECONDS})
-    if row["thumbnail"] is None:
-        raise ApiError(404, f"no thumbnail: processing failed ({row['error']})", code="no_thumbnail")
-    app = _apercu()
-    if fmt == "JPEG" and size == app.settings.thumbnail_size:
-        path, etag = app.storage.blobs.thumbnail_path(image_id), row["thumbnail"]["etag"]
-    else:
-        path, etag = variants.ensure(app, image_id, size, fmt), True
+    found = _apercu().thumbnail(_checked_id(image_id), size, fmt, _wait_seconds())
     try:
-        response = send_file(path, mimetype=MIME[fmt], etag=etag, conditional=True, max_age=THUMBNAIL_MAX_AGE)
+        response = send_file(
+            found.path, mimetype=MIME[fmt], etag=found.etag, conditional=True, max_age=THUMBNAIL_MAX_AGE
+        )
     except FileNotFoundError:
-        raise ApiError(404, "no image with this id") from None
+        raise ApiError(404, NO_IMAGE) from None
     response.cache_control.public = True
     return response
 
@@ -209,12 +178,7 @@ def _thumbnail_size() -> int:
 
 
 def _delete(image_id: str) -> ResponseReturnValue:
-    if not ID_PATTERN.match(image_id):
-        raise ApiError(404, "no image with this id")
-    storage = _apercu().storage
-    if not storage.catalog.delete(image_id):
-        raise ApiError(404, "no image with this id")
-    storage.blobs.delete(image_id)
+    _apercu().delete(_checked_id(image_id))
     return Response(status=204)
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Callable
-from datetime import datetime
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, BinaryIO, cast
 
 from flask import Flask, Request, current_app
 from werkzeug.datastructures import FileStorage, MultiDict
@@ -20,8 +18,6 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from apercu.api import multipart
 from apercu.api.errors import ApiError
 from apercu.imaging.formats import sniff
-from apercu.storage import Storage
-from apercu.storage.catalog import NEVER
 
 KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 # Room for the multipart boundaries and part headers around the file itself.
@@ -104,13 +100,9 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def accept(
-    request: Request, storage: Storage, max_bytes: int, key: str | None = None, keys_expire_before: datetime = NEVER
-) -> tuple[dict[str, Any], bool]:
-    """Validate the `file` part and make it durable: stored and recorded. Raises ApiError for client errors.
-
-    Returns the image's row and whether this request created it: with an idempotency key that a concurrent
-    request recorded first, the row is that request's image and this upload's copy is dropped."""
+def checked_file(request: Request, max_bytes: int) -> tuple[IO[bytes], str | None]:
+    """The `file` part, checked to be a non-empty image of a supported format within the size limit, and the
+    client's name for it (cleaned); raises ApiError for what the client got wrong."""
     check_declared_length(request, max_bytes)
     upload = request.files.get("file")
     if upload is None:
@@ -127,18 +119,7 @@ def accept(
             "not an image in a supported format (JPEG, PNG, TIFF, BMP, TGA, GIF, WebP, HEIC/HEIF, AVIF)",
             code="unsupported_format",
         )
-    image_id, filename = uuid.uuid4().hex, _clean_filename(upload.filename)
-    storage.blobs.commit_original(image_id, stream)
-    try:
-        if key is None:
-            return storage.catalog.add(image_id, filename), True
-        row, created = storage.catalog.add_with_key(image_id, filename, key, keys_expire_before)
-    except Exception:
-        storage.blobs.delete(image_id)
-        raise
-    if not created:
-        storage.blobs.delete(image_id)
-    return row, created
+    return cast(IO[bytes], stream), _clean_filename(upload.filename)
 
 
 def _clean_filename(name: str | None) -> str | None:

@@ -14,6 +14,14 @@ class Storage:
     catalog: Catalog
     blobs: BlobStore
 
+    def forget_if_unrecorded(self, image_id: str) -> bool:
+        """The one rule for files written while a delete may have raced with the writing (a worker's thumbnail, a
+        variant): when the image's record is gone, its files go too. True when they went."""
+        if self.catalog.get(image_id) is not None:
+            return False
+        self.blobs.delete(image_id)
+        return True
+
 
 def open_storage(settings: Settings, durable: bool = True) -> Storage:
     """Open (and create if needed) the data directory and the catalog schema (see `catalog.create_engine` for

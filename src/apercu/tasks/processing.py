@@ -103,9 +103,8 @@ class Processor:
             "bytes": len(jpeg),
             "etag": hashlib.sha256(jpeg).hexdigest()[:32],
         }
-        catalog = self.storage.catalog
-        if not catalog.finish(image_id, owner, result.metadata, thumb) and catalog.get(image_id) is None:
-            self.storage.blobs.delete(image_id)
+        if not self.storage.catalog.finish(image_id, owner, result.metadata, thumb):
+            self.storage.forget_if_unrecorded(image_id)
 
     def fail_unexpectedly(self, image_id: str, owner: str, reference: str) -> None:
         """A bug of ours: the image fails with a reference to the logged traceback instead of waiting forever."""

@@ -1,0 +1,183 @@
+"""The domain operations, between HTTP (`api`) and storage and tasks: submit, get (and wait), list, delete, and
+the thumbnail or one of its variants.
+
+Routes only translate HTTP to these calls and their answers (typed records, and the errors below) back to HTTP;
+the rules live here: an accepted upload is stored, recorded, then queued (or left to the recovery sweep when the
+broker is down); a delete removes the record first, then the files; a variant is rendered once, on first request.
+Webhooks, authentication and metrics each hang on one place here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from celery import Celery
+
+from apercu.config import Settings
+from apercu.imaging.analyse import ProcessingFailed, render_variant
+from apercu.storage import Storage
+from apercu.storage.catalog import PENDING, PROCESSING, utcnow
+from apercu.storage.watcher import Watcher
+from apercu.tasks import enqueue
+
+log = logging.getLogger(__name__)
+VARIANT_EXTENSIONS = {"JPEG": "jpg", "WEBP": "webp"}
+
+
+class NotFound(Exception):
+    """No image with this id (never was, or deleted)."""
+
+
+class NotReady(Exception):
+    """The image is still being processed: ask again later."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the thumbnail is not ready yet (status: {status})")
+        self.status = status
+
+
+class NoThumbnail(Exception):
+    """Processing failed, so there is no thumbnail; the message says why."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image as the catalog records it."""
+
+    id: str
+    status: str
+    filename: str | None
+    uploaded_at: datetime
+    processed_at: datetime | None
+    error: str | None
+    metadata: dict[str, Any] | None
+    thumbnail: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Image:
+        return cls(
+            row["id"], row["status"], row["filename"], row["uploaded_at"], row["processed_at"], row["error"],
+            row["image_metadata"], row["thumbnail"],
+        )
+
+    @property
+    def settled(self) -> bool:
+        return self.status not in (PENDING, PROCESSING)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    image: Image
+    created: bool  # False: an earlier upload with the same idempotency key, answered again
+
+
+@dataclass(frozen=True)
+class ThumbnailFile:
+    path: Path
+    etag: str | bool  # the stored thumbnail's recorded ETag, or True: let the server derive one from the file
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the routes work with, kept in app.extensions["apercu"]."""
+
+    settings: Settings
+    storage: Storage
+    celery: Celery
+    watcher: Watcher
+
+    def replay(self, key: str) -> Submitted | None:
+        """The image an earlier upload with this idempotency key created, while the key is kept; else None."""
+        row = self.storage.catalog.image_for_key(key, self._keys_expire_before())
+        return None if row is None else Submitted(Image.of(row), created=False)
+
+    def _keys_expire_before(self) -> datetime:
+        return utcnow() - timedelta(seconds=self.settings.idempotency_ttl)
+
+    def submit(self, upload: IO[bytes], filename: str | None, key: str | None = None) -> Submitted:
+        """Store an upload already checked to be an image, record it, queue it. With an idempotency key that a
+        concurrent upload recorded first, that upload's image is the answer and this copy is dropped."""
+        expired_before = self._keys_expire_before()
+        image_id = uuid.uuid4().hex
+        self.storage.blobs.commit_original(image_id, upload)
+        try:
+            if key is None:
+                row, created = self.storage.catalog.add(image_id, filename), True
+            else:
+                row, created = self.storage.catalog.add_with_key(image_id, filename, key, expired_before)
+        except Exception:
+            self.storage.blobs.delete(image_id)
+            raise
+        if created:
+            self._enqueue_or_leave_to_recovery(image_id)
+        else:
+            self.storage.blobs.delete(image_id)
+        return Submitted(Image.of(row), created)
+
+    def _enqueue_or_leave_to_recovery(self, image_id: str) -> None:
+        try:
+            enqueue(self.celery, image_id)
+        except Exception:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
+            log.exception("could not enqueue %s; the next recovery sweep will send it", image_id)
+            try:
+                self.storage.catalog.mark_unsent(image_id)
+            except Exception:  # noqa: BLE001 - still accepted: a sweep sends it once the grace period has passed
+                log.exception("could not mark %s as unsent", image_id)
+
+    def get(self, image_id: str, wait: float = 0.0) -> Image:
+        """The image, after waiting up to `wait` seconds for its processing to end; NotFound when there is none."""
+        catalog = self.storage.catalog
+        row = catalog.get(image_id)
+        if row is not None and row["status"] in (PENDING, PROCESSING) and wait > 0:
+            self.watcher.wait(image_id, wait)
+            row = catalog.get(image_id)
+        if row is None:
+            raise NotFound(image_id)
+        return Image.of(row)
+
+    def page(self, limit: int, after: tuple[datetime, str] | None = None) -> list[Image]:
+        """Newest first; `after` is the (uploaded_at, id) of the last image of the previous page."""
+        return [Image.of(row) for row in self.storage.catalog.page(limit, after)]
+
+    def delete(self, image_id: str) -> None:
+        """The record first, then the files: a worker that finishes meanwhile sees the record gone and removes
+        what it wrote (see `Storage.forget_if_unrecorded`)."""
+        if not self.storage.catalog.delete(image_id):
+            raise NotFound(image_id)
+        self.storage.blobs.delete(image_id)
+
+    def thumbnail(self, image_id: str, size: int, fmt: str, wait: float = 0.0) -> ThumbnailFile:
+        """The stored thumbnail, or another size or format of it, rendered from the original on first request
+        and kept. NotReady while processing, NoThumbnail when it failed, NotFound for no image."""
+        image = self.get(image_id, wait)
+        if not image.settled:
+            raise NotReady(image.status)
+        if image.thumbnail is None:
+            raise NoThumbnail(f"processing failed ({image.error})")
+        blobs = self.storage.blobs
+        if fmt == "JPEG" and size == self.settings.thumbnail_size:
+            return ThumbnailFile(blobs.thumbnail_path(image_id), image.thumbnail["etag"])
+        variant = f"{size}.{VARIANT_EXTENSIONS[fmt]}"
+        path = blobs.thumbnail_path(image_id, variant)
+        if not path.exists():
+            self._render_variant(image_id, size, fmt, variant)
+        return ThumbnailFile(path, True)
+
+    def _render_variant(self, image_id: str, size: int, fmt: str, variant: str) -> None:
+        """The image was processed before any variant is asked for, so this decodes a file known to decode."""
+        try:
+            data = self.storage.blobs.read_original(image_id)
+        except FileNotFoundError:
+            raise NotFound(image_id) from None
+        try:
+            thumb = render_variant(data, self.settings.imaging_options(), size, fmt)
+        except ProcessingFailed as exc:
+            raise NoThumbnail(str(exc)) from None
+        self.storage.blobs.write_thumbnail(image_id, thumb.data, variant)
+        if self.storage.forget_if_unrecorded(image_id):
+            raise NotFound(image_id)
