@@ -105,6 +105,12 @@ def test_not_an_image_is_415_whatever_its_name_and_type(client: Any, data: bytes
     assert response.status_code == 415 and error_code(response) == "unsupported_format"
 
 
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary*=UTF-8''%E2%82%AC"])
+def test_a_multipart_body_without_a_usable_boundary_is_400(client: Any, content_type: str) -> None:
+    response = client.post("/images", data=b"--x\r\n", content_type=content_type)
+    assert response.status_code == 400 and error_code(response) == "malformed_body"
+
+
 def test_oversize_is_413_before_the_body_is_read(settings: Any) -> None:
     from apercu.api import create_app
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
-from typing import IO
 
 import pytest
 
-from apercu.api.multipart import MAX_FIELD_BYTES, MAX_PARTS, MalformedBody, MultipartParser, Part, discard
+from apercu.api.multipart import (
+    MAX_FIELD_BYTES,
+    MAX_PARTS,
+    MalformedBody,
+    MultipartParser,
+    Part,
+    Splitter,
+    discard,
+)
 
 BOUNDARY = "b0undary"
 
@@ -36,10 +43,10 @@ def parse(data: bytes, cuts: list[int], folder: Path) -> list[Part]:
 
 
 def contents(part: Part) -> bytes:
-    if part.file is None:
+    if part.path is None:
         return bytes(part.value)
-    part.file.seek(0)
-    return part.file.read()
+    assert part.file is not None and part.file.closed  # closed when its part ended: one descriptor at a time
+    return Path(part.path).read_bytes()
 
 
 # Data that looks like the delimiter without being it: a CR, CRLF, CRLF-dash, the boundary without the CRLF.
@@ -87,6 +94,7 @@ def test_quoted_and_utf8_filenames(tmp_path: Path) -> None:
         (f"--{BOUNDARY}\r\nno colon here\r\n\r\nx\r\n--{BOUNDARY}--".encode(), "malformed multipart header"),
         (f"--{BOUNDARY}\r\nContent-Type: text/plain\r\n\r\nx\r\n--{BOUNDARY}--".encode(), "Content-Disposition"),
         (f"--{BOUNDARY}\r\nX: {'y' * 9000}".encode(), "headers are larger"),
+        (f"--{BOUNDARY}\r\nX: {'y' * 9000}\r\n\r\nx\r\n--{BOUNDARY}--".encode(), "headers are larger"),
         (body(*[("f", None, b"")] * (MAX_PARTS + 1)), "more than"),
         (body(("a", None, b"x" * MAX_FIELD_BYTES), ("b", None, b"x")), "form fields are larger"),
     ],
@@ -96,16 +104,30 @@ def test_malformed_bodies_are_refused_with_a_reason(data: bytes, message: str, t
         parse(data, [], tmp_path)
 
 
-@pytest.mark.parametrize("boundary", ["", "x" * 201])
+@pytest.mark.parametrize("boundary", ["", "x" * 201, "\u20ac"])
 def test_the_boundary_must_be_sane(boundary: str) -> None:
     with pytest.raises(MalformedBody, match="boundary"):
         MultipartParser(boundary, io.BytesIO)
 
 
+def test_a_splitter_records_the_first_fault_and_keeps_the_files_for_cleanup(tmp_path: Path) -> None:
+    counter = iter(range(1000))
+    splitter = Splitter(BOUNDARY, lambda: open(tmp_path / f"part{next(counter)}", "w+b"))  # noqa: SIM115
+    head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+    splitter.feed(head.encode() + b"data\r\n--" + BOUNDARY.encode() + b"XX")
+    splitter.feed(b"whatever follows is ignored")
+    split = splitter.finish()
+    assert isinstance(split.error, MalformedBody) and "neither CRLF" in str(split.error)
+    assert [p.filename for p in split.parts] == ["a"]
+    discard(split.parts)
+    assert list(tmp_path.iterdir()) == []
+    assert Splitter("\u20ac", io.BytesIO).finish().error is not None
+
+
 def test_discard_removes_the_files_nobody_committed(tmp_path: Path) -> None:
     parts = parse(body(("a", "1", b"x"), ("b", "2", b"y"), ("c", None, b"z")), [], tmp_path)
-    kept: IO[bytes] | None = parts[0].file
+    kept = parts[0].path
     assert kept is not None
-    Path(kept.name).rename(tmp_path / "committed")
+    Path(kept).rename(tmp_path / "committed")
     discard(parts)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["committed"]

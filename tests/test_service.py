@@ -231,3 +231,18 @@ def test_a_worker_started_with_celerys_own_command(tmp_path: Path, request: pyte
     catalog = Catalog.from_url(env["APERCU_DATABASE_URL"])
     assert catalog.live_workers() == 0  # it said goodbye after its last task
     catalog.engine.dispose()
+
+
+def test_a_celery_worker_that_cannot_beat_does_not_run(tmp_path: Path) -> None:
+    """Celery logs and ignores what a worker_init handler raises; a worker without its heartbeat would have its
+    leases taken over while it works, so it exits instead."""
+    import subprocess
+    import sys
+
+    from live import COMMANDS, free_port
+
+    env = {**Service(tmp_path / "data").env, "APERCU_DATABASE_URL": f"postgresql://127.0.0.1:{free_port()}/none"}
+    worker = subprocess.run([sys.executable, *COMMANDS["celery-worker"]], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert worker.returncode == 3, worker.stderr[-2000:]
+    assert "cannot start its heartbeat" in worker.stderr

@@ -233,7 +233,16 @@ def test_a_malformed_multipart_body_is_400_and_stores_nothing(service: Service) 
     assert error_of(send(service, content_type, unclosed)) == (400, "malformed_body")
     headless = body.replace(b"Content-Disposition", b"Content-Whatever", 1)
     assert error_of(send(service, content_type, headless)) == (400, "malformed_body")
+    # The route decides, as before the body was split on arrival: an unknown path is still a 404.
+    assert error_of(send(service, content_type, unclosed, "/nowhere")) == (404, "not_found")
     assert stored(service) == before
+
+
+def test_a_bodiless_request_naming_a_multipart_type_is_answered_normally(service: Service) -> None:
+    with connect(service) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n")
+        status, _, body = read_response(sock)
+    assert status == 200 and json.loads(body) == {"status": "ok"}
 
 
 def test_file_parts_split_on_arrival_are_removed_unless_accepted(service: Service) -> None:

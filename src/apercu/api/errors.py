@@ -44,9 +44,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_body(status: int, message: str, code: str | None = None) -> bytes:
+def error_body(status: int, message: str) -> bytes:
     """The JSON body of an error, for the server's own answers, which have no Flask app context to jsonify in."""
-    return json.dumps({"error": {"code": code or CODES.get(status, "error"), "message": message}}).encode()
+    return json.dumps({"error": {"code": CODES.get(status, "error"), "message": message}}).encode()
 
 
 def error_response(status: int, code: str, message: str, headers: Any = None) -> ResponseReturnValue:

@@ -7,9 +7,12 @@ per byte is one `bytes.find` for the delimiter (C speed) and the write of a file
 Python runs a few lines per piece, not per line of data.
 
 - A part with a filename goes to a file from `new_file` (the blob store's staging area, so that accepting it
-  is a rename); any other part is a form field, kept in memory within `MAX_FIELD_BYTES` in all.
+  is a rename), closed as soon as the part ends, so that a body holds one descriptor at most (the server budgets
+  two a connection); any other part is a form field, kept in memory within `MAX_FIELD_BYTES` in all.
 - The body must end with the closing delimiter; the preamble and epilogue are ignored, as the RFC says.
 - Everything wrong with the body raises `MalformedBody`, whose message is meant for the client (a 400).
+  `Splitter` records it instead, and ignores the rest of the body: the server takes a whole request in before
+  the application decides what to answer (a malformed form posted to an unknown route is still a 404).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, BinaryIO
 
 from werkzeug.http import parse_options_header
 
@@ -38,7 +41,8 @@ class Part:
     name: str
     filename: str | None
     content_type: str | None
-    file: IO[bytes] | None = None  # a file part's data, written and left open at its end
+    path: str | None = None  # a file part's staging file
+    file: IO[bytes] | None = None  # that file, open while the part's data arrives
     value: bytearray = field(default_factory=bytearray)  # a field's data
     size: int = 0
 
@@ -51,9 +55,9 @@ class MultipartParser:
     "after" (just past a delimiter: "--" closes the body, CRLF opens a part), "done" (the epilogue)."""
 
     def __init__(self, boundary: str, new_file: Callable[[], IO[bytes]]) -> None:
-        if not boundary or len(boundary) > MAX_BOUNDARY:
-            raise MalformedBody(f"the multipart boundary must be 1 to {MAX_BOUNDARY} characters")
-        self.delimiter = b"\r\n--" + boundary.encode("latin-1")
+        if not boundary or len(boundary) > MAX_BOUNDARY or not boundary.isascii():
+            raise MalformedBody(f"the multipart boundary must be 1 to {MAX_BOUNDARY} ASCII characters")
+        self.delimiter = b"\r\n--" + boundary.encode("ascii")
         self.new_file = new_file
         self.parts: list[Part] = []
         self.state = "preamble"
@@ -102,9 +106,9 @@ class MultipartParser:
 
     def _head(self, buffer: bytes, position: int) -> int:
         end = buffer.find(b"\r\n\r\n", position)
+        if (end if end >= 0 else len(buffer)) - position > MAX_HEAD_BYTES:
+            raise MalformedBody(f"a multipart part's headers are larger than {MAX_HEAD_BYTES} bytes")
         if end < 0:
-            if len(buffer) - position > MAX_HEAD_BYTES:
-                raise MalformedBody(f"a multipart part's headers are larger than {MAX_HEAD_BYTES} bytes")
             return self._wait(buffer, position)
         self.parts.append(self._part(buffer[position:end].decode("utf-8", "replace")))
         self.state = "start"
@@ -116,7 +120,7 @@ class MultipartParser:
         bare = self.delimiter[2:]
         head = buffer[position : position + len(bare)]
         if head == bare:
-            self.state = "after"
+            self._part_ended()
             return position + len(bare)
         if len(head) < len(bare) and bare.startswith(head):
             return self._wait(buffer, position)
@@ -127,13 +131,19 @@ class MultipartParser:
         found = buffer.find(self.delimiter, position)
         if found >= 0:
             self._write(memoryview(buffer)[position:found])
-            self.state = "after"
+            self._part_ended()
             return found + len(self.delimiter)
         # Hold back only what could be the start of a delimiter cut in two by the end of this piece.
         keep_from = buffer.find(b"\r", max(position, len(buffer) - len(self.delimiter) + 1))
         safe = len(buffer) if keep_from < 0 else keep_from
         self._write(memoryview(buffer)[position:safe])
         return self._wait(buffer, safe) if safe < len(buffer) else len(buffer)
+
+    def _part_ended(self) -> None:
+        file = self.parts[-1].file
+        if file is not None:
+            file.close()
+        self.state = "after"
 
     def _write(self, data: memoryview) -> None:
         part = self.parts[-1]
@@ -160,7 +170,53 @@ class MultipartParser:
         part = Part(options["name"], filename, headers.get("content-type"))
         if filename is not None:
             part.file = self.new_file()
+            part.path = part.file.name
         return part
+
+
+@dataclass
+class Split:
+    """A body split into parts (their files to remove unless committed, even after a fault) and its first fault."""
+
+    parts: list[Part] = field(default_factory=list)
+    error: MalformedBody | None = None
+
+
+class Splitter:
+    """A parser that records the body's first fault instead of raising it, then ignores what follows."""
+
+    def __init__(self, boundary: str, new_file: Callable[[], IO[bytes]]) -> None:
+        self.split = Split()
+        self.parser: MultipartParser | None = None
+        try:
+            self.parser = MultipartParser(boundary, new_file)
+            self.split.parts = self.parser.parts
+        except MalformedBody as exc:
+            self.split.error = exc
+
+    def feed(self, data: bytes | memoryview) -> None:
+        if self.parser is not None and self.split.error is None:
+            try:
+                self.parser.feed(data)
+            except MalformedBody as exc:
+                self.split.error = exc
+
+    def finish(self) -> Split:
+        if self.parser is not None and self.split.error is None:
+            try:
+                self.parser.finish()
+            except MalformedBody as exc:
+                self.split.error = exc
+        return self.split
+
+
+def split_stream(stream: BinaryIO | IO[bytes], boundary: str, new_file: Callable[[], IO[bytes]],
+                 chunk: int = 1024 * 1024) -> Split:
+    """A whole body read from a stream and split (for servers other than apercu's own, and the test client)."""
+    splitter = Splitter(boundary, new_file)
+    while data := stream.read(chunk):
+        splitter.feed(data)
+    return splitter.finish()
 
 
 def discard(parts: list[Part]) -> None:
@@ -168,7 +224,8 @@ def discard(parts: list[Part]) -> None:
     for part in parts:
         if part.file is not None:
             part.file.close()
+        if part.path is not None:
             try:
-                os.unlink(part.file.name)
-            except (FileNotFoundError, TypeError):
+                os.unlink(part.path)
+            except FileNotFoundError:
                 pass

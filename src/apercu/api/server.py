@@ -77,16 +77,15 @@ log = logging.getLogger(__name__)
 class Refused(Exception):
     """A request the server answers itself, before any thread sees it; the connection then closes."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message[:300]
-        self.code = code
 
 
-def error_response(status: int, message: str, code: str | None = None) -> bytes:
+def error_response(status: int, message: str) -> bytes:
     """A whole HTTP/1.1 error response with the API's JSON body, closing the connection."""
-    body = error_body(status, message, code)
+    body = error_body(status, message)
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -193,36 +192,28 @@ class SpooledBody:
 class SplitBody:
     """A multipart/form-data body split into its parts as it arrives (`api.multipart`): an upload's bytes are
     written once, straight to the staging file it is accepted from, instead of being spooled, read back,
-    parsed and written again by the application."""
+    parsed and written again by the application. A malformed body is the application's to answer."""
 
     def __init__(self, boundary: str, new_file: Callable[[], IO[bytes]]) -> None:
-        self.parser = _refusing(multipart.MultipartParser, boundary, new_file)
+        self.splitter = multipart.Splitter(boundary, new_file)
 
     def write(self, piece: memoryview) -> None:
-        _refusing(self.parser.feed, piece)
+        self.splitter.feed(piece)
 
     def stream(self) -> IO[bytes]:
-        return ReceivedParts(_refusing(self.parser.finish))
+        return ReceivedParts(self.splitter.finish())
 
     def discard(self) -> None:
         """Remove what the application did not commit (a committed file was renamed away)."""
-        multipart.discard(self.parser.parts)
+        multipart.discard(self.splitter.split.parts)
 
 
 class ReceivedParts(io.BytesIO):
-    """The WSGI input of a split body: empty, with the parts attached for `api.uploads.UploadRequest`."""
+    """The WSGI input of a split body: empty, with the split attached for `api.uploads.UploadRequest`."""
 
-    def __init__(self, parts: list[multipart.Part]) -> None:
+    def __init__(self, split: multipart.Split) -> None:
         super().__init__(b"")
-        self.parts = parts
-
-
-def _refusing(call: Callable[..., Any], *args: Any) -> Any:
-    """call(*args), a malformed multipart body refused with a 400."""
-    try:
-        return call(*args)
-    except multipart.MalformedBody as exc:
-        raise Refused(400, str(exc), exc.code) from None
+        self.split = split
 
 
 class Conn(TConn):
@@ -385,14 +376,14 @@ class BufferingWorker(ThreadWorker):
             except OSError:
                 pass  # the client is gone: the next read says so
         request._expected_100_continue = False
-        conn.body = self._body_for(request)
+        conn.body = self._body_for(request, has_body=conn.dechunker is not None or conn.left > 0)
         return unreader.take_buffered() + rest
 
-    def _body_for(self, request: Any) -> SpooledBody | SplitBody:
-        """Where a request's body goes: a multipart form is split into its parts on arrival, anything else is
-        spooled whole."""
+    def _body_for(self, request: Any, has_body: bool) -> SpooledBody | SplitBody:
+        """Where a request's body goes: a multipart form is split into its parts on arrival, anything else
+        (a bodiless request that names a multipart type included) is spooled whole."""
         mimetype, options = parse_options_header(dict(request.headers).get("CONTENT-TYPE"))
-        if mimetype == "multipart/form-data":
+        if mimetype == "multipart/form-data" and has_body:
             return SplitBody(options.get("boundary", ""), self.new_upload_file)
         return SpooledBody(self.cfg.tmp_upload_dir)
 
@@ -426,7 +417,7 @@ class BufferingWorker(ThreadWorker):
     def _refuse(self, conn: Conn, refused: Refused) -> None:
         self.log.warning("Refused request from ip=%s: %d %s", conn.client[0], refused.status, refused.message)
         try:
-            conn.sock.send(error_response(refused.status, refused.message, refused.code))
+            conn.sock.send(error_response(refused.status, refused.message))
         except OSError:
             pass  # the client is gone or not reading: closing is all that is left
         self._linger(conn)

@@ -23,7 +23,6 @@ KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_SLACK = 64 * 1024
 MAX_FILENAME = 255
-READ_CHUNK = 1024 * 1024
 
 
 class UploadRequest(Request):
@@ -37,40 +36,38 @@ class UploadRequest(Request):
         if "form" in self.__dict__ or self.mimetype != "multipart/form-data":
             super()._load_form_data()
             return
-        parts = self.parts()
+        split = self._split()
+        if split.error is not None:  # raised again on every access: a malformed body has no parts to offer
+            raise ApiError(400, str(split.error), code=split.error.code)
         form: MultiDict[str, str] = MultiDict()
         files: MultiDict[str, FileStorage] = MultiDict()
-        for part in parts:
-            if part.file is None:
+        for part in split.parts:
+            if part.path is None:
                 form.add(part.name, part.value.decode("utf-8", "replace"))
             else:
-                part.file.seek(0)
-                files.add(part.name, FileStorage(part.file, part.filename, part.name, part.content_type))
+                stream = open(part.path, "r+b")  # noqa: SIM115 - closed with the request (Request.close)
+                files.add(part.name, FileStorage(stream, part.filename, part.name, part.content_type))
         self.__dict__.update(form=form, files=files)
 
-    def parts(self) -> list[multipart.Part]:
-        """The body's parts, split once: by the server, or here from the input stream."""
+    def _split(self) -> multipart.Split:
+        """The body split once: by the server as it arrived, or here from the input stream."""
         received = self._received()
         if received is not None:
             return received
-        if "_parts" not in self.__dict__:
-            parser = multipart.MultipartParser(self.mimetype_params.get("boundary", ""), staging(current_app))
-            self.__dict__["_parts"] = parser.parts
-            try:
-                while chunk := self.stream.read(READ_CHUNK):
-                    parser.feed(chunk)
-                parser.finish()
-            except multipart.MalformedBody as exc:
-                raise ApiError(400, str(exc), code=exc.code) from None
-        return cast(list[multipart.Part], self.__dict__["_parts"])
+        if "_split" not in self.__dict__:
+            boundary = self.mimetype_params.get("boundary", "")
+            self.__dict__["_split"] = multipart.split_stream(self.stream, boundary, staging(current_app))
+        split: multipart.Split = self.__dict__["_split"]
+        return split
 
-    def _received(self) -> list[multipart.Part] | None:
-        return cast("list[multipart.Part] | None", getattr(self.environ.get("wsgi.input"), "parts", None))
+    def _received(self) -> multipart.Split | None:
+        return cast("multipart.Split | None", getattr(self.environ.get("wsgi.input"), "split", None))
 
     def close(self) -> None:
         super().close()
-        received = self._received()
-        multipart.discard(received if received is not None else self.__dict__.get("_parts", []))
+        split = self._received() or self.__dict__.get("_split")
+        if split is not None:
+            multipart.discard(split.parts)
 
 
 def staging(app: Flask) -> Callable[[], IO[bytes]]:

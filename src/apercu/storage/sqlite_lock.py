@@ -53,3 +53,5 @@ def writer_lock(database: str | None) -> contextlib.AbstractContextManager[None]
 
 
 _locks: dict[str, WriterLock] = {}  # one per file and process, shared by every engine on it
+# A child forked while another thread held a lock would wait for it forever: it starts with locks of its own.
+os.register_at_fork(after_in_child=_locks.clear)

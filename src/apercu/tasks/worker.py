@@ -8,6 +8,7 @@ the worker) only once the last task has ended.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,9 @@ from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 from apercu.config import Settings
 from apercu.tasks.app import make_celery
 from apercu.tasks.housekeeping import Housekeeping
+
+log = logging.getLogger(__name__)
+STARTUP_FAILED = 3
 
 
 def worker_app(settings: Settings) -> Celery:
@@ -36,10 +40,16 @@ def attach_housekeeping(app: Celery, worker: str) -> Callable[[], None]:
     running: list[Housekeeping] = []
 
     def start(sender: Any, **_: Any) -> None:
-        if sender.app is app and not running:
+        if sender.app is not app or running:
+            return
+        try:
             app.processor.storage  # noqa: B018 - create the schema before any thread races to
             running.append(Housekeeping(app, worker))
             running[0].start()
+        except Exception:  # noqa: BLE001 - Celery would log it and run on: a worker that never beats has its leases
+            # taken over while it works, so it must not take any
+            log.critical("the worker cannot start its heartbeat (is the database reachable?); exiting", exc_info=True)
+            os._exit(STARTUP_FAILED)
 
     def stopping(**_: Any) -> None:
         for housekeeping in running:
@@ -58,6 +68,7 @@ def attach_housekeeping(app: Celery, worker: str) -> Callable[[], None]:
 def run_worker(settings: Settings) -> None:
     """Run a worker until it is told to stop."""
     app = worker_app(settings)
+    app.processor.storage  # noqa: B018 - a database that cannot be reached fails here, before anything runs
     try:
         app.worker_main(_argv(app, settings))
     finally:
