@@ -416,6 +416,7 @@ class BufferingWorker(ThreadWorker):
 
     def _refuse(self, conn: Conn, refused: Refused) -> None:
         self.log.warning("Refused request from ip=%s: %d %s", conn.client[0], refused.status, refused.message)
+        conn.release()  # the body's files go before the answer: a client that has it sees no trace of its upload
         try:
             conn.sock.send(error_response(refused.status, refused.message))
         except OSError:
