@@ -21,7 +21,7 @@ from celery import Celery
 from apercu.config import Settings
 from apercu.imaging.analyse import ProcessingFailed, render_variant
 from apercu.storage import Storage
-from apercu.storage.catalog import PENDING, PROCESSING, utcnow
+from apercu.storage.catalog import IN_PROGRESS, utcnow
 from apercu.storage.watcher import Watcher
 from apercu.tasks import enqueue
 
@@ -67,7 +67,7 @@ class Image:
 
     @property
     def settled(self) -> bool:
-        return self.status not in (PENDING, PROCESSING)
+        return self.status not in IN_PROGRESS
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,14 @@ class Service:
 
     def get(self, image_id: str, wait: float = 0.0) -> Image:
         """The image, after waiting up to `wait` seconds for its processing to end; NotFound when there is none."""
-        catalog = self.storage.catalog
-        row = catalog.get(image_id)
-        if row is not None and row["status"] in (PENDING, PROCESSING) and wait > 0:
+        image = self._image(image_id)
+        if not image.settled and wait > 0:
             self.watcher.wait(image_id, wait)
-            row = catalog.get(image_id)
+            image = self._image(image_id)
+        return image
+
+    def _image(self, image_id: str) -> Image:
+        row = self.storage.catalog.get(image_id)
         if row is None:
             raise NotFound(image_id)
         return Image.of(row)

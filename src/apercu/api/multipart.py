@@ -51,8 +51,8 @@ class MultipartParser:
     """Feed it the body in pieces, then `finish()`; `parts` holds what it found, in order.
 
     The states: "preamble" (before the first delimiter), "head" (a part's headers), "start" and "data" (a
-    part's content),
-    "after" (just past a delimiter: "--" closes the body, CRLF opens a part), "done" (the epilogue)."""
+    part's content), "after" (just past a delimiter: "--" closes the body, CRLF opens a part), "done" (the
+    epilogue)."""
 
     def __init__(self, boundary: str, new_file: Callable[[], IO[bytes]]) -> None:
         if not boundary or len(boundary) > MAX_BOUNDARY or not boundary.isascii():

@@ -70,6 +70,7 @@ idempotency_keys = sa.Table(
 # A worker that has not beaten for this long is dead: its leases are taken over, readiness fails without one.
 WORKER_TIMEOUT = 20.0
 PENDING, PROCESSING, SUCCESS, FAILURE = "pending", "processing", "success", "failure"
+IN_PROGRESS = (PENDING, PROCESSING)  # an image in either is not settled yet
 NEVER = datetime(1970, 1, 1)
 
 
@@ -181,14 +182,14 @@ _OUTCOME = {
     "lease_worker": None,
     "lease_until": None,
 }
-_UNFINISHED = sa.and_(images.c.id == sa.bindparam("image_id"), images.c.status.in_([PENDING, PROCESSING]))
+_UNFINISHED = sa.and_(images.c.id == sa.bindparam("image_id"), images.c.status.in_(IN_PROGRESS))
 SETTLE = {  # by the task holding the lease, or by anyone (None) while the image is pending or processing
     True: images.update().where(_UNFINISHED, sa.or_(images.c.status == PENDING, _OWN)).values(**_OUTCOME),
     False: images.update().where(_UNFINISHED).values(**_OUTCOME),
 }
 GET = sa.select(images).where(images.c.id == sa.bindparam("image_id"))
 UNSETTLED = sa.select(images.c.id).where(
-    images.c.id.in_(sa.bindparam("ids", expanding=True)), images.c.status.in_([PENDING, PROCESSING])
+    images.c.id.in_(sa.bindparam("ids", expanding=True)), images.c.status.in_(IN_PROGRESS)
 )
 INSERT = images.insert()
 

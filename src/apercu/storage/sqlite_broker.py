@@ -21,9 +21,11 @@ A message restored by kombu (a rejected or unacknowledged one) is simply put bac
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 from kombu.transport import TRANSPORT_ALIASES, virtual
@@ -60,17 +62,24 @@ class Channel(virtual.Channel):
         self._lock = threading.Lock()
         self._path = path
 
-    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """Every write takes the channel's lock, then the file's writer lock, for as long as its rows are read."""
         with self._lock, writer_lock(self._path):
-            self._db.execute("INSERT INTO apercu_messages (queue, payload) VALUES (?, ?)", (queue, dumps(message)))
+            yield self._db
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        with self._writing() as db:
+            db.execute("INSERT INTO apercu_messages (queue, payload) VALUES (?, ?)", (queue, dumps(message)))
 
     def _get(self, queue: str, timeout: Any = None) -> Any:
         with self._lock:
             oldest = self._db.execute(OLDEST, (queue,)).fetchone()
-            if oldest is not None:
-                with writer_lock(self._path):
-                    taken = self._db.execute(TAKE, oldest).fetchone()
-        if oldest is None or taken is None:  # empty, or another consumer took it first
+        taken = None
+        if oldest is not None:
+            with self._writing() as db:
+                taken = db.execute(TAKE, oldest).fetchone()
+        if taken is None:  # empty, or another consumer took it first
             raise virtual.Empty()
         return loads(taken[0])
 
@@ -79,8 +88,8 @@ class Channel(virtual.Channel):
             return int(self._db.execute("SELECT count(*) FROM apercu_messages WHERE queue = ?", (queue,)).fetchone()[0])
 
     def _purge(self, queue: str) -> int:
-        with self._lock:
-            return self._db.execute("DELETE FROM apercu_messages WHERE queue = ?", (queue,)).rowcount
+        with self._writing() as db:
+            return db.execute("DELETE FROM apercu_messages WHERE queue = ?", (queue,)).rowcount
 
     def close(self) -> None:
         super().close()
