@@ -14,6 +14,8 @@ import images
 import pytest
 from conftest import parse_json
 
+from apercu.storage import keys
+
 ID_LIKE = "0123456789abcdef0123456789abcdef"
 
 
@@ -270,8 +272,7 @@ def test_thumbnail_sizes_and_webp_are_rendered_once_and_deleted_with_the_image(
     from PIL import Image
 
     assert Image.open(io.BytesIO(big.data)).size == (384, 512)
-    cached = app.extensions["apercu"].storage.blobs.thumbnail_path(image_id, "512.jpg")
-    assert cached.exists()
+    assert app.extensions["apercu"].storage.blobs.exists(keys.thumbnail(image_id, 512, "jpg"))
     again = client.get(f"/thumbnails/{image_id}.jpg?size=512", headers={"If-None-Match": big.headers["ETag"]})
     assert again.status_code == 304
     webp = client.get(f"/thumbnails/{image_id}.webp")

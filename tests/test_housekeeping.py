@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from apercu.config import Settings
+from apercu.storage import keys
 from apercu.storage.catalog import Claim, utcnow, workers
 from apercu.tasks import Processor, make_celery
 from apercu.tasks.housekeeping import Housekeeping, host_identity
@@ -42,10 +43,7 @@ def keeper(settings: Settings) -> Housekeeping:
 
 def stored(processor: Processor, data: bytes = b"", uploaded_ago: float = 0) -> str:
     image_id = uuid.uuid4().hex
-    incoming = processor.storage.blobs.incoming()
-    incoming.write(data or images.jpeg())
-    processor.storage.blobs.commit_original(image_id, incoming)
-    incoming.close()
+    processor.storage.blobs.put(keys.original(image_id), data or images.jpeg())
     processor.storage.catalog.add(image_id, "x")
     if uploaded_ago:
         age(processor, image_id, uploaded_ago)
@@ -59,8 +57,9 @@ def age(processor: Processor, image_id: str, seconds: float) -> None:
     with processor.storage.catalog.engine.begin() as conn:
         stamp = utcnow() - timedelta(seconds=seconds)
         conn.execute(table.update().where(table.c.id == image_id).values(uploaded_at=stamp, enqueued_at=stamp))
-    for path in processor.settings.data_dir.rglob(f"{image_id}*"):
-        os.utime(path, (time.time() - seconds, time.time() - seconds))
+    for found in processor.settings.data_dir.rglob(f"{image_id}*"):
+        for path in [found, *found.rglob("*")]:  # an image's thumbnails are in a folder named for it
+            os.utime(path, (time.time() - seconds, time.time() - seconds))
 
 
 def test_a_lease_is_free_as_soon_as_its_worker_is_gone(keeper: Housekeeping) -> None:
@@ -120,20 +119,18 @@ def test_orphan_files_and_rows_are_swept_past_the_grace(keeper: Housekeeping) ->
     young = stored(processor)
     # The worker wrote a thumbnail, a concurrent delete removed the row, and the worker died before cleaning up.
     raced = stored(processor, uploaded_ago=3600)
-    storage.blobs.write_thumbnail(raced, b"jpeg")
+    storage.put_thumbnail(raced, 256, "jpg", b"jpeg")
     storage.catalog.delete(raced)
     age(processor, raced, 3600)
     # The web process died between writing the original and committing its row.
     unrecorded = uuid.uuid4().hex
-    incoming = storage.blobs.incoming()
-    incoming.write(b"x")
-    storage.blobs.commit_original(unrecorded, incoming)
+    storage.blobs.put(keys.original(unrecorded), b"x")
     age(processor, unrecorded, 3600)
     # A row whose original is gone.
     lost = stored(processor, uploaded_ago=3600)
-    storage.blobs.delete(lost)
+    storage.blobs.delete(keys.original(lost))
     # Staging debris of a killed upload, old and new.
-    old_stage, new_stage = storage.blobs.incoming(), storage.blobs.incoming()
+    old_stage, new_stage = storage.staging.incoming(), storage.staging.incoming()
     os.utime(old_stage.name, (time.time() - 3600, time.time() - 3600))
 
     assert keeper.sweep_orphans() == 4
@@ -143,7 +140,7 @@ def test_orphan_files_and_rows_are_swept_past_the_grace(keeper: Housekeeping) ->
         assert list(processor.settings.data_dir.rglob(f"{gone}*")) == []
         assert storage.catalog.get(gone) is None
     for alive in (kept, young):
-        assert storage.blobs.has_original(alive) and storage.catalog.get(alive) is not None
+        assert storage.has_original(alive) and storage.catalog.get(alive) is not None
     assert keeper.sweep_orphans() == 0
 
 
@@ -151,7 +148,7 @@ def test_the_sweep_touches_nothing_when_the_storage_looks_unmounted(keeper: Hous
     processor = keeper.processor
     ids = [stored(processor, uploaded_ago=3600) for _ in range(60)]
     for image_id in ids:
-        processor.storage.blobs.delete(image_id)
+        processor.storage.blobs.delete(keys.original(image_id))
     keeper.sweep_orphans()
     assert all(processor.storage.catalog.get(i) is not None for i in ids)
 
@@ -213,7 +210,7 @@ def test_a_worker_killed_between_thumbnail_and_row_leaves_nothing_after_the_swee
     )
     assert run.returncode == -9, run.stderr.decode()[-2000:]
     assert processor.storage.catalog.get(image_id) is None
-    assert processor.storage.blobs.thumbnail_path(image_id).exists()  # the orphan the kill left
+    assert list(processor.storage.blobs.keys(keys.thumbnails_of(image_id)))  # the orphan the kill left
     age(processor, image_id, 3600)
     keeper.sweep_orphans()
     assert list(processor.settings.data_dir.rglob(f"{image_id}*")) == []
@@ -225,7 +222,7 @@ def test_the_sweep_leaves_files_alone_when_the_catalog_is_empty(keeper: Housekee
     image_id = stored(processor, uploaded_ago=3600)
     processor.storage.catalog.delete(image_id)
     keeper.sweep_orphans()
-    assert processor.storage.blobs.has_original(image_id)
+    assert processor.storage.has_original(image_id)
 
 
 def test_a_storage_hiccup_retry_does_not_count_as_an_attempt(keeper: Housekeeping) -> None:

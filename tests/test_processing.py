@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from apercu.config import Settings
-from apercu.storage import open_storage
+from apercu.storage import keys, open_storage
 from apercu.storage.catalog import WORKER_TIMEOUT, Claim, utcnow
 from apercu.storage.catalog import images as images_table
 from apercu.tasks import TASK_NAME, Processor
@@ -36,10 +36,7 @@ def stored(processor: Processor, data: bytes) -> str:
     import uuid
 
     image_id = uuid.uuid4().hex
-    incoming = processor.storage.blobs.incoming()
-    incoming.write(data)
-    processor.storage.blobs.commit_original(image_id, incoming)
-    incoming.close()
+    processor.storage.blobs.put(keys.original(image_id), data)
     processor.storage.catalog.add(image_id, "x")
     return image_id
 
@@ -108,7 +105,7 @@ def test_a_decoder_error_is_a_failure_not_a_crash(processor: Processor) -> None:
 
 def test_missing_original_is_a_failure(processor: Processor) -> None:
     image_id = stored(processor, images.jpeg())
-    processor.storage.blobs._original_path(image_id).unlink()  # type: ignore[attr-defined]
+    processor.storage.blobs.delete(keys.original(image_id))
     processor.process(image_id, "t")
     assert "missing" in processor.storage.catalog.get(image_id)["error"]
 
@@ -121,7 +118,7 @@ def test_delete_during_processing_leaves_nothing(processor: Processor, round_: i
     worker.start()
     threading.Event().wait(round_ * 0.01)
     assert processor.storage.catalog.delete(image_id)
-    processor.storage.blobs.delete(image_id)
+    processor.storage.delete_files(image_id)
     worker.join()
     assert processor.storage.catalog.get(image_id) is None
     assert list(processor.settings.data_dir.rglob(f"*{image_id}*")) == []
@@ -161,7 +158,7 @@ def test_time_limit_becomes_a_clear_failure(processor: Processor) -> None:
     assert time.monotonic() - started < 5
     row = processor.storage.catalog.get(image_id)
     assert row["status"] == "failure" and "longer than 0.05 s" in row["error"]
-    assert not processor.storage.blobs.thumbnail_path(image_id).exists()
+    assert list(processor.storage.blobs.keys(keys.thumbnails_of(image_id))) == []
     again = stored(processor, images.jpeg())  # the thread's next image gets a fresh imaging process
     Processor(usual).process(again, "t")
     assert processor.storage.catalog.get(again)["status"] == "success"

@@ -23,7 +23,10 @@ MIB = 1024 * 1024
 class Settings:
     """The whole configuration. Field names are the environment names without the APERCU_ prefix."""
 
-    data_dir: Path = Path("apercu-data")
+    data_dir: Path = Path("apercu-data")  # this process's own files: staging, and the embedded catalog and broker
+    storage_url: str = ""  # where images are kept: empty (inside data_dir), file:///path or s3://bucket/prefix
+    s3_endpoint_url: str = ""  # an S3-compatible server that is not AWS (MinIO, SeaweedFS, Ceph...)
+    s3_presign: int = 0  # >0: thumbnails are answered with a redirect to an S3 URL valid this many seconds
     database_url: str = ""  # empty: SQLite catalog inside data_dir
     broker_url: str = ""  # empty: embedded SQLite broker inside data_dir
     queue: str = "apercu"

@@ -13,14 +13,14 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import IO, Any
 
 from celery import Celery
 
 from apercu.config import Settings
 from apercu.imaging.analyse import ProcessingFailed, render_variant
-from apercu.storage import Storage
+from apercu.storage import Storage, keys
+from apercu.storage.blobs import BlobMissing
 from apercu.storage.catalog import IN_PROGRESS, utcnow
 from apercu.storage.watcher import Watcher
 from apercu.tasks import enqueue
@@ -78,8 +78,9 @@ class Submitted:
 
 @dataclass(frozen=True)
 class ThumbnailFile:
-    path: Path
-    etag: str | bool  # the stored thumbnail's recorded ETag, or True: let the server derive one from the file
+    key: str  # in the blob store
+    etag: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -104,19 +105,19 @@ class Service:
         concurrent upload recorded first, that upload's image is the answer and this copy is dropped."""
         expired_before = self._keys_expire_before()
         image_id = uuid.uuid4().hex
-        self.storage.blobs.commit_original(image_id, upload)
+        self.storage.put_original(image_id, upload)
         try:
             if key is None:
                 row, created = self.storage.catalog.add(image_id, filename), True
             else:
                 row, created = self.storage.catalog.add_with_key(image_id, filename, key, expired_before)
         except Exception:
-            self.storage.blobs.delete(image_id)
+            self.storage.delete_files(image_id)
             raise
         if created:
             self._enqueue_or_leave_to_recovery(image_id)
         else:
-            self.storage.blobs.delete(image_id)
+            self.storage.delete_files(image_id)
         return Submitted(Image.of(row), created)
 
     def _enqueue_or_leave_to_recovery(self, image_id: str) -> None:
@@ -152,7 +153,7 @@ class Service:
         what it wrote (see `Storage.forget_if_unrecorded`)."""
         if not self.storage.catalog.delete(image_id):
             raise NotFound(image_id)
-        self.storage.blobs.delete(image_id)
+        self.storage.delete_files(image_id)
 
     def thumbnail(self, image_id: str, size: int, fmt: str, wait: float = 0.0) -> ThumbnailFile:
         """The stored thumbnail, or another size or format of it, rendered from the original on first request
@@ -162,25 +163,41 @@ class Service:
             raise NotReady(image.status)
         if image.thumbnail is None:
             raise NoThumbnail(f"processing failed ({image.error})")
-        blobs = self.storage.blobs
-        if fmt == "JPEG" and size == self.settings.thumbnail_size:
-            return ThumbnailFile(blobs.thumbnail_path(image_id), image.thumbnail["etag"])
-        variant = f"{size}.{VARIANT_EXTENSIONS[fmt]}"
-        path = blobs.thumbnail_path(image_id, variant)
-        if not path.exists():
-            self._render_variant(image_id, size, fmt, variant)
-        return ThumbnailFile(path, True)
+        ext = VARIANT_EXTENSIONS[fmt]
+        if fmt == "JPEG" and size == self.settings.thumbnail_size and "key" in image.thumbnail:
+            return ThumbnailFile(image.thumbnail["key"], image.thumbnail["etag"], image.thumbnail["bytes"])
+        key = keys.thumbnail(image_id, size, ext)
+        try:
+            info = self.storage.blobs.stat(key)
+        except BlobMissing:
+            self._render_variant(image_id, size, fmt)
+            info = self.storage.blobs.stat(key)
+        return ThumbnailFile(key, info.etag, info.size)
 
-    def _render_variant(self, image_id: str, size: int, fmt: str, variant: str) -> None:
+    def open_thumbnail(self, found: ThumbnailFile) -> IO[bytes]:
+        """The thumbnail's bytes; NotFound when the image was deleted since it was found."""
+        try:
+            return self.storage.blobs.open(found.key)
+        except BlobMissing:
+            raise NotFound(found.key) from None
+
+    def thumbnail_url(self, found: ThumbnailFile) -> str | None:
+        """Where a client may fetch the thumbnail straight from the store, when `APERCU_S3_PRESIGN` asks so."""
+        if self.settings.s3_presign <= 0:
+            return None
+        return self.storage.blobs.url(found.key, self.settings.s3_presign)
+
+    def _render_variant(self, image_id: str, size: int, fmt: str) -> None:
         """The image was processed before any variant is asked for, so this decodes a file known to decode."""
         try:
-            data = self.storage.blobs.read_original(image_id)
-        except FileNotFoundError:
+            with self.storage.blobs.open(keys.original(image_id)) as original:
+                data = original.read()
+        except BlobMissing:
             raise NotFound(image_id) from None
         try:
             thumb = render_variant(data, self.settings.imaging_options(), size, fmt)
         except ProcessingFailed as exc:
             raise NoThumbnail(str(exc)) from None
-        self.storage.blobs.write_thumbnail(image_id, thumb.data, variant)
+        self.storage.put_thumbnail(image_id, size, VARIANT_EXTENSIONS[fmt], thumb.data)
         if self.storage.forget_if_unrecorded(image_id):
             raise NotFound(image_id)

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response as BaseResponse
+from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
 from apercu.api import uploads
@@ -158,14 +160,22 @@ def thumbnail(image_id: str, ext: str) -> ResponseReturnValue:
     """The stored JPEG, or another size (?size=N) or format (.webp), rendered on first request and kept."""
     fmt = THUMBNAIL_FORMATS[ext]
     size = _thumbnail_size()
-    found = _apercu().thumbnail(_checked_id(image_id), size, fmt, _wait_seconds())
-    try:
-        response = send_file(
-            found.path, mimetype=MIME[fmt], etag=found.etag, conditional=True, max_age=THUMBNAIL_MAX_AGE
-        )
-    except FileNotFoundError:
-        raise ApiError(404, NO_IMAGE) from None
+    service = _apercu()
+    found = service.thumbnail(_checked_id(image_id), size, fmt, _wait_seconds())
+    max_age = THUMBNAIL_MAX_AGE
+    response: BaseResponse
+    if found.etag in request.if_none_match:
+        response = Response(status=304)
+    elif url := service.thumbnail_url(found):
+        response = redirect(url, 302)
+        max_age = service.settings.s3_presign // 2  # a cached redirect must not outlive the URL it points to
+    else:
+        body = service.open_thumbnail(found)
+        response = Response(wrap_file(request.environ, body), mimetype=MIME[fmt], direct_passthrough=True)
+        response.content_length = found.size
+    response.set_etag(found.etag)
     response.cache_control.public = True
+    response.cache_control.max_age = max_age
     return response
 
 

@@ -1,8 +1,8 @@
 """Receiving an upload: streamed to disk, measured, recognised from its content, then committed.
 
-The multipart body is never held in memory: `api.multipart` writes the file part straight into the blob
-store's staging area (same file system as its final place, so committing is a rename). The declared length is
-checked before a byte of the body is read, and the real size again after.
+The multipart body is never held in memory: `api.multipart` writes the file part straight into the staging
+folder (with the default store, on the same file system as its final place, so storing it is a hard link).
+The declared length is checked before a byte of the body is read, and the real size again after.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ MAX_FILENAME = 255
 
 
 class UploadRequest(Request):
-    """A request whose multipart body is split by `api.multipart`: file parts go straight to the blob store's
-    staging area, and are removed when the request ends unless they were committed (renamed away).
+    """A request whose multipart body is split by `api.multipart`: file parts go straight to the staging folder,
+    and are removed when the request ends (what was accepted is in the blob store by then).
 
     Under apercu's own server the body was already split as it arrived (`api.server`), and the parts come with
     the WSGI input; under any other server (or Flask's test client) the input stream is split here."""
@@ -71,8 +71,8 @@ class UploadRequest(Request):
 
 
 def staging(app: Flask) -> Callable[[], IO[bytes]]:
-    """Where uploaded files are written while they arrive: the blob store's staging area."""
-    incoming: Callable[[], IO[bytes]] = app.extensions["apercu"].storage.blobs.incoming
+    """Where uploaded files are written while they arrive: this machine's staging folder."""
+    incoming: Callable[[], IO[bytes]] = app.extensions["apercu"].storage.staging.incoming
     return incoming
 
 

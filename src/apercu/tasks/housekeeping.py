@@ -141,7 +141,7 @@ class Housekeeping:
     def sweep_orphans(self) -> int:
         """Remove what no image owns any more (see the module docstring); returns how many things went."""
         storage, grace = self.processor.storage, float(self.settings.orphan_grace)
-        removed = storage.blobs.clean_staging(grace)
+        removed = storage.clean_staging(grace)
         removed += self._files_without_rows(grace) + self._rows_without_originals(grace)
         removed += storage.catalog.expire_keys(utcnow() - timedelta(seconds=self.settings.idempotency_ttl))
         storage.catalog.forget_workers_silent_since(utcnow() - timedelta(days=1))
@@ -154,9 +154,9 @@ class Housekeeping:
         if storage.catalog.is_empty():
             log.warning("the catalog is empty: leaving the stored files alone (is it the right database?)")
             return 0
-        for batch in _batches(storage.blobs.stored_ids(grace), PAGE):
+        for batch in _batches(storage.stored_ids(grace), PAGE):
             for orphan in set(batch) - storage.catalog.existing(batch):
-                storage.blobs.delete(orphan)
+                storage.delete_files(orphan)
                 removed += 1
         return removed
 
@@ -166,7 +166,7 @@ class Housekeeping:
         missing: list[str] = []
         while page := storage.catalog.ids_uploaded_before(cutoff, after, PAGE):
             checked += len(page)
-            missing += [i for i in page if not storage.blobs.has_original(i)]
+            missing += [i for i in page if not storage.has_original(i)]
             after = page[-1]
         if len(missing) > MAX_MISSING_ORIGINALS or len(missing) > max(3, checked // 2):
             log.error("%d of %d images have lost their original: is the storage mounted? removing none",
@@ -175,7 +175,7 @@ class Housekeeping:
         removed = 0
         for image_id in missing:
             if storage.catalog.delete(image_id):
-                storage.blobs.delete(image_id)
+                storage.delete_files(image_id)
                 removed += 1
         return removed
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 from apercu.config import Settings
 from apercu.imaging.analyse import Analysis, ProcessingFailed
 from apercu.storage import Storage, open_storage
+from apercu.storage.blobs import BlobMissing
 from apercu.storage.catalog import Claim, utcnow
 from apercu.tasks.sandbox import ChildDied, Sandbox, TimeLimitExceeded
 
@@ -79,8 +80,8 @@ class Processor:
     def _work(self, image_id: str, owner: str) -> None:
         catalog = self.storage.catalog
         try:
-            original = self.storage.blobs.open_original(image_id)
-        except FileNotFoundError:
+            original = self.storage.open_original(image_id)
+        except BlobMissing:
             catalog.fail(image_id, "the original file is missing from storage", owner=owner)
             return
         try:
@@ -96,8 +97,9 @@ class Processor:
         """Thumbnail first, then the row; a delete that won the race leaves no thumbnail behind (while a task
         that took the image over keeps the thumbnail both wrote)."""
         jpeg = result.thumbnail.data
-        self.storage.blobs.write_thumbnail(image_id, jpeg)
+        key = self.storage.put_thumbnail(image_id, self.settings.thumbnail_size, "jpg", jpeg)
         thumb = {
+            "key": key,
             "width": result.thumbnail.width,
             "height": result.thumbnail.height,
             "bytes": len(jpeg),

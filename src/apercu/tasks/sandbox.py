@@ -22,7 +22,7 @@ import resource
 import signal
 import traceback
 from multiprocessing import reduction
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse
 
@@ -110,7 +110,7 @@ class Sandbox:
         self._process: Any = None
         self._conn: multiprocessing.connection.Connection | None = None
 
-    def analyse(self, original: BinaryIO, options: Options, time_limit: float) -> Analysis:
+    def analyse(self, original: IO[bytes], options: Options, time_limit: float) -> Analysis:
         """`imaging.analyse` of the open file `original`, in the child."""
         conn = self._ensure_child()
         try:
