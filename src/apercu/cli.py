@@ -1,9 +1,10 @@
-"""`apercu serve | web | worker | inspect`.
+"""`apercu serve | web | worker | inspect | db`.
 
 `serve` is the one-command deployment: a small supervisor (`apercu.supervisor`) that runs the web server and a
 Celery worker as two child processes sharing one data directory and the embedded broker, restarts either when
 it dies, and stops both on Ctrl-C / SIGTERM. `web` and `worker` are those same two halves, for running them on
-separate machines against PostgreSQL and Redis/RabbitMQ.
+separate machines against PostgreSQL and Redis/RabbitMQ. `db upgrade` migrates the catalog's schema, which those
+refuse to start on when it is older than they are (`db current` tells).
 """
 
 from __future__ import annotations
@@ -29,17 +30,27 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_web(args: argparse.Namespace) -> int:
     from apercu.api.server import serve
+    from apercu.storage.catalog import SchemaError
 
-    serve(_settings(args))
+    try:
+        serve(_settings(args))
+    except SchemaError as exc:  # a schema this version does not run on: say so, without a traceback
+        print(f"apercu web: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from apercu.storage.catalog import SchemaError
     from apercu.tasks.worker import run_worker
 
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(settings)
+    try:
+        run_worker(settings)
+    except SchemaError as exc:
+        print(f"apercu worker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -56,6 +67,41 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from apercu.inspect import inspect_paths
 
     return inspect_paths([Path(p) for p in args.paths], Settings.from_env(), as_json=args.json)
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from apercu.storage.catalog import Catalog, SchemaError
+
+    settings = _settings(args)
+    if not settings.database_url:  # the embedded catalog, in the data directory
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog.from_url(settings.resolved_database_url)
+    where = catalog.engine.url.render_as_string(hide_password=True)
+    try:
+        if args.action == "upgrade":
+            before, after = catalog.migrate(upgrade=True)
+            if before == after:
+                print(f"{where}: the catalog's schema is already at revision {after} (head)")
+            else:
+                print(f"{where}: upgraded the catalog's schema from revision {before or 'none (empty database)'} "
+                      f"to {after} (head)")
+            return 0
+        state = catalog.schema_state()
+        if state.revision is None:
+            print(f"none (empty database; head is {state.head})")
+            return 0
+        notes = [] if state.versioned else ["unversioned: from before migrations"]
+        if state.revision == state.head:
+            notes.append("head")
+        else:
+            notes.append(f"behind head {state.head}: run `apercu db upgrade`")
+        print(f"{state.revision} ({'; '.join(notes)})")
+        return 0
+    except SchemaError as exc:
+        print(f"apercu db {args.action}: {where}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        catalog.engine.dispose()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(handler=cmd_inspect)
     inspect.add_argument("paths", nargs="+", help="files or directories (searched recursively)")
     inspect.add_argument("--json", action="store_true", help="JSON Lines output")
+    db = commands.add_parser("db", help="the catalog's schema (APERCU_DATABASE_URL, or the data directory's SQLite)")
+    actions = db.add_subparsers(dest="action", required=True)
+    for action, help_text in (
+        ("upgrade", "migrate the catalog's schema to this version's revision (creating it in an empty database)"),
+        ("current", "print the catalog's schema revision"),
+    ):
+        sub = actions.add_parser(action, help=help_text)
+        sub.set_defaults(handler=cmd_db)
+        sub.add_argument("--data-dir", help="where the embedded catalog lives (without APERCU_DATABASE_URL)")
     return parser
 
 

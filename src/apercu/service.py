@@ -10,6 +10,7 @@ Webhooks, authentication and metrics each hang on one place here.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,15 +19,15 @@ from typing import IO, Any
 from celery import Celery
 
 from apercu.config import Settings
-from apercu.imaging.analyse import ProcessingFailed, render_variant
 from apercu.storage import Storage, keys
-from apercu.storage.blobs import BlobMissing
+from apercu.storage.blobs import BlobInfo, BlobMissing
 from apercu.storage.catalog import IN_PROGRESS, utcnow
 from apercu.storage.watcher import Watcher
-from apercu.tasks import enqueue
+from apercu.tasks import enqueue, enqueue_render
+from apercu.tasks.processing import LEASE_MARGIN
 
 log = logging.getLogger(__name__)
-VARIANT_EXTENSIONS = {"JPEG": "jpg", "WEBP": "webp"}
+RENDER_POLL = 0.05  # how often a request waiting for a render (?wait=) looks for it
 
 
 class NotFound(Exception):
@@ -155,24 +156,44 @@ class Service:
             raise NotFound(image_id)
         self.storage.delete_files(image_id)
 
-    def thumbnail(self, image_id: str, size: int, fmt: str, wait: float = 0.0) -> ThumbnailFile:
-        """The stored thumbnail, or another size or format of it, rendered from the original on first request
-        and kept. NotReady while processing, NoThumbnail when it failed, NotFound for no image."""
+    def thumbnail(self, image_id: str, size: int, ext: str, wait: float = 0.0) -> ThumbnailFile:
+        """The stored thumbnail, or another size or format of it (rendered by a worker on first request and
+        kept). NotReady while processing or rendering, NoThumbnail when that failed, NotFound for no image."""
+        started = time.monotonic()
         image = self.get(image_id, wait)
         if not image.settled:
             raise NotReady(image.status)
         if image.thumbnail is None:
             raise NoThumbnail(f"processing failed ({image.error})")
-        ext = VARIANT_EXTENSIONS[fmt]
-        if fmt == "JPEG" and size == self.settings.thumbnail_size and "key" in image.thumbnail:
+        if ext == "jpg" and size == self.settings.thumbnail_size and "key" in image.thumbnail:
             return ThumbnailFile(image.thumbnail["key"], image.thumbnail["etag"], image.thumbnail["bytes"])
         key = keys.thumbnail(image_id, size, ext)
-        try:
-            info = self.storage.blobs.stat(key)
-        except BlobMissing:
-            self._render_variant(image_id, size, fmt)
-            info = self.storage.blobs.stat(key)
+        deadline = started + wait
+        while (info := self._stat(key)) is None:
+            self._request_render(image_id, key, size, ext)
+            if time.monotonic() >= deadline:
+                raise NotReady("rendering")
+            time.sleep(min(RENDER_POLL, max(0.0, deadline - time.monotonic())))
         return ThumbnailFile(key, info.etag, info.size)
+
+    def _stat(self, key: str) -> BlobInfo | None:
+        try:
+            return self.storage.blobs.stat(key)
+        except BlobMissing:
+            return None
+
+    def _request_render(self, image_id: str, key: str, size: int, ext: str) -> None:
+        """Queue the render unless it is queued already (many first requests, one render), or say why it failed.
+        A request older than a task's time limit is taken for lost and sent again."""
+        lost_before = utcnow() - timedelta(seconds=self.settings.task_time_limit + LEASE_MARGIN)
+        state, error = self.storage.catalog.request_render(image_id, key, lost_before)
+        if state == "failed":
+            raise NoThumbnail(error)
+        if state == "send":
+            try:
+                enqueue_render(self.celery, image_id, size, ext)
+            except Exception:  # noqa: BLE001 - the request stays recorded: a later one sends it again
+                log.exception("could not queue the render of %s", key)
 
     def open_thumbnail(self, found: ThumbnailFile) -> IO[bytes]:
         """The thumbnail's bytes; NotFound when the image was deleted since it was found."""
@@ -186,18 +207,3 @@ class Service:
         if self.settings.s3_presign <= 0:
             return None
         return self.storage.blobs.url(found.key, self.settings.s3_presign)
-
-    def _render_variant(self, image_id: str, size: int, fmt: str) -> None:
-        """The image was processed before any variant is asked for, so this decodes a file known to decode."""
-        try:
-            with self.storage.blobs.open(keys.original(image_id)) as original:
-                data = original.read()
-        except BlobMissing:
-            raise NotFound(image_id) from None
-        try:
-            thumb = render_variant(data, self.settings.imaging_options(), size, fmt)
-        except ProcessingFailed as exc:
-            raise NoThumbnail(str(exc)) from None
-        self.storage.put_thumbnail(image_id, size, VARIANT_EXTENSIONS[fmt], thumb.data)
-        if self.storage.forget_if_unrecorded(image_id):
-            raise NotFound(image_id)

@@ -18,6 +18,7 @@ from apercu import __version__
 from apercu.api import uploads
 from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.openapi import ENDPOINTS, document
+from apercu.imaging.thumbnail import OUTPUTS
 from apercu.service import Image, Service
 from apercu.storage.catalog import WORKER_TIMEOUT
 
@@ -27,8 +28,6 @@ ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 MAX_WAIT_SECONDS = 30.0
 DEFAULT_PAGE, MAX_PAGE = 20, 100
 THUMBNAIL_MAX_AGE = 86400
-THUMBNAIL_FORMATS = {"jpg": "JPEG", "webp": "WEBP"}
-MIME = {"JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
 def _apercu() -> Service:
@@ -157,11 +156,11 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 @bp.get("/thumbnails/<image_id>.jpg", defaults={"ext": "jpg"})
 @bp.get("/thumbnails/<image_id>.webp", defaults={"ext": "webp"})
 def thumbnail(image_id: str, ext: str) -> ResponseReturnValue:
-    """The stored JPEG, or another size (?size=N) or format (.webp), rendered on first request and kept."""
-    fmt = THUMBNAIL_FORMATS[ext]
+    """The stored JPEG, or another size (?size=N) or format (.webp): rendered by a worker on first request and
+    kept; meanwhile 409 with Retry-After, or the answer once it is there with ?wait=N."""
     size = _thumbnail_size()
     service = _apercu()
-    found = service.thumbnail(_checked_id(image_id), size, fmt, _wait_seconds())
+    found = service.thumbnail(_checked_id(image_id), size, ext, _wait_seconds())
     max_age = THUMBNAIL_MAX_AGE
     response: BaseResponse
     if found.etag in request.if_none_match:
@@ -171,7 +170,7 @@ def thumbnail(image_id: str, ext: str) -> ResponseReturnValue:
         max_age = service.settings.s3_presign // 2  # a cached redirect must not outlive the URL it points to
     else:
         body = service.open_thumbnail(found)
-        response = Response(wrap_file(request.environ, body), mimetype=MIME[fmt], direct_passthrough=True)
+        response = Response(wrap_file(request.environ, body), mimetype=OUTPUTS[ext][1], direct_passthrough=True)
         response.content_length = found.size
     response.set_etag(found.etag)
     response.cache_control.public = True

@@ -23,6 +23,8 @@ TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+# The thumbnail formats a client may ask for, by file extension: Pillow's name and the media type.
+OUTPUTS = {"jpg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 PROGRESSIVE_ABOVE = 200
 WHITE = (255, 255, 255)
 

@@ -21,9 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from apercu.storage import migrations
 from apercu.storage.change_feed import ChangeFeed, announce_settled, open_feed
 from apercu.storage.sqlite_lock import writer_lock
 
@@ -65,6 +68,17 @@ idempotency_keys = sa.Table(
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("image_id", sa.String(32), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# Thumbnail variants a client asked for and a worker has not stored yet (a row per first request, gone once the
+# render is stored), or could not render (the row keeps the reason): so that many first requests make one render.
+renders = sa.Table(
+    "apercu_renders",
+    metadata_obj,
+    sa.Column("image_id", sa.String(32), primary_key=True),
+    sa.Column("variant", sa.String(128), primary_key=True),  # the thumbnail's blob key
+    sa.Column("requested_at", sa.DateTime, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
 )
 
 # A worker that has not beaten for this long is dead: its leases are taken over, readiness fails without one.
@@ -195,6 +209,39 @@ INSERT = images.insert()
 
 
 SCHEMA_ATTEMPTS = 5
+SCHEMA_LOCK = 0x61706572  # PostgreSQL advisory lock class of the schema's creation and upgrades ("aper")
+
+
+class SchemaError(RuntimeError):
+    """The catalog's schema is not one this version of apercu runs on, and starting up does not change that."""
+
+
+class SchemaBehind(SchemaError):
+    """An older schema that this process does not migrate by itself (PostgreSQL: `apercu db upgrade` does)."""
+
+    def __init__(self, current: str, expected: str) -> None:
+        super().__init__(
+            f"the catalog's schema is at revision {current}, this version of apercu expects revision {expected}: "
+            "run `apercu db upgrade` (with this deployment's APERCU_DATABASE_URL) to migrate it, then start again"
+        )
+        self.current = current
+        self.expected = expected
+
+
+class SchemaUnknown(SchemaError):
+    """A revision this code does not know (a newer apercu migrated the catalog), or unversioned tables that match
+    no revision."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    revision: str | None  # None: no catalog tables (an empty database)
+    versioned: bool  # the revision is recorded (False: empty, or tables from before the schema was versioned)
+    head: str  # the revision this code runs on
+
+    @property
+    def at_head(self) -> bool:
+        return self.versioned and self.revision == self.head
 
 
 class Catalog:
@@ -214,36 +261,52 @@ class Catalog:
         return cls(create_engine(url, durable))
 
     def create_schema(self) -> None:
-        """Create the tables if missing; another process creating them at the same moment is not an error.
+        """At start-up: bring the schema to this code's revision (`migrations.head()`), or refuse to start.
 
-        On SQLite the processes take turns (the writer lock). Elsewhere a table another process created between
-        the check and the CREATE fails the CREATE: going again skips what exists, and creates what that process
-        has not created yet (a check that all tables exist right after the error could come too early)."""
+        An empty database is created at head. One from before the schema was versioned is stamped at the revision
+        its columns match. A schema behind head is upgraded on SQLite (the embedded catalog, one machine, whose
+        processes are all this code); on PostgreSQL, shared by web and worker machines that may not all run this
+        version yet, the process refuses to start (SchemaBehind) until `apercu db upgrade` migrates it. A revision
+        this code does not know is SchemaUnknown. Processes starting together take turns (`_schema_transaction`)."""
+        self.migrate(upgrade=self.engine.dialect.name == "sqlite")
+
+    def migrate(self, upgrade: bool = True) -> tuple[str | None, str]:
+        """Create or (with `upgrade`) upgrade the schema to head; (revision before, revision now), None before
+        for an empty database. SchemaBehind without `upgrade` when the schema is older.
+
+        Each attempt is one transaction, DDL included (SQLite's too), so an interrupted upgrade leaves the schema
+        as it was. A process that is not this code (an older apercu creating its tables) can still race with it:
+        going again then sees what that process did."""
         for attempt in range(SCHEMA_ATTEMPTS):
             try:
-                with writer_lock(self._database):
-                    metadata_obj.create_all(self.engine)
-                break
+                with self._schema_transaction() as conn:
+                    return _to_head(conn, upgrade)
             except sa.exc.DatabaseError:
                 if attempt == SCHEMA_ATTEMPTS - 1:
                     raise
                 time.sleep(0.1 * (attempt + 1))
-        self._add_missing_columns()
+        raise AssertionError("unreachable")
 
-    def _add_missing_columns(self) -> None:
-        """Columns added to an existing table since it was created (create_all only creates whole tables)."""
-        present = {c["name"] for c in sa.inspect(self.engine).get_columns(images.name)}
-        for column in images.columns:
-            if column.name in present:
-                continue
-            ddl = f"ALTER TABLE {images.name} ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"
-            try:
-                with self._begin() as conn:
-                    conn.execute(sa.text(ddl))
-            except sa.exc.DatabaseError:  # another process added it first
-                present = {c["name"] for c in sa.inspect(self.engine).get_columns(images.name)}
-                if column.name not in present:
-                    raise
+    def schema_state(self) -> SchemaState:
+        """Where the schema stands, changing nothing (SchemaUnknown if it is not at a known revision)."""
+        with self.engine.connect() as conn:
+            return _schema_state(conn)
+
+    @contextlib.contextmanager
+    def _schema_transaction(self) -> Iterator[sa.Connection]:
+        """One transaction, taken by one process at a time: on SQLite, behind the writer lock and begun
+        IMMEDIATE (pysqlite would otherwise run DDL outside any transaction); on PostgreSQL, under a transaction
+        advisory lock of the schema (search_path) the catalog lives in, so that processes starting together on an
+        empty database do not all create the tables, and none runs on a schema being upgraded."""
+        with writer_lock(self._database), self.engine.connect() as conn, conn.begin():
+            if self.engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif self.engine.dialect.name == "postgresql":
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:lock, hashtext(coalesce(current_schema(), '')))"),
+                    {"lock": SCHEMA_LOCK},
+                )
+            yield conn
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -362,9 +425,37 @@ class Catalog:
     def delete(self, image_id: str) -> bool:
         with self._begin() as conn:
             deleted = conn.execute(images.delete().where(images.c.id == image_id)).rowcount
+            conn.execute(renders.delete().where(renders.c.image_id == image_id))
             if deleted:
                 announce_settled(conn, image_id)
             return bool(deleted)
+
+    def request_render(self, image_id: str, variant: str, lost_before: datetime) -> tuple[str, str | None]:
+        """("send", None) when the caller is to queue the render: the first request, or the last one was made
+        before `lost_before` and is taken for lost; ("pending", None) while one is queued; ("failed", reason)."""
+        now = utcnow()
+        this = (renders.c.image_id == image_id) & (renders.c.variant == variant)
+        try:
+            with self._begin() as conn:
+                row = conn.execute(sa.select(renders.c.error).where(this)).first()
+                if row is None:
+                    conn.execute(renders.insert().values(image_id=image_id, variant=variant, requested_at=now))
+                    return "send", None
+                if row.error is not None:
+                    return "failed", row.error
+                lost = renders.update().where(this, renders.c.requested_at < lost_before).values(requested_at=now)
+                return ("send" if conn.execute(lost).rowcount else "pending"), None
+        except sa.exc.IntegrityError:
+            return "pending", None  # a concurrent first request recorded it a moment before us
+
+    def render_done(self, image_id: str, variant: str) -> None:
+        with self._begin() as conn:
+            conn.execute(renders.delete().where(renders.c.image_id == image_id, renders.c.variant == variant))
+
+    def render_failed(self, image_id: str, variant: str, error: str) -> None:
+        this = (renders.c.image_id == image_id) & (renders.c.variant == variant)
+        with self._begin() as conn:
+            conn.execute(renders.update().where(this).values(error=error))
 
     def mark_unsent(self, image_id: str) -> None:
         """The task could not be published: date the sending back so that the next sweep sends it."""
@@ -483,3 +574,46 @@ class Catalog:
 def _key_dead(expired_before: datetime) -> sa.ColumnElement[bool]:
     image_exists = sa.select(images.c.id).where(images.c.id == idempotency_keys.c.image_id).exists()
     return sa.or_(idempotency_keys.c.created_at < expired_before, ~image_exists)
+
+
+def _schema_state(conn: sa.Connection) -> SchemaState:
+    head = migrations.head()
+    recorded = MigrationContext.configure(conn, opts={"version_table": migrations.VERSION_TABLE}).get_current_revision()
+    if recorded is not None and not migrations.known(recorded):
+        raise SchemaUnknown(
+            f"the catalog's schema is at revision {recorded}, which this version of apercu does not know (it expects "
+            f"revision {head}): a newer apercu migrated it; run that version, or restore a backup taken before"
+        )
+    inspector = sa.inspect(conn)
+    tables = set(inspector.get_table_names())
+    if not tables & set(metadata_obj.tables):  # empty, or its tables were dropped (a version left behind is stale)
+        return SchemaState(None, False, head)
+    if recorded is not None:
+        return SchemaState(recorded, True, head)
+    unversioned = tables & migrations.UNVERSIONED_TABLES
+    columns = {t: frozenset(c["name"] for c in inspector.get_columns(t)) for t in unversioned}
+    revision = migrations.unversioned_revision(columns)
+    if revision is None:
+        found = "; ".join(f"{t}: {', '.join(sorted(names))}" for t, names in sorted(columns.items()))
+        raise SchemaUnknown(
+            f"the catalog's tables were created before its schema was versioned, and match no revision ({found}); "
+            f"this version of apercu expects revision {head}: bring them to a revision's columns by hand"
+        )
+    return SchemaState(revision, False, head)
+
+
+def _to_head(conn: sa.Connection, upgrade: bool) -> tuple[str | None, str]:
+    """Inside the caller's transaction: see `Catalog.create_schema` and `Catalog.migrate`."""
+    state = _schema_state(conn)
+    if state.at_head:
+        return state.head, state.head
+    if state.revision is not None and state.revision != state.head and not upgrade:
+        raise SchemaBehind(state.revision, state.head)
+    alembic = migrations.config(conn)
+    if state.revision is None:
+        command.stamp(alembic, "base", purge=True)  # forget the revision of tables that were dropped, if any
+    elif not state.versioned:
+        command.stamp(alembic, state.revision)
+    if state.revision != state.head:
+        command.upgrade(alembic, "head")
+    return state.revision, state.head

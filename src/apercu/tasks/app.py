@@ -1,6 +1,8 @@
-"""The Celery app and the one processing task, the same on the embedded SQLite broker, Redis and RabbitMQ.
+"""The Celery app and its tasks, the same on the embedded SQLite broker, Redis and RabbitMQ: processing an image,
+and rendering another size or format of its thumbnail when a client first asks for one.
 
-The task is safe to deliver twice: the catalog lease (see `storage.catalog.Catalog.claim`) decides who works.
+The processing task is safe to deliver twice: the catalog lease (`storage.catalog.Catalog.claim`) decides who
+works; a render delivered twice renders twice, and the second write replaces the first with the same bytes.
 Whatever happens inside it, the image ends in a final state or free for recovery: see `tasks.processing`.
 The worker runs tasks in threads; the imaging itself runs in one child process per thread (`tasks.sandbox`),
 so the worker has no pool of forked children whose death could wedge it, and time limits are the sandbox's.
@@ -20,6 +22,7 @@ from apercu.storage.catalog import Claim
 from apercu.tasks.processing import Processor
 
 TASK_NAME = "apercu.process_image"
+RENDER_TASK = "apercu.render_thumbnail"
 # Storage or database hiccups: retried with backoff by the same task id, which still owns the lease.
 TRANSIENT_ERRORS = (OSError, sqlalchemy.exc.OperationalError)
 TRANSIENT_RETRIES = 5
@@ -52,6 +55,7 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
     )
     app.processor = Processor(settings, worker)
     app.task(name=TASK_NAME, bind=True, max_retries=None)(process_image)
+    app.task(name=RENDER_TASK, bind=True, max_retries=TRANSIENT_RETRIES)(render_thumbnail)
     return app
 
 
@@ -78,5 +82,25 @@ def process_image(task: Task, image_id: str) -> str:
     return outcome.value
 
 
+def render_thumbnail(task: Task, image_id: str, size: int, ext: str) -> str:
+    """The Celery task body: one thumbnail variant. Storage hiccups are retried; after the last retry the
+    request is left to be sent again by the next client asking for it once it counts as lost."""
+    processor: Processor = task.app.processor
+    try:
+        processor.render(image_id, size, ext)
+    except TRANSIENT_ERRORS as exc:
+        raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
+    except Exception:  # noqa: BLE001 - a bug of ours: the request fails, so clients stop waiting for it
+        reference = uuid.uuid4().hex[:12]
+        log.exception("image %s: unexpected error rendering %d.%s (reference %s)", image_id, size, ext, reference)
+        processor.render_failed_unexpectedly(image_id, size, ext, reference)
+        return "failed"
+    return "rendered"
+
+
 def enqueue(app: Celery, image_id: str) -> None:
     app.send_task(TASK_NAME, args=[image_id], queue=app.conf.task_default_queue)
+
+
+def enqueue_render(app: Celery, image_id: str, size: int, ext: str) -> None:
+    app.send_task(RENDER_TASK, args=[image_id, size, ext], queue=app.conf.task_default_queue)

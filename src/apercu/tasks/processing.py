@@ -17,7 +17,8 @@ from datetime import timedelta
 
 from apercu.config import Settings
 from apercu.imaging.analyse import Analysis, ProcessingFailed
-from apercu.storage import Storage, open_storage
+from apercu.imaging.thumbnail import OUTPUTS
+from apercu.storage import Storage, keys, open_storage
 from apercu.storage.blobs import BlobMissing
 from apercu.storage.catalog import Claim, utcnow
 from apercu.tasks.sandbox import ChildDied, Sandbox, TimeLimitExceeded
@@ -107,6 +108,30 @@ class Processor:
         }
         if not self.storage.catalog.finish(image_id, owner, result.metadata, thumb):
             self.storage.forget_if_unrecorded(image_id)
+
+    def render(self, image_id: str, size: int, ext: str) -> None:
+        """Another size or format of a processed image's thumbnail, asked for by a first request: stored under
+        its key, or the request's record says why it cannot be (the web answers that instead of waiting)."""
+        key, fmt = keys.thumbnail(image_id, size, ext), OUTPUTS[ext][0]
+        catalog = self.storage.catalog
+        try:
+            original = self.storage.open_original(image_id)
+        except BlobMissing:
+            catalog.render_done(image_id, key)  # deleted meanwhile: nothing to render, nobody to answer
+            return
+        try:
+            with original:
+                thumb = self.sandbox.render_variant(original, self.options, self.settings.task_time_limit, size, fmt)
+        except (ProcessingFailed, TimeLimitExceeded, ChildDied) as exc:
+            catalog.render_failed(image_id, key, str(exc))
+            return
+        self.storage.blobs.put(key, thumb.data)
+        catalog.render_done(image_id, key)
+        self.storage.forget_if_unrecorded(image_id)
+
+    def render_failed_unexpectedly(self, image_id: str, size: int, ext: str, reference: str) -> None:
+        message = f"internal error while rendering this thumbnail (reference {reference})"
+        self.storage.catalog.render_failed(image_id, keys.thumbnail(image_id, size, ext), message)
 
     def fail_unexpectedly(self, image_id: str, owner: str, reference: str) -> None:
         """A bug of ours: the image fails with a reference to the logged traceback instead of waiting forever."""

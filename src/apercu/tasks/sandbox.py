@@ -21,10 +21,12 @@ import os
 import resource
 import signal
 import traceback
+from collections.abc import Callable
 from multiprocessing import reduction
 from typing import IO, Any
 
-from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse
+from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse, render_variant
+from apercu.imaging.thumbnail import Thumbnail
 
 MIB = 1024 * 1024
 OUT_OF_MEMORY = 75  # the child's exit code when it ran out of memory
@@ -63,15 +65,19 @@ def _child_main(conn: multiprocessing.connection.Connection, memory_limit: int) 
         os._exit(OUT_OF_MEMORY)
 
 
+# What a child can be asked to do: imaging entry points taking (data, options, *arguments).
+OPERATIONS: dict[str, Callable[..., Any]] = {"analyse": analyse, "variant": render_variant}
+
+
 def _serve(conn: multiprocessing.connection.Connection) -> None:
     while True:
         try:
-            options = conn.recv()
+            operation, options, arguments = conn.recv()
             data = _read_all(reduction.recv_handle(conn))
         except (EOFError, OSError):
             return  # the worker stopped or died: nothing more to do
         try:
-            answer: tuple[str, Any] = ("ok", analyse(data, options))
+            answer: tuple[str, Any] = ("ok", OPERATIONS[operation](data, options, *arguments))
         except ProcessingFailed as exc:
             answer = ("failed", exc)
         except MemoryError:
@@ -112,9 +118,22 @@ class Sandbox:
 
     def analyse(self, original: IO[bytes], options: Options, time_limit: float) -> Analysis:
         """`imaging.analyse` of the open file `original`, in the child."""
+        result: Analysis = self._call("analyse", original, options, time_limit)
+        return result
+
+    def render_variant(
+        self, original: IO[bytes], options: Options, time_limit: float, size: int, fmt: str
+    ) -> Thumbnail:
+        """`imaging.render_variant` of the open file `original`, in the child."""
+        result: Thumbnail = self._call("variant", original, options, time_limit, size, fmt)
+        return result
+
+    def _call(
+        self, operation: str, original: IO[bytes], options: Options, time_limit: float, *arguments: Any
+    ) -> Any:
         conn = self._ensure_child()
         try:
-            conn.send(options)
+            conn.send((operation, options, arguments))
             reduction.send_handle(conn, original.fileno(), self._process.pid)
             if not conn.poll(time_limit):
                 self.close()
@@ -131,8 +150,7 @@ class Sandbox:
             raise payload
         if status == "bug":
             raise ImagingBug(payload)
-        result: Analysis = payload
-        return result
+        return payload
 
     def _ensure_child(self) -> multiprocessing.connection.Connection:
         if self._conn is None or not self._process.is_alive():
