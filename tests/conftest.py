@@ -87,6 +87,34 @@ def process(app: Any) -> Any:
     return run
 
 
+@pytest.fixture
+def render(app: Any) -> Any:
+    """Take the queued messages off the (embedded) broker and run the thumbnail renders among them for one image,
+    as a worker would; returns the (size, ext) rendered. Other messages are dropped (tests process directly)."""
+    from apercu.tasks.app import RENDER_TASK
+
+    service = app.extensions["apercu"]
+
+    def run(image_id: str) -> list[tuple[int, str]]:
+        rendered = []
+        with service.celery.connection_for_read() as conn:
+            queue = conn.SimpleQueue(service.settings.queue)
+            while True:
+                try:
+                    message = queue.get_nowait()
+                except queue.Empty:
+                    break
+                message.ack()
+                args = message.payload[0]
+                if message.headers.get("task") == RENDER_TASK and args[0] == image_id:
+                    service.celery.processor.render(*args)
+                    rendered.append((args[1], args[2]))
+            queue.close()
+        return rendered
+
+    return run
+
+
 @contextlib.contextmanager
 def _postgres_schema() -> Iterator[str]:
     """A fresh schema in the test database, dropped afterwards, as an APERCU_DATABASE_URL."""
@@ -135,3 +163,33 @@ def parse_json(response: Any) -> Any:
     """The body as JSON, asserting it is strict JSON (no NaN, no Infinity)."""
     text = response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
     return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real S3 server (SeaweedFS) for the whole session: a `seaweed.SeaweedFS` with `.endpoint_url`,
+    `.client()` (boto3), `.new_bucket()`, `.storage_url(bucket=None, prefix="")`, `.env()` and `.service_env()`.
+
+    While it runs, this process's environment holds its dummy AWS credentials (so `S3BlobStore.connect`, and
+    children started with os.environ, reach it) and none of a developer's own AWS profile or session."""
+    from seaweed import CREDENTIALS, UNSET, SeaweedFS, SeaweedUnavailable
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in UNSET:
+            patch.delenv(name, raising=False)
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        try:
+            server = SeaweedFS.start(tmp_path_factory.mktemp("seaweedfs"))
+        except SeaweedUnavailable as exc:
+            unavailable(f"SeaweedFS (S3) unavailable: {exc}", REQUIRE_SERVICES)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3_bucket(seaweedfs: Any) -> str:
+    """A new, empty bucket on the session's SeaweedFS, for this test alone."""
+    return str(seaweedfs.new_bucket())

@@ -58,16 +58,21 @@ class Service:
 
     def start(self, *roles: str) -> Service:
         """Start the roles and wait until they answer: ready (a worker beats) when one runs a worker, else alive."""
+        self.launch(*roles)
+        self._wait_ready("/healthz" if roles == ("web",) else "/readyz")
+        return self
+
+    def launch(self, *roles: str) -> Service:
+        """Start the roles, each in the data directory's parent as its working directory, without waiting."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             for role in roles:
                 self.processes.append(
                     subprocess.Popen(
-                        [sys.executable, *COMMANDS.get(role, ["-m", "apercu", role])],
+                        [sys.executable, *COMMANDS.get(role, ["-m", "apercu", role])], cwd=self.data_dir.parent,
                         env=self.env, stdout=log, stderr=log, start_new_session=True,
                     )
                 )
-        self._wait_ready("/healthz" if roles == ("web",) else "/readyz")
         return self
 
     def _wait_ready(self, probe: str) -> None:
@@ -135,8 +140,26 @@ class Service:
             if body["status"] in ("success", "failure") or time.monotonic() > deadline:
                 return body
 
-    def files_of(self, image_id: str) -> list[Path]:
-        return [p for p in self.data_dir.rglob(f"*{image_id}*")]
+    def stored(self) -> list[str]:
+        """The key of every stored original and thumbnail, in the data directory or in the S3 bucket."""
+        url = self.env.get("APERCU_STORAGE_URL", "")
+        if not url.startswith("s3://"):
+            folders = [self.data_dir / "originals", self.data_dir / "thumbnails"]
+            return [p.relative_to(self.data_dir).as_posix() for f in folders for p in f.rglob("*") if p.is_file()]
+        import boto3
+
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        client = boto3.client(
+            "s3", endpoint_url=self.env["APERCU_S3_ENDPOINT_URL"], aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"], region_name=self.env["AWS_DEFAULT_REGION"],
+        )
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [obj["Key"].removeprefix(prefix).lstrip("/") for page in pages for obj in page.get("Contents", [])]
+
+    def files_of(self, image_id: str) -> list[str]:
+        """What is stored for this image (its original and thumbnails), and any file named for it on disk."""
+        on_disk = [p.as_posix() for p in self.data_dir.rglob(f"*{image_id}*")]
+        return [key for key in self.stored() if image_id in key] + on_disk
 
 
 def descendants(root: int) -> list[tuple[int, int, str]]:

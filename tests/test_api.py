@@ -263,10 +263,14 @@ def test_every_format_through_the_api(client: Any, process: Any, name: str) -> N
 
 
 def test_thumbnail_sizes_and_webp_are_rendered_once_and_deleted_with_the_image(
-    client: Any, process: Any, app: Any
+    client: Any, process: Any, render: Any, app: Any
 ) -> None:
     image_id = parse_json(upload(client, images.jpeg((1600, 1200), orientation=6)))["id"]
     process(image_id)
+    for _ in range(3):  # a worker renders it; every request meanwhile is told to come back, one render queued
+        early = client.get(f"/thumbnails/{image_id}.jpg?size=512")
+        assert early.status_code == 409 and early.headers["Retry-After"] == "1" and error_code(early) == "not_ready"
+    assert render(image_id) == [(512, "jpg")]
     big = client.get(f"/thumbnails/{image_id}.jpg?size=512")
     assert big.status_code == 200 and big.mimetype == "image/jpeg"
     from PIL import Image
@@ -275,6 +279,9 @@ def test_thumbnail_sizes_and_webp_are_rendered_once_and_deleted_with_the_image(
     assert app.extensions["apercu"].storage.blobs.exists(keys.thumbnail(image_id, 512, "jpg"))
     again = client.get(f"/thumbnails/{image_id}.jpg?size=512", headers={"If-None-Match": big.headers["ETag"]})
     assert again.status_code == 304
+    client.get(f"/thumbnails/{image_id}.webp")
+    client.get(f"/thumbnails/{image_id}.webp?size=128")
+    assert sorted(render(image_id)) == [(128, "webp"), (256, "webp")]
     webp = client.get(f"/thumbnails/{image_id}.webp")
     assert webp.status_code == 200 and webp.mimetype == "image/webp"
     assert Image.open(io.BytesIO(webp.data)).format == "WEBP"
@@ -285,6 +292,47 @@ def test_thumbnail_sizes_and_webp_are_rendered_once_and_deleted_with_the_image(
     assert client.delete(f"/images/{image_id}").status_code == 204
     assert not list(app.extensions["apercu"].settings.data_dir.glob(f"thumbnails/**/{image_id}*"))
     assert client.get(f"/thumbnails/{image_id}.webp").status_code == 404
+
+
+def test_many_first_requests_for_a_variant_make_one_render(app: Any, client: Any, process: Any, render: Any) -> None:
+    image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
+    process(image_id)
+    answers: list[int] = []
+
+    def ask() -> None:
+        answers.append(app.test_client().get(f"/thumbnails/{image_id}.webp?size=512").status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [409] * 12
+    assert render(image_id) == [(512, "webp")]
+
+
+def test_a_request_that_waits_gets_the_variant_once_rendered(client: Any, process: Any, render: Any) -> None:
+    image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
+    process(image_id)
+    worker = threading.Timer(0.3, lambda: render(image_id))
+    worker.start()
+    waited = client.get(f"/thumbnails/{image_id}.jpg?size=128&wait=10")
+    worker.join()
+    assert waited.status_code == 200 and waited.mimetype == "image/jpeg"
+    assert waited.headers["Content-Length"] == str(len(waited.data)) and waited.headers["ETag"]
+
+
+def test_a_variant_that_cannot_be_rendered_says_why(app: Any, client: Any, process: Any, render: Any) -> None:
+    image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
+    process(image_id)
+    app.extensions["apercu"].storage.blobs.put(keys.original(image_id), images.jpeg()[:200])  # damaged since
+    assert client.get(f"/thumbnails/{image_id}.jpg?size=512").status_code == 409
+    assert render(image_id) == [(512, "jpg")]
+    failed = client.get(f"/thumbnails/{image_id}.jpg?size=512")
+    assert failed.status_code == 404 and error_code(failed) == "no_thumbnail"
+    assert "decode" in parse_json(failed)["error"]["message"] or "read" in parse_json(failed)["error"]["message"]
+    assert client.get(f"/thumbnails/{image_id}.jpg").status_code == 200  # the stored thumbnail is unaffected
+    assert render(image_id) == []  # nothing sent again
 
 
 def test_invalid_thumbnail_settings_fail_at_start(settings: Any) -> None:

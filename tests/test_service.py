@@ -1,7 +1,8 @@
 """Integration: real apercu processes, a real Celery worker, real brokers and databases.
 
-Each scenario runs twice: on the embedded default (`apercu serve`: SQLite catalog, SQLite broker) and split
-into `apercu web` + `apercu worker` on PostgreSQL + Redis. RabbitMQ gets the end-to-end smoke test.
+Each scenario runs on the embedded default (`apercu serve`: SQLite catalog, SQLite broker, files in the data
+directory), split into `apercu web` + `apercu worker` on PostgreSQL + Redis, and the same with the images in S3
+(a real SeaweedFS). RabbitMQ gets the end-to-end smoke test.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ from PIL import Image
 
 pytestmark = pytest.mark.integration
 
-BACKENDS = ["embedded", "postgres+redis"]
+BACKENDS = ["embedded", "postgres+redis", "postgres+redis+s3"]
 
 
 def start(backend: str, data_dir: Path, request: pytest.FixtureRequest) -> Service:
     if backend == "embedded":
         return Service(data_dir).start("serve")
     env = {"APERCU_DATABASE_URL": request.getfixturevalue("postgres_url")}
-    if backend == "postgres+redis":
+    if backend.startswith("postgres+redis"):
         env["APERCU_BROKER_URL"] = request.getfixturevalue("redis_url")
     else:
         env["APERCU_BROKER_URL"] = request.getfixturevalue("rabbitmq_url")
+    if backend.endswith("+s3"):
+        env.update(request.getfixturevalue("seaweedfs").service_env())
     return Service(data_dir, env).start("web", "worker")
 
 
@@ -69,6 +72,9 @@ def test_every_generated_format_end_to_end(service: Service, name: str) -> None:
     body = check_processed(service, image_id)
     assert body["status"] == "success", body["error"]
     assert body["metadata"]["format"] == images.EXPECTED_FORMAT[name]
+    variant = service.get(f"/thumbnails/{image_id}.webp?size=128&wait=20")  # rendered by a worker meanwhile
+    assert variant.status == 200 and variant.headers["Content-Type"] == "image/webp", variant.body
+    assert max(Image.open(io.BytesIO(variant.body)).size) <= 128
     assert service.request("DELETE", f"/delete/{image_id}").status == 204
     assert service.get(f"/images/{image_id}").status == 404
     assert service.files_of(image_id) == []
@@ -99,7 +105,7 @@ def test_whole_corpus_end_to_end(service: Service) -> None:
     assert check_processed(service, reply.json()["id"])["status"] == "success"
     for _, image_id in accepted:
         assert service.request("DELETE", f"/images/{image_id}").status == 204
-    leftovers = [p for p in (service.data_dir / "originals").rglob("*") if p.is_file()]
+    leftovers = [key for key in service.stored() if key.startswith("originals/")]
     assert len(leftovers) == 1  # only the after-corpus image
 
 

@@ -118,6 +118,7 @@ class LocalBlobStore:
             source.flush()
             os.fsync(source.fileno())
             os.link(os.fspath(name), staged)
+            os.utime(staged)  # written now, as far as the sweeps go: not when the upload began arriving
             return True
         except (OSError, ValueError, AttributeError):
             return False  # another file system (EXDEV), not a real file: copy instead
