@@ -13,6 +13,7 @@ from typing import Any
 import images
 import pytest
 from conftest import parse_json
+from PIL import Image
 
 from apercu.storage import keys
 
@@ -273,7 +274,6 @@ def test_thumbnail_sizes_and_webp_are_rendered_once_and_deleted_with_the_image(
     assert render(image_id) == [(512, "jpg")]
     big = client.get(f"/thumbnails/{image_id}.jpg?size=512")
     assert big.status_code == 200 and big.mimetype == "image/jpeg"
-    from PIL import Image
 
     assert Image.open(io.BytesIO(big.data)).size == (384, 512)
     assert app.extensions["apercu"].storage.blobs.exists(keys.thumbnail(image_id, 512, "jpg"))
@@ -292,6 +292,27 @@ def test_thumbnail_sizes_and_webp_are_rendered_once_and_deleted_with_the_image(
     assert client.delete(f"/images/{image_id}").status_code == 204
     assert not list(app.extensions["apercu"].settings.data_dir.glob(f"thumbnails/**/{image_id}*"))
     assert client.get(f"/thumbnails/{image_id}.webp").status_code == 404
+
+
+def test_an_image_processed_before_blob_keys_gets_its_thumbnail_rendered_again(
+    app: Any, client: Any, process: Any, render: Any
+) -> None:
+    """Rows written before thumbnails had keys do not say where their thumbnail is: it is rendered again."""
+    from apercu.storage.catalog import images as table
+
+    image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
+    process(image_id)
+    storage = app.extensions["apercu"].storage
+    storage.blobs.delete(keys.thumbnail(image_id, 256, "jpg"))  # it was elsewhere then
+    catalog = storage.catalog
+    row = catalog.get(image_id)
+    with catalog.engine.begin() as conn:
+        old = {k: v for k, v in row["thumbnail"].items() if k != "key"}
+        conn.execute(table.update().where(table.c.id == image_id).values(thumbnail=old))
+    assert client.get(f"/thumbnails/{image_id}.jpg").status_code == 409
+    assert render(image_id) == [(256, "jpg")]
+    again = client.get(f"/thumbnails/{image_id}.jpg")
+    assert again.status_code == 200 and max(Image.open(io.BytesIO(again.data)).size) == 256
 
 
 def test_many_first_requests_for_a_variant_make_one_render(app: Any, client: Any, process: Any, render: Any) -> None:

@@ -133,7 +133,7 @@ def test_orphan_files_and_rows_are_swept_past_the_grace(keeper: Housekeeping) ->
     old_stage, new_stage = storage.staging.incoming(), storage.staging.incoming()
     os.utime(old_stage.name, (time.time() - 3600, time.time() - 3600))
 
-    assert keeper.sweep_orphans() == 4
+    assert keeper.sweep_orphans() == 5  # the raced image's original and thumbnail, two rows' worth of debris
     assert processor.settings.data_dir.joinpath("tmp").exists()
     assert not Path(old_stage.name).exists() and Path(new_stage.name).exists()
     for gone in (raced, unrecorded, lost):
@@ -142,6 +142,19 @@ def test_orphan_files_and_rows_are_swept_past_the_grace(keeper: Housekeeping) ->
     for alive in (kept, young):
         assert storage.has_original(alive) and storage.catalog.get(alive) is not None
     assert keeper.sweep_orphans() == 0
+
+
+def test_thumbnails_in_the_layout_before_keys_are_swept(keeper: Housekeeping) -> None:
+    """Before blob keys, a thumbnail was thumbnails/<ab>/<id>.jpg: no key names it now (a request renders the
+    thumbnail again under thumbnails/<id>/), so the sweep removes it, the image's own files staying."""
+    processor = keeper.processor
+    image_id = stored(processor, uploaded_ago=3600)
+    legacy = processor.settings.data_dir / "thumbnails" / image_id[:2] / f"{image_id}.jpg"
+    legacy.parent.mkdir(parents=True, exist_ok=True)
+    legacy.write_bytes(b"jpeg")
+    os.utime(legacy, (time.time() - 7200, time.time() - 7200))
+    assert keeper.sweep_orphans() == 1
+    assert not legacy.exists() and processor.storage.has_original(image_id)
 
 
 def test_the_sweep_touches_nothing_when_the_storage_looks_unmounted(keeper: Housekeeping) -> None:

@@ -46,15 +46,11 @@ class Storage:
         for key in list(self.blobs.keys(keys.thumbnails_of(image_id))):
             self.blobs.delete(key)
 
-    def stored_ids(self, older_than: float) -> Iterator[str]:
-        """Ids with an original or a thumbnail last written more than `older_than` seconds ago (each once)."""
-        seen: set[str] = set()
+    def stored(self, older_than: float) -> Iterator[tuple[str, str]]:
+        """(image id, key) of every original and thumbnail last written more than `older_than` seconds ago."""
         for prefix in (keys.ORIGINALS, keys.THUMBNAILS):
             for key in self.blobs.keys(prefix, older_than):
-                image_id = keys.image_id_of(key)
-                if image_id not in seen:
-                    seen.add(image_id)
-                    yield image_id
+                yield keys.image_id_of(key), key
 
     def clean_staging(self, older_than: float) -> int:
         """What crashed uploads and interrupted writes left behind; returns how many things went."""

@@ -23,7 +23,7 @@ from typing import IO
 
 from apercu.storage.blobs import BlobInfo, BlobMissing
 
-KEY = re.compile(r"^[a-z]+/[0-9A-Za-z_-]{2,}(/[0-9A-Za-z_.-]+)*$")
+KEY = re.compile(r"^[a-z]+/[0-9A-Za-z_-][0-9A-Za-z_.-]+(/[0-9A-Za-z_.-]+)*$")
 
 
 class LocalBlobStore:

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from celery import Celery
 
@@ -32,6 +33,7 @@ from apercu.tasks.processing import Processor
 log = logging.getLogger(__name__)
 BEAT_INTERVAL = WORKER_TIMEOUT / 4
 PAGE = 500
+T = TypeVar("T")
 # More rows than this without their original, in one page, looks like storage that is not mounted: touch nothing.
 MAX_MISSING_ORIGINALS = 50
 
@@ -154,10 +156,12 @@ class Housekeeping:
         if storage.catalog.is_empty():
             log.warning("the catalog is empty: leaving the stored files alone (is it the right database?)")
             return 0
-        for batch in _batches(storage.stored_ids(grace), PAGE):
-            for orphan in set(batch) - storage.catalog.existing(batch):
-                storage.delete_files(orphan)
-                removed += 1
+        for batch in _batches(storage.stored(grace), PAGE):
+            recorded = storage.catalog.existing(sorted({image_id for image_id, _ in batch}))
+            for image_id, key in batch:
+                if image_id not in recorded:
+                    storage.blobs.delete(key)
+                    removed += 1
         return removed
 
     def _rows_without_originals(self, grace: float) -> int:
@@ -180,10 +184,10 @@ class Housekeeping:
         return removed
 
 
-def _batches(ids: Iterator[str], size: int) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for image_id in ids:
-        batch.append(image_id)
+def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
         if len(batch) == size:
             yield batch
             batch = []
