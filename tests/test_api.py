@@ -1,4 +1,5 @@
-"""API tests through the Flask test client, on a real SQLite catalog, blob directory and embedded broker.
+"""API tests through the Flask test client, on a real SQLite catalog and embedded broker, each on both blob
+stores: the data directory, and a bucket of a real S3 server (SeaweedFS).
 
 Processing runs in-process through the worker's own code (the `process` fixture) so each test controls when
 an image is processed; the real worker process is exercised in test_service.py.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import io
 import threading
+import uuid
+from pathlib import Path
 from typing import Any
 
 import images
@@ -15,9 +18,27 @@ import pytest
 from conftest import parse_json
 from PIL import Image
 
+from apercu.config import Settings
 from apercu.storage import keys
 
 ID_LIKE = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(params=["local", "s3"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Every API test on both blob stores: the data directory, and a bucket of a real S3 server (SeaweedFS)."""
+    settings = Settings(data_dir=tmp_path / "data", queue=f"test-{uuid.uuid4().hex[:8]}")
+    if request.param == "s3":
+        seaweedfs = request.getfixturevalue("seaweedfs")
+        return settings.with_overrides(storage_url=seaweedfs.storage_url(prefix="api"),
+                                       s3_endpoint_url=seaweedfs.endpoint_url)
+    return settings
+
+
+def stored_keys(app: Any, image_id: str) -> list[str]:
+    """What the blob store holds for this image."""
+    blobs = app.extensions["apercu"].storage.blobs
+    return [k for prefix in (keys.ORIGINALS, keys.THUMBNAILS) for k in blobs.keys(prefix) if image_id in k]
 
 
 def upload(client: Any, data: bytes, filename: str = "photo.jpg", **kwargs: Any) -> Any:
@@ -81,6 +102,7 @@ def test_upload_poll_thumbnail_delete(client: Any, process: Any, app: Any) -> No
     assert client.get(f"/images/{image_id}").status_code == 404
     assert client.get(f"/thumbnails/{image_id}.jpg").status_code == 404
     assert client.delete(f"/delete/{image_id}").status_code == 404
+    assert stored_keys(app, image_id) == []
     assert not list(app.extensions["apercu"].settings.data_dir.glob(f"**/{image_id}*"))
 
 
@@ -290,7 +312,7 @@ def test_thumbnail_sizes_and_webp_are_rendered_once_and_deleted_with_the_image(
     bad = client.get(f"/thumbnails/{image_id}.jpg?size=300")
     assert bad.status_code == 400 and error_code(bad) == "invalid_size"
     assert client.delete(f"/images/{image_id}").status_code == 204
-    assert not list(app.extensions["apercu"].settings.data_dir.glob(f"thumbnails/**/{image_id}*"))
+    assert stored_keys(app, image_id) == []
     assert client.get(f"/thumbnails/{image_id}.webp").status_code == 404
 
 
@@ -366,7 +388,7 @@ def test_invalid_thumbnail_settings_fail_at_start(settings: Any) -> None:
 
 
 def originals(app: Any) -> list[Any]:
-    return [p for p in (app.extensions["apercu"].settings.data_dir / "originals").rglob("*") if p.is_file()]
+    return list(app.extensions["apercu"].storage.blobs.keys(keys.ORIGINALS))
 
 
 def test_an_idempotency_key_makes_a_retried_upload_return_the_first_image(client: Any, app: Any) -> None:
@@ -445,3 +467,28 @@ def test_many_waiters_share_one_poller(client: Any, app: Any, process: Any) -> N
     assert {parse_json(r)["status"] for r in results.values()} == {"success"}
     print(f"{len(calls)} polls for 20 waiters")
     assert sum(calls) / len(calls) >= 5  # each poll asked about many waiters at once
+
+
+def test_thumbnails_from_s3_can_be_redirects_to_presigned_urls(tmp_path: Path, seaweedfs: Any) -> None:
+    """With APERCU_S3_PRESIGN the thumbnail is a 302 to S3 (cached for less than the URL lives), whose bytes
+    are the same as streamed; a 304 still needs no trip to S3."""
+    import urllib.request
+
+    from apercu.api import create_app
+
+    base = Settings(data_dir=tmp_path / "data", queue=f"test-{uuid.uuid4().hex[:8]}",
+                    storage_url=seaweedfs.storage_url(), s3_endpoint_url=seaweedfs.endpoint_url)
+    streaming = create_app(base)
+    presigning = create_app(base.with_overrides(s3_presign=600))
+    image_id = parse_json(upload(streaming.test_client(), images.jpeg((800, 600))))["id"]
+    streaming.extensions["apercu"].celery.processor.process(image_id, owner="test")
+
+    streamed = streaming.test_client().get(f"/thumbnails/{image_id}.jpg")
+    redirected = presigning.test_client().get(f"/thumbnails/{image_id}.jpg")
+    assert redirected.status_code == 302 and redirected.headers["ETag"] == streamed.headers["ETag"]
+    assert "max-age=300" in redirected.headers["Cache-Control"]
+    with urllib.request.urlopen(redirected.headers["Location"], timeout=10) as fetched:
+        assert fetched.read() == streamed.data
+    not_modified = presigning.test_client().get(f"/thumbnails/{image_id}.jpg",
+                                                headers={"If-None-Match": streamed.headers["ETag"]})
+    assert not_modified.status_code == 304
