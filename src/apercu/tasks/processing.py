@@ -116,8 +116,8 @@ class Processor:
         catalog = self.storage.catalog
         try:
             original = self.storage.open_original(image_id)
-        except BlobMissing:
-            catalog.render_done(image_id, key)  # deleted meanwhile: nothing to render, nobody to answer
+        except BlobMissing:  # (a delete meanwhile took the request's row with the image: this changes nothing)
+            catalog.render_failed(image_id, key, "the original file is missing from storage")
             return
         try:
             with original:
