@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from apercu.imaging.analyse import Options
 
 MIB = 1024 * 1024
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ class Settings:
     idempotency_ttl: int = 86400  # how long an Idempotency-Key keeps answering with its first image
     restart_backoff_max: int = 30  # `serve`: longest wait before restarting a half that keeps dying
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line
+    api_keys: str = ""  # comma-separated; empty (and no api_keys_file): no key needed
+    api_keys_file: str = ""  # one key per line
+    public_thumbnails: bool = False  # thumbnails readable without a key when keys are set
+    gps: str = "keep"  # or "drop": no GPS in stored or returned metadata
+    max_pending: int = 0  # more images than this waiting: uploads get 503 + Retry-After (0: no limit)
+    min_free_mb: int = 512  # less free space than this on the data disk: uploads get 507
+    cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser (off when empty)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -134,6 +143,10 @@ class Settings:
 
 def _convert(name: str, raw: str, cls: type[Settings]) -> Any:
     default = cls.__dataclass_fields__[name].default
+    if isinstance(default, bool):
+        if raw.strip().lower() not in BOOLEANS:
+            raise ValueError(f"APERCU_{name.upper()}={raw!r} is not one of {', '.join(BOOLEANS)}")
+        return BOOLEANS[raw.strip().lower()]
     try:
         if isinstance(default, int):
             return int(raw)
