@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
-from apercu.imaging import embedded, limits, metadata, thumbnail
+from apercu.imaging import embedded, fingerprints, limits, metadata, thumbnail
 from apercu.imaging import exif as exif_json
 from apercu.imaging.formats import FORMATS, HEAD_BYTES, claimed_by, format_of, prepare_plugins, tiff_directory
 
@@ -33,11 +33,17 @@ from apercu.imaging.formats import FORMATS, HEAD_BYTES, claimed_by, format_of, p
 class ProcessingFailed(Exception):
     """The image could not be processed; the message is meant for the person who uploaded it.
 
-    `metadata` holds what could be read before the failure (empty when the file could not even be opened)."""
+    `metadata` holds what could be read before the failure (empty when the file could not even be opened).
+    `reason` classes it for the failure metrics, from where it failed rather than from the message's wording:
+    DECODE (the file could not be read) or LIMITS (it needs more pixels or memory than a deployment allows)."""
 
-    def __init__(self, message: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, metadata: dict[str, Any] | None = None, reason: str = "decode") -> None:
         super().__init__(message)
         self.metadata = metadata or {}
+        self.reason = reason  # (attributes, unlike extra arguments, survive the pickling out of the sandbox)
+
+
+DECODE, LIMITS = "decode", "limits"
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,12 @@ def _contained(data: bytes, work: Callable[[_Attempt], T]) -> T:
         except MemoryError:
             pass  # reported below, outside the handler: its traceback holds the frames that allocated
         except Exception as exc:  # noqa: BLE001 - the boundary: anything a file makes a reader raise
-            raise ProcessingFailed(attempt.failure_message(exc), attempt.failure_metadata()) from exc
-        raise ProcessingFailed(MEMORY_MESSAGE, attempt.failure_metadata())
+            raise ProcessingFailed(attempt.failure_message(exc), attempt.failure_metadata(), _reason(exc)) from exc
+        raise ProcessingFailed(MEMORY_MESSAGE, attempt.failure_metadata(), LIMITS)
+
+
+def _reason(exc: Exception) -> str:
+    return LIMITS if isinstance(exc, (limits.TooManyPixels, Image.DecompressionBombError)) else DECODE
 
 
 @contextlib.contextmanager
@@ -200,12 +210,14 @@ def _analyse(attempt: _Attempt, options: Options) -> Analysis:
         facts, orientation = _header_facts(img, data, attempt.warnings)
         attempt.facts, attempt.stage = facts, "decode image"
         limits.check_before_decoding(img, len(data), options.max_pixels)
-        thumb = thumbnail.render(
-            img, data, size=options.thumbnail_size, quality=options.thumbnail_quality,
-            orientation=orientation, background=options.background,
+        frame, engine = thumbnail.reduce(
+            img, data, size=options.thumbnail_size, orientation=orientation, background=options.background
         )
+    attempt.stage = "render thumbnail"
+    jpeg = thumbnail.encode(frame, "JPEG", options.thumbnail_quality)
+    facts["phash"], facts["blurhash"] = fingerprints.phash(frame), fingerprints.blurhash(frame)
     facts["sha256"] = attempt.digest.result()
-    return Analysis(attempt.reported(facts), thumb)
+    return Analysis(attempt.reported(facts), thumbnail.Thumbnail(jpeg, frame.width, frame.height, engine))
 
 
 def _render_variant(attempt: _Attempt, options: Options, size: int, fmt: str) -> thumbnail.Thumbnail:

@@ -50,6 +50,15 @@ def render(
     """Fit the image in size x size (never upscaled), upright, flattened on the background, as JPEG or WebP.
 
     Raises what the last engine raised when none can decode the image."""
+    frame, engine = reduce(img, data, size=size, orientation=orientation, background=background)
+    return Thumbnail(encode(frame, fmt, quality), frame.width, frame.height, engine)
+
+
+def reduce(
+    img: Image.Image, data: bytes, *, size: int, orientation: int | None, background: tuple[int, int, int] = WHITE
+) -> tuple[Image.Image, str]:
+    """The thumbnail's pixels before encoding (upright, flattened, sRGB), and the engine's name: what the
+    perceptual hashes are computed from, so that the original is decoded once."""
     candidates = engines.engines_for(img)
     for engine in candidates:
         try:
@@ -60,8 +69,7 @@ def render(
                 raise
     if not upright and orientation in TRANSPOSE:
         frame = frame.transpose(TRANSPOSE[orientation])
-    frame = flatten(frame, background)
-    return Thumbnail(encode(frame, fmt, quality), frame.width, frame.height, engine.name)
+    return flatten(frame, background), engine.name
 
 
 def encode(frame: Image.Image, fmt: str, quality: int) -> bytes:
