@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/apercu serve
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the web page's browser tests (tests/test_page.py; Playwright drives it, as its own browser
+# download cannot be fetched here). Without it those tests skip, or fail where APERCU_REQUIRE_SERVICES=1 (CI).
+.PHONY: browser
+browser:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "chromium could not be installed: tests/test_page.py will skip (or fail in CI)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -196,3 +196,22 @@ def imaging_processes(root: int) -> list[int]:
 def role_process(root: int, role: str) -> int:
     """The main process of `apercu <role>` under `root` (an `apercu serve`)."""
     return next(pid for pid, _, cmdline in descendants(root) if cmdline.strip().endswith(f"-m apercu {role}"))
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One response: status, headers (lower-case names), body (by Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError(f"closed before a response: {data!r}")
+        data += more
+    raw_head, body = data.split(b"\r\n\r\n", 1)
+    status_line, *lines = raw_head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
+    while len(body) < int(headers.get("content-length", 0)):
+        more = sock.recv(65536)
+        if not more:
+            break
+        body += more
+    return int(status_line.split()[1]), headers, body

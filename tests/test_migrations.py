@@ -24,6 +24,7 @@ from apercu.storage.catalog import (
     SchemaBehind,
     SchemaState,
     SchemaUnknown,
+    Unique,
     create_engine,
     metadata_obj,
 )
@@ -137,8 +138,8 @@ def assert_old_image_kept_and_new_schema_usable(catalog: Catalog) -> None:
     assert (catalog.get(OLD_ID) or {})["lease_worker"] == "worker-1"
     catalog.forget_worker("worker-1")
     assert catalog.claim(OLD_ID, "other-task", 60, 3).outcome is Claim.CLAIMED  # its worker is gone: free at once
-    new, created = catalog.add_with_key("fedcba9876543210fedcba9876543210", "new.png", "key-1", datetime(2000, 1, 1))
-    assert created and (catalog.image_for_key("key-1", datetime(2000, 1, 1)) or {}).get("id") == new["id"]
+    new, holder = catalog.add_unique("fedcba9876543210fedcba9876543210", "new.png", Unique("key-1", datetime(2000, 1, 1)))
+    assert holder is None and (catalog.image_for_key("key-1", datetime(2000, 1, 1)) or {}).get("id") == new["id"]
 
 
 def test_sqlite_catalog_from_before_migrations_is_upgraded_at_start(tmp_path: Path) -> None:
@@ -256,9 +257,9 @@ def test_the_last_unversioned_catalog_is_recognised_and_upgraded(url: str) -> No
     """The last schema before migrations (what every start's create_all made) is recognised as its revision and
     upgraded from there, as `apercu db upgrade` does, its rows kept."""
     engine = create_engine(url)
-    before = [metadata_obj.tables[name] for name in migrations.UNVERSIONED[migrations.WORKERS]]
-    metadata_obj.create_all(engine, tables=before)
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # that schema, as the migrations build it, without their record
+        command.upgrade(migrations.config(conn), migrations.WORKERS)
+        conn.execute(sa.text(f"DROP TABLE {migrations.VERSION_TABLE}"))
         conn.exec_driver_sql(OLD_ROW)
     catalog = Catalog.from_url(url)
     assert catalog.schema_state() == SchemaState(migrations.WORKERS, versioned=False, head=HEAD)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import images
 import pytest
-from live import Service
+from live import Service, read_response
 
 pytestmark = pytest.mark.integration
 
@@ -57,23 +57,6 @@ def connect(svc: Service) -> socket.socket:
     return socket.create_connection(("127.0.0.1", svc.port), timeout=10)
 
 
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One response: status, headers (lower-case names), body (by Content-Length)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        more = sock.recv(65536)
-        if not more:
-            raise ConnectionError(f"closed before a response: {data!r}")
-        data += more
-    raw_head, body = data.split(b"\r\n\r\n", 1)
-    status_line, *lines = raw_head.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
-    while len(body) < int(headers.get("content-length", 0)):
-        more = sock.recv(65536)
-        if not more:
-            break
-        body += more
-    return int(status_line.split()[1]), headers, body
 
 
 def error_of(response: tuple[int, dict[str, str], bytes]) -> tuple[int, str]:

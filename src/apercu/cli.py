@@ -1,4 +1,4 @@
-"""`apercu serve | web | worker | inspect | db`.
+"""`apercu serve | web | worker | inspect | upload | db`.
 
 `serve` is the one-command deployment: a small supervisor (`apercu.supervisor`) that runs the web server and a
 Celery worker as two child processes sharing one data directory and the embedded broker, restarts either when
@@ -10,12 +10,11 @@ refuse to start on when it is older than they are (`db current` tells).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 
-from apercu import __version__
+from apercu import __version__, upload_client
 from apercu.config import Settings
 
 
@@ -28,12 +27,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _observed(args: argparse.Namespace, role: str) -> Settings:
+    """A web's or worker's settings, with logging configured and the process's metrics directory set up: first,
+    before anything imports prometheus_client (see apercu.metrics_dir)."""
+    from apercu import logs, metrics_dir
+
+    settings = _settings(args)
+    logs.configure(settings)
+    metrics_dir.prepare(settings.data_dir, role)
+    return settings
+
+
 def cmd_web(args: argparse.Namespace) -> int:
+    settings = _observed(args, "web")
     from apercu.api.server import serve
     from apercu.storage.catalog import SchemaError
 
     try:
-        serve(_settings(args))
+        serve(settings)
     except SchemaError as exc:  # a schema this version does not run on: say so, without a traceback
         print(f"apercu web: {exc}", file=sys.stderr)
         return 1
@@ -41,11 +52,10 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _observed(args, "worker")
     from apercu.storage.catalog import SchemaError
     from apercu.tasks.worker import run_worker
 
-    settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run_worker(settings)
     except SchemaError as exc:
@@ -66,7 +76,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from apercu.inspect import inspect_paths
 
-    return inspect_paths([Path(p) for p in args.paths], Settings.from_env(), as_json=args.json)
+    paths = [Path(p) for p in args.paths]
+    return inspect_paths(paths, Settings.from_env(), as_json=args.json, progress=not args.no_progress)
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    return upload_client.run_from_args(args)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -125,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(handler=cmd_inspect)
     inspect.add_argument("paths", nargs="+", help="files or directories (searched recursively)")
     inspect.add_argument("--json", action="store_true", help="JSON Lines output")
+    inspect.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    upload = commands.add_parser("upload", help="send files or folders to a running apercu and wait for the results")
+    upload.set_defaults(handler=cmd_upload)
+    upload_client.add_arguments(upload)
     db = commands.add_parser("db", help="the catalog's schema (APERCU_DATABASE_URL, or the data directory's SQLite)")
     actions = db.add_subparsers(dest="action", required=True)
     for action, help_text in (

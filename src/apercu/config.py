@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from apercu.imaging.analyse import Options
 
 MIB = 1024 * 1024
+CHOICES = {"gps": ("keep", "drop"), "dedup": ("off", "reuse"), "log_format": ("text", "json")}
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -57,6 +58,7 @@ class Settings:
     restart_backoff_max: int = 30  # `serve`: longest wait before restarting a half that keeps dying
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object per line
+    metrics_port: int = 0  # >0: a worker also serves its own metrics on this port (for a worker without the web)
     api_keys: str = ""  # comma-separated; empty (and no api_keys_file): no key needed
     api_keys_file: str = ""  # one key per line
     public_thumbnails: bool = False  # thumbnails readable without a key when keys are set
@@ -64,6 +66,7 @@ class Settings:
     max_pending: int = 0  # more images than this waiting: uploads get 503 + Retry-After (0: no limit)
     min_free_mb: int = 512  # less free space than this on the data disk: uploads get 507
     cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser (off when empty)
+    dedup: str = "off"  # or "reuse": an upload of bytes already stored answers 200 with the stored image
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -138,6 +141,12 @@ class Settings:
     def validate(self) -> Settings:
         """Raise ValueError now for settings that would otherwise fail on the first request."""
         self.sizes, self.background  # noqa: B018 - evaluated for their checks
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"APERCU_{name.upper()}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for name in ("max_pending", "min_free_mb"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"APERCU_{name.upper()}={getattr(self, name)} must not be negative")
         return self
 
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 from apercu.config import Settings
 from apercu.imaging.analyse import Options, ProcessingFailed, analyse
 from apercu.imaging.formats import sniff
@@ -55,20 +57,40 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def inspect_paths(paths: list[Path], settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> int:
+def inspect_paths(
+    paths: list[Path], settings: Settings, *, as_json: bool, out: TextIO = sys.stdout, progress: bool = True
+) -> int:
     missing = [p for p in paths if not p.exists()]
     if missing:
         print(f"apercu inspect: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
     options = settings.imaging_options()
-    files = list(iter_files(paths))
-    progress = len(files) > PROGRESS_ABOVE and sys.stderr.isatty()  # a bar for people, not for logs
-    for index, path in enumerate(files, 1):
-        result = inspect_file(path, options)
-        line = json.dumps(result, allow_nan=False, ensure_ascii=False) if as_json else summary(result)
-        print(line, file=out, flush=True)
-        if progress:
-            print(f"\r[{index}/{len(files)}] {path.name[:60]:<60}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+    files = list(iter_files(paths))  # all of them first: the bar's total
+    with progress_bar(len(files), progress and wants_bar(sys.stderr, len(files))) as bar:
+        for path in files:
+            result = inspect_file(path, options)
+            line = json.dumps(result, allow_nan=False, ensure_ascii=False) if as_json else summary(result)
+            emit(line, out, bar)
+            bar.update(1)
     return 0
+
+
+def wants_bar(stream: TextIO, count: int) -> bool:
+    """A bar for people at a terminal, and only when there is enough to wait for; never in logs or pipes,
+    which get exactly the lines and nothing else."""
+    return count > PROGRESS_ABOVE and stream.isatty()
+
+
+def progress_bar(total: int, enabled: bool) -> tqdm[Any]:
+    """Files done, rate and ETA, on stderr so that stdout (the results, perhaps JSON Lines) stays clean."""
+    return tqdm(total=total, unit="file", desc="inspect", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def emit(line: str, out: TextIO, bar: tqdm[Any]) -> None:
+    """Print one result, flushed (a reader downstream sees each file as it is done); with a bar showing, the bar
+    is lifted for the line and drawn again under it, so the two never mix on one terminal."""
+    if bar.disable or not out.isatty():
+        print(line, file=out, flush=True)
+        return
+    with bar.external_write_mode(file=out):
+        print(line, file=out, flush=True)

@@ -9,19 +9,22 @@ Webhooks, authentication and metrics each hang on one place here.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import IO, Any
 
 from celery import Celery
 
 from apercu.config import Settings
+from apercu.imaging.gps import without_location
+from apercu.logs import current_request_id
 from apercu.storage import Storage, keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
-from apercu.storage.catalog import IN_PROGRESS, utcnow
+from apercu.storage.catalog import IN_PROGRESS, Unique, utcnow
 from apercu.storage.watcher import Watcher
 from apercu.tasks import enqueue, enqueue_render
 from apercu.tasks.processing import LEASE_MARGIN
@@ -40,6 +43,10 @@ class NotReady(Exception):
     def __init__(self, status: str) -> None:
         super().__init__(f"the thumbnail is not ready yet (status: {status})")
         self.status = status
+
+
+class NoFingerprint(Exception):
+    """The image has no perceptual hash to compare others with; the message says why."""
 
 
 class NoThumbnail(Exception):
@@ -74,7 +81,8 @@ class Image:
 @dataclass(frozen=True)
 class Submitted:
     image: Image
-    created: bool  # False: an earlier upload with the same idempotency key, answered again
+    created: bool  # False: an earlier upload's image, answered again (same idempotency key, or same bytes)
+    duplicate: bool = False  # answered with a stored image of the same bytes (APERCU_DEDUP=reuse)
 
 
 @dataclass(frozen=True)
@@ -96,34 +104,44 @@ class Service:
     def replay(self, key: str) -> Submitted | None:
         """The image an earlier upload with this idempotency key created, while the key is kept; else None."""
         row = self.storage.catalog.image_for_key(key, self._keys_expire_before())
-        return None if row is None else Submitted(Image.of(row), created=False)
+        return None if row is None else Submitted(self._image_of(row), created=False)
 
     def _keys_expire_before(self) -> datetime:
         return utcnow() - timedelta(seconds=self.settings.idempotency_ttl)
 
     def submit(self, upload: IO[bytes], filename: str | None, key: str | None = None) -> Submitted:
         """Store an upload already checked to be an image, record it, queue it. With an idempotency key that a
-        concurrent upload recorded first, that upload's image is the answer and this copy is dropped."""
-        expired_before = self._keys_expire_before()
+        concurrent upload recorded first, that upload's image is the answer and this copy is dropped; with
+        deduplication, so is a stored image with the same bytes (looked up first, so that nothing is stored)."""
+        unique = Unique(key, self._keys_expire_before() if key else None, self._content_of(upload))
+        if unique.sha256 and (same := self.storage.catalog.image_with_content(unique.sha256)):
+            return Submitted(self._image_of(same), created=False, duplicate=True)
         image_id = uuid.uuid4().hex
         self.storage.put_original(image_id, upload)
         try:
-            if key is None:
-                row, created = self.storage.catalog.add(image_id, filename), True
+            if unique == Unique():
+                row, holder = self.storage.catalog.add(image_id, filename), None
             else:
-                row, created = self.storage.catalog.add_with_key(image_id, filename, key, expired_before)
+                row, holder = self.storage.catalog.add_unique(image_id, filename, unique)
         except Exception:
             self.storage.delete_files(image_id)
             raise
-        if created:
+        if holder is None:
             self._enqueue_or_leave_to_recovery(image_id)
         else:
             self.storage.delete_files(image_id)
-        return Submitted(Image.of(row), created)
+        return Submitted(self._image_of(row), created=holder is None, duplicate=holder == "content")
+
+    def _content_of(self, upload: IO[bytes]) -> str | None:
+        """The upload's SHA-256 when deduplication needs it (it costs the web ~2 ms of CPU per MB)."""
+        if self.settings.dedup != "reuse":
+            return None
+        upload.seek(0)
+        return hashlib.file_digest(upload, "sha256").hexdigest()  # type: ignore[arg-type]
 
     def _enqueue_or_leave_to_recovery(self, image_id: str) -> None:
         try:
-            enqueue(self.celery, image_id)
+            enqueue(self.celery, image_id, current_request_id())  # the worker's lines for it carry the id
         except Exception:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
             log.exception("could not enqueue %s; the next recovery sweep will send it", image_id)
             try:
@@ -143,11 +161,35 @@ class Service:
         row = self.storage.catalog.get(image_id)
         if row is None:
             raise NotFound(image_id)
-        return Image.of(row)
+        return self._image_of(row)
+
+    def _image_of(self, row: dict[str, Any]) -> Image:
+        """A catalog row as answered: without any location under APERCU_GPS=drop, whatever it was stored with
+        (the worker drops it before storing, but an image processed before the setting changed still has it)."""
+        image = Image.of(row)
+        if self.settings.gps == "drop" and image.metadata is not None:
+            image = replace(image, metadata=without_location(image.metadata))
+        return image
+
+    def with_sha256(self, sha256: str, limit: int) -> list[Image]:
+        """The images whose original has these bytes, newest first."""
+        return [self._image_of(row) for row in self.storage.catalog.with_sha256(sha256, limit)]
+
+    def similar(self, image_id: str, max_distance: int, limit: int) -> list[tuple[Image, int]]:
+        """Images that look like this one (perceptual hashes within `max_distance` bits), nearest first, itself
+        included at distance 0. NotReady while it is processed, NoFingerprint when it has no perceptual hash."""
+        image = self._image(image_id)
+        if not image.settled:
+            raise NotReady(image.status)
+        phash = (image.metadata or {}).get("phash")
+        if not isinstance(phash, str):
+            raise NoFingerprint("this image has no perceptual hash (its processing failed, or predates them)")
+        found = self.storage.catalog.similar(phash, max_distance, limit)
+        return [(self._image_of(row), distance) for row, distance in found]
 
     def page(self, limit: int, after: tuple[datetime, str] | None = None) -> list[Image]:
         """Newest first; `after` is the (uploaded_at, id) of the last image of the previous page."""
-        return [Image.of(row) for row in self.storage.catalog.page(limit, after)]
+        return [self._image_of(row) for row in self.storage.catalog.page(limit, after)]
 
     def delete(self, image_id: str) -> None:
         """The record first, then the files: a worker that finishes meanwhile sees the record gone and removes
@@ -191,7 +233,7 @@ class Service:
             raise NoThumbnail(error)
         if state == "send":
             try:
-                enqueue_render(self.celery, image_id, size, ext)
+                enqueue_render(self.celery, image_id, size, ext, current_request_id())
             except Exception:  # noqa: BLE001 - the request stays recorded: a later one sends it again
                 log.exception("could not queue the render of %s", key)
 

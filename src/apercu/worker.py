@@ -4,11 +4,19 @@
     celery -A apercu.worker inspect ping                # and every other Celery command: purge, events, ...
 
 `apercu worker` remains the simple way in; both run the same app, task and housekeeping (`tasks.worker`).
+Logging and the metrics directory are set up first, as `apercu worker` does, before anything imports
+prometheus_client (see `apercu.metrics_dir`).
 """
 
 from __future__ import annotations
 
+from apercu import logs, metrics_dir
 from apercu.config import Settings
-from apercu.tasks.worker import worker_app
 
-app = worker_app(Settings.from_env())
+settings = Settings.from_env()
+logs.configure(settings)
+metrics_dir.prepare(settings.data_dir, "worker")
+
+from apercu.tasks.worker import worker_app  # noqa: E402 - after the metrics directory (see above)
+
+app = worker_app(settings)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from apercu.api import errors, routes
+from apercu.api import access, docs, errors, metrics, observe, page, routes
 from apercu.api.uploads import MULTIPART_SLACK, UploadRequest
 from apercu.config import Settings
 from apercu.service import Service
@@ -28,12 +28,20 @@ class StrictJSONProvider(DefaultJSONProvider):
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = (settings or Settings.from_env()).validate()
-    app = Flask("apercu")
+    # The web page's assets (api/page.py) as the app's own static folder: its `static` endpoint is no API route.
+    app = Flask(
+        "apercu", static_folder=page.STATIC_FOLDER, static_url_path=page.STATIC_URL_PATH,
+        template_folder=page.TEMPLATE_FOLDER,
+    )
     app.json = StrictJSONProvider(app)
     app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_SLACK
     storage = open_storage(settings)
     app.extensions["apercu"] = Service(settings, storage, make_celery(settings), Watcher(storage.catalog))
     errors.register(app)
+    access.register(app)  # API keys, backpressure and CORS: before any route, and before any body is read
     app.register_blueprint(routes.bp)
+    app.register_blueprint(docs.bp)
+    app.register_blueprint(metrics.bp)
+    observe.install(app)  # request ids, one log line and the HTTP metrics for every request
     return app

@@ -19,6 +19,7 @@ from apercu import service
 
 CODES = {
     400: "bad_request",
+    401: "unauthorized",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
@@ -32,6 +33,7 @@ CODES = {
     500: "internal_error",
     501: "not_implemented",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -44,9 +46,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_body(status: int, message: str) -> bytes:
+def error_body(status: int, message: str, code: str | None = None) -> bytes:
     """The JSON body of an error, for the server's own answers, which have no Flask app context to jsonify in."""
-    return json.dumps({"error": {"code": CODES.get(status, "error"), "message": message}}).encode()
+    return json.dumps({"error": {"code": code or CODES.get(status, "error"), "message": message}}).encode()
 
 
 def error_response(status: int, code: str, message: str, headers: Any = None) -> ResponseReturnValue:
@@ -73,6 +75,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(service.NotReady)
     def _not_ready(exc: service.NotReady) -> ResponseReturnValue:
         return error_response(409, CODES[409], str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.errorhandler(service.NoFingerprint)
+    def _no_fingerprint(exc: service.NoFingerprint) -> ResponseReturnValue:
+        return error_response(422, "no_phash", str(exc))
 
     @app.errorhandler(service.NoThumbnail)
     def _no_thumbnail(exc: service.NoThumbnail) -> ResponseReturnValue:

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
-from apercu.api import uploads
+from apercu.api import page, uploads
 from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.openapi import ENDPOINTS, document
 from apercu.imaging.thumbnail import OUTPUTS
@@ -25,6 +25,8 @@ from apercu.storage.catalog import WORKER_TIMEOUT
 bp = Blueprint("api", __name__)
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+DEFAULT_DISTANCE = 10  # bits of 64: resized, recompressed, lightly cropped or colour-shifted copies stay within it
 MAX_WAIT_SECONDS = 30.0
 DEFAULT_PAGE, MAX_PAGE = 20, 100
 THUMBNAIL_MAX_AGE = 86400
@@ -81,33 +83,40 @@ def _checked_id(image_id: str) -> str:
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    return jsonify(
+    """The service status as JSON for API clients; the web page (api/page.py) for a browser that asks for HTML."""
+    if page.wants_html(request):
+        return page.html()
+    response = jsonify(
         status="ok",
         message="Server is up and running",
         version=__version__,
         endpoints=[{"method": m, "path": p, "description": d} for m, p, d in ENDPOINTS],
     )
+    response.vary.add("Accept")  # the same URL answers HTML to browsers: caches must keep the two apart
+    return response
 
 
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
-    return jsonify(document(__version__))
+    return jsonify(document(__version__, _apercu().settings))
 
 
 @bp.post("/images")
 def upload() -> ResponseReturnValue:
-    """Store and record an upload, then queue it. With an `Idempotency-Key`, a retry gets the first try's image
-    (`Idempotent-Replayed: true`) instead of a second one, for `APERCU_IDEMPOTENCY_TTL` seconds."""
+    """Store and record an upload, then queue it: 202. With an `Idempotency-Key`, a retry gets the first try's
+    image (`Idempotent-Replayed: true`) instead of a second one, for `APERCU_IDEMPOTENCY_TTL` seconds; with
+    `APERCU_DEDUP=reuse`, bytes already stored get their image: 200 with `"duplicate": true`."""
     service = _apercu()
     key = uploads.idempotency_key(request)
     submitted = service.replay(key) if key else None
     if submitted is None:
         submitted = service.submit(*uploads.checked_file(request, service.settings.max_upload_bytes), key)
     body = image_json(submitted.image)
-    response = jsonify({k: body[k] for k in ("id", "status", "links")})
-    response.status_code = 202
+    answer = {k: body[k] for k in ("id", "status", "links")} | ({"duplicate": True} if submitted.duplicate else {})
+    response = jsonify(answer)
+    response.status_code = 200 if submitted.duplicate else 202
     response.headers["Location"] = body["links"]["self"]
-    if not submitted.created:
+    if not submitted.created and not submitted.duplicate:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
@@ -119,7 +128,15 @@ def get_image(image_id: str) -> ResponseReturnValue:
 
 @bp.get("/images")
 def list_images() -> ResponseReturnValue:
+    """Newest first with cursor pagination; or the images with one SHA-256 (?sha256=), or those that look like
+    one image (?similar_to=<id>&max_distance=N, nearest first, each with its `distance` in bits): one page."""
     limit = _page_size()
+    if "sha256" in request.args:
+        found = _apercu().with_sha256(_checked_sha256(request.args["sha256"]), limit)
+        return jsonify(items=[image_json(r) for r in found], next_cursor=None, links={})
+    if "similar_to" in request.args:
+        near = _apercu().similar(_checked_id(request.args["similar_to"]), _max_distance(), limit)
+        return jsonify(items=[image_json(r) | {"distance": d} for r, d in near], next_cursor=None, links={})
     after = _decode_cursor(request.args.get("cursor"))
     found = _apercu().page(limit + 1, after)
     items, more = found[:limit], len(found) > limit
@@ -128,11 +145,30 @@ def list_images() -> ResponseReturnValue:
     return jsonify(items=[image_json(r) for r in items], next_cursor=next_cursor, links=links)
 
 
+def _checked_sha256(raw: str) -> str:
+    if not SHA256_PATTERN.fullmatch(raw.lower()):
+        raise ApiError(400, "sha256 must be 64 hexadecimal digits", code="invalid_sha256")
+    return raw.lower()
+
+
+def _max_distance() -> int:
+    distance = _integer(request.args.get("max_distance", str(DEFAULT_DISTANCE)))
+    if distance is None or not 0 <= distance <= 64:
+        raise ApiError(400, "max_distance must be an integer from 0 to 64 (bits)", code="invalid_max_distance")
+    return distance
+
+
 def _page_size() -> int:
-    raw = request.args.get("limit", str(DEFAULT_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    limit = _integer(request.args.get("limit", str(DEFAULT_PAGE)))
+    if limit is None or not 1 <= limit <= MAX_PAGE:
         raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}", code="invalid_limit")
-    return int(raw)
+    return limit
+
+
+def _integer(raw: str) -> int | None:
+    """A query parameter's whole number, or None: ASCII digits only (str.isdigit also takes "²", which int()
+    refuses), and few enough of them for int() (which refuses more than 4300 digits)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 def _encode_cursor(image: Image) -> str:
@@ -180,10 +216,10 @@ def thumbnail(image_id: str, ext: str) -> ResponseReturnValue:
 
 def _thumbnail_size() -> int:
     sizes = _apercu().settings.sizes
-    raw = request.args.get("size", str(_apercu().settings.thumbnail_size))
-    if not raw.isdigit() or int(raw) not in sizes:
+    size = _integer(request.args.get("size", str(_apercu().settings.thumbnail_size)))
+    if size is None or size not in sizes:
         raise ApiError(400, f"size must be one of {', '.join(map(str, sizes))}", code="invalid_size")
-    return int(raw)
+    return size
 
 
 def _delete(image_id: str) -> ResponseReturnValue:

@@ -12,7 +12,9 @@ connections of a process are capped (`web_connections`), so stalled sockets cann
 A request has `request_timeout` seconds to arrive, plus one second per `request_min_rate` bytes received (so a
 large upload on a slow link is fine and a trickle is not); past that it is answered 408 and closed. Everything the
 server refuses before the application runs (a malformed request line, headers too large, a body larger than the
-upload limit, shorter than its Content-Length, or too slow) is answered with the API's JSON errors.
+upload limit, shorter than its Content-Length, or too slow) is answered with the API's JSON errors. So is a
+request with a body that the application's access rule (`api.access.Gate`: API key, backpressure) refuses from
+its head alone: its body is never received, let alone written to disk.
 
 This builds on gunicorn internals (ThreadWorker's accept, enqueue_req, handle, handle_request, finish_request,
 murder_keepalived and _cap_keepalive; TConn; the Request parser and Unreader), hence the exact pin in
@@ -29,22 +31,25 @@ import selectors
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from functools import partial
 from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.http import errors as http_errors
 from gunicorn.http.body import CHUNK_EXT_RE, ChunkedReader
 from gunicorn.http.message import Request
 from gunicorn.http.unreader import Unreader
+from gunicorn.util import unquote_to_wsgi_str
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.http import parse_options_header
 
-from apercu.api import create_app, multipart
+from apercu import metrics
+from apercu.api import access, create_app, multipart, observe
 from apercu.api.errors import error_body
 from apercu.api.uploads import MULTIPART_SLACK, staging, too_large_message
 from apercu.config import Settings
@@ -77,17 +82,24 @@ log = logging.getLogger(__name__)
 class Refused(Exception):
     """A request the server answers itself, before any thread sees it; the connection then closes."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message[:300]
+        self.code = code  # None: the status's usual code (errors.CODES)
+        self.headers = headers
 
 
-def error_response(status: int, message: str) -> bytes:
+def error_response(
+    status: int, message: str, code: str | None = None, headers: Sequence[tuple[str, str]] = ()
+) -> bytes:
     """A whole HTTP/1.1 error response with the API's JSON body, closing the connection."""
-    body = error_body(status, message)
+    body = error_body(status, message, code)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
     head = (
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n{extra}"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
@@ -265,6 +277,7 @@ class BufferingWorker(ThreadWorker):
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.new_upload_file = staging(self.wsgi)
+        self.gate = access.gate(self.wsgi)
 
     # -- the event loop: connections between requests, receiving one, or lingering after an error ---------------
 
@@ -368,8 +381,10 @@ class BufferingWorker(ThreadWorker):
             conn.dechunker = Dechunker()
         else:
             conn.left = request.body.reader.length
-            if conn.left > self.max_body:
-                raise Refused(413, self.too_large)  # from the header alone, before a byte of the body
+        if conn.dechunker is not None or conn.left:
+            self._admit(request)  # first, as in the application: a caller without a key learns nothing more
+        if conn.left > self.max_body:
+            raise Refused(413, self.too_large)  # from the header alone, before a byte of the body
         if request._expected_100_continue and (conn.dechunker or conn.left):
             try:
                 conn.sock.send(CONTINUE)  # the first bytes sent on this request: the socket buffer has room
@@ -378,6 +393,24 @@ class BufferingWorker(ThreadWorker):
         request._expected_100_continue = False
         conn.body = self._body_for(request, has_body=conn.dechunker is not None or conn.left > 0)
         return unreader.take_buffered() + rest
+
+    def _admit(self, request: Any) -> None:
+        """The application's access rule (API key, backpressure: `api.access`), on the head of a request with a
+        body: refused, it is answered before a byte of that body is received or a `100 Continue` sent, and what
+        the client still sends is drained and dropped (`_linger`), never stored. A bodiless request has nothing
+        to protect: the application's own before_request hook applies the same rule to it, and it keeps its
+        connection, its CORS headers and everything else an answer from the application gets."""
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            headers.setdefault(name, value)  # gunicorn's names are upper-case; the first of a repeated one counts
+
+        def header(name: str) -> str | None:
+            return headers.get(name.upper())
+
+        refusal = self.gate.check(request.method, unquote_to_wsgi_str(request.path), header)
+        if refusal is not None:
+            cors = self.gate.cors.response_headers(header("Origin"))
+            raise Refused(refusal.status, refusal.message, refusal.code, [*refusal.headers, *cors])
 
     def _body_for(self, request: Any, has_body: bool) -> SpooledBody | SplitBody:
         """Where a request's body goes: a multipart form is split into its parts on arrival, anything else
@@ -416,9 +449,15 @@ class BufferingWorker(ThreadWorker):
 
     def _refuse(self, conn: Conn, refused: Refused) -> None:
         self.log.warning("Refused request from ip=%s: %d %s", conn.client[0], refused.status, refused.message)
+        answer = observe.refused(  # its log line and metrics, as the application's answers get
+            conn.request, refused.status, conn.size, conn.started,
+            lambda request_id: error_response(
+                refused.status, refused.message, refused.code, [*refused.headers, request_id]
+            ),
+        )
         conn.release()  # the body's files go before the answer: a client that has it sees no trace of its upload
         try:
-            conn.sock.send(error_response(refused.status, refused.message))
+            conn.sock.send(answer)
         except OSError:
             pass  # the client is gone or not reading: closing is all that is left
         self._linger(conn)
@@ -512,6 +551,23 @@ class BufferingWorker(ThreadWorker):
             self._linger(conn)
 
 
+class GunicornLogger(glogging.Logger):
+    """gunicorn's own messages (starting, workers booting and exiting, errors) through apercu's logging and its
+    format (`apercu.logs`: JSON with APERCU_LOG_FORMAT=json) instead of gunicorn's handlers."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """In the master, when a worker process ends: its live gauges leave the sums (see apercu.metrics)."""
+    metrics.process_exited(worker.pid)
+
+
 class WebServer(BaseApplication):
     """gunicorn configured from apercu's settings alone."""
 
@@ -533,7 +589,9 @@ class WebServer(BaseApplication):
             "graceful_timeout": 10,
             "timeout": 60,
             "loglevel": settings.log_level.lower(),
-            "accesslog": "-",
+            "accesslog": None,  # api.observe logs every request, with its request id
+            "logger_class": GunicornLogger,
+            "child_exit": _child_exit,
             "control_socket_disable": True,
         }
         for name, value in config.items():

@@ -2,10 +2,15 @@
 
 Signs come from the reference tags (S and W are negative, altitude reference 1 is below sea level), as in
 ExifTool's Composite tags; values outside the globe are dropped with a warning rather than passed on.
+
+`without_location` is the other direction, for a deployment that must not keep where a photo was taken
+(APERCU_GPS=drop): every GPS fact, wherever in the metadata it sits, taken out.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 SPEED_UNITS = {"K": "km/h", "M": "mph", "N": "knots"}
@@ -56,3 +61,52 @@ def _timestamp(date: Any, time: Any) -> str | None:
     if not (day[:4].isdigit() and day[5:7].isdigit() and day[8:10].isdigit()):
         return None
     return f"{day}T{time}Z"
+
+
+# Where a location can sit in the metadata besides the `gps` block: XMP properties such as exif:GPSLatitude,
+# Iptc4xmpExt:LocationCreatedGPSLatitude (a flattened structure) or drone-dji:GpsLongitude. IPTC-IIM has no
+# coordinates (its location datasets are names and codes), and neither do ICC profiles.
+XMP_LOCATION = re.compile(r"gps|latitude|longitude", re.IGNORECASE)
+# TIFF and EXIF number their tags from 0x00FE on; only the GPS IFD (0x00-0x1F defined) and the Interop IFD use
+# smaller numbers. An EXIF tag named by its hex id below this is therefore taken for a GPS tag and dropped.
+FIRST_TIFF_TAG = 0x00FE
+
+
+def without_location(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata with every GPS fact removed, for APERCU_GPS=drop: the `gps` block, the EXIF GPS tags (and the
+    GPSInfo pointer, should it appear), XMP location properties, and the warnings about GPS (which quote values).
+
+    Pure: the argument is left as it is. Applied both before storing (the worker) and when answering (the
+    service), so images stored before the setting changed do not leak either."""
+    cleaned = {key: value for key, value in metadata.items() if key != "gps"}
+    for block, is_location in (("exif", _exif_location), ("xmp", _xmp_location)):
+        tags = metadata.get(block)
+        if isinstance(tags, dict):
+            kept = {name: value for name, value in tags.items() if not is_location(name)}
+            if kept:
+                cleaned[block] = kept
+            else:
+                cleaned.pop(block)
+    warnings = metadata.get("warnings")
+    if isinstance(warnings, list):
+        kept_warnings = [w for w in warnings if not (isinstance(w, str) and "GPS" in w)]
+        if kept_warnings:
+            cleaned["warnings"] = kept_warnings
+        else:
+            cleaned.pop("warnings")
+    return cleaned
+
+
+def _exif_location(name: str) -> bool:
+    if name.startswith("GPS"):
+        return True
+    if name.startswith("0x"):
+        try:
+            return int(name, 16) < FIRST_TIFF_TAG
+        except ValueError:
+            return False
+    return False
+
+
+def _xmp_location(name: str) -> bool:
+    return bool(XMP_LOCATION.search(name.rpartition(":")[2]))

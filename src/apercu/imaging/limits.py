@@ -28,6 +28,10 @@ class ImageRejected(Exception):
     """An image we recognised but will not process; the message is shown to the client as is."""
 
 
+class TooManyPixels(ImageRejected):
+    """Refused for its canvas, larger than the deployment allows: a limit, not a broken file."""
+
+
 @functools.cache
 def configure_pillow() -> None:
     """Pillow's process-wide settings, once: idempotent.
@@ -64,7 +68,7 @@ def check_before_decoding(img: Image.Image, size: int, max_pixels: int) -> None:
 def check_pixels(width: int, height: int, max_pixels: int) -> None:
     """Refuse a canvas larger than max_pixels before it is decoded."""
     if width * height > max_pixels:
-        raise ImageRejected(
+        raise TooManyPixels(
             f"image is {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}"
         )
 

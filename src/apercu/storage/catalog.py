@@ -18,12 +18,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.engine import Engine
 
 from apercu.storage import migrations
@@ -48,8 +49,11 @@ images = sa.Table(
     sa.Column("lease_worker", sa.String(64), nullable=True),
     sa.Column("image_metadata", sa.JSON(none_as_null=True), nullable=True),  # None is SQL NULL, not JSON null
     sa.Column("thumbnail", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=True),  # of the original: known once processed (at upload with dedup)
+    sa.Column("phash", sa.BigInteger, nullable=True),  # metadata.phash as a signed 64-bit integer
     sa.Index("ix_apercu_images_newest", "uploaded_at", "id"),
     sa.Index("ix_apercu_images_status", "status"),
+    sa.Index("ix_apercu_images_sha256", "sha256"),
 )
 
 workers = sa.Table(
@@ -80,6 +84,26 @@ renders = sa.Table(
     sa.Column("requested_at", sa.DateTime, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
 )
+
+# Deduplication (APERCU_DEDUP=reuse): the one image kept for each content, claimed in the upload's transaction
+# so that two identical uploads at once end with one image.
+contents = sa.Table(
+    "apercu_contents",
+    metadata_obj,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("image_id", sa.String(32), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Unique:
+    """What a new image may not share with an existing one: an idempotency key (valid while created after
+    `key_expired_before`), and with deduplication its bytes."""
+
+    key: str | None = None
+    key_expired_before: datetime | None = None
+    sha256: str | None = None
+
 
 # A worker that has not beaten for this long is dead: its leases are taken over, readiness fails without one.
 WORKER_TIMEOUT = 20.0
@@ -145,6 +169,7 @@ def sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> Non
     cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    dbapi_connection.create_function("apercu_hamming", 2, _sqlite_hamming, deterministic=True)
 
 
 def dead_lease(now: datetime) -> sa.ColumnElement[bool]:
@@ -192,6 +217,8 @@ _OUTCOME = {
     "image_metadata": sa.bindparam("facts", type_=images.c.image_metadata.type),
     "thumbnail": sa.bindparam("thumb", type_=images.c.thumbnail.type),
     "processed_at": sa.bindparam("at", type_=images.c.processed_at.type),
+    "sha256": sa.func.coalesce(sa.bindparam("sha256", type_=images.c.sha256.type), images.c.sha256),
+    "phash": sa.bindparam("phash", type_=images.c.phash.type),
     "lease_owner": None,
     "lease_worker": None,
     "lease_until": None,
@@ -317,7 +344,9 @@ class Catalog:
             return self._insert(conn, image_id, filename, utcnow())
 
     @staticmethod
-    def _insert(conn: sa.Connection, image_id: str, filename: str | None, now: datetime) -> dict[str, Any]:
+    def _insert(
+        conn: sa.Connection, image_id: str, filename: str | None, now: datetime, sha256: str | None = None
+    ) -> dict[str, Any]:
         row = {
             "id": image_id,
             "filename": filename,
@@ -325,9 +354,10 @@ class Catalog:
             "uploaded_at": now,
             "enqueued_at": now,
             "attempts": 0,
+            "sha256": sha256,
         }
         conn.execute(INSERT, row)
-        return {**row, "error": None, "processed_at": None, "image_metadata": None, "thumbnail": None}
+        return {**row, "error": None, "processed_at": None, "image_metadata": None, "thumbnail": None, "phash": None}
 
     def get(self, image_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -357,6 +387,25 @@ class Catalog:
             )
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    def with_sha256(self, sha256: str, limit: int) -> list[dict[str, Any]]:
+        """Images whose original has this SHA-256 (known once processed, or at upload with deduplication)."""
+        query = sa.select(images).where(images.c.sha256 == sha256)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(images.c.uploaded_at.desc(), images.c.id.desc()).limit(limit))
+            return [dict(r) for r in rows.mappings()]
+
+    def similar(self, phash: str, max_distance: int, limit: int) -> list[tuple[dict[str, Any], int]]:
+        """Processed images whose perceptual hash is within `max_distance` bits of `phash`, nearest first, with
+        their distance: one scan computing the distance in the database (~10k rows in a few ms)."""
+        distance = hamming(images.c.phash, phash_to_int(phash), self.engine.dialect.name).label("distance")
+        query = (
+            sa.select(images, distance).where(images.c.phash.is_not(None), distance <= max_distance)
+            .order_by(distance, images.c.uploaded_at.desc(), images.c.id.desc()).limit(limit)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).mappings()
+            return [({k: v for k, v in r.items() if k != "distance"}, r["distance"]) for r in found]
 
     def claim(
         self, image_id: str, owner: str, lease_seconds: float, max_attempts: int, worker: str | None = None
@@ -415,7 +464,11 @@ class Catalog:
         return self._settle(image_id, owner, outcome=FAILURE, message=message, facts=image_metadata, thumb=None)
 
     def _settle(self, image_id: str, owner: str | None, **outcome: Any) -> bool:
-        parameters = {"image_id": image_id, "owner": owner, "at": utcnow(), **outcome}
+        facts = outcome["facts"] or {}
+        parameters = {
+            "image_id": image_id, "owner": owner, "at": utcnow(), "sha256": facts.get("sha256"),
+            "phash": phash_to_int(facts["phash"]) if "phash" in facts else None, **outcome,
+        }
         with self._begin() as conn:
             settled = conn.execute(SETTLE[owner is not None], parameters).rowcount
             if settled:
@@ -426,6 +479,7 @@ class Catalog:
         with self._begin() as conn:
             deleted = conn.execute(images.delete().where(images.c.id == image_id)).rowcount
             conn.execute(renders.delete().where(renders.c.image_id == image_id))
+            conn.execute(contents.delete().where(contents.c.image_id == image_id))
             if deleted:
                 announce_settled(conn, image_id)
             return bool(deleted)
@@ -541,34 +595,48 @@ class Catalog:
 
     # Idempotency keys: a retried upload gets the image its first try created.
 
-    def add_with_key(
-        self, image_id: str, filename: str | None, key: str, expired_before: datetime
-    ) -> tuple[dict[str, Any], bool]:
-        """Record a new image under an idempotency key, in one transaction; ({row}, True) when recorded.
+    def add_unique(
+        self, image_id: str, filename: str | None, unique: Unique
+    ) -> tuple[dict[str, Any], Literal["key", "content"] | None]:
+        """Record a new image unless an existing one holds its idempotency key or its bytes (with deduplication),
+        in one transaction; ({row}, None) when recorded.
 
-        When another request recorded the key first (a concurrent retry), nothing is written and its row is
-        returned with False: the caller then drops its own copy of the upload. A key past its time, or whose
-        image was deleted, is free again."""
+        When another request claimed either first (a concurrent retry, the same file uploaded twice at once),
+        nothing is written and that image's row is returned with what it holds ("key" or "content"): the caller
+        then drops its own copy. A key past its time, and a key or content whose image was deleted, is free."""
         for _ in range(2):  # the winner's image may be deleted between our conflict and our look: then try again
             now = utcnow()
             try:
                 with self._begin() as conn:
-                    dead = idempotency_keys.delete().where(idempotency_keys.c.key == key, _key_dead(expired_before))
-                    conn.execute(dead)
-                    conn.execute(idempotency_keys.insert().values(key=key, image_id=image_id, created_at=now))
-                    return self._insert(conn, image_id, filename, now), True
+                    if unique.key is not None:
+                        conn.execute(idempotency_keys.delete().where(
+                            idempotency_keys.c.key == unique.key, _key_dead(unique.key_expired_before)))
+                        claim = {"key": unique.key, "image_id": image_id, "created_at": now}
+                        conn.execute(idempotency_keys.insert().values(**claim))
+                    if unique.sha256 is not None:  # (the claim goes with its image: see `delete`)
+                        conn.execute(contents.insert().values(sha256=unique.sha256, image_id=image_id))
+                    return self._insert(conn, image_id, filename, now, unique.sha256), None
             except sa.exc.IntegrityError:
-                winner = self.image_for_key(key, expired_before)
-                if winner is not None:
-                    return winner, False
-        raise RuntimeError(f"idempotency key {key!r} keeps conflicting")
+                if unique.key is not None and (row := self.image_for_key(unique.key, unique.key_expired_before)):
+                    return row, "key"
+                if unique.sha256 is not None and (row := self.image_with_content(unique.sha256)):
+                    return row, "content"
+        raise RuntimeError(f"{unique} keeps conflicting")
 
-    def image_for_key(self, key: str, expired_before: datetime) -> dict[str, Any] | None:
+    def image_with_content(self, sha256: str) -> dict[str, Any] | None:
+        """The image deduplication keeps for these bytes, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(images).join(contents, contents.c.image_id == images.c.id).where(contents.c.sha256 == sha256)
+            ).mappings().first()
+        return dict(row) if row else None
+
+    def image_for_key(self, key: str, expired_before: datetime | None) -> dict[str, Any] | None:
         """The image an idempotency key created, if the key is still valid and its image still exists."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(images).join(idempotency_keys, idempotency_keys.c.image_id == images.c.id)
-                .where(idempotency_keys.c.key == key, idempotency_keys.c.created_at >= expired_before)
+                .where(idempotency_keys.c.key == key, idempotency_keys.c.created_at >= (expired_before or NEVER))
             ).mappings().first()
         return dict(row) if row else None
 
@@ -578,9 +646,28 @@ class Catalog:
             return conn.execute(idempotency_keys.delete().where(_key_dead(expired_before))).rowcount
 
 
-def _key_dead(expired_before: datetime) -> sa.ColumnElement[bool]:
+def phash_to_int(text: str) -> int:
+    """16 hex digits as the signed 64-bit integer both databases store in a BIGINT."""
+    value = int(text, 16)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def hamming(column: sa.ColumnElement[int], target: int, dialect: str) -> sa.ColumnElement[int]:
+    """How many bits of two 64-bit integers differ, in SQL: PostgreSQL counts them itself; SQLite has neither XOR
+    nor a bit count, so it calls a function each connection registers (see `sqlite_pragmas`)."""
+    if dialect == "postgresql":
+        xor = column.op("#")(sa.literal(target, sa.BigInteger))
+        return sa.func.bit_count(sa.cast(xor, BIT(64)), type_=sa.Integer)
+    return sa.func.apercu_hamming(column, target, type_=sa.Integer)
+
+
+def _sqlite_hamming(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else ((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
+
+
+def _key_dead(expired_before: datetime | None) -> sa.ColumnElement[bool]:
     image_exists = sa.select(images.c.id).where(images.c.id == idempotency_keys.c.image_id).exists()
-    return sa.or_(idempotency_keys.c.created_at < expired_before, ~image_exists)
+    return sa.or_(idempotency_keys.c.created_at < (expired_before or NEVER), ~image_exists)
 
 
 def _schema_state(conn: sa.Connection) -> SchemaState:

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy.exc
 from celery import Celery, Task
 
+from apercu import logs
 from apercu.config import Settings
 from apercu.storage.catalog import Claim
 from apercu.tasks.processing import Processor
@@ -26,6 +27,9 @@ RENDER_TASK = "apercu.render_thumbnail"
 # Storage or database hiccups: retried with backoff by the same task id, which still owns the lease.
 TRANSIENT_ERRORS = (OSError, sqlalchemy.exc.OperationalError)
 TRANSIENT_RETRIES = 5
+# A message header, not an argument: a worker of an earlier version ignores it (and a message without it, from
+# an earlier web or from recovery, runs as before), and a retry sends it again with the task.
+REQUEST_ID_HEADER = "apercu_request_id"
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +64,13 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
 
 
 def process_image(task: Task, image_id: str) -> str:
-    """The Celery task body: one image, identified by its catalog id."""
+    """The Celery task body: one image, identified by its catalog id; lines logged meanwhile carry the id of the
+    request that uploaded it."""
+    with logs.request_context(getattr(task.request, REQUEST_ID_HEADER, None)):
+        return _process_image(task, image_id)
+
+
+def _process_image(task: Task, image_id: str) -> str:
     processor: Processor = task.app.processor
     owner = task.request.id or image_id
     try:
@@ -85,6 +95,11 @@ def process_image(task: Task, image_id: str) -> str:
 def render_thumbnail(task: Task, image_id: str, size: int, ext: str) -> str:
     """The Celery task body: one thumbnail variant. Storage hiccups are retried; after the last retry the
     request is left to be sent again by the next client asking for it once it counts as lost."""
+    with logs.request_context(getattr(task.request, REQUEST_ID_HEADER, None)):
+        return _render_thumbnail(task, image_id, size, ext)
+
+
+def _render_thumbnail(task: Task, image_id: str, size: int, ext: str) -> str:
     processor: Processor = task.app.processor
     try:
         processor.render(image_id, size, ext)
@@ -98,9 +113,15 @@ def render_thumbnail(task: Task, image_id: str, size: int, ext: str) -> str:
     return "rendered"
 
 
-def enqueue(app: Celery, image_id: str) -> None:
-    app.send_task(TASK_NAME, args=[image_id], queue=app.conf.task_default_queue)
+def enqueue(app: Celery, image_id: str, request_id: str | None = None) -> None:
+    app.send_task(TASK_NAME, args=[image_id], queue=app.conf.task_default_queue, headers=_headers(request_id))
 
 
-def enqueue_render(app: Celery, image_id: str, size: int, ext: str) -> None:
-    app.send_task(RENDER_TASK, args=[image_id, size, ext], queue=app.conf.task_default_queue)
+def enqueue_render(app: Celery, image_id: str, size: int, ext: str, request_id: str | None = None) -> None:
+    app.send_task(
+        RENDER_TASK, args=[image_id, size, ext], queue=app.conf.task_default_queue, headers=_headers(request_id)
+    )
+
+
+def _headers(request_id: str | None) -> dict[str, str]:
+    return {REQUEST_ID_HEADER: request_id} if request_id else {}

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from celery import Celery
 
+from apercu import metrics
 from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
 from apercu.tasks.app import enqueue
 from apercu.tasks.processing import Processor
@@ -133,9 +134,11 @@ class Housekeeping:
             try:
                 enqueue(self.app, image_id)
             except Exception:
+                metrics.RESENT.inc(sent)
                 for unsent in ids[sent:]:  # the next sweep sends them, not the one after the grace period
                     catalog.mark_unsent(unsent)
                 raise
+        metrics.RESENT.inc(len(ids))
         if ids:
             log.info("recovery re-sent %d unfinished image(s)", len(ids))
         return ids

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from multiprocessing import reduction
 from typing import IO, Any
 
-from apercu.imaging.analyse import Analysis, Options, ProcessingFailed, analyse, render_variant
+from apercu.imaging.analyse import LIMITS, Analysis, Options, ProcessingFailed, analyse, render_variant
 from apercu.imaging.thumbnail import Thumbnail
 
 MIB = 1024 * 1024
@@ -142,8 +142,9 @@ class Sandbox:
         except (EOFError, OSError) as exc:
             code, how = self._bury()
             if code == OUT_OF_MEMORY:
+                limit = self.memory_limit // MIB
                 raise ProcessingFailed(
-                    f"the image needs more than the {self.memory_limit // MIB} MiB of memory an imaging process may use"
+                    f"the image needs more than the {limit} MiB of memory an imaging process may use", reason=LIMITS
                 ) from exc
             raise ChildDied(how) from exc
         if status == "failed":

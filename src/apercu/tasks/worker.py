@@ -3,7 +3,8 @@
 `apercu worker` runs one with apercu's own options; `celery -A apercu.worker worker ...` (see `apercu.worker`)
 runs the same app with whatever options a Celery user gives. Housekeeping hangs on the worker's own signals, so
 both get it: it starts with the worker, stops sweeping when shutdown begins, and stops beating (deregistering
-the worker) only once the last task has ended.
+the worker) only once the last task has ended. So do logging (apercu's format, `apercu.logs`, in place of
+Celery's own setup) and, with APERCU_METRICS_PORT, the worker's own metrics endpoint.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_shutdown, worker_shutting_down
+from celery.signals import setup_logging, worker_init, worker_shutdown, worker_shutting_down
 
+from apercu import logs, metrics
 from apercu.config import Settings
 from apercu.tasks.app import make_celery
 from apercu.tasks.housekeeping import Housekeeping
@@ -31,7 +33,25 @@ def worker_app(settings: Settings) -> Celery:
     worker = uuid.uuid4().hex
     app = make_celery(settings, worker)
     app.stop_housekeeping = attach_housekeeping(app, worker)
+    attach_observability(app, settings)
     return app
+
+
+def attach_observability(app: Celery, settings: Settings) -> None:
+    """When a worker of `app` starts: apercu's log format rather than Celery's (a receiver of `setup_logging`
+    makes Celery leave logging alone: no handlers of its own, no stdout redirection), at the worker's --loglevel;
+    and, when APERCU_METRICS_PORT is set, its metrics over HTTP (for a worker whose data directory no web shares).
+    """
+
+    def configure_logging(loglevel: int | str | None = None, **_: Any) -> None:
+        logs.configure(settings, loglevel or None)
+
+    def serve_metrics(sender: Any, **_: Any) -> None:
+        if sender.app is app and settings.metrics_port > 0:
+            metrics.start_endpoint(settings.metrics_port, settings.host)
+
+    setup_logging.connect(configure_logging, weak=False)
+    worker_init.connect(serve_metrics, weak=False)
 
 
 def attach_housekeeping(app: Celery, worker: str) -> Callable[[], None]:
@@ -77,6 +97,8 @@ def run_worker(settings: Settings) -> None:
 
 def _argv(app: Celery, settings: Settings) -> list[str]:
     argv = ["worker", f"--loglevel={settings.log_level}", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if settings.log_format == "json":
+        argv.insert(0, "--quiet")  # no start-up banner: every line of the output is a JSON object
     argv += [f"--queues={app.conf.task_default_queue}", f"--hostname=apercu-{settings.queue}@%h"]
     argv.append(f"--concurrency={settings.worker_concurrency or _cpus()}")
     return argv

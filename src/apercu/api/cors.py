@@ -1,0 +1,78 @@
+"""CORS for an allow-list of origins (APERCU_CORS_ORIGINS), so that pages served elsewhere may call the API.
+
+Off by default: without a list no response carries a CORS header, and browsers keep other sites' pages out.
+An allowed origin gets its own name back (never `*`: the list is the point) and the response headers a client
+needs to read (Location, Retry-After, ...). A preflight (OPTIONS with Access-Control-Request-Method) is answered
+204 without an API key, as browsers send it without one. A disallowed origin gets no CORS header at all, which
+is how a browser is told no. Every response says `Vary: Origin` while the list is on, so that a cache never
+hands one origin's answer to another.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+METHODS = ("GET", "POST", "DELETE")
+REQUEST_HEADERS = ("Content-Type", "X-API-Key", "Authorization", "Idempotency-Key", "X-Request-ID")
+EXPOSED_HEADERS = ("Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed")
+PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
+
+Headers = list[tuple[str, str]]
+
+
+def parse_origins(raw: str) -> frozenset[str]:
+    """The origins of APERCU_CORS_ORIGINS (comma-separated `scheme://host[:port]`); ValueError for anything a
+    browser would never send as an Origin (a path, a trailing slash, `*`, `null`), which would never match."""
+    origins = set()
+    for item in raw.split(","):
+        origin = item.strip()
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        if not parts.scheme or not parts.netloc or parts.path or parts.query or parts.fragment or "@" in origin:
+            raise ValueError(f"APERCU_CORS_ORIGINS: {origin!r} is not an origin like https://example.com:8443")
+        origins.add(origin.lower())
+    if raw.strip() and not origins:
+        raise ValueError("APERCU_CORS_ORIGINS is set but names no origin")
+    return frozenset(origins)
+
+
+class Cors:
+    """The allow-list, and the headers each kind of response gets from it."""
+
+    def __init__(self, origins: frozenset[str]) -> None:
+        self.origins = origins
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.origins)
+
+    def allowed(self, origin: str | None) -> bool:
+        return origin is not None and origin.lower() in self.origins
+
+    @staticmethod
+    def is_preflight(method: str, request_method: str | None) -> bool:
+        """OPTIONS with Access-Control-Request-Method: a browser asking before the real request (never with a key)."""
+        return method == "OPTIONS" and bool(request_method)
+
+    def response_headers(self, origin: str | None) -> Headers:
+        """For an actual response (errors included): none unless the origin is on the list."""
+        if not self.allowed(origin):
+            return []
+        assert origin is not None
+        return [
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Expose-Headers", ", ".join(EXPOSED_HEADERS)),
+        ]
+
+    def preflight_headers(self, origin: str | None) -> Headers | None:
+        """The headers of a 204 answer to a preflight from an allowed origin; None for any other origin (the
+        request then goes on as an ordinary OPTIONS, and its answer carries no CORS header)."""
+        if not self.allowed(origin):
+            return None
+        return [
+            *self.response_headers(origin),
+            ("Access-Control-Allow-Methods", ", ".join(METHODS)),
+            ("Access-Control-Allow-Headers", ", ".join(REQUEST_HEADERS)),
+            ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE)),
+        ]

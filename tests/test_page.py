@@ -1,0 +1,334 @@
+"""The web page at `/`: content negotiation through the Flask test client, then the page itself in a real browser
+(Debian's Chromium, driven by Playwright) against a real `apercu serve`.
+
+The browser tests upload through the file picker (opened from the keyboard) and by a drop, wait for the gallery's
+thumbnails to be really decoded, read one image's facts, delete the other through the confirmation dialog, and
+leave screenshots in test-output/ for a person to look at. Chromium comes from Debian (`make test` installs it);
+without it these tests skip on a laptop and fail in CI (APERCU_REQUIRE_SERVICES=1).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import images
+import pytest
+from conftest import REQUIRE_SERVICES, parse_json, unavailable
+from live import Service
+from PIL import Image, ImageDraw
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+TIMEOUT_MS = 60_000
+API_KEY = "secret-key"
+
+
+# --- negotiation, without a browser ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        (BROWSER_ACCEPT, True),
+        ("text/html", True),
+        ("application/json;q=0.5, text/html", True),
+        ("*/*", False),  # curl
+        (None, False),  # no header at all
+        ("application/json", False),
+        ("text/html;q=0.5, application/json", False),
+        ("text/html, application/json", False),  # a tie keeps the JSON
+    ],
+)
+def test_index_negotiates_html_for_browsers_and_json_for_api_clients(client: Any, accept: str | None, html: bool) -> None:
+    response = client.get("/", headers={"Accept": accept} if accept else {})
+    assert response.status_code == 200
+    assert "Accept" in response.headers.get("Vary", "")
+    if html:
+        assert response.mimetype == "text/html"
+        text = response.get_data(as_text=True)
+        assert '<script type="module" src="/static/js/app.js">' in text and 'id="dropzone"' in text
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    else:
+        body = parse_json(response)
+        assert response.mimetype == "application/json"
+        assert body["status"] == "ok" and body["message"] == "Server is up and running" and body["endpoints"]
+
+
+def test_page_assets_are_served_from_the_package(client: Any) -> None:
+    for path, mimetype in [
+        ("/static/js/app.js", "text/javascript"),
+        ("/static/css/apercu.css", "text/css"),
+        ("/static/icon.svg", "image/svg+xml"),
+    ]:
+        response = client.get(path)
+        assert response.status_code == 200 and response.mimetype == mimetype, path
+    missing = client.get("/static/js/nothing.js")
+    assert missing.status_code == 404 and parse_json(missing)["error"]["code"] == "not_found"
+
+
+# --- the page in a browser -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        unavailable(f"Chromium not found at {CHROMIUM} (`make test` installs Debian's chromium package)", REQUIRE_SERVICES)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    svc = Service(tmp_path / "data").start("serve")
+    yield svc
+    svc.stop()
+
+
+def landscape(size: tuple[int, int]) -> Image.Image:
+    """A picture that reads as one in a screenshot: sky, sun, hills."""
+    width, height = size
+    img = Image.new("RGB", size)
+    draw = ImageDraw.Draw(img)
+    for y in range(height):
+        t = y / height
+        draw.line([(0, y), (width, y)], fill=(int(60 + 170 * t), int(110 + 90 * t), int(200 - 40 * t)))
+    draw.ellipse((width * 0.62, height * 0.18, width * 0.78, height * 0.18 + width * 0.16), fill=(255, 214, 102))
+    draw.polygon([(0, height * 0.75), (width * 0.3, height * 0.5), (width * 0.6, height * 0.72), (width, height * 0.55),
+                  (width, height), (0, height)], fill=(46, 110, 78))
+    draw.polygon([(0, height), (width * 0.45, height * 0.78), (width, height * 0.92), (width, height)], fill=(30, 80, 55))
+    return img
+
+
+def sample_files(folder: Path) -> tuple[Path, Path]:
+    """A JPEG with a camera's EXIF and GPS (tests/images.py's block), and a PNG with text chunks and an ICC profile."""
+    jpeg = folder / "lighthouse.jpg"
+    jpeg.write_bytes(images.encode(landscape((1200, 800)), "JPEG", quality=88, exif=images.exif_block(gps=True)))
+    png = folder / "harbour.png"
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "Harbour at dusk")
+    info.add_text("Author", "Zoë <script>alert(1)</script>")  # shown as text, never parsed
+    png.write_bytes(images.encode(landscape((640, 480)).rotate(180), "PNG", pnginfo=info,
+                                  icc_profile=images.adobe_rgb_profile()))
+    return jpeg, png
+
+
+def new_page(context: Any) -> Any:
+    """A page whose file choosers Playwright intercepts from the start. Playwright subscribes to them without
+    waiting for the browser's answer when the first listener comes: registered only by `expect_file_chooser`, right
+    before the key press, the chooser sometimes opened unintercepted and the wait timed out."""
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("filechooser", lambda _chooser: None)
+    return page
+
+
+def watch_errors(page: Any) -> list[str]:
+    """Script errors and Content Security Policy violations seen by the page."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return errors
+
+
+def pick_files(page: Any, files: list[Path]) -> None:
+    """Open the picker the way a keyboard user does: focus the drop zone, press Enter."""
+    page.locator("#dropzone").focus()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files([str(f) for f in files])
+
+
+def drop_file(page: Any, file: Path, mime: str) -> None:
+    """Drop a file on the drop zone, as a drag from the desktop ends."""
+    page.evaluate(
+        """([name, mime, data]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: mime }));
+            const zone = document.getElementById("dropzone");
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+            }
+        }""",
+        [file.name, mime, base64.b64encode(file.read_bytes()).decode()],
+    )
+
+
+def wait_for_thumbnails(page: Any, count: int) -> None:
+    """Until the gallery shows `count` cards, each with its thumbnail decoded (not merely requested)."""
+    page.wait_for_function(
+        """(count) => {
+            const imgs = [...document.querySelectorAll("#gallery .card img")];
+            return imgs.length === count && imgs.every((img) => img.complete && img.naturalWidth > 0);
+        }""",
+        arg=count,
+        timeout=TIMEOUT_MS,
+    )
+
+
+def shown_facts(page: Any) -> dict[str, str]:
+    """Label -> text of every fact outside the collapsed metadata blocks."""
+    return dict(
+        page.evaluate(
+            """() => [...document.querySelectorAll(".detail .group .facts__row")]
+                .map((row) => [row.querySelector("dt").textContent, row.querySelector("dd").textContent])"""
+        )
+    )
+
+
+def image_ids(page: Any) -> list[str]:
+    return list(page.eval_on_selector_all("#gallery .card", "cards => cards.map((card) => card.dataset.id)"))
+
+
+def test_upload_browse_inspect_and_delete_in_a_browser(browser: Any, service: Service, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    OUTPUT.mkdir(exist_ok=True)
+    jpeg, png = sample_files(tmp_path)
+    url = f"http://127.0.0.1:{service.port}/"
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
+    page = new_page(context)
+    errors = watch_errors(page)
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Images", exact=True)).to_be_visible()
+    expect(page.locator("#gallery-empty")).to_be_visible()
+
+    pick_files(page, [jpeg])
+    drop_file(page, png, "image/png")
+    expect(page.locator(".upload")).to_have_count(2)
+    expect(page.locator('.upload[data-status="success"]')).to_have_count(2)
+    wait_for_thumbnails(page, 2)
+    names = page.locator("#gallery .card__name").all_text_contents()
+    assert sorted(names) == ["harbour.png", "lighthouse.jpg"]
+    expect(page.locator('#gallery .card[data-status="success"]')).to_have_count(2)
+    page.evaluate("() => document.activeElement.blur()")  # the drop zone's focus ring is no part of the picture
+    page.screenshot(path=str(OUTPUT / "gallery.png"), full_page=True)
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                has_touch=True, reduced_motion="reduce")
+    phone_page = phone.new_page()
+    phone_page.goto(url)
+    wait_for_thumbnails(phone_page, 2)
+    phone_page.screenshot(path=str(OUTPUT / "gallery-phone.png"), full_page=True)
+
+    # One image's page: the facts read from its metadata, grouped.
+    page.locator("#gallery").get_by_role("link", name="lighthouse.jpg").click()
+    expect(page.get_by_role("heading", name="lighthouse.jpg")).to_be_focused()
+    page.wait_for_function(
+        "() => { const img = document.querySelector('.preview__img'); return img && img.complete && img.naturalWidth > 0; }"
+    )
+    assert page.eval_on_selector(".preview__img", "img => img.naturalWidth") == 512  # the larger preview size
+    facts = shown_facts(page)
+    assert facts["Format"] == "JPEG (image/jpeg)"
+    assert facts["Dimensions"] == "1200 × 800 px"
+    assert facts["Make"] == "Apercu Test Camera" and facts["Model"] == "Model 1"
+    assert facts["Exposure"] == "1/250 s" and facts["Aperture"] == "ƒ/2.8" and facts["ISO"] == "200"
+    assert facts["Taken"] == "2024-05-17 09:08:07"
+    assert facts["Position"] == "48.856700°\u00a0N, 2.352083°\u00a0E"  # no line break inside a coordinate
+    assert len(facts["SHA-256"]) == 64
+    osm = page.get_by_role("link", name="Show on OpenStreetMap")
+    assert osm.get_attribute("href").startswith("https://www.openstreetmap.org/?mlat=48.856700&mlon=2.352083")
+    page.locator('details[data-block="exif"] summary').click()
+    raw = page.locator('details[data-block="json"]')
+    raw.locator("summary").click()
+    detail_id = page.locator("article.detail").get_attribute("data-id")
+    assert json.loads(raw.locator("pre").text_content())["id"] == detail_id
+    page.evaluate("() => window.scrollTo(0, 0)")  # the preview is sticky: capture it where it starts
+    page.screenshot(path=str(OUTPUT / "detail.png"), full_page=True)
+
+    phone_page.goto(f"{url}#/images/{detail_id}")
+    phone_page.wait_for_function("() => document.querySelector('.preview__img')?.naturalWidth > 0")
+    phone_page.screenshot(path=str(OUTPUT / "detail-phone.png"), full_page=True)
+    phone.close()
+
+    # The PNG's page: its text chunks as text (the markup in one is shown, not run), then delete it.
+    page.get_by_role("link", name="All images").click()
+    expect(page.locator("#gallery").get_by_role("link", name="lighthouse.jpg")).to_be_focused()
+    page.locator("#gallery").get_by_role("link", name="harbour.png").click()
+    text_block = page.locator('details[data-block="text"]')
+    text_block.locator("summary").click()
+    expect(text_block).to_contain_text("Zoë <script>alert(1)</script>")
+    expect(page.locator('details[data-block="icc"]')).to_contain_text("ICC colour profile")
+    png_id = page.locator("article.detail").get_attribute("data-id")
+
+    page.get_by_role("button", name="Delete…").click()
+    dialog = page.get_by_role("dialog", name="Delete this image?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("harbour.png")
+    dialog.get_by_role("button", name="Cancel").click()  # changing one's mind deletes nothing
+    expect(dialog).to_be_hidden()
+    assert service.get(f"/images/{png_id}").status == 200
+    page.get_by_role("button", name="Delete…").click()
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+
+    expect(page).to_have_url(url + "#/")
+    expect(page.locator("#gallery .card")).to_have_count(1)
+    assert image_ids(page) == [detail_id]
+    assert service.get(f"/images/{png_id}").status == 404
+    page.reload()
+    wait_for_thumbnails(page, 1)
+    assert errors == []
+    context.close()
+
+
+def test_page_asks_for_an_api_key_and_sends_it(browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    svc = Service(tmp_path / "data", {"APERCU_API_KEYS": API_KEY}).start("serve")
+    try:
+        url = f"http://127.0.0.1:{svc.port}/"
+        assert svc.get("/images").status == 401  # keys are on: the API itself is closed...
+        assert svc.get("/", headers={"Accept": BROWSER_ACCEPT}).status == 200  # ...the page and its assets are not
+        assert svc.get("/static/js/app.js").status == 200
+        jpeg, _ = sample_files(tmp_path)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = new_page(context)
+        errors = watch_errors(page)
+        page.goto(url)
+
+        # The gallery's first request is refused: the page asks for a key; a wrong one is refused in turn.
+        dialog = page.get_by_role("dialog", name="API key needed")
+        expect(dialog).to_be_visible()
+        dialog.get_by_label("API key").fill("not-the-key")
+        dialog.get_by_role("button", name="Use this key").click()
+        expect(page.locator("#key-message")).to_contain_text("refused")
+        dialog.get_by_label("API key").fill(API_KEY)
+        dialog.get_by_role("button", name="Use this key").click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#gallery-empty")).to_be_visible()
+        assert page.evaluate("() => localStorage.getItem('apercu.apiKey')") == API_KEY
+
+        pick_files(page, [jpeg])
+        expect(page.locator('.upload[data-status="success"]')).to_have_count(1)
+        wait_for_thumbnails(page, 1)
+        # <img> cannot send the header: the thumbnail came through fetch() with the key, shown from a blob: URL.
+        assert page.eval_on_selector("#gallery .card img", "img => img.src").startswith("blob:")
+        page.locator("#gallery").get_by_role("link", name="lighthouse.jpg").click()
+        page.wait_for_function("() => document.querySelector('.preview__img')?.naturalWidth > 0")
+        expect(page.get_by_role("heading", name="lighthouse.jpg")).to_be_visible()
+
+        # Kept across visits; forgetting it brings the question back.
+        page.goto(url)
+        wait_for_thumbnails(page, 1)
+        expect(dialog).to_be_hidden()
+        page.get_by_role("button", name="Forget API key").click()
+        expect(dialog).to_be_visible()
+        assert errors == []
+        context.close()
+    finally:
+        svc.stop()
