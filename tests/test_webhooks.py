@@ -110,3 +110,112 @@ def test_a_receiver_that_does_not_answer_times_out(receiver: Receiver, monkeypat
     with pytest.raises(OSError):
         webhooks.deliver(target, b"{}", "k", "d")
     assert time.monotonic() - started < 1.5
+
+
+# Through the whole service: a real worker delivers to the receiver above.
+
+SECRET = "webhook-test-secret"
+
+
+def webhook_service(tmp_path: Any, receiver: Receiver, **env: str) -> Any:
+    from live import Service
+
+    settings = {"APERCU_WEBHOOK_SECRET": SECRET, "APERCU_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+                "APERCU_WEBHOOK_BACKOFF": "0.2", **env}
+    return Service(tmp_path / "data", settings).start("serve")
+
+
+def upload_with_callback(svc: Any, data: bytes, callback: str) -> Any:
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="callback_url"\r\n\r\n{callback}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return svc.request("POST", "/images", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def delivered(svc: Any, image_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = svc.get(f"/images/{image_id}?wait=5").json()
+        hooks = body.get("webhooks", [])
+        if (hooks and all(h["status"] != "pending" for h in hooks)) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+@pytest.mark.integration
+def test_a_settled_image_is_posted_signed_to_its_callback(tmp_path: Any, receiver: Receiver) -> None:
+    import images
+
+    svc = webhook_service(tmp_path, receiver)
+    try:
+        image_id = upload_with_callback(svc, images.jpeg(), receiver.url + "/done").json()["id"]
+        body = delivered(svc, image_id)
+        [hook] = body["webhooks"]
+        assert hook["status"] == "delivered" and hook["attempts"] == 1 and hook["last_status"] == 204
+        path, headers, sent = receiver.received[0]
+        assert path == "/done" and headers["X-Apercu-Delivery"] == hook["id"]
+        assert headers["X-Apercu-Signature"] == "sha256=" + hmac.new(SECRET.encode(), sent, hashlib.sha256).hexdigest()
+        posted = json.loads(sent)
+        assert posted["id"] == image_id and posted["status"] == "success"
+        assert posted["metadata"] == body["metadata"] and posted["thumbnail"] == body["thumbnail"]
+    finally:
+        svc.stop()
+
+
+@pytest.mark.integration
+def test_a_receiver_that_fails_twice_gets_it_the_third_time(tmp_path: Any, receiver: Receiver) -> None:
+    import images
+
+    receiver.script = [(500, {}, b"down"), (503, {}, b"busy")]
+    svc = webhook_service(tmp_path, receiver, APERCU_WEBHOOK_URL=receiver.url + "/all")
+    try:
+        broken = svc.upload(images.jpeg()[:3000], "broken.jpg").json()["id"]  # failures are announced too
+        body = delivered(svc, broken)
+        [hook] = body["webhooks"]
+        assert body["status"] == "failure"
+        assert hook["status"] == "delivered" and hook["attempts"] == 3 and hook["last_status"] == 204
+        assert len(receiver.received) == 3 and len({h["X-Apercu-Delivery"] for _, h, _ in receiver.received}) == 1
+        assert json.loads(receiver.received[-1][2])["status"] == "failure"
+    finally:
+        svc.stop()
+
+
+@pytest.mark.integration
+def test_a_receiver_that_never_answers_well_is_given_up_on(tmp_path: Any, receiver: Receiver) -> None:
+    import images
+
+    receiver.script = [(500, {}, b"")] * 10
+    svc = webhook_service(tmp_path, receiver, APERCU_WEBHOOK_ATTEMPTS="3")
+    try:
+        image_id = upload_with_callback(svc, images.jpeg(), receiver.url).json()["id"]
+        [hook] = delivered(svc, image_id)["webhooks"]
+        assert hook["status"] == "failed" and hook["attempts"] == 3 and "gave up after 3" in hook["last_error"]
+        assert len(receiver.received) == 3
+    finally:
+        svc.stop()
+
+
+def test_callback_urls_are_checked_at_upload(app: Any) -> None:
+    import io
+
+    import images
+    from conftest import parse_json
+
+    from apercu.api import create_app
+
+    def post(application: Any, callback: str) -> Any:
+        data = {"file": (io.BytesIO(images.jpeg()), "x.jpg"), "callback_url": callback}
+        return application.test_client().post("/images", data=data)
+
+    without_secret = post(app, "https://example.com/hook")
+    assert without_secret.status_code == 400 and "APERCU_WEBHOOK_SECRET" in parse_json(without_secret)["error"]["message"]
+    signing = create_app(app.extensions["apercu"].settings.with_overrides(webhook_secret="s"))
+    for url in ("http://10.1.2.3/hook", "http://localhost/hook", "ftp://example.com/", "http://[::1]:80/"):
+        refused = post(signing, url)
+        assert refused.status_code == 400 and parse_json(refused)["error"]["code"] == "invalid_callback_url", url
+    assert post(signing, "https://example.com/hook").status_code == 202

@@ -67,6 +67,11 @@ class Settings:
     min_free_mb: int = 512  # less free space than this on the data disk: uploads get 507
     cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser (off when empty)
     dedup: str = "off"  # or "reuse": an upload of bytes already stored answers 200 with the stored image
+    webhook_url: str = ""  # told of every image that reaches success or failure (beside an upload's callback_url)
+    webhook_secret: str = ""  # the HMAC-SHA256 key of X-Apercu-Signature; webhooks need one
+    webhook_allowed_hosts: str = ""  # comma-separated host names that may resolve to private addresses
+    webhook_attempts: int = 8  # deliveries are tried this many times...
+    webhook_backoff: float = 5.0  # ...waiting this long after the first failure, then twice as long each time
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -144,6 +149,8 @@ class Settings:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"APERCU_{name.upper()}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("APERCU_WEBHOOK_URL needs APERCU_WEBHOOK_SECRET: webhooks are always signed")
         for name in ("max_pending", "min_free_mb"):
             if getattr(self, name) < 0:
                 raise ValueError(f"APERCU_{name.upper()}={getattr(self, name)} must not be negative")

@@ -20,13 +20,14 @@ from typing import IO, Any
 from celery import Celery
 
 from apercu.config import Settings
+from apercu.images import Image
 from apercu.imaging.gps import without_location
 from apercu.logs import current_request_id
 from apercu.storage import Storage, keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
-from apercu.storage.catalog import IN_PROGRESS, Unique, utcnow
+from apercu.storage.catalog import Unique, utcnow
 from apercu.storage.watcher import Watcher
-from apercu.tasks import enqueue, enqueue_render
+from apercu.tasks import enqueue, enqueue_render, webhooks
 from apercu.tasks.processing import LEASE_MARGIN
 
 log = logging.getLogger(__name__)
@@ -45,37 +46,16 @@ class NotReady(Exception):
         self.status = status
 
 
+class InvalidCallback(Exception):
+    """An upload's `callback_url` that will never be called; the message says why."""
+
+
 class NoFingerprint(Exception):
     """The image has no perceptual hash to compare others with; the message says why."""
 
 
 class NoThumbnail(Exception):
     """Processing failed, so there is no thumbnail; the message says why."""
-
-
-@dataclass(frozen=True)
-class Image:
-    """One image as the catalog records it."""
-
-    id: str
-    status: str
-    filename: str | None
-    uploaded_at: datetime
-    processed_at: datetime | None
-    error: str | None
-    metadata: dict[str, Any] | None
-    thumbnail: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> Image:
-        return cls(
-            row["id"], row["status"], row["filename"], row["uploaded_at"], row["processed_at"], row["error"],
-            row["image_metadata"], row["thumbnail"],
-        )
-
-    @property
-    def settled(self) -> bool:
-        return self.status not in IN_PROGRESS
 
 
 @dataclass(frozen=True)
@@ -109,10 +89,13 @@ class Service:
     def _keys_expire_before(self) -> datetime:
         return utcnow() - timedelta(seconds=self.settings.idempotency_ttl)
 
-    def submit(self, upload: IO[bytes], filename: str | None, key: str | None = None) -> Submitted:
+    def submit(
+        self, upload: IO[bytes], filename: str | None, key: str | None = None, callback_url: str | None = None
+    ) -> Submitted:
         """Store an upload already checked to be an image, record it, queue it. With an idempotency key that a
         concurrent upload recorded first, that upload's image is the answer and this copy is dropped; with
         deduplication, so is a stored image with the same bytes (looked up first, so that nothing is stored)."""
+        self._check_callback(callback_url)
         unique = Unique(key, self._keys_expire_before() if key else None, self._content_of(upload))
         if unique.sha256 and (same := self.storage.catalog.image_with_content(unique.sha256)):
             return Submitted(self._image_of(same), created=False, duplicate=True)
@@ -120,9 +103,9 @@ class Service:
         self.storage.put_original(image_id, upload)
         try:
             if unique == Unique():
-                row, holder = self.storage.catalog.add(image_id, filename), None
+                row, holder = self.storage.catalog.add(image_id, filename, callback_url), None
             else:
-                row, holder = self.storage.catalog.add_unique(image_id, filename, unique)
+                row, holder = self.storage.catalog.add_unique(image_id, filename, unique, callback_url)
         except Exception:
             self.storage.delete_files(image_id)
             raise
@@ -131,6 +114,19 @@ class Service:
         else:
             self.storage.delete_files(image_id)
         return Submitted(self._image_of(row), created=holder is None, duplicate=holder == "content")
+
+    def _check_callback(self, url: str | None) -> None:
+        """An upload's `callback_url`, checked as far as its text tells (its host is resolved and checked again
+        at every delivery: see `tasks.webhooks`)."""
+        if url is None:
+            return
+        if not self.settings.webhook_secret:
+            raise InvalidCallback("this service sends no webhooks: APERCU_WEBHOOK_SECRET is not set")
+        allowed = [h.strip() for h in self.settings.webhook_allowed_hosts.split(",") if h.strip()]
+        try:
+            webhooks.check(url, allowed)
+        except webhooks.Refused as exc:
+            raise InvalidCallback(f"callback_url: {exc}") from None
 
     def _content_of(self, upload: IO[bytes]) -> str | None:
         """The upload's SHA-256 when deduplication needs it (it costs the web ~2 ms of CPU per MB)."""
@@ -155,6 +151,8 @@ class Service:
         if not image.settled and wait > 0:
             self.watcher.wait(image_id, wait)
             image = self._image(image_id)
+        if self.settings.webhook_secret:  # (without one there are no webhooks: no query)
+            image = replace(image, deliveries=tuple(self.storage.catalog.deliveries_of(image_id)))
         return image
 
     def _image(self, image_id: str) -> Image:

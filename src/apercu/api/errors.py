@@ -76,6 +76,10 @@ def register(app: Flask) -> None:
     def _not_ready(exc: service.NotReady) -> ResponseReturnValue:
         return error_response(409, CODES[409], str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
 
+    @app.errorhandler(service.InvalidCallback)
+    def _invalid_callback(exc: service.InvalidCallback) -> ResponseReturnValue:
+        return error_response(400, "invalid_callback_url", str(exc))
+
     @app.errorhandler(service.NoFingerprint)
     def _no_fingerprint(exc: service.NoFingerprint) -> ResponseReturnValue:
         return error_response(422, "no_phash", str(exc))

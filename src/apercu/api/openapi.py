@@ -269,6 +269,23 @@ SCHEMAS: Json = {
             "thumbnail": schema("Thumbnail"),
             "distance": described("Only in `GET /images?similar_to=` results: bits of the perceptual hash that differ "
                                   "from the reference image's.", {"type": "integer", "minimum": 0, "maximum": 64}),
+            "webhooks": described("Only in `GET /images/{id}`, when completion webhooks were due for this image: "
+                                  "each delivery and how it went.", {"type": "array", "items": schema("Delivery")}),
+        },
+    },
+    "Delivery": {
+        "type": "object",
+        "description": "One completion webhook: a signed POST of the image's JSON to `url`, retried with backoff.",
+        "required": ["id", "url", "status", "attempts", "last_status", "last_error", "delivered_at"],
+        "properties": {
+            "id": described("Sent as `X-Apercu-Delivery`, the same on every attempt.", {"type": "string"}),
+            "url": {"type": "string", "format": "uri"},
+            "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_status": described("The receiver's last HTTP status, if it answered.",
+                                     {"type": ["integer", "null"]}),
+            "last_error": {"type": ["string", "null"]},
+            "delivered_at": {"type": ["string", "null"], "format": "date-time"},
         },
     },
     "Thumbnail": {
@@ -537,6 +554,10 @@ OPERATIONS: dict[tuple[str, str], Json] = {
                             "file": {"type": "string", "format": "binary",
                                      "contentMediaType": "application/octet-stream",
                                      "description": "The image; its part's filename is kept for display."},
+                            "callback_url": {"type": "string", "format": "uri", "maxLength": 2048,
+                                             "description": "Told when the image reaches success or failure: a "
+                                             "signed POST of its JSON (needs `APERCU_WEBHOOK_SECRET`; public "
+                                             "http(s) hosts only, unless `APERCU_WEBHOOK_ALLOWED_HOSTS`)."},
                         },
                     },
                     "encoding": {"file": {"contentType": "application/octet-stream, image/*"}},

@@ -18,8 +18,9 @@ from apercu import __version__
 from apercu.api import page, uploads
 from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.openapi import ENDPOINTS, document
+from apercu.images import Image, image_json
 from apercu.imaging.thumbnail import OUTPUTS
-from apercu.service import Image, Service
+from apercu.service import Service
 from apercu.storage.catalog import WORKER_TIMEOUT
 
 bp = Blueprint("api", __name__)
@@ -35,30 +36,6 @@ THUMBNAIL_MAX_AGE = 86400
 def _apercu() -> Service:
     service: Service = current_app.extensions["apercu"]
     return service
-
-
-def iso(stamp: datetime | None) -> str | None:
-    return None if stamp is None else stamp.isoformat(timespec="milliseconds") + "Z"
-
-
-def image_json(image: Image) -> dict[str, Any]:
-    """The public shape of one image (GET /images/<id>, and each item of GET /images)."""
-    links = {"self": f"/images/{image.id}", "thumbnail": f"/thumbnails/{image.id}.jpg"}
-    body: dict[str, Any] = {
-        "id": image.id,
-        "status": image.status,
-        "filename": image.filename,
-        "uploaded_at": iso(image.uploaded_at),
-        "processed_at": iso(image.processed_at),
-        "error": image.error,
-        "links": links,
-    }
-    if image.metadata is not None:
-        body["metadata"] = image.metadata
-    if image.thumbnail is not None:
-        thumb = image.thumbnail
-        body["thumbnail"] = {k: thumb[k] for k in ("width", "height", "bytes")} | {"url": links["thumbnail"]}
-    return body
 
 
 def _wait_seconds() -> float:
@@ -110,7 +87,8 @@ def upload() -> ResponseReturnValue:
     key = uploads.idempotency_key(request)
     submitted = service.replay(key) if key else None
     if submitted is None:
-        submitted = service.submit(*uploads.checked_file(request, service.settings.max_upload_bytes), key)
+        upload, filename = uploads.checked_file(request, service.settings.max_upload_bytes)
+        submitted = service.submit(upload, filename, key, request.form.get("callback_url"))
     body = image_json(submitted.image)
     answer = {k: body[k] for k in ("id", "status", "links")} | ({"duplicate": True} if submitted.duplicate else {})
     response = jsonify(answer)

@@ -69,6 +69,6 @@ def open_storage(settings: Settings, durable: bool = True) -> Storage:
     """Open (and create if needed) the data directory, the blob store and the catalog schema (see
     `catalog.create_engine` for what `durable` means)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog.from_url(settings.resolved_database_url, durable)
+    catalog = Catalog.from_url(settings.resolved_database_url, durable, settings.webhook_url)
     catalog.create_schema()
     return Storage(catalog=catalog, blobs=open_blob_store(settings), staging=Staging(settings.data_dir / "tmp"))

@@ -15,6 +15,7 @@ import enum
 import functools
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,7 @@ images = sa.Table(
     sa.Column("thumbnail", sa.JSON(none_as_null=True), nullable=True),
     sa.Column("sha256", sa.String(64), nullable=True),  # of the original: known once processed (at upload with dedup)
     sa.Column("phash", sa.BigInteger, nullable=True),  # metadata.phash as a signed 64-bit integer
+    sa.Column("callback_url", sa.Text, nullable=True),  # the uploader's completion webhook
     sa.Index("ix_apercu_images_newest", "uploaded_at", "id"),
     sa.Index("ix_apercu_images_status", "status"),
     sa.Index("ix_apercu_images_sha256", "sha256"),
@@ -93,6 +95,26 @@ contents = sa.Table(
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Column("image_id", sa.String(32), nullable=False),
 )
+
+
+# Completion webhooks: one row per URL to tell when an image settles, written in the settling transaction (so a
+# worker dying right after cannot lose it), then delivered by its own task, retried until `delivered` or `failed`.
+deliveries = sa.Table(
+    "apercu_deliveries",
+    metadata_obj,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("image_id", sa.String(32), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("due_at", sa.DateTime, nullable=False),  # when its next attempt is meant to run (recovery re-sends)
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.DateTime, nullable=True),
+    sa.Index("ix_apercu_deliveries_image", "image_id"),
+    sa.Index("ix_apercu_deliveries_due", "status", "due_at"),
+)
+DELIVERY_PENDING, DELIVERED, DELIVERY_FAILED = "pending", "delivered", "failed"
 
 
 @dataclass(frozen=True)
@@ -272,8 +294,9 @@ class SchemaState:
 
 
 class Catalog:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, webhook_url: str = "") -> None:
         self.engine = engine
+        self.webhook_url = webhook_url  # told of every image that settles (APERCU_WEBHOOK_URL), beside its own
         sqlite = engine.dialect.name == "sqlite"
         self._database = engine.url.database if sqlite else None
 
@@ -284,8 +307,8 @@ class Catalog:
             yield conn
 
     @classmethod
-    def from_url(cls, url: str, durable: bool = True) -> Catalog:
-        return cls(create_engine(url, durable))
+    def from_url(cls, url: str, durable: bool = True, webhook_url: str = "") -> Catalog:
+        return cls(create_engine(url, durable), webhook_url)
 
     def create_schema(self) -> None:
         """At start-up: bring the schema to this code's revision (`migrations.head()`), or refuse to start.
@@ -339,13 +362,14 @@ class Catalog:
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
-    def add(self, image_id: str, filename: str | None) -> dict[str, Any]:
+    def add(self, image_id: str, filename: str | None, callback_url: str | None = None) -> dict[str, Any]:
         with self._begin() as conn:
-            return self._insert(conn, image_id, filename, utcnow())
+            return self._insert(conn, image_id, filename, utcnow(), callback_url=callback_url)
 
     @staticmethod
     def _insert(
-        conn: sa.Connection, image_id: str, filename: str | None, now: datetime, sha256: str | None = None
+        conn: sa.Connection, image_id: str, filename: str | None, now: datetime, sha256: str | None = None,
+        callback_url: str | None = None,
     ) -> dict[str, Any]:
         row = {
             "id": image_id,
@@ -355,6 +379,7 @@ class Catalog:
             "enqueued_at": now,
             "attempts": 0,
             "sha256": sha256,
+            "callback_url": callback_url,
         }
         conn.execute(INSERT, row)
         return {**row, "error": None, "processed_at": None, "image_metadata": None, "thumbnail": None, "phash": None}
@@ -464,6 +489,7 @@ class Catalog:
         return self._settle(image_id, owner, outcome=FAILURE, message=message, facts=image_metadata, thumb=None)
 
     def _settle(self, image_id: str, owner: str | None, **outcome: Any) -> bool:
+        """Record the outcome, and in the same transaction the completion webhooks to deliver for it."""
         facts = outcome["facts"] or {}
         parameters = {
             "image_id": image_id, "owner": owner, "at": utcnow(), "sha256": facts.get("sha256"),
@@ -473,13 +499,59 @@ class Catalog:
             settled = conn.execute(SETTLE[owner is not None], parameters).rowcount
             if settled:
                 announce_settled(conn, image_id)
+                self._add_deliveries(conn, image_id, parameters["at"])
             return bool(settled)
+
+    def _add_deliveries(self, conn: sa.Connection, image_id: str, now: datetime) -> None:
+        callback = conn.execute(sa.select(images.c.callback_url).where(images.c.id == image_id)).scalar()
+        for url in dict.fromkeys(u for u in (callback, self.webhook_url) if u):
+            conn.execute(deliveries.insert().values(
+                id=uuid.uuid4().hex, image_id=image_id, url=url, status=DELIVERY_PENDING, attempts=0, due_at=now))
+
+    def deliveries_of(self, image_id: str) -> list[dict[str, Any]]:
+        query = sa.select(deliveries).where(deliveries.c.image_id == image_id).order_by(deliveries.c.url)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).mappings().first()
+        return dict(row) if row else None
+
+    def deliveries_due(self, due_before: datetime, image_id: str | None = None) -> list[str]:
+        """Pending deliveries whose attempt was due before then (of one image, or any: lost messages), each
+        marked due again a minute from now so that one sweep, not every sweep, sends it."""
+        where = [deliveries.c.status == DELIVERY_PENDING, deliveries.c.due_at <= due_before]
+        if image_id is not None:
+            where.append(deliveries.c.image_id == image_id)
+        with self._begin() as conn:
+            ids = [r.id for r in conn.execute(sa.select(deliveries.c.id).where(*where).limit(500))]
+            if ids:
+                later = utcnow() + timedelta(seconds=60)
+                conn.execute(deliveries.update().where(deliveries.c.id.in_(ids)).values(due_at=later))
+            return ids
+
+    def record_delivery(
+        self, delivery_id: str, status: str, http_status: int | None, error: str | None, retry_in: float = 0.0
+    ) -> None:
+        """One attempt's result: `status` DELIVERED or DELIVERY_FAILED ends it; DELIVERY_PENDING retries it in
+        `retry_in` seconds."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "status": status, "attempts": deliveries.c.attempts + 1, "last_status": http_status,
+            "last_error": error, "due_at": now + timedelta(seconds=retry_in),
+        }
+        if status == DELIVERED:
+            values["delivered_at"] = now
+        with self._begin() as conn:
+            conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(**values))
 
     def delete(self, image_id: str) -> bool:
         with self._begin() as conn:
             deleted = conn.execute(images.delete().where(images.c.id == image_id)).rowcount
             conn.execute(renders.delete().where(renders.c.image_id == image_id))
             conn.execute(contents.delete().where(contents.c.image_id == image_id))
+            conn.execute(deliveries.delete().where(deliveries.c.image_id == image_id))
             if deleted:
                 announce_settled(conn, image_id)
             return bool(deleted)
@@ -596,7 +668,7 @@ class Catalog:
     # Idempotency keys: a retried upload gets the image its first try created.
 
     def add_unique(
-        self, image_id: str, filename: str | None, unique: Unique
+        self, image_id: str, filename: str | None, unique: Unique, callback_url: str | None = None
     ) -> tuple[dict[str, Any], Literal["key", "content"] | None]:
         """Record a new image unless an existing one holds its idempotency key or its bytes (with deduplication),
         in one transaction; ({row}, None) when recorded.
@@ -615,7 +687,7 @@ class Catalog:
                         conn.execute(idempotency_keys.insert().values(**claim))
                     if unique.sha256 is not None:  # (the claim goes with its image: see `delete`)
                         conn.execute(contents.insert().values(sha256=unique.sha256, image_id=image_id))
-                    return self._insert(conn, image_id, filename, now, unique.sha256), None
+                    return self._insert(conn, image_id, filename, now, unique.sha256, callback_url), None
             except sa.exc.IntegrityError:
                 if unique.key is not None and (row := self.image_for_key(unique.key, unique.key_expired_before)):
                     return row, "key"

@@ -20,6 +20,7 @@ from celery import Celery, Task
 from apercu import logs
 from apercu.config import Settings
 from apercu.storage.catalog import Claim
+from apercu.tasks.deliveries import DELIVER_TASK, Deliveries, send_due
 from apercu.tasks.processing import Processor
 
 TASK_NAME = "apercu.process_image"
@@ -60,6 +61,8 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
     app.processor = Processor(settings, worker)
     app.task(name=TASK_NAME, bind=True, max_retries=None)(process_image)
     app.task(name=RENDER_TASK, bind=True, max_retries=TRANSIENT_RETRIES)(render_thumbnail)
+    app.deliveries = Deliveries(app.processor)
+    app.task(name=DELIVER_TASK, bind=True, max_retries=None)(deliver_webhook)  # attempts are counted in the row
     return app
 
 
@@ -71,6 +74,20 @@ def process_image(task: Task, image_id: str) -> str:
 
 
 def _process_image(task: Task, image_id: str) -> str:
+    result = _processed(task, image_id)
+    if result != Claim.BUSY.value:
+        _send_webhooks(task.app, image_id)
+    return result
+
+
+def _send_webhooks(app: Celery, image_id: str) -> None:
+    try:
+        send_due(app, image_id)
+    except Exception:  # noqa: BLE001 - processing is done; the recovery sweep sends what could not be queued
+        log.exception("image %s: could not queue its webhooks; the recovery sweep will", image_id)
+
+
+def _processed(task: Task, image_id: str) -> str:
     processor: Processor = task.app.processor
     owner = task.request.id or image_id
     try:
@@ -89,7 +106,7 @@ def _process_image(task: Task, image_id: str) -> str:
         return "failed"
     if outcome is Claim.BUSY:
         raise task.retry(countdown=retry_in)
-    return outcome.value
+    return str(outcome.value)
 
 
 def render_thumbnail(task: Task, image_id: str, size: int, ext: str) -> str:
@@ -111,6 +128,17 @@ def _render_thumbnail(task: Task, image_id: str, size: int, ext: str) -> str:
         processor.render_failed_unexpectedly(image_id, size, ext, reference)
         return "failed"
     return "rendered"
+
+
+def deliver_webhook(task: Task, delivery_id: str) -> str:
+    """The Celery task body: one attempt of one completion webhook, retried with backoff while it fails."""
+    try:
+        retry_in = task.app.deliveries.attempt(delivery_id)
+    except TRANSIENT_ERRORS as exc:
+        raise task.retry(exc=exc, countdown=min(60, 2**task.request.retries)) from exc
+    if retry_in is not None:
+        raise task.retry(countdown=retry_in)
+    return "ended"
 
 
 def enqueue(app: Celery, image_id: str, request_id: str | None = None) -> None:

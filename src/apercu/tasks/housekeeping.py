@@ -6,7 +6,8 @@
   fails while no worker beats.
 - **Recovery.** At start and every `recovery_interval`, images whose work was lost are sent again: processing
   under a dead lease, or pending for longer than `recovery_grace` (their message may have died with a broker or
-  a worker). Sending twice is harmless: the claim lets one task work.
+  a worker), and completion webhooks overdue by as long (their message was lost). Sending twice is harmless:
+  the claim lets one task work, and a receiver tells a repeated webhook by its delivery id.
 - **Orphans.** At start and every `orphan_interval`: staging files left by crashed uploads and thumbnail writes,
   originals and thumbnails without a row (a process killed between the file and the row, or between a
   concurrent delete and its cleanup), rows whose original is gone, and expired idempotency keys. Everything
@@ -29,6 +30,7 @@ from celery import Celery
 from apercu import metrics
 from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
 from apercu.tasks.app import enqueue
+from apercu.tasks.deliveries import send_due
 from apercu.tasks.processing import Processor
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,8 @@ class Housekeeping:
         metrics.RESENT.inc(len(ids))
         if ids:
             log.info("recovery re-sent %d unfinished image(s)", len(ids))
+        if webhooks := send_due(self.app, overdue_for=grace):
+            log.info("recovery re-sent %d webhook deliveries", webhooks)
         return ids
 
     def sweep_orphans(self) -> int:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 MAX_ANSWER = 64 * 1024
+MAX_URL = 2048
 USER_AGENT = "apercu-webhook/1"
 
 
@@ -57,9 +58,12 @@ class Answer:
         return 200 <= self.status < 300
 
 
-def resolve(url: str, allowed_hosts: Collection[str] = ()) -> Target:
-    """The URL's target, checked; Refused says why not."""
+def check(url: str, allowed_hosts: Collection[str] = ()) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) of a URL that may be called as far as its text tells (no DNS lookup: what an
+    upload's `callback_url` is checked with); Refused says why not."""
     parts = urlsplit(url)
+    if len(url) > MAX_URL:
+        raise Refused(f"the URL is longer than {MAX_URL} characters")
     if parts.scheme not in ("http", "https"):
         raise Refused(f"only http and https URLs are called, not {parts.scheme or 'a relative URL'}")
     if not parts.hostname or parts.username or parts.password:
@@ -69,17 +73,39 @@ def resolve(url: str, allowed_hosts: Collection[str] = ()) -> Target:
     except ValueError:
         raise Refused("the URL's port is not a number from 0 to 65535") from None
     host = parts.hostname
+    if not _allowed(host, allowed_hosts):
+        if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+            raise Refused(f"{host} is this machine")
+        if _is_address(host) and not is_public(host):
+            raise Refused(f"{host} is not a public address")
+    return parts.scheme, host, port, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def resolve(url: str, allowed_hosts: Collection[str] = ()) -> Target:
+    """The URL's target, checked, with every address its host resolves to; Refused says why not."""
+    scheme, host, port, path = check(url, allowed_hosts)
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise Refused(f"{host} does not resolve ({exc.strerror})") from None
     addresses = [str(info[4][0]) for info in found]
-    if host.lower() not in {h.lower() for h in allowed_hosts}:
+    if not _allowed(host, allowed_hosts):
         for address in addresses:
             if not is_public(address):
                 raise Refused(f"{host} resolves to {address}, which is not a public address")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(parts.scheme, host, port, path, addresses[0])
+    return Target(scheme, host, port, path, addresses[0])
+
+
+def _allowed(host: str, allowed_hosts: Collection[str]) -> bool:
+    return host.lower() in {h.lower() for h in allowed_hosts}
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def is_public(address: str) -> bool:

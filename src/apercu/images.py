@@ -1,0 +1,78 @@
+"""One image as the service shows it: the record (`Image`) and its public JSON shape (`image_json`).
+
+Both the API (GET /images/<id>, every item of GET /images) and the worker (the body of a completion webhook,
+"the image's JSON as GET /images/<id> returns it") answer with this one shape, so it lives below both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from apercu.storage.catalog import IN_PROGRESS
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image as the catalog records it; `deliveries` only where they were looked up (one image's GET)."""
+
+    id: str
+    status: str
+    filename: str | None
+    uploaded_at: datetime
+    processed_at: datetime | None
+    error: str | None
+    metadata: dict[str, Any] | None
+    thumbnail: dict[str, Any] | None
+    deliveries: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Image:
+        return cls(
+            row["id"], row["status"], row["filename"], row["uploaded_at"], row["processed_at"], row["error"],
+            row["image_metadata"], row["thumbnail"],
+        )
+
+    @property
+    def settled(self) -> bool:
+        return self.status not in IN_PROGRESS
+
+
+def iso(stamp: datetime | None) -> str | None:
+    return None if stamp is None else stamp.isoformat(timespec="milliseconds") + "Z"
+
+
+def image_json(image: Image) -> dict[str, Any]:
+    """The public shape of one image."""
+    links = {"self": f"/images/{image.id}", "thumbnail": f"/thumbnails/{image.id}.jpg"}
+    body: dict[str, Any] = {
+        "id": image.id,
+        "status": image.status,
+        "filename": image.filename,
+        "uploaded_at": iso(image.uploaded_at),
+        "processed_at": iso(image.processed_at),
+        "error": image.error,
+        "links": links,
+    }
+    if image.metadata is not None:
+        body["metadata"] = image.metadata
+    if image.thumbnail is not None:
+        thumb = image.thumbnail
+        body["thumbnail"] = {k: thumb[k] for k in ("width", "height", "bytes")} | {"url": links["thumbnail"]}
+    if image.deliveries:
+        body["webhooks"] = [delivery_json(d) for d in image.deliveries]
+    return body
+
+
+def delivery_json(row: dict[str, Any]) -> dict[str, Any]:
+    """One completion webhook's delivery: where to, and how it went so far."""
+    return {
+        "id": row["id"],
+        "url": row["url"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "last_status": row["last_status"],
+        "last_error": row["last_error"],
+        "delivered_at": iso(row["delivered_at"]),
+    }
