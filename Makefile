@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/apercu serve
 
-test: $(STAMP) browser
+test: $(STAMP) browser exiftool
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Debian's Chromium for the web page's browser tests (tests/test_page.py; Playwright drives it, as its own browser
@@ -24,6 +24,13 @@ test: $(STAMP) browser
 browser:
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium) \
 		|| echo "chromium could not be installed: tests/test_page.py will skip (or fail in CI)"
+
+# Debian's ExifTool for the maker-notes tests (tests/test_makernotes.py; APERCU_EXIFTOOL=1 in a deployment).
+# Without it those tests skip, or fail where APERCU_REQUIRE_SERVICES=1 (CI).
+.PHONY: exiftool
+exiftool:
+	command -v exiftool >/dev/null || (apt-get update -q && apt-get install -y -q libimage-exiftool-perl) \
+		|| echo "exiftool could not be installed: tests/test_makernotes.py will skip (or fail in CI)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

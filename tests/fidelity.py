@@ -162,3 +162,50 @@ def _gps_equal(expected: Any, actual: Any) -> bool:
 def overall_exif(tallies: dict[str, Tally]) -> float:
     tally = tallies.get("exif", Tally())
     return tally.rate
+
+
+# ExifTool's family-1 groups inside its family-0 MakerNotes group: maker names, and their sub-groups
+# (CanonCustom, NikonCustom, ...). The readings name only family 1, so the maker groups are told by name.
+MAKER_GROUP = re.compile(
+    r"^(Apple|Canon|Casio|DJI|FLIR|FujiFilm|GE|HP|JVC|Kodak|Kyocera|Leica|Minolta|Motorola|Nikon|Nintendo|Olympus"
+    r"|Panasonic|Pentax|PhaseOne|Reconyx|Ricoh|Samsung|Sanyo|Sigma|Sony)"
+)
+
+
+def ours_with_makernotes(image: Path) -> dict[str, Any]:
+    options = Options(max_pixels=Settings().max_pixels, exiftool=True)
+    return inspect_file(image, options).get("metadata", {})
+
+
+def maker_groups(tags: Iterable[str]) -> set[str]:
+    return {tag.partition(":")[0] for tag in tags if MAKER_GROUP.match(tag.partition(":")[0])}
+
+
+def compare_makernotes(
+    corpus: Path, images: Iterable[Path], read: Callable[[Path], dict[str, Any]] = ours_with_makernotes
+) -> tuple[dict[str, Tally], list[str]]:
+    """Match tallies per maker group over every maker tag of the readings and of ours (a tag only one side has
+    is a miss), and the files whose maker groups differ from the reading's (ours must have exactly the groups
+    ExifTool's reading has, none when it has none)."""
+    tallies: dict[str, Tally] = {}
+    group_misses: list[str] = []
+    for image in images:
+        expected = reference(corpus, image)
+        if expected is None:
+            continue
+        notes = read(image).get("makernotes", {})
+        wanted = maker_groups(expected)
+        if set(notes) != wanted:
+            group_misses.append(f"{image.parent.name}/{image.name}: exiftool {sorted(wanted)} ours {sorted(notes)}")
+        for tag, value in expected.items():
+            group, _, name = tag.partition(":")
+            if group in wanted:
+                actual = notes.get(group, {}).get(name)
+                where = f"{image.parent.name}/{image.name} {tag}: exiftool {value!r} ours {actual!r}"
+                tallies.setdefault(group, Tally()).add(equal(value, actual), where)
+        for group, tags in notes.items():  # a tag the reading does not have is a miss too
+            for name, actual in tags.items():
+                if f"{group}:{name}" not in expected:
+                    where = f"{image.parent.name}/{image.name} {group}:{name}: exiftool - ours {actual!r}"
+                    tallies.setdefault(group, Tally()).add(False, where)
+    return tallies, group_misses

@@ -70,8 +70,10 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]
 
 
 def local_files(svc: Service) -> list[Path]:
-    """What a machine keeps on its own disk besides staging: nothing, when images live in S3."""
-    return [p for p in svc.data_dir.rglob("*") if p.is_file() and p.parent.name != "tmp"]
+    """What a machine keeps on its own disk besides staging and its processes' metrics: nothing, when images live
+    in S3."""
+    own = ("tmp", "metrics")
+    return [p for p in svc.data_dir.rglob("*") if p.is_file() and p.relative_to(svc.data_dir).parts[0] not in own]
 
 
 def wait_success(web: Service, image_id: str, timeout: float = 90.0) -> dict[str, Any]:

@@ -3,6 +3,7 @@ database, on SQLite and PostgreSQL, and `apercu db upgrade`."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -351,3 +352,20 @@ def test_an_upgrade_failing_halfway_changes_nothing(url: str) -> None:
     assert recorded_revisions(catalog.engine) == [migrations.BASELINE]
     assert "lease_worker" not in columns(catalog.engine, "apercu_images")
     assert not sa.inspect(catalog.engine).has_table("apercu_workers")
+
+
+def test_images_processed_before_content_hashes_get_their_sha256(url: str) -> None:
+    """The revision adding apercu_images.sha256 fills it from the metadata processing stored, so ?sha256= finds
+    images processed before it (a phash, which older processing never computed, stays empty)."""
+    engine = create_engine(url)
+    digest = "ab" * 32
+    with engine.begin() as conn:
+        command.upgrade(migrations.config(conn), "5c1e0b7d9a21")  # the revision before content hashes
+        conn.execute(sa.text(
+            "INSERT INTO apercu_images (id, filename, status, uploaded_at, enqueued_at, attempts, image_metadata) "
+            "VALUES (:id, 'old.jpg', 'success', '2026-01-01 10:00:00', '2026-01-01 10:00:00', 1, :meta)"
+        ), {"id": OLD_ID, "meta": json.dumps({"format": "JPEG", "sha256": digest})})
+    catalog = Catalog.from_url(url)
+    assert catalog.migrate(upgrade=True) == ("5c1e0b7d9a21", HEAD)
+    assert [row["id"] for row in catalog.with_sha256(digest, 10)] == [OLD_ID]
+    assert catalog.get(OLD_ID)["phash"] is None

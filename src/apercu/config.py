@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from apercu.imaging.analyse import Options
 
 MIB = 1024 * 1024
+EXIFTOOL_TIMEOUT = 10.0  # seconds exiftool may take over one file's maker notes
 CHOICES = {"gps": ("keep", "drop"), "dedup": ("off", "reuse"), "log_format": ("text", "json")}
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
@@ -67,6 +68,7 @@ class Settings:
     min_free_mb: int = 512  # less free space than this on the data disk: uploads get 507
     cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser (off when empty)
     dedup: str = "off"  # or "reuse": an upload of bytes already stored answers 200 with the stored image
+    exiftool: bool = False  # metadata.makernotes, read by ExifTool (`exiftool` on PATH) in the imaging process
     webhook_url: str = ""  # told of every image that reaches success or failure (beside an upload's callback_url)
     webhook_secret: str = ""  # the HMAC-SHA256 key of X-Apercu-Signature; webhooks need one
     webhook_allowed_hosts: str = ""  # comma-separated host names that may resolve to private addresses
@@ -141,6 +143,9 @@ class Settings:
             thumbnail_quality=self.thumbnail_quality,
             max_pixels=self.max_pixels,
             background=self.background,
+            exiftool=self.exiftool,
+            # a file that keeps exiftool busy must leave the rest of imaging most of its time limit
+            exiftool_timeout=min(EXIFTOOL_TIMEOUT, self.task_time_limit / 2),
         )
 
     def validate(self) -> Settings:

@@ -69,9 +69,11 @@ def remove_abandoned(root: Path) -> list[Path]:
 
 def _abandoned(folder: Path) -> bool:
     try:
+        if folder.name.startswith(NEW) and time.time() - folder.stat().st_mtime <= NEW_GRACE:
+            return False  # being set up right now: maybe locked, maybe not yet (between its open and its flock)
         fd = os.open(folder / LOCK, os.O_RDWR)
-    except FileNotFoundError:  # being set up right now, or left half set up by a crash long ago
-        return not folder.name.startswith(NEW) or time.time() - folder.stat().st_mtime > NEW_GRACE
+    except FileNotFoundError:  # left half set up by a crash long ago (or gone meanwhile: removing it is harmless)
+        return True
     except OSError:
         return False
     try:

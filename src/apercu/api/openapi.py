@@ -352,6 +352,7 @@ SCHEMAS: Json = {
             "xmp": schema("Xmp"),
             "iptc": schema("Iptc"),
             "icc": schema("Icc"),
+            "makernotes": schema("MakerNotes"),
             "text": described("PNG text chunks (tEXt, zTXt, iTXt) by keyword, and JPEG/GIF comments (`Comment`).",
                               TEXT_MAP),
             "warnings": described("What could not be read (a malformed EXIF directory, a corrupt chunk...); the "
@@ -374,6 +375,16 @@ SCHEMAS: Json = {
             schema("Blob"),
             {"type": "array", "items": {"anyOf": [schema("ExifValue"), {"type": "null"}]}},
         ],
+    },
+    "MakerNotes": {
+        "type": "object",
+        "description": "The camera maker's notes, decoded by ExifTool (only with APERCU_EXIFTOOL=1 and exiftool "
+        "installed): ExifTool's maker groups (`Canon`, `CanonCustom`, `Nikon`, `Apple`, `FujiFilm`...), each with "
+        "its tags under ExifTool's names and the values `exiftool -n` gives, typed as in `exif`; values over 4 KiB "
+        "as `{\"bytes\": N}`. Absent when the file has none.",
+        "additionalProperties": {"type": "object", "additionalProperties": schema("ExifValue")},
+        "examples": [{"Canon": {"MacroMode": 2, "FocalLength": 346, "CanonImageType": "IMG:DIGITAL IXUS 40 JPEG",
+                                "AFAreaXPositions": [-409, 0, 409]}}],
     },
     "Blob": {
         "type": "object",

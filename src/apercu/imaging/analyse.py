@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
-from apercu.imaging import embedded, fingerprints, limits, metadata, thumbnail
+from apercu.imaging import embedded, fingerprints, limits, makernotes, metadata, thumbnail
 from apercu.imaging import exif as exif_json
 from apercu.imaging.formats import FORMATS, HEAD_BYTES, claimed_by, format_of, prepare_plugins, tiff_directory
 
@@ -52,6 +52,8 @@ class Options:
     thumbnail_quality: int = 85
     max_pixels: int = 100_000_000
     background: tuple[int, int, int] = thumbnail.WHITE
+    exiftool: bool = False  # maker notes through ExifTool (see makernotes)
+    exiftool_timeout: float = makernotes.TIMEOUT
 
 
 @dataclass
@@ -208,6 +210,8 @@ def _analyse(attempt: _Attempt, options: Options) -> Analysis:
     attempt.digest = _Digest(data)
     with _open(data) as img:
         facts, orientation = _header_facts(img, data, attempt.warnings)
+        if options.exiftool:  # before decoding: a file that then fails to decode still shows them
+            makernotes.add(facts, data, options.exiftool_timeout, attempt.warnings)
         attempt.facts, attempt.stage = facts, "decode image"
         limits.check_before_decoding(img, len(data), options.max_pixels)
         frame, engine = thumbnail.reduce(

@@ -70,11 +70,15 @@ XMP_LOCATION = re.compile(r"gps|latitude|longitude", re.IGNORECASE)
 # TIFF and EXIF number their tags from 0x00FE on; only the GPS IFD (0x00-0x1F defined) and the Interop IFD use
 # smaller numbers. An EXIF tag named by its hex id below this is therefore taken for a GPS tag and dropped.
 FIRST_TIFF_TAG = 0x00FE
+# Maker-note tags (ExifTool's CamelCase names) that say where: Pentax/Sony/Casio GPS tags, Panasonic's Country,
+# State, City and Landmark, the world-time cities of several makers.
+MAKER_LOCATION = re.compile(r"GPS|Latitude|Longitude|Altitude|Location|City|Country|Landmark|^State$")
 
 
 def without_location(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The metadata with every GPS fact removed, for APERCU_GPS=drop: the `gps` block, the EXIF GPS tags (and the
-    GPSInfo pointer, should it appear), XMP location properties, and the warnings about GPS (which quote values).
+    GPSInfo pointer, should it appear), XMP location properties, location tags of the maker notes, and the
+    warnings about GPS (which quote values).
 
     Pure: the argument is left as it is. Applied both before storing (the worker) and when answering (the
     service), so images stored before the setting changed do not leak either."""
@@ -87,6 +91,13 @@ def without_location(metadata: Mapping[str, Any]) -> dict[str, Any]:
                 cleaned[block] = kept
             else:
                 cleaned.pop(block)
+    notes = metadata.get("makernotes")
+    if isinstance(notes, dict):
+        kept_notes = _without_maker_location(notes)
+        if kept_notes:
+            cleaned["makernotes"] = kept_notes
+        else:
+            cleaned.pop("makernotes")
     warnings = metadata.get("warnings")
     if isinstance(warnings, list):
         kept_warnings = [w for w in warnings if not (isinstance(w, str) and "GPS" in w)]
@@ -106,6 +117,16 @@ def _exif_location(name: str) -> bool:
         except ValueError:
             return False
     return False
+
+
+def _without_maker_location(notes: Mapping[str, Any]) -> dict[str, Any]:
+    kept_groups = {}
+    for group, tags in notes.items():
+        if isinstance(tags, dict):
+            kept = {name: value for name, value in tags.items() if not MAKER_LOCATION.search(name)}
+            if kept:
+                kept_groups[group] = kept
+    return kept_groups
 
 
 def _xmp_location(name: str) -> bool:
