@@ -315,6 +315,7 @@ def test_without_location_is_pure_and_thorough() -> None:
         "xmp": {"exif:GPSLongitude": "2,1E", "drone-dji:GpsLatitude": "1", "Iptc4xmpExt:LocationShownGPSAltitude": 3,
                 "xmp:Rating": 1, "photoshop:City": "Paris"},
         "iptc": {"City": "Paris"},
+        "text": {"Comment": "a nice day", "Raw profile type xmp": "\nxmp\n 12\n3c3f78", "Where": "Latitude 43.4N"},
         "warnings": ["GPS latitude 123.0 is outside +-90; ignored", "EXIF IFD0 entries unreadable: 0x0110"],
     }
     before = json.dumps(metadata, sort_keys=True)
@@ -323,6 +324,7 @@ def test_without_location_is_pure_and_thorough() -> None:
         "exif": {"Make": "X", "0xc4a5": {"bytes": 3}},
         "xmp": {"xmp:Rating": 1, "photoshop:City": "Paris"},
         "iptc": {"City": "Paris"},
+        "text": {"Comment": "a nice day"},
         "warnings": ["EXIF IFD0 entries unreadable: 0x0110"],
     }
     assert json.dumps(metadata, sort_keys=True) == before
@@ -436,6 +438,12 @@ def test_a_preflight_is_answered_204_without_a_key(settings: Settings) -> None:
     allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
     assert allowed == {"content-type", "x-api-key", "authorization", "idempotency-key", "x-request-id"}
     assert client.options("/images").status_code == 401  # a plain OPTIONS is no preflight
+    preflight = {"Access-Control-Request-Method": "POST"}
+    # Only a bodiless preflight from an allowed origin skips the key: anything else could carry an upload past it.
+    assert client.options("/images", headers={**preflight, "Origin": "https://elsewhere.example"}).status_code == 401
+    assert client.options("/images", headers={**preflight, "Origin": ORIGIN}, data=b"x" * 10).status_code == 401
+    without_cors = client_for(settings, api_keys=KEY, min_free_mb=HUGE_MB)
+    assert without_cors.options("/images", headers={**preflight, "Origin": ORIGIN}).status_code == 401
 
 
 # -- through the real server: refused before the body is received -----------------------------------------------

@@ -92,3 +92,13 @@ def test_the_catalog_lets_one_image_claim_a_content(app: Any) -> None:
     second, holder = catalog.add_unique("2" * 32, "b.jpg", Unique(key="k", sha256=sha))
     assert holder == "content" and second["id"] == first["id"]
     assert catalog.get("2" * 32) is None and catalog.image_for_key("k", None) is None  # nothing of it was kept
+
+
+def test_bytes_whose_image_failed_make_a_new_image(app: Any) -> None:
+    """A failure may have been passing (a time limit under load): the next upload of the bytes tries again."""
+    data = images.jpeg((320, 240))
+    first = parse_json(post(app, data))["id"]
+    assert app.extensions["apercu"].storage.catalog.fail(first, "the time limit, under load")
+    again = post(app, data)
+    assert again.status_code == 202 and parse_json(again)["id"] != first
+    assert post(app, data).status_code == 200  # and the new image is the one kept from now on

@@ -168,14 +168,16 @@ def test_an_imaging_process_killed_mid_image_is_retried_then_fails(
     processor: Processor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file that kills every imaging process it touches ends as failure after max_attempts, at once."""
-    real = Sandbox.analyse
+    real = Sandbox._ensure_child
 
-    def killed(self: Sandbox, *args: Any) -> Any:
-        self._ensure_child()
+    def killed(self: Sandbox) -> Any:
+        """The child the call is handed to dies under it (killed after the liveness check, not before it,
+        which would only make the sandbox start another)."""
+        conn = real(self)
         os.kill(self._process.pid, signal.SIGKILL)
-        return real(self, *args)
+        return conn
 
-    monkeypatch.setattr(Sandbox, "analyse", killed)
+    monkeypatch.setattr(Sandbox, "_ensure_child", killed)
     image_id = stored(processor, images.jpeg())
     started = time.monotonic()
     assert processor.process(image_id, "t")[0] is Claim.EXHAUSTED
@@ -190,16 +192,16 @@ def test_an_imaging_process_killed_mid_image_is_retried_then_fails(
 
 
 def test_one_crash_then_success(processor: Processor, monkeypatch: pytest.MonkeyPatch) -> None:
-    real, kills = Sandbox.analyse, []
+    real, kills = Sandbox._ensure_child, []
 
-    def killed_once(self: Sandbox, *args: Any) -> Any:
+    def killed_once(self: Sandbox) -> Any:
+        conn = real(self)
         if not kills:
-            self._ensure_child()
             kills.append(self._process.pid)
             os.kill(self._process.pid, signal.SIGKILL)
-        return real(self, *args)
+        return conn
 
-    monkeypatch.setattr(Sandbox, "analyse", killed_once)
+    monkeypatch.setattr(Sandbox, "_ensure_child", killed_once)
     image_id = stored(processor, images.jpeg())
     processor.process(image_id, "t")
     row = processor.storage.catalog.get(image_id)

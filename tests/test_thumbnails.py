@@ -249,3 +249,11 @@ def test_corpus_thumbnails_carry_no_metadata() -> None:
         data = analyse((corpus / name).read_bytes()).thumbnail.data
         assert b"Exif\x00" not in data and b"http://ns.adobe.com/xap" not in data and b"ICC_PROFILE" not in data
         assert len(decode(data).getexif()) == 0
+
+
+@pytest.mark.parametrize("size", [(100, 80), (1600, 1200)])  # small (no reduction) and large (shrink-on-load)
+def test_a_jpeg_comment_does_not_reach_the_thumbnail(size: tuple[int, int]) -> None:
+    """Comments are metadata too (a camera app may write where a picture was taken): thumbnails carry none."""
+    data = images.encode(images.gradient(size), "JPEG", quality=90, comment=b"taken at 43.4674N 11.8851E")
+    assert b"43.4674N" not in analyse(data).thumbnail.data
+    assert b"43.4674N" not in render_variant(data, Options(), 128, "JPEG").data

@@ -393,3 +393,22 @@ def test_upload_bar_on_a_terminal_and_a_pattern(service: Service, tmp_path: Path
     assert result.stdout.splitlines()[-1] == "3 files: 2 success, 1 failure, 0 refused, 0 errors" and terminal == ""
     good = apercu("upload", "photos/a.jpg", "photos/sub", "--url", url, "--json", cwd=tmp_path)
     assert good.returncode == 0 and [json.loads(line)["status"] for line in good.stdout.splitlines()] == ["success"] * 3
+
+
+@pytest.mark.integration
+def test_files_the_service_already_has_are_successes_under_dedup(tmp_path: Path) -> None:
+    """With APERCU_DEDUP=reuse the service answers 200 "duplicate" for bytes it has: that is the file's image."""
+    folder = tmp_path / "same"
+    folder.mkdir()
+    data = images.jpeg((400, 300))
+    (folder / "one.jpg").write_bytes(data)
+    (folder / "two.jpg").write_bytes(data)
+    svc = Service(tmp_path / "data", {"APERCU_DEDUP": "reuse"}).start("serve")
+    try:
+        done = apercu("upload", str(folder), "--url", f"http://127.0.0.1:{svc.port}", "--json", "--concurrency", "1")
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [line["status"] for line in lines] == ["success", "success"]
+        assert lines[0]["id"] == lines[1]["id"]
+    finally:
+        svc.stop()

@@ -102,6 +102,41 @@ def test_redirects_are_not_followed_and_answers_are_read_bounded(receiver: Recei
     assert big.ok and len(big.excerpt) <= 200 and time.monotonic() - started < 5
 
 
+def test_a_receiver_trickling_its_answer_is_cut_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each byte in time for the per-read timeout, the whole answer never: the attempt still ends."""
+    import socket
+
+    monkeypatch.setattr(webhooks, "TOTAL_TIMEOUT", 1.0)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def tarpit() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        try:
+            for _ in range(40):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-A: "[:1] if _ == 0 else b"a")
+                time.sleep(0.1)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    threading.Thread(target=tarpit, daemon=True).start()
+    target = webhooks.resolve(f"http://127.0.0.1:{listener.getsockname()[1]}/", allowed_hosts={"127.0.0.1"})
+    started = time.monotonic()
+    with pytest.raises(Exception):  # noqa: B017 - whatever the cut read raises, the attempt ends
+        webhooks.deliver(target, b"{}", "k", "d")
+    assert time.monotonic() - started < 2.5
+    listener.close()
+
+
+@pytest.mark.parametrize("url", ["http://example.com/a b", "http://example.com/a\x00b", "http://a..example.com/",
+                                 "http://" + "a" * 64 + ".example.com/", "http://exämple.com/"])
+def test_urls_that_cannot_be_sent_are_refused_before_any_attempt(url: str) -> None:
+    with pytest.raises(webhooks.Refused):
+        webhooks.check(url)
+
+
 def test_a_receiver_that_does_not_answer_times_out(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(webhooks, "READ_TIMEOUT", 0.3)
     receiver.delay = 2.0
@@ -151,18 +186,24 @@ def delivered(svc: Any, image_id: str, timeout: float = 30.0) -> dict[str, Any]:
 def test_a_settled_image_is_posted_signed_to_its_callback(tmp_path: Any, receiver: Receiver) -> None:
     import images
 
-    svc = webhook_service(tmp_path, receiver)
+    svc = webhook_service(tmp_path, receiver, APERCU_WEBHOOK_URL=receiver.url + "/operator")
     try:
         image_id = upload_with_callback(svc, images.jpeg(), receiver.url + "/done").json()["id"]
         body = delivered(svc, image_id)
-        [hook] = body["webhooks"]
+        [hook] = body["webhooks"]  # the operator's own webhook is not shown to API clients
         assert hook["status"] == "delivered" and hook["attempts"] == 1 and hook["last_status"] == 204
-        path, headers, sent = receiver.received[0]
-        assert path == "/done" and headers["X-Apercu-Delivery"] == hook["id"]
+        deadline = time.monotonic() + 20
+        while len(receiver.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        by_path = {path: (headers, sent) for path, headers, sent in receiver.received}
+        assert set(by_path) == {"/done", "/operator"}
+        headers, sent = by_path["/done"]
+        assert headers["X-Apercu-Delivery"] == hook["id"]
         assert headers["X-Apercu-Signature"] == "sha256=" + hmac.new(SECRET.encode(), sent, hashlib.sha256).hexdigest()
         posted = json.loads(sent)
         assert posted["id"] == image_id and posted["status"] == "success"
         assert posted["metadata"] == body["metadata"] and posted["thumbnail"] == body["thumbnail"]
+        assert "webhooks" not in posted and "webhooks" not in json.loads(by_path["/operator"][1])
     finally:
         svc.stop()
 
@@ -172,9 +213,9 @@ def test_a_receiver_that_fails_twice_gets_it_the_third_time(tmp_path: Any, recei
     import images
 
     receiver.script = [(500, {}, b"down"), (503, {}, b"busy")]
-    svc = webhook_service(tmp_path, receiver, APERCU_WEBHOOK_URL=receiver.url + "/all")
+    svc = webhook_service(tmp_path, receiver)
     try:
-        broken = svc.upload(images.jpeg()[:3000], "broken.jpg").json()["id"]  # failures are announced too
+        broken = upload_with_callback(svc, images.jpeg()[:3000], receiver.url).json()["id"]  # failures too
         body = delivered(svc, broken)
         [hook] = body["webhooks"]
         assert body["status"] == "failure"
@@ -219,3 +260,27 @@ def test_callback_urls_are_checked_at_upload(app: Any) -> None:
         refused = post(signing, url)
         assert refused.status_code == 400 and parse_json(refused)["error"]["code"] == "invalid_callback_url", url
     assert post(signing, "https://example.com/hook").status_code == 202
+
+
+@pytest.mark.integration
+def test_the_uploader_of_a_duplicate_is_told_too(tmp_path: Any, receiver: Receiver) -> None:
+    """With deduplication, a second upload of the same bytes gets the stored image: its callback still fires,
+    at once when that image has settled."""
+    import images
+
+    svc = webhook_service(tmp_path, receiver, APERCU_DEDUP="reuse")
+    try:
+        data = images.jpeg((500, 400))
+        first = upload_with_callback(svc, data, receiver.url + "/first").json()["id"]
+        delivered(svc, first)
+        again = upload_with_callback(svc, data, receiver.url + "/second")
+        assert again.status == 200 and again.json()["duplicate"] is True and again.json()["id"] == first
+        deadline = time.monotonic() + 20
+        while len(receiver.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sorted(path for path, _, _ in receiver.received) == ["/first", "/second"]
+        hooks = delivered(svc, first)["webhooks"]
+        assert sorted((h["url"].rsplit("/", 1)[1], h["status"]) for h in hooks) == [
+            ("first", "delivered"), ("second", "delivered")]
+    finally:
+        svc.stop()

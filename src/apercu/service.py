@@ -28,6 +28,7 @@ from apercu.storage.blobs import BlobInfo, BlobMissing
 from apercu.storage.catalog import Unique, utcnow
 from apercu.storage.watcher import Watcher
 from apercu.tasks import enqueue, enqueue_render, webhooks
+from apercu.tasks.deliveries import send_due
 from apercu.tasks.processing import LEASE_MARGIN
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class Service:
         self._check_callback(callback_url)
         unique = Unique(key, self._keys_expire_before() if key else None, self._content_of(upload))
         if unique.sha256 and (same := self.storage.catalog.image_with_content(unique.sha256)):
+            self._add_callback(same["id"], callback_url)
             return Submitted(self._image_of(same), created=False, duplicate=True)
         image_id = uuid.uuid4().hex
         self.storage.put_original(image_id, upload)
@@ -113,7 +115,17 @@ class Service:
             self._enqueue_or_leave_to_recovery(image_id)
         else:
             self.storage.delete_files(image_id)
+            if holder == "content":
+                self._add_callback(row["id"], callback_url)
         return Submitted(self._image_of(row), created=holder is None, duplicate=holder == "content")
+
+    def _add_callback(self, image_id: str, url: str | None) -> None:
+        """A duplicate's uploader is told too, when the image settles (at once if it has)."""
+        if url is not None and self.storage.catalog.add_delivery(image_id, url):
+            try:
+                send_due(self.celery, self.storage.catalog, image_id)
+            except Exception:  # noqa: BLE001 - recorded: the recovery sweep sends it
+                log.exception("could not queue the webhook of %s; the recovery sweep will", image_id)
 
     def _check_callback(self, url: str | None) -> None:
         """An upload's `callback_url`, checked as far as its text tells (its host is resolved and checked again
@@ -152,8 +164,14 @@ class Service:
             self.watcher.wait(image_id, wait)
             image = self._image(image_id)
         if self.settings.webhook_secret:  # (without one there are no webhooks: no query)
-            image = replace(image, deliveries=tuple(self.storage.catalog.deliveries_of(image_id)))
+            image = replace(image, deliveries=self._uploaders_deliveries(image_id))
         return image
+
+    def _uploaders_deliveries(self, image_id: str) -> tuple[dict[str, Any], ...]:
+        """The deliveries to uploaders' callbacks; the operator's APERCU_WEBHOOK_URL (which may itself be a
+        secret, like a chat webhook) and what its receiver answered are not shown to API clients."""
+        found = self.storage.catalog.deliveries_of(image_id)
+        return tuple(d for d in found if d["url"] != self.settings.webhook_url)
 
     def _image(self, image_id: str) -> Image:
         row = self.storage.catalog.get(image_id)

@@ -421,9 +421,10 @@ def upload_file(client: Client, path: Path, progress: Progress, stop: threading.
         progress.file_done()
     check_key(reply, client, stop)
     body = reply.json()
-    if reply.status == 202 and isinstance(body, dict) and "id" in body:
+    accepted = reply.status == 202 or (reply.status == 200 and isinstance(body, dict) and body.get("duplicate"))
+    if accepted and isinstance(body, dict) and "id" in body:  # 200: the service had these bytes (dedup)
         outcome.id, outcome.status = body["id"], body.get("status", "pending")
-        outcome.replayed = reply.headers.get("idempotent-replayed") == "true"
+        outcome.replayed = reply.headers.get("idempotent-replayed") == "true" or reply.status == 200
     elif 400 <= reply.status < 500:
         outcome.status, outcome.error = "refused", f"{reply.message()} ({reply.status})"
     else:

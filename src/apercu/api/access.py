@@ -164,8 +164,15 @@ class Gate:
         return None
 
     def _needs_no_key(self, method: str, path: str, header: Header) -> bool:
-        """Public paths, and CORS preflights: browsers send those without the key, whatever the page does."""
-        return is_public(path, self.public) or self.cors.is_preflight(method, header("Access-Control-Request-Method"))
+        """Public paths, and CORS preflights from an allowed origin: browsers send those without the key,
+        whatever the page does. (A preflight has no body; one from anywhere else is an ordinary OPTIONS.)"""
+        return is_public(path, self.public) or self.is_preflight(method, header)
+
+    def is_preflight(self, method: str, header: Header) -> bool:
+        """A CORS preflight from an allowed origin, and bodiless as preflights are."""
+        preflight = self.cors.is_preflight(method, header("Access-Control-Request-Method"))
+        bodiless = header("Content-Length") in (None, "0") and header("Transfer-Encoding") is None
+        return preflight and bodiless and self.cors.allowed(header("Origin"))
 
     @staticmethod
     def _unauthorized(missing: bool) -> Refusal:
@@ -204,12 +211,10 @@ def register(app: Flask) -> None:
     @app.before_request
     def _admit() -> ResponseReturnValue | None:
         header = request.headers.get
-        if cors.is_preflight(request.method, header("Access-Control-Request-Method")):
-            preflight = cors.preflight_headers(header("Origin"))
-            if preflight is not None:
-                answer = Response(status=204, headers=preflight)
-                answer.headers.remove("Content-Type")  # no body, so no type
-                return answer
+        if the_gate.is_preflight(request.method, header):
+            answer = Response(status=204, headers=cors.preflight_headers(header("Origin")))
+            answer.headers.remove("Content-Type")  # no body, so no type
+            return answer
         refusal = the_gate.check(request.method, request.environ.get("PATH_INFO", ""), header)
         if refusal is None:
             return None

@@ -280,7 +280,9 @@ SCHEMAS: Json = {
         "properties": {
             "id": described("Sent as `X-Apercu-Delivery`, the same on every attempt.", {"type": "string"}),
             "url": {"type": "string", "format": "uri"},
-            "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "status": described("`waiting` for the image to settle (a duplicate's uploader), then `pending` until "
+                                "`delivered`, or `failed` once given up.",
+                                {"type": "string", "enum": ["waiting", "pending", "delivered", "failed"]}),
             "attempts": {"type": "integer", "minimum": 0},
             "last_status": described("The receiver's last HTTP status, if it answered.",
                                      {"type": ["integer", "null"]}),

@@ -67,6 +67,7 @@ def _timestamp(date: Any, time: Any) -> str | None:
 # Iptc4xmpExt:LocationCreatedGPSLatitude (a flattened structure) or drone-dji:GpsLongitude. IPTC-IIM has no
 # coordinates (its location datasets are names and codes), and neither do ICC profiles.
 XMP_LOCATION = re.compile(r"gps|latitude|longitude", re.IGNORECASE)
+TEXT_LOCATION = XMP_LOCATION  # a comment or text chunk that mentions one is dropped whole
 # TIFF and EXIF number their tags from 0x00FE on; only the GPS IFD (0x00-0x1F defined) and the Interop IFD use
 # smaller numbers. An EXIF tag named by its hex id below this is therefore taken for a GPS tag and dropped.
 FIRST_TIFF_TAG = 0x00FE
@@ -83,10 +84,10 @@ def without_location(metadata: Mapping[str, Any]) -> dict[str, Any]:
     Pure: the argument is left as it is. Applied both before storing (the worker) and when answering (the
     service), so images stored before the setting changed do not leak either."""
     cleaned = {key: value for key, value in metadata.items() if key != "gps"}
-    for block, is_location in (("exif", _exif_location), ("xmp", _xmp_location)):
+    for block, is_location in (("exif", _exif_location), ("xmp", _xmp_location), ("text", _text_location)):
         tags = metadata.get(block)
         if isinstance(tags, dict):
-            kept = {name: value for name, value in tags.items() if not is_location(name)}
+            kept = {name: value for name, value in tags.items() if not is_location(name, value)}
             if kept:
                 cleaned[block] = kept
             else:
@@ -108,7 +109,13 @@ def without_location(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def _exif_location(name: str) -> bool:
+def _text_location(name: str, value: Any) -> bool:
+    """A text chunk or comment that may hold a position: one that says so, or an embedded metadata profile
+    (ImageMagick's hex-encoded "Raw profile type xmp/exif/iptc" chunks carry a whole XMP or EXIF block)."""
+    return name.lower().startswith("raw profile type") or bool(TEXT_LOCATION.search(str(value)))
+
+
+def _exif_location(name: str, _value: Any = None) -> bool:
     if name.startswith("GPS"):
         return True
     if name.startswith("0x"):
@@ -129,5 +136,5 @@ def _without_maker_location(notes: Mapping[str, Any]) -> dict[str, Any]:
     return kept_groups
 
 
-def _xmp_location(name: str) -> bool:
+def _xmp_location(name: str, _value: Any = None) -> bool:
     return bool(XMP_LOCATION.search(name.rpartition(":")[2]))

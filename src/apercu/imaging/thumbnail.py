@@ -86,6 +86,7 @@ def encode(frame: Image.Image, fmt: str, quality: int) -> bytes:
             optimize=True,
             progressive=max(frame.size) > PROGRESSIVE_ABOVE,
             subsampling="4:2:0",
+            comment=b"",  # else Pillow copies the original's JPEG comment, which may say where it was taken
         )
     return out.getvalue()
 

@@ -114,7 +114,7 @@ deliveries = sa.Table(
     sa.Index("ix_apercu_deliveries_image", "image_id"),
     sa.Index("ix_apercu_deliveries_due", "status", "due_at"),
 )
-DELIVERY_PENDING, DELIVERED, DELIVERY_FAILED = "pending", "delivered", "failed"
+DELIVERY_WAITING, DELIVERY_PENDING, DELIVERED, DELIVERY_FAILED = "waiting", "pending", "delivered", "failed"
 
 
 @dataclass(frozen=True)
@@ -507,6 +507,18 @@ class Catalog:
         for url in dict.fromkeys(u for u in (callback, self.webhook_url) if u):
             conn.execute(deliveries.insert().values(
                 id=uuid.uuid4().hex, image_id=image_id, url=url, status=DELIVERY_PENDING, attempts=0, due_at=now))
+        waiting = (deliveries.c.image_id == image_id) & (deliveries.c.status == DELIVERY_WAITING)
+        conn.execute(deliveries.update().where(waiting).values(status=DELIVERY_PENDING, due_at=now))
+
+    def add_delivery(self, image_id: str, url: str) -> bool:
+        """Another uploader's callback for an existing image (a duplicate, with deduplication): due at once when
+        the image has settled (True), else waiting for it to settle (`_add_deliveries` makes it due then)."""
+        now = utcnow()
+        delivery_id = uuid.uuid4().hex
+        with self._begin() as conn:
+            conn.execute(deliveries.insert().values(
+                id=delivery_id, image_id=image_id, url=url, status=DELIVERY_WAITING, attempts=0, due_at=now))
+            return bool(conn.execute(_activate(deliveries.c.id == delivery_id, now)).rowcount)
 
     def deliveries_of(self, image_id: str) -> list[dict[str, Any]]:
         query = sa.select(deliveries).where(deliveries.c.image_id == image_id).order_by(deliveries.c.url)
@@ -525,6 +537,8 @@ class Catalog:
         if image_id is not None:
             where.append(deliveries.c.image_id == image_id)
         with self._begin() as conn:
+            if image_id is None:  # a callback added while its image settled in a concurrent transaction
+                conn.execute(_activate(deliveries.c.status == DELIVERY_WAITING, utcnow()))
             ids = [r.id for r in conn.execute(sa.select(deliveries.c.id).where(*where).limit(500))]
             if ids:
                 later = utcnow() + timedelta(seconds=60)
@@ -686,6 +700,9 @@ class Catalog:
                         claim = {"key": unique.key, "image_id": image_id, "created_at": now}
                         conn.execute(idempotency_keys.insert().values(**claim))
                     if unique.sha256 is not None:  # (the claim goes with its image: see `delete`)
+                        failed = sa.select(images.c.id).where(images.c.status == FAILURE)
+                        conn.execute(contents.delete().where(  # a failure may have been passing: try again
+                            contents.c.sha256 == unique.sha256, contents.c.image_id.in_(failed)))
                         conn.execute(contents.insert().values(sha256=unique.sha256, image_id=image_id))
                     return self._insert(conn, image_id, filename, now, unique.sha256, callback_url), None
             except sa.exc.IntegrityError:
@@ -696,10 +713,12 @@ class Catalog:
         raise RuntimeError(f"{unique} keeps conflicting")
 
     def image_with_content(self, sha256: str) -> dict[str, Any] | None:
-        """The image deduplication keeps for these bytes, if any."""
+        """The image deduplication keeps for these bytes, if any: not a failed one (its failure may have been
+        passing: a time limit under load, a crash), which a new upload of the bytes replaces."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(images).join(contents, contents.c.image_id == images.c.id).where(contents.c.sha256 == sha256)
+                sa.select(images).join(contents, contents.c.image_id == images.c.id)
+                .where(contents.c.sha256 == sha256, images.c.status != FAILURE)
             ).mappings().first()
         return dict(row) if row else None
 
@@ -716,6 +735,13 @@ class Catalog:
         """Forget idempotency keys past their time, and keys whose image was deleted."""
         with self._begin() as conn:
             return conn.execute(idempotency_keys.delete().where(_key_dead(expired_before))).rowcount
+
+
+def _activate(which: sa.ColumnElement[bool], now: datetime) -> sa.Update:
+    """Waiting deliveries (`which`) of images that have settled become due now."""
+    settled = sa.select(images.c.id).where(images.c.id == deliveries.c.image_id, images.c.status.not_in(IN_PROGRESS))
+    waiting = deliveries.c.status == DELIVERY_WAITING
+    return deliveries.update().where(which, waiting, settled.exists()).values(status=DELIVERY_PENDING, due_at=now)
 
 
 def phash_to_int(text: str) -> int:

@@ -82,7 +82,7 @@ def _process_image(task: Task, image_id: str) -> str:
 
 def _send_webhooks(app: Celery, image_id: str) -> None:
     try:
-        send_due(app, image_id)
+        send_due(app, app.processor.storage.catalog, image_id)
     except Exception:  # noqa: BLE001 - processing is done; the recovery sweep sends what could not be queued
         log.exception("image %s: could not queue its webhooks; the recovery sweep will", image_id)
 

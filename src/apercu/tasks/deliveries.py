@@ -16,7 +16,8 @@ from datetime import timedelta
 from celery import Celery
 
 from apercu.images import Image, image_json
-from apercu.storage.catalog import DELIVERED, DELIVERY_FAILED, DELIVERY_PENDING, utcnow
+from apercu.imaging.gps import without_location
+from apercu.storage.catalog import DELIVERED, DELIVERY_FAILED, DELIVERY_PENDING, Catalog, utcnow
 from apercu.tasks import webhooks
 from apercu.tasks.processing import Processor
 
@@ -40,7 +41,9 @@ class Deliveries:
         if row is None:
             catalog.record_delivery(delivery_id, DELIVERY_FAILED, None, "the image was deleted")
             return None
-        image = replace(Image.of(row), deliveries=tuple(catalog.deliveries_of(row["id"])))
+        image = Image.of(row)  # (without `webhooks`: a receiver is not told of the others, the operator's included)
+        if settings.gps == "drop" and image.metadata is not None:  # stored before the setting changed
+            image = replace(image, metadata=without_location(image.metadata))
         body = json.dumps(image_json(image), allow_nan=False).encode()
         try:
             answer = webhooks.deliver(
@@ -49,8 +52,8 @@ class Deliveries:
         except webhooks.Refused as exc:
             catalog.record_delivery(delivery_id, DELIVERY_FAILED, None, f"refused: {exc}")
             return None
-        except OSError as exc:
-            status, error = None, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - no connection, a timeout, a malformed answer: an attempt that failed
+            status, error = None, f"{type(exc).__name__}: {exc}"[:300]
         else:
             if answer.ok:
                 catalog.record_delivery(delivery_id, DELIVERED, answer.status, None)
@@ -65,14 +68,13 @@ class Deliveries:
             return None
         retry_in = settings.webhook_backoff * 2 ** (attempts - 1)
         catalog.record_delivery(delivery_id, DELIVERY_PENDING, status, error, retry_in)
-        log.info("webhook %s: attempt %d failed (%s); again in %g s", delivery_id, attempts, error, retry_in)
+        log.info("webhook %s: attempt %d failed (%r); again in %g s", delivery_id, attempts, error, retry_in)
         return retry_in
 
 
-def send_due(app: Celery, image_id: str | None = None, overdue_for: float = 0.0) -> int:
+def send_due(app: Celery, catalog: Catalog, image_id: str | None = None, overdue_for: float = 0.0) -> int:
     """Queue the deliveries that are due: one image's, just settled, or any overdue by `overdue_for` seconds
     (their message was lost). Returns how many were queued."""
-    catalog = app.processor.storage.catalog
     ids = catalog.deliveries_due(utcnow() - timedelta(seconds=overdue_for), image_id)
     for delivery_id in ids:
         app.send_task(DELIVER_TASK, args=[delivery_id], queue=app.conf.task_default_queue)

@@ -143,7 +143,7 @@ class Housekeeping:
         metrics.RESENT.inc(len(ids))
         if ids:
             log.info("recovery re-sent %d unfinished image(s)", len(ids))
-        if webhooks := send_due(self.app, overdue_for=grace):
+        if webhooks := send_due(self.app, catalog, overdue_for=grace):
             log.info("recovery re-sent %d webhook deliveries", webhooks)
         return ids
 

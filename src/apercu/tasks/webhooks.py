@@ -23,6 +23,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 MAX_ANSWER = 64 * 1024
 MAX_URL = 2048
+TOTAL_TIMEOUT = 20.0  # one attempt, connecting to the last byte read
 USER_AGENT = "apercu-webhook/1"
 
 
@@ -61,9 +63,11 @@ class Answer:
 def check(url: str, allowed_hosts: Collection[str] = ()) -> tuple[str, str, int, str]:
     """(scheme, host, port, path) of a URL that may be called as far as its text tells (no DNS lookup: what an
     upload's `callback_url` is checked with); Refused says why not."""
-    parts = urlsplit(url)
     if len(url) > MAX_URL:
         raise Refused(f"the URL is longer than {MAX_URL} characters")
+    if not url.isascii() or any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise Refused("the URL has spaces, control or non-ASCII characters (percent-encode them)")
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise Refused(f"only http and https URLs are called, not {parts.scheme or 'a relative URL'}")
     if not parts.hostname or parts.username or parts.password:
@@ -73,6 +77,10 @@ def check(url: str, allowed_hosts: Collection[str] = ()) -> tuple[str, str, int,
     except ValueError:
         raise Refused("the URL's port is not a number from 0 to 65535") from None
     host = parts.hostname
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise Refused(f"{host} is not a valid host name") from None
     if not _allowed(host, allowed_hosts):
         if host.lower() == "localhost" or host.lower().endswith(".localhost"):
             raise Refused(f"{host} is this machine")
@@ -132,6 +140,9 @@ def deliver(target: Target, body: bytes, secret: str, delivery_id: str) -> Answe
         "X-Apercu-Signature": signature(secret, body),
     }
     conn = _connection(target)
+    # A receiver trickling a byte at a time never trips the per-read timeout: the whole exchange has a deadline.
+    deadline = threading.Timer(TOTAL_TIMEOUT, _cut, (conn,))
+    deadline.start()
     try:
         conn.request("POST", target.path, body=body, headers=headers)
         conn.sock.settimeout(READ_TIMEOUT)
@@ -139,7 +150,17 @@ def deliver(target: Target, body: bytes, secret: str, delivery_id: str) -> Answe
         excerpt = response.read(MAX_ANSWER)[:200].decode("utf-8", "replace")
         return Answer(response.status, excerpt)
     finally:
+        deadline.cancel()
         conn.close()
+
+
+def _cut(conn: http.client.HTTPConnection) -> None:
+    """Past the deadline: shut the socket down, so the blocked read in the worker's thread returns (an OSError)."""
+    try:
+        if conn.sock is not None:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
 
 
 def _connection(target: Target) -> http.client.HTTPConnection:

@@ -175,7 +175,8 @@ export function upload(file, onProgress) {
         }
         if (xhr.status === 401 && (await keyRefused(key))) {
           send();
-        } else if (xhr.status === 202 && body) {
+        } else if ((xhr.status === 202 || (xhr.status === 200 && body?.duplicate)) && body) {
+          // 200 with "duplicate": the service already had these bytes (APERCU_DEDUP=reuse): that image is ours
           resolve(body);
         } else {
           const error = body && body.error;
