@@ -81,6 +81,8 @@ def _process_image(task: Task, image_id: str) -> str:
 
 
 def _send_webhooks(app: Celery, image_id: str) -> None:
+    if not app.processor.settings.webhook_secret:
+        return  # no secret, no webhooks (an upload's callback_url is refused, APERCU_WEBHOOK_URL needs one): no query
     try:
         send_due(app, app.processor.storage.catalog, image_id)
     except Exception:  # noqa: BLE001 - processing is done; the recovery sweep sends what could not be queued
