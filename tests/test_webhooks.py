@@ -284,3 +284,27 @@ def test_the_uploader_of_a_duplicate_is_told_too(tmp_path: Any, receiver: Receiv
             ("first", "delivered"), ("second", "delivered")]
     finally:
         svc.stop()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_due_deliveries_are_picked_once(database: str, tmp_path: Any, request: pytest.FixtureRequest) -> None:
+    """Each due delivery goes to one sweep: the next finds it no longer due, and on PostgreSQL a sweep skips a
+    delivery another sweep holds instead of waiting for it (or sending it twice)."""
+    import sqlalchemy as sa
+
+    from apercu.storage.catalog import Catalog, deliveries, utcnow
+
+    url = request.getfixturevalue("fresh_postgres_url") if database == "postgres" else f"sqlite:///{tmp_path}/c.db"
+    catalog = Catalog.from_url(url, webhook_url="https://example.com/hook")
+    catalog.create_schema()
+    catalog.add("1" * 32, "a.jpg")
+    assert catalog.fail("1" * 32, "broken")  # settling records the delivery
+    [delivery] = catalog.deliveries_of("1" * 32)
+    if database == "postgres":
+        with catalog.engine.connect() as other:
+            other.execute(sa.select(deliveries).where(deliveries.c.id == delivery["id"]).with_for_update())
+            assert catalog.deliveries_due(utcnow()) == []  # held elsewhere: skipped, not waited for
+            other.rollback()
+    assert catalog.deliveries_due(utcnow()) == [delivery["id"]]
+    assert catalog.deliveries_due(utcnow()) == []  # now due again only in a minute
+    catalog.engine.dispose()

@@ -539,7 +539,10 @@ class Catalog:
         with self._begin() as conn:
             if image_id is None:  # a callback added while its image settled in a concurrent transaction
                 conn.execute(_activate(deliveries.c.status == DELIVERY_WAITING, utcnow()))
-            ids = [r.id for r in conn.execute(sa.select(deliveries.c.id).where(*where).limit(500))]
+            # SKIP LOCKED (PostgreSQL; SQLite's writer lock serialises anyway): two sweeps on two machines never
+            # pick the same delivery, so one lost message is sent again once, not once per machine.
+            due = sa.select(deliveries.c.id).where(*where).limit(500).with_for_update(skip_locked=True)
+            ids = [r.id for r in conn.execute(due)]
             if ids:
                 later = utcnow() + timedelta(seconds=60)
                 conn.execute(deliveries.update().where(deliveries.c.id.in_(ids)).values(due_at=later))
