@@ -115,6 +115,11 @@ class Settings:
         return not self.broker_url
 
     @property
+    def webhook_hosts(self) -> frozenset[str]:
+        """APERCU_WEBHOOK_ALLOWED_HOSTS as a set of host names, for the upload's check and each delivery's."""
+        return frozenset(host.strip() for host in self.webhook_allowed_hosts.split(",") if host.strip())
+
+    @property
     def sizes(self) -> tuple[int, ...]:
         try:
             sizes = {int(part) for part in self.thumbnail_sizes.split(",") if part.strip()}

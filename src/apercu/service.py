@@ -134,9 +134,8 @@ class Service:
             return
         if not self.settings.webhook_secret:
             raise InvalidCallback("this service sends no webhooks: APERCU_WEBHOOK_SECRET is not set")
-        allowed = [h.strip() for h in self.settings.webhook_allowed_hosts.split(",") if h.strip()]
         try:
-            webhooks.check(url, allowed)
+            webhooks.check(url, self.settings.webhook_hosts)
         except webhooks.Refused as exc:
             raise InvalidCallback(f"callback_url: {exc}") from None
 
@@ -158,13 +157,18 @@ class Service:
                 log.exception("could not mark %s as unsent", image_id)
 
     def get(self, image_id: str, wait: float = 0.0) -> Image:
-        """The image, after waiting up to `wait` seconds for its processing to end; NotFound when there is none."""
+        """The image with its uploaders' webhook deliveries, after waiting up to `wait` seconds for its processing
+        to end; NotFound when there is none."""
+        image = self._waited(image_id, wait)
+        if self.settings.webhook_secret:  # (without one there are no webhooks: no query)
+            image = replace(image, deliveries=self._uploaders_deliveries(image_id))
+        return image
+
+    def _waited(self, image_id: str, wait: float) -> Image:
         image = self._image(image_id)
         if not image.settled and wait > 0:
             self.watcher.wait(image_id, wait)
             image = self._image(image_id)
-        if self.settings.webhook_secret:  # (without one there are no webhooks: no query)
-            image = replace(image, deliveries=self._uploaders_deliveries(image_id))
         return image
 
     def _uploaders_deliveries(self, image_id: str) -> tuple[dict[str, Any], ...]:
@@ -218,7 +222,7 @@ class Service:
         """The stored thumbnail, or another size or format of it (rendered by a worker on first request and
         kept). NotReady while processing or rendering, NoThumbnail when that failed, NotFound for no image."""
         started = time.monotonic()
-        image = self.get(image_id, wait)
+        image = self._waited(image_id, wait)  # (not `get`: a thumbnail needs no webhook deliveries looked up)
         if not image.settled:
             raise NotReady(image.status)
         if image.thumbnail is None:

@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 class Deliveries:
     def __init__(self, processor: Processor) -> None:
         self.processor = processor
-        settings = processor.settings
-        self.allowed_hosts = {h.strip() for h in settings.webhook_allowed_hosts.split(",") if h.strip()}
 
     def attempt(self, delivery_id: str) -> float | None:
         """One attempt; returns in how many seconds to try again, or None when the delivery has ended."""
@@ -47,7 +45,7 @@ class Deliveries:
         body = json.dumps(image_json(image), allow_nan=False).encode()
         try:
             answer = webhooks.deliver(
-                webhooks.resolve(delivery["url"], self.allowed_hosts), body, settings.webhook_secret, delivery_id
+                webhooks.resolve(delivery["url"], settings.webhook_hosts), body, settings.webhook_secret, delivery_id
             )
         except webhooks.Refused as exc:
             catalog.record_delivery(delivery_id, DELIVERY_FAILED, None, f"refused: {exc}")
