@@ -22,9 +22,9 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from apercu.config import Settings
+from apercu.config import CHOICES, Settings
 
-FORMATS = ("text", "json")
+FORMATS = CHOICES["log_format"]
 REQUEST_ID: ContextVar[str | None] = ContextVar("apercu_request_id", default=None)
 _MARK = "_apercu_handler"  # set on the handler `configure` installs, so that configuring again replaces it
 

@@ -36,6 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from apercu.metrics_dir import ENV
+from apercu.storage.catalog import FAILURE, PENDING, PROCESSING, SUCCESS
 
 log = logging.getLogger(__name__)
 # Chosen by prometheus_client when it was imported, from PROMETHEUS_MULTIPROC_DIR (see apercu.metrics_dir).
@@ -87,7 +88,7 @@ for _reason in FAILURE_REASONS:  # every reason as a series from the start, so t
 
 # -- the catalog, read at scrape time -----------------------------------------------------------------------------
 
-STATUSES = ("pending", "processing", "success", "failure")
+STATUSES = (PENDING, PROCESSING, SUCCESS, FAILURE)
 
 
 class CatalogCollector:

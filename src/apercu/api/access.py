@@ -76,9 +76,6 @@ class Keys:
     def __bool__(self) -> bool:
         return bool(self._digests)
 
-    def __len__(self) -> int:
-        return len(self._digests)
-
     def accepts(self, candidate: str | None) -> bool:
         if candidate is None:
             return False
@@ -141,7 +138,7 @@ class Gate:
 
     def __init__(self, settings: Settings, keys: Keys, cors: Cors, load: Load) -> None:
         self.keys, self.cors, self.load = keys, cors, load
-        self.public = PUBLIC_PATHS + ((THUMBNAILS,) if settings.public_thumbnails else ())
+        self.public = public_paths(settings)
         self.max_pending = settings.max_pending
         self.min_free_mb = settings.min_free_mb
 
@@ -195,6 +192,11 @@ class Gate:
                 message = f"less than {self.min_free_mb} MiB is free on the data disk: uploads are refused for now"
                 return Refusal(507, "insufficient_storage", message)
         return None
+
+
+def public_paths(settings: Settings) -> tuple[str, ...]:
+    """What needs no key under these settings: PUBLIC_PATHS, and thumbnails with APERCU_PUBLIC_THUMBNAILS."""
+    return PUBLIC_PATHS + ((THUMBNAILS,) if settings.public_thumbnails else ())
 
 
 def gate(app: Flask) -> Gate:

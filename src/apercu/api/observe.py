@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, has_request_context, request
 
 from apercu import logs, metrics
+from apercu.api.access import UPLOAD
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 HEADER = "X-Request-ID"
 VALID_ID = re.compile(r"[!-~]{1,200}")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # others: "other", in metrics
-UPLOAD = ("POST", "/images")
 MAX_LOGGED_PATH = 300
 LINE = "%(method)s %(path)s %(status)d in %(duration_ms).1f ms, %(bytes_in)d bytes in, %(bytes_out)d out"
 access_log = logging.getLogger("apercu.access")

@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from apercu.api.access import PUBLIC_PATHS, THUMBNAILS, is_public
+from apercu.api.access import PUBLIC_PATHS, is_public, public_paths
 from apercu.api.docs import ASSETS
+from apercu.api.limits import DEFAULT_DISTANCE, DEFAULT_PAGE, ID_PATTERN, MAX_PAGE, MAX_WAIT
 from apercu.config import Settings
 from apercu.imaging.formats import FORMATS
 from apercu.imaging.gps import SPEED_UNITS
@@ -47,10 +48,6 @@ def error(description: str, headers: Json | None = None) -> Json:
 
 # -- Parameters -------------------------------------------------------------------------------------------------
 
-ID_PATTERN = "^[0-9a-f]{32}$"
-MAX_WAIT = 30
-MAX_PAGE = 100
-
 PARAMETERS: Json = {
     "ImageId": {
         "name": "id",
@@ -72,7 +69,7 @@ PARAMETERS: Json = {
         "in": "query",
         "required": False,
         "description": f"Images per page, 1 to {MAX_PAGE}.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 20},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
     },
     "Cursor": {
         "name": "cursor",
@@ -103,7 +100,7 @@ PARAMETERS: Json = {
         "in": "query",
         "required": False,
         "description": "With `similar_to`: how many of the 64 bits of the perceptual hash may differ.",
-        "schema": {"type": "integer", "minimum": 0, "maximum": 64, "default": 10},
+        "schema": {"type": "integer", "minimum": 0, "maximum": 64, "default": DEFAULT_DISTANCE},
     },
     "IdempotencyKey": {
         "name": "Idempotency-Key",
@@ -175,7 +172,12 @@ RESPONSES: Json = {
                   "seconds.", {"Retry-After": ref("headers", "Retry-After")}),
     "DiskFull": error("The data disk is nearly full (less than `APERCU_MIN_FREE_MB` free): uploads are refused "
                       "until space is freed."),
+    # What the HTTP server itself answers, before any route sees the request: possible on every operation.
+    "RequestTimeout": error("The request did not arrive in time (`APERCU_REQUEST_TIMEOUT`)."),
+    "UriTooLong": error("The request line is too long."),
+    "HeadersTooLarge": error("The request's headers are too large."),
 }
+SERVER_REFUSALS = {"408": "RequestTimeout", "414": "UriTooLong", "431": "HeadersTooLarge"}
 
 
 # -- Schemas ----------------------------------------------------------------------------------------------------
@@ -707,11 +709,12 @@ def asset_parameter() -> Json:
 
 
 def with_access(path: str, operation: Json, public: tuple[str, ...]) -> Json:
-    """The operation with what API keys change: nothing asked of a public path (`access.PUBLIC_PATHS`), a 401
-    possible everywhere else."""
+    """The operation with what the HTTP server and API keys add: the server's own refusals (408, 414, 431) on every
+    operation; nothing asked of a public path (`access.PUBLIC_PATHS`), a 401 possible everywhere else."""
+    server = {status: ref("responses", name) for status, name in SERVER_REFUSALS.items()}
+    responses = dict(operation["responses"]) | server
     if is_public(path, public):
-        return {**operation, "security": []}
-    responses = dict(operation["responses"])
+        return {**operation, "security": [], "responses": dict(sorted(responses.items()))}
     responses["401"] = ref("responses", "Unauthorized")
     return {**operation, "responses": dict(sorted(responses.items()))}
 
@@ -719,7 +722,7 @@ def with_access(path: str, operation: Json, public: tuple[str, ...]) -> Json:
 def document(version: str, settings: Settings | None = None) -> Json:
     """The whole document; with the settings, the thumbnail sizes this deployment serves are listed (and its
     thumbnails are public with APERCU_PUBLIC_THUMBNAILS)."""
-    public = PUBLIC_PATHS + ((THUMBNAILS,) if settings is not None and settings.public_thumbnails else ())
+    public = PUBLIC_PATHS if settings is None else public_paths(settings)
     paths: Json = {}
     for (method, path), operation in OPERATIONS.items():
         paths.setdefault(path, {})[method.lower()] = with_access(path, operation, public)

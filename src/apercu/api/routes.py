@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
-from apercu.api import page, uploads
+from apercu.api import limits, page, uploads
 from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.openapi import ENDPOINTS, document
 from apercu.images import Image, image_json
@@ -25,11 +25,8 @@ from apercu.storage.catalog import WORKER_TIMEOUT
 
 bp = Blueprint("api", __name__)
 
-ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+ID_PATTERN = re.compile(limits.ID_PATTERN)
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
-DEFAULT_DISTANCE = 10  # bits of 64: resized, recompressed, lightly cropped or colour-shifted copies stay within it
-MAX_WAIT_SECONDS = 30.0
-DEFAULT_PAGE, MAX_PAGE = 20, 100
 THUMBNAIL_MAX_AGE = 86400
 
 
@@ -46,8 +43,8 @@ def _wait_seconds() -> float:
         seconds = float(raw)
     except ValueError:
         raise ApiError(400, "wait must be a number of seconds", code="invalid_wait") from None
-    if not 0 <= seconds <= MAX_WAIT_SECONDS:
-        raise ApiError(400, f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds", code="invalid_wait")
+    if not 0 <= seconds <= limits.MAX_WAIT:
+        raise ApiError(400, f"wait must be between 0 and {limits.MAX_WAIT} seconds", code="invalid_wait")
     return seconds
 
 
@@ -130,16 +127,16 @@ def _checked_sha256(raw: str) -> str:
 
 
 def _max_distance() -> int:
-    distance = _integer(request.args.get("max_distance", str(DEFAULT_DISTANCE)))
+    distance = _integer(request.args.get("max_distance", str(limits.DEFAULT_DISTANCE)))
     if distance is None or not 0 <= distance <= 64:
         raise ApiError(400, "max_distance must be an integer from 0 to 64 (bits)", code="invalid_max_distance")
     return distance
 
 
 def _page_size() -> int:
-    limit = _integer(request.args.get("limit", str(DEFAULT_PAGE)))
-    if limit is None or not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}", code="invalid_limit")
+    limit = _integer(request.args.get("limit", str(limits.DEFAULT_PAGE)))
+    if limit is None or not 1 <= limit <= limits.MAX_PAGE:
+        raise ApiError(400, f"limit must be an integer from 1 to {limits.MAX_PAGE}", code="invalid_limit")
     return limit
 
 
