@@ -106,12 +106,12 @@ def build(limit: int) -> tuple[dict[str, str], dict[str, str]]:
         if len(keys) >= limit:
             break
         img = source_picture(path)
-        if img is None or any(same_picture(picture_key(img), k) for k in keys):
+        if img is None:
             continue
-        original = phash(encoded(img))
-        if original is None:
+        key = picture_key(img)
+        if any(same_picture(key, k) for k in keys) or (original := phash(encoded(img))) is None:
             continue
-        keys.append(picture_key(img))
+        keys.append(key)
         hashes[path.name], source_of[path.name] = original, path.name
         for kind, data in copies(img).items():
             if (h := phash(data)) is not None:

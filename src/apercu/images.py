@@ -6,10 +6,11 @@ Both the API (GET /images/<id>, every item of GET /images) and the worker (the b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from apercu.imaging.gps import without_location
 from apercu.storage.catalog import IN_PROGRESS
 
 
@@ -37,6 +38,16 @@ class Image:
     @property
     def settled(self) -> bool:
         return self.status not in IN_PROGRESS
+
+
+def shown(row: dict[str, Any], gps: str) -> Image:
+    """A catalog row as the service shows it (the API, a webhook's body): without any location under
+    APERCU_GPS=drop, whatever it was stored with (the worker drops it before storing, but an image processed
+    before the setting changed still has it)."""
+    image = Image.of(row)
+    if gps == "drop" and image.metadata is not None:
+        image = replace(image, metadata=without_location(image.metadata))
+    return image
 
 
 def iso(stamp: datetime | None) -> str | None:

@@ -20,8 +20,7 @@ from typing import IO, Any
 from celery import Celery
 
 from apercu.config import Settings
-from apercu.images import Image
-from apercu.imaging.gps import without_location
+from apercu.images import Image, shown
 from apercu.logs import current_request_id
 from apercu.storage import Storage, keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
@@ -184,12 +183,7 @@ class Service:
         return self._image_of(row)
 
     def _image_of(self, row: dict[str, Any]) -> Image:
-        """A catalog row as answered: without any location under APERCU_GPS=drop, whatever it was stored with
-        (the worker drops it before storing, but an image processed before the setting changed still has it)."""
-        image = Image.of(row)
-        if self.settings.gps == "drop" and image.metadata is not None:
-            image = replace(image, metadata=without_location(image.metadata))
-        return image
+        return shown(row, self.settings.gps)
 
     def with_sha256(self, sha256: str, limit: int) -> list[Image]:
         """The images whose original has these bytes, newest first."""

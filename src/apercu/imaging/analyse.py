@@ -29,6 +29,8 @@ from apercu.imaging import embedded, fingerprints, limits, makernotes, metadata,
 from apercu.imaging import exif as exif_json
 from apercu.imaging.formats import FORMATS, HEAD_BYTES, claimed_by, format_of, prepare_plugins, tiff_directory
 
+DECODE, LIMITS = "decode", "limits"  # ProcessingFailed.reason
+
 
 class ProcessingFailed(Exception):
     """The image could not be processed; the message is meant for the person who uploaded it.
@@ -37,13 +39,11 @@ class ProcessingFailed(Exception):
     `reason` classes it for the failure metrics, from where it failed rather than from the message's wording:
     DECODE (the file could not be read) or LIMITS (it needs more pixels or memory than a deployment allows)."""
 
-    def __init__(self, message: str, metadata: dict[str, Any] | None = None, reason: str = "decode") -> None:
+    def __init__(self, message: str, metadata: dict[str, Any] | None = None, reason: str = DECODE) -> None:
         super().__init__(message)
         self.metadata = metadata or {}
         self.reason = reason  # (attributes, unlike extra arguments, survive the pickling out of the sandbox)
 
-
-DECODE, LIMITS = "decode", "limits"
 
 
 @dataclass(frozen=True)

@@ -227,7 +227,8 @@ def _built_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None
     if mode == "RGB" and _is_srgb(source):
         return None
     # Without LittleCMS's one-pixel cache, the one thing that would make a shared transform unsafe to apply
-    # from several threads at once (the web process renders variants in threads). The pixels are the same.
+    # from several threads at once (imaging is called from threads wherever it runs in-process: tests,
+    # `apercu inspect`). The pixels are the same.
     return ImageCms.buildTransform(source, _srgb(), mode, "RGB", flags=ImageCms.Flags.NOCACHE)
 
 

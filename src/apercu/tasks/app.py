@@ -28,6 +28,7 @@ RENDER_TASK = "apercu.render_thumbnail"
 # Storage or database hiccups: retried with backoff by the same task id, which still owns the lease.
 TRANSIENT_ERRORS = (OSError, sqlalchemy.exc.OperationalError)
 TRANSIENT_RETRIES = 5
+SETTLED_HERE = {Claim.CLAIMED.value, Claim.EXHAUSTED.value, "failed"}  # results after which this task settled it
 # A message header, not an argument: a worker of an earlier version ignores it (and a message without it, from
 # an earlier web or from recovery, runs as before), and a retry sends it again with the task.
 REQUEST_ID_HEADER = "apercu_request_id"
@@ -75,8 +76,8 @@ def process_image(task: Task, image_id: str) -> str:
 
 def _process_image(task: Task, image_id: str) -> str:
     result = _processed(task, image_id)
-    if result != Claim.BUSY.value:
-        _send_webhooks(task.app, image_id)
+    if result in SETTLED_HERE:  # (a busy image was retried by raising; a message for one already settled finds
+        _send_webhooks(task.app, image_id)  # its deliveries sent, or left to the recovery sweep)
     return result
 
 

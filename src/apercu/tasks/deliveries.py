@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 from datetime import timedelta
 
 from celery import Celery
 
-from apercu.images import Image, image_json
-from apercu.imaging.gps import without_location
+from apercu.images import image_json, shown
 from apercu.storage.catalog import DELIVERED, DELIVERY_FAILED, DELIVERY_PENDING, Catalog, utcnow
 from apercu.tasks import webhooks
 from apercu.tasks.processing import Processor
@@ -39,9 +37,7 @@ class Deliveries:
         if row is None:
             catalog.record_delivery(delivery_id, DELIVERY_FAILED, None, "the image was deleted")
             return None
-        image = Image.of(row)  # (without `webhooks`: a receiver is not told of the others, the operator's included)
-        if settings.gps == "drop" and image.metadata is not None:  # stored before the setting changed
-            image = replace(image, metadata=without_location(image.metadata))
+        image = shown(row, settings.gps)  # without `webhooks`: a receiver is not told of the others
         body = json.dumps(image_json(image), allow_nan=False).encode()
         try:
             answer = webhooks.deliver(

@@ -45,7 +45,7 @@ def failed_with(exc: ProcessingFailed | TimeLimitExceeded) -> Outcome:
     """The file's own failure, or the time limit."""
     if isinstance(exc, TimeLimitExceeded):
         return failed("timeout")
-    return failed(getattr(exc, "reason", "decode"), exc.metadata)
+    return failed(exc.reason, exc.metadata)
 
 
 def format_of(metadata: dict[str, Any] | None) -> str:

@@ -138,7 +138,7 @@ class Processor:
             catalog.render_failed(image_id, key, str(exc))
             report_render(image_id, size, ext, FAILURE)
             return
-        self.storage.blobs.put(key, thumb.data)
+        self.storage.put_thumbnail(image_id, size, ext, thumb.data)
         catalog.render_done(image_id, key)
         self.storage.forget_if_unrecorded(image_id)
         report_render(image_id, size, ext, SUCCESS)
