@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -358,7 +359,12 @@ def test_many_first_requests_for_a_variant_make_one_render(app: Any, client: Any
 def test_a_request_that_waits_gets_the_variant_once_rendered(client: Any, process: Any, render: Any) -> None:
     image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
     process(image_id)
-    worker = threading.Timer(0.3, lambda: render(image_id))
+    def worker_renders() -> None:  # as a worker does: as soon as the waiting request has queued the render
+        deadline = time.monotonic() + 8
+        while not render(image_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    worker = threading.Thread(target=worker_renders)
     worker.start()
     waited = client.get(f"/thumbnails/{image_id}.jpg?size=128&wait=10")
     worker.join()
