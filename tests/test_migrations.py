@@ -109,7 +109,7 @@ def columns(engine: sa.Engine, table: str) -> set[str]:
 
 
 def schema_differences(engine: sa.Engine) -> list[object]:
-    """What autogenerate would write to bring the database to the tables of catalog.py ([]: nothing)."""
+    """What autogenerate would write to bring the database to the tables of catalog/tables.py ([]: nothing)."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": migrations.VERSION_TABLE})
         return list(compare_metadata(context, metadata_obj))
@@ -235,7 +235,7 @@ def test_apercu_db_upgrade_creates_the_embedded_catalog(tmp_path: Path) -> None:
     assert apercu_db("current", data_dir=data).stdout == f"{HEAD} (head)\n"
 
 
-def test_migrations_build_the_tables_of_catalog_py(url: str) -> None:
+def test_migrations_build_the_tables_of_catalog_tables(url: str) -> None:
     """Upgrading from nothing, and downgrading to nothing and back, gives exactly the tables the code declares."""
     catalog = Catalog.from_url(url)
     create_schema(catalog.engine)

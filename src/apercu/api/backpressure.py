@@ -52,7 +52,7 @@ class Load:
 
 
 def pending_count(counts: Callable[[], dict[str, int]]) -> Callable[[], int]:
-    """Images waiting for a worker, from `Catalog.counts` (the ones being processed are not waiting)."""
+    """Images waiting for a worker, from `catalog.images.counts` (the ones being processed are not waiting)."""
     return lambda: counts().get(ImageStatus.PENDING, 0)
 
 
