@@ -22,8 +22,6 @@ from apercu.storage.catalog.tables import IN_PROGRESS, NEVER, ImageStatus, image
 from apercu.storage.catalog.workers import WORKER_TIMEOUT, dead_lease, lease_is_dead
 from apercu.storage.change_feed import announce_settled
 
-PENDING, PROCESSING = ImageStatus.PENDING, ImageStatus.PROCESSING
-
 
 class Claim(enum.Enum):
     CLAIMED = "claimed"  # this task now owns the image
@@ -42,20 +40,22 @@ class ClaimResult:
 # The statements of the hot paths (one image's claim and outcome), built once with bound parameters: building a
 # statement anew for every call cost SQLAlchemy ten to twenty times what SQLite spends running it (a claim:
 # 0.5 ms, of which 0.02 in SQLite), in the web processes and in the worker alike.
-_OWN = sa.and_(images.c.status == PROCESSING, images.c.lease_owner == sa.bindparam("owner"))
+_PENDING = images.c.status == ImageStatus.PENDING
+_PROCESSING = images.c.status == ImageStatus.PROCESSING
+_OWN = sa.and_(_PROCESSING, images.c.lease_owner == sa.bindparam("owner"))
 CLAIM = (
     images.update()
     .where(
         images.c.id == sa.bindparam("image_id"),
         sa.or_(
-            images.c.status == PENDING,
+            _PENDING,
             _OWN,
-            sa.and_(images.c.status == PROCESSING, lease_is_dead(sa.bindparam("now"), sa.bindparam("alive_since"))),
+            sa.and_(_PROCESSING, lease_is_dead(sa.bindparam("now"), sa.bindparam("alive_since"))),
         ),
         sa.or_(_OWN, images.c.attempts < sa.bindparam("max_attempts")),
     )
     .values(
-        status=PROCESSING,
+        status=ImageStatus.PROCESSING,
         attempts=images.c.attempts + sa.case((_OWN, 0), else_=1),
         lease_owner=sa.bindparam("owner"),
         lease_worker=sa.bindparam("worker"),
@@ -77,7 +77,7 @@ _OUTCOME = {
 }
 _UNFINISHED = sa.and_(images.c.id == sa.bindparam("image_id"), images.c.status.in_(IN_PROGRESS))
 # By the task holding the lease (or anyone while the image is still pending) ...
-SETTLE_UNDER_LEASE = images.update().where(_UNFINISHED, sa.or_(images.c.status == PENDING, _OWN)).values(**_OUTCOME)
+SETTLE_UNDER_LEASE = images.update().where(_UNFINISHED, sa.or_(_PENDING, _OWN)).values(**_OUTCOME)
 # ... or by anyone while the image is pending or processing (giving up after too many interrupted attempts).
 SETTLE_UNFINISHED = images.update().where(_UNFINISHED).values(**_OUTCOME)
 
@@ -112,7 +112,7 @@ class Leases:
             return ClaimResult(Claim.GONE)
         if row.status in (ImageStatus.SUCCESS, ImageStatus.FAILURE):
             return ClaimResult(Claim.FINISHED)
-        if row.status == PROCESSING and not row.dead and row.lease_owner != owner:
+        if row.status == ImageStatus.PROCESSING and not row.dead and row.lease_owner != owner:
             return ClaimResult(Claim.BUSY, min((row.lease_until - now).total_seconds() + 1, WORKER_TIMEOUT))
         if row.attempts >= max_attempts:
             return ClaimResult(Claim.EXHAUSTED)
@@ -124,9 +124,9 @@ class Leases:
         with self._db.begin() as conn:
             conn.execute(
                 images.update()
-                .where(images.c.id == image_id, images.c.status == PROCESSING, images.c.lease_owner == owner)
+                .where(images.c.id == image_id, _PROCESSING, images.c.lease_owner == owner)
                 .values(
-                    status=PENDING, lease_owner=None, lease_worker=None, lease_until=None,
+                    status=ImageStatus.PENDING, lease_owner=None, lease_worker=None, lease_until=None,
                     enqueued_at=NEVER if resend else utcnow(),
                 )
             )
@@ -182,8 +182,8 @@ class Leases:
         previous one just sent."""
         now = utcnow()
         condition = sa.or_(
-            sa.and_(images.c.status == PENDING, images.c.enqueued_at < pending_before),
-            sa.and_(images.c.status == PROCESSING, dead_lease(now), images.c.enqueued_at < abandoned_before),
+            sa.and_(_PENDING, images.c.enqueued_at < pending_before),
+            sa.and_(_PROCESSING, dead_lease(now), images.c.enqueued_at < abandoned_before),
         )
         with self._db.begin() as conn:
             return list(
