@@ -49,10 +49,6 @@ class ImageRecord:
             fields["sha256"], fields["phash"], fields["callback_url"],
         )
 
-    @property
-    def settled(self) -> bool:
-        return self.status not in IN_PROGRESS
-
 
 # The statements of the hot paths (an upload, a `?wait`, a GET), built once with bound parameters: building a
 # statement anew for every call cost SQLAlchemy ten to twenty times what SQLite spends running it (see `leases`).
