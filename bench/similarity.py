@@ -41,7 +41,10 @@ from service import postgres_schema_url, reachable  # noqa: E402
 
 from apercu.imaging.analyse import Options, ProcessingFailed, analyse, render_variant  # noqa: E402
 from apercu.imaging.fingerprints import distance  # noqa: E402
-from apercu.storage.catalog import Catalog, images, phash_to_int, utcnow  # noqa: E402
+from apercu.storage.catalog import Catalog, utcnow  # noqa: E402
+from apercu.storage.catalog.engine import phash_to_int  # noqa: E402
+from apercu.storage.catalog.tables import images  # noqa: E402
+from apercu.storage.migrations.schema import create_schema  # noqa: E402
 
 COPIES = ("resized", "recompressed", "cropped", "brighter", "warmer")
 MIN_SIDE = 100
@@ -147,7 +150,7 @@ def figures(hashes: dict[str, str], source_of: dict[str, str], within: int) -> N
 
 def query_time(url: str, hashes: dict[str, str], rows: int) -> float:
     catalog = Catalog.from_url(url)
-    catalog.create_schema()
+    create_schema(catalog.engine)
     rng = random.Random(7)
     values = list(hashes.values()) + [f"{rng.getrandbits(64):016x}" for _ in range(rows - len(hashes))]
     now = utcnow()
@@ -160,7 +163,7 @@ def query_time(url: str, hashes: dict[str, str], rows: int) -> float:
     times = []
     for probe in probes:
         started = time.perf_counter()
-        catalog.similar(probe, 10, 100)
+        catalog.images.similar(probe, 10, 100)
         times.append(time.perf_counter() - started)
     catalog.engine.dispose()
     return statistics.median(times) * 1000

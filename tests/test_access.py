@@ -276,7 +276,7 @@ def test_gps_drop_stores_and_answers_no_location(settings: Settings) -> None:
     image_id = parse_json(upload(client, jpeg_with_gps()))["id"]
     processor.process(image_id, owner="test")
     body = parse_json(client.get(f"/images/{image_id}"))
-    stored = app.extensions["apercu"].storage.catalog.get(image_id)["image_metadata"]
+    stored = app.extensions["apercu"].storage.catalog.images.get(image_id).image_metadata
     for metadata in (body["metadata"], stored):  # dropped before storing, not only when answering
         assert location_in(metadata) == []
         assert not any("latitude" in name.lower() for name in metadata["xmp"])
@@ -291,9 +291,9 @@ def test_gps_drop_applies_to_failure_metadata(settings: Settings) -> None:
     truncated = jpeg_with_gps((1600, 1200))[:6000]
     image_id = parse_json(upload(client, truncated))["id"]
     app.extensions["apercu"].celery.processor.process(image_id, owner="test")
-    row = app.extensions["apercu"].storage.catalog.get(image_id)
-    assert row["status"] == "failure" and row["image_metadata"]["exif"]["Make"] == "Apercu Test Camera"
-    assert location_in(row["image_metadata"]) == []
+    row = app.extensions["apercu"].storage.catalog.images.get(image_id)
+    assert row.status == "failure" and row.image_metadata["exif"]["Make"] == "Apercu Test Camera"
+    assert location_in(row.image_metadata) == []
 
 
 def test_an_image_stored_with_gps_is_served_without_it_under_drop(settings: Settings, process: Any, client: Any) -> None:

@@ -20,7 +20,7 @@ from conftest import parse_json
 from PIL import Image
 
 from apercu.config import Settings
-from apercu.storage import keys
+from apercu.storage import blob_keys
 
 ID_LIKE = "0123456789abcdef0123456789abcdef"
 
@@ -39,7 +39,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 def stored_keys(app: Any, image_id: str) -> list[str]:
     """What the blob store holds for this image."""
     blobs = app.extensions["apercu"].storage.blobs
-    return [k for prefix in (keys.ORIGINALS, keys.THUMBNAILS) for k in blobs.keys(prefix) if image_id in k]
+    return [k for prefix in (blob_keys.ORIGINALS, blob_keys.THUMBNAILS) for k in blobs.keys(prefix) if image_id in k]
 
 
 def upload(client: Any, data: bytes, filename: str = "photo.jpg", **kwargs: Any) -> Any:
@@ -236,11 +236,11 @@ def test_health_and_readiness(client: Any, app: Any) -> None:
     no_worker = client.get("/readyz")
     assert no_worker.status_code == 503 and "no worker" in parse_json(no_worker)["checks"]["workers"]
     catalog = app.extensions["apercu"].storage.catalog
-    catalog.beat("w", "host/1", 1)
+    catalog.workers.beat("w", "host/1", 1)
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert parse_json(ready)["checks"] == {"catalog": "ok", "storage": "ok", "broker": "ok", "workers": "ok"}
-    catalog.forget_worker("w")
+    catalog.workers.forget("w")
     assert client.get("/readyz").status_code == 503
 
 
@@ -263,9 +263,9 @@ def test_upload_survives_a_broker_outage(settings: Any) -> None:
     response = upload(app.test_client(), images.jpeg())
     assert response.status_code == 202
     image_id = parse_json(response)["id"]
-    assert app.extensions["apercu"].storage.catalog.get(image_id)["status"] == "pending"
+    assert app.extensions["apercu"].storage.catalog.images.get(image_id).status == "pending"
     # The worker's next sweep sends it, without waiting out the grace period meant for queued work.
-    assert image_id in app.extensions["apercu"].celery.processor.stale(300)
+    assert image_id in app.extensions["apercu"].celery.processor.mark_lost_as_resent(300)
 
 
 def test_openapi_document_describes_every_endpoint(client: Any) -> None:
@@ -300,7 +300,7 @@ def test_thumbnail_sizes_and_webp_are_rendered_once_and_deleted_with_the_image(
     assert big.status_code == 200 and big.mimetype == "image/jpeg"
 
     assert Image.open(io.BytesIO(big.data)).size == (384, 512)
-    assert app.extensions["apercu"].storage.blobs.exists(keys.thumbnail(image_id, 512, "jpg"))
+    assert app.extensions["apercu"].storage.blobs.exists(blob_keys.thumbnail(image_id, 512, "jpg"))
     again = client.get(f"/thumbnails/{image_id}.jpg?size=512", headers={"If-None-Match": big.headers["ETag"]})
     assert again.status_code == 304
     client.get(f"/thumbnails/{image_id}.webp")
@@ -322,16 +322,16 @@ def test_an_image_processed_before_blob_keys_gets_its_thumbnail_rendered_again(
     app: Any, client: Any, process: Any, render: Any
 ) -> None:
     """Rows written before thumbnails had keys do not say where their thumbnail is: it is rendered again."""
-    from apercu.storage.catalog import images as table
+    from apercu.storage.catalog.tables import images as table
 
     image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
     process(image_id)
     storage = app.extensions["apercu"].storage
-    storage.blobs.delete(keys.thumbnail(image_id, 256, "jpg"))  # it was elsewhere then
+    storage.blobs.delete(blob_keys.thumbnail(image_id, 256, "jpg"))  # it was elsewhere then
     catalog = storage.catalog
-    row = catalog.get(image_id)
+    row = catalog.images.get(image_id)
     with catalog.engine.begin() as conn:
-        old = {k: v for k, v in row["thumbnail"].items() if k != "key"}
+        old = {k: v for k, v in row.thumbnail.items() if k != "key"}
         conn.execute(table.update().where(table.c.id == image_id).values(thumbnail=old))
     assert client.get(f"/thumbnails/{image_id}.jpg").status_code == 409
     assert render(image_id) == [(256, "jpg")]
@@ -375,7 +375,7 @@ def test_a_request_that_waits_gets_the_variant_once_rendered(client: Any, proces
 def test_a_variant_that_cannot_be_rendered_says_why(app: Any, client: Any, process: Any, render: Any) -> None:
     image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
     process(image_id)
-    app.extensions["apercu"].storage.blobs.put(keys.original(image_id), images.jpeg()[:200])  # damaged since
+    app.extensions["apercu"].storage.blobs.put(blob_keys.original(image_id), images.jpeg()[:200])  # damaged since
     assert client.get(f"/thumbnails/{image_id}.jpg?size=512").status_code == 409
     assert render(image_id) == [(512, "jpg")]
     failed = client.get(f"/thumbnails/{image_id}.jpg?size=512")
@@ -395,7 +395,7 @@ def test_invalid_thumbnail_settings_fail_at_start(settings: Any) -> None:
 
 
 def originals(app: Any) -> list[Any]:
-    return list(app.extensions["apercu"].storage.blobs.keys(keys.ORIGINALS))
+    return list(app.extensions["apercu"].storage.blobs.keys(blob_keys.ORIGINALS))
 
 
 def test_an_idempotency_key_makes_a_retried_upload_return_the_first_image(client: Any, app: Any) -> None:
@@ -449,13 +449,13 @@ def test_many_waiters_share_one_poller(client: Any, app: Any, process: Any) -> N
     catalog = app.extensions["apercu"].storage.catalog
     ids = [parse_json(upload(client, images.jpeg()))["id"] for _ in range(20)]
     calls = []
-    real = type(catalog).settled_among
+    real = type(catalog.images).settled_among
 
     def counted(self: Any, pending: list[str]) -> set[str]:
         calls.append(len(pending))
         return real(self, pending)
 
-    type(catalog).settled_among = counted  # type: ignore[method-assign]
+    type(catalog.images).settled_among = counted  # type: ignore[method-assign]
     try:
         results: dict[str, Any] = {}
         waiters = [
@@ -470,7 +470,7 @@ def test_many_waiters_share_one_poller(client: Any, app: Any, process: Any) -> N
         for waiter in waiters:
             waiter.join()
     finally:
-        type(catalog).settled_among = real  # type: ignore[method-assign]
+        type(catalog.images).settled_among = real  # type: ignore[method-assign]
     assert {parse_json(r)["status"] for r in results.values()} == {"success"}
     print(f"{len(calls)} polls for 20 waiters")
     assert sum(calls) / len(calls) >= 5  # each poll asked about many waiters at once

@@ -24,7 +24,7 @@ import pytest
 
 from apercu.config import Settings
 from apercu.storage.blobs import BlobInfo, BlobMissing, BlobStore, open_blob_store
-from apercu.storage.s3_blobs import S3BlobStore
+from apercu.storage.blobs.s3 import S3BlobStore
 
 MIB = 1024 * 1024
 KINDS = ["local", "s3"]

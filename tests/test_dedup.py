@@ -13,7 +13,7 @@ from conftest import parse_json
 
 from apercu.api import create_app
 from apercu.config import Settings
-from apercu.storage import keys
+from apercu.storage import blob_keys
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -29,7 +29,7 @@ def post(app: Any, data: bytes) -> Any:
 
 
 def originals(app: Any) -> list[str]:
-    return list(app.extensions["apercu"].storage.blobs.keys(keys.ORIGINALS))
+    return list(app.extensions["apercu"].storage.blobs.keys(blob_keys.ORIGINALS))
 
 
 def test_the_same_bytes_get_the_stored_image(app: Any) -> None:
@@ -41,7 +41,7 @@ def test_the_same_bytes_get_the_stored_image(app: Any) -> None:
         parse_json(first)["id"])
     assert different.status_code == 202 and parse_json(different)["id"] != parse_json(first)["id"]
     assert len(originals(app)) == 2
-    sha = app.extensions["apercu"].storage.catalog.get(parse_json(first)["id"])["sha256"]
+    sha = app.extensions["apercu"].storage.catalog.images.get(parse_json(first)["id"]).sha256
     assert sha and len(sha) == 64  # known at upload, before processing
 
 
@@ -83,22 +83,22 @@ def test_without_dedup_the_same_bytes_make_two_images(settings: Settings) -> Non
 def test_the_catalog_lets_one_image_claim_a_content(app: Any) -> None:
     """The race's last line of defence, without the look-up that usually answers first: the second claim of a
     content in the catalog is refused and told which image holds it, whatever key it carries."""
-    from apercu.storage.catalog import Unique
+    from apercu.storage.catalog import ExclusiveClaims, Holder
 
     catalog = app.extensions["apercu"].storage.catalog
     sha = "ab" * 32
-    first, holder = catalog.add_unique("1" * 32, "a.jpg", Unique(sha256=sha))
+    first, holder = catalog.claims.add_image("1" * 32, "a.jpg", ExclusiveClaims(sha256=sha))
     assert holder is None
-    second, holder = catalog.add_unique("2" * 32, "b.jpg", Unique(key="k", sha256=sha))
-    assert holder == "content" and second["id"] == first["id"]
-    assert catalog.get("2" * 32) is None and catalog.image_for_key("k", None) is None  # nothing of it was kept
+    second, holder = catalog.claims.add_image("2" * 32, "b.jpg", ExclusiveClaims(key="k", sha256=sha))
+    assert holder is Holder.CONTENT and second.id == first.id
+    assert catalog.images.get("2" * 32) is None and catalog.claims.image_for_key("k", None) is None  # nothing of it was kept
 
 
 def test_bytes_whose_image_failed_make_a_new_image(app: Any) -> None:
     """A failure may have been passing (a time limit under load): the next upload of the bytes tries again."""
     data = images.jpeg((320, 240))
     first = parse_json(post(app, data))["id"]
-    assert app.extensions["apercu"].storage.catalog.fail(first, "the time limit, under load")
+    assert app.extensions["apercu"].storage.catalog.leases.fail(first, "the time limit, under load", webhook_url="")
     again = post(app, data)
     assert again.status_code == 202 and parse_json(again)["id"] != first
     assert post(app, data).status_code == 200  # and the new image is the one kept from now on

@@ -17,8 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from apercu.config import Settings
-from apercu.storage import keys
-from apercu.storage.catalog import Claim, utcnow, workers
+from apercu.storage import blob_keys
+from apercu.storage.catalog import Claim, utcnow
+from apercu.storage.catalog.tables import workers
 from apercu.tasks import Processor, make_celery
 from apercu.tasks.housekeeping import Housekeeping, host_identity
 
@@ -43,8 +44,8 @@ def keeper(settings: Settings) -> Housekeeping:
 
 def stored(processor: Processor, data: bytes = b"", uploaded_ago: float = 0) -> str:
     image_id = uuid.uuid4().hex
-    processor.storage.blobs.put(keys.original(image_id), data or images.jpeg())
-    processor.storage.catalog.add(image_id, "x")
+    processor.storage.blobs.put(blob_keys.original(image_id), data or images.jpeg())
+    processor.storage.catalog.images.add(image_id, "x")
     if uploaded_ago:
         age(processor, image_id, uploaded_ago)
     return image_id
@@ -52,7 +53,7 @@ def stored(processor: Processor, data: bytes = b"", uploaded_ago: float = 0) -> 
 
 def age(processor: Processor, image_id: str, seconds: float) -> None:
     """Date the row's upload back, and its files too."""
-    from apercu.storage.catalog import images as table
+    from apercu.storage.catalog.tables import images as table
 
     with processor.storage.catalog.engine.begin() as conn:
         stamp = utcnow() - timedelta(seconds=seconds)
@@ -65,28 +66,28 @@ def age(processor: Processor, image_id: str, seconds: float) -> None:
 def test_a_lease_is_free_as_soon_as_its_worker_is_gone(keeper: Housekeeping) -> None:
     catalog = keeper.processor.storage.catalog
     other = uuid.uuid4().hex
-    catalog.beat(other, "elsewhere/1", 1)
+    catalog.workers.beat(other, "elsewhere/1", 1)
     image_id = stored(keeper.processor)
-    assert catalog.claim(image_id, "task-a", 600, 3, worker=other).outcome is Claim.CLAIMED
-    assert catalog.claim(image_id, "task-b", 600, 3, worker=keeper.worker).outcome is Claim.BUSY
-    assert keeper.processor.stale(0) == []  # a live worker holds it: nothing to recover
-    catalog.forget_worker(other)
-    assert keeper.processor.stale(300) == [image_id]  # abandoned: sent again, whatever the pending grace
-    assert catalog.claim(image_id, "task-b", 600, 3, worker=keeper.worker).outcome is Claim.CLAIMED
+    assert catalog.leases.claim(image_id, "task-a", 600, 3, worker=other).outcome is Claim.CLAIMED
+    assert catalog.leases.claim(image_id, "task-b", 600, 3, worker=keeper.worker).outcome is Claim.BUSY
+    assert keeper.processor.mark_lost_as_resent(0) == []  # a live worker holds it: nothing to recover
+    catalog.workers.forget(other)
+    assert keeper.processor.mark_lost_as_resent(300) == [image_id]  # abandoned: sent again, whatever the pending grace
+    assert catalog.leases.claim(image_id, "task-b", 600, 3, worker=keeper.worker).outcome is Claim.CLAIMED
 
 
 def test_a_silent_worker_is_dead_after_the_timeout(keeper: Housekeeping) -> None:
     catalog = keeper.processor.storage.catalog
-    live = catalog.live_workers()
-    catalog.beat("silent", "elsewhere/1", 1)
+    live = catalog.workers.count_live()
+    catalog.workers.beat("silent", "elsewhere/1", 1)
     image_id = stored(keeper.processor)
-    catalog.claim(image_id, "task-a", 600, 3, worker="silent")
-    assert catalog.live_workers() == live + 1
+    catalog.leases.claim(image_id, "task-a", 600, 3, worker="silent")
+    assert catalog.workers.count_live() == live + 1
     with catalog.engine.begin() as conn:
         stamp = utcnow() - timedelta(minutes=1)
         conn.execute(workers.update().where(workers.c.id == "silent").values(heartbeat_at=stamp))
-    assert catalog.claim(image_id, "task-b", 600, 3, worker=keeper.worker).outcome is Claim.CLAIMED
-    assert catalog.live_workers() == live
+    assert catalog.leases.claim(image_id, "task-b", 600, 3, worker=keeper.worker).outcome is Claim.CLAIMED
+    assert catalog.workers.count_live() == live
 
 
 def test_a_restarted_worker_frees_its_dead_predecessors_leases_at_once(keeper: Housekeeping) -> None:
@@ -95,21 +96,21 @@ def test_a_restarted_worker_frees_its_dead_predecessors_leases_at_once(keeper: H
     dead.wait()
     catalog = keeper.processor.storage.catalog
     predecessor, neighbour = uuid.uuid4().hex, uuid.uuid4().hex
-    catalog.beat(predecessor, host_identity(), dead.pid)
-    catalog.beat(neighbour, host_identity(), os.getppid())  # alive: left alone
+    catalog.workers.beat(predecessor, host_identity(), dead.pid)
+    catalog.workers.beat(neighbour, host_identity(), os.getppid())  # alive: left alone
     image_id = stored(keeper.processor)
-    catalog.claim(image_id, "task-a", 600, 3, worker=predecessor)
+    catalog.leases.claim(image_id, "task-a", 600, 3, worker=predecessor)
     assert keeper.recover(grace=300) == [image_id]
-    registered = {w for w, _ in catalog.workers_on(host_identity())}
+    registered = {w for w, _ in catalog.workers.on_host(host_identity())}
     assert keeper.worker in registered and neighbour in registered and predecessor not in registered
 
 
 def test_stopping_deregisters_the_worker(keeper: Housekeeping) -> None:
     catalog = keeper.processor.storage.catalog
-    live = catalog.live_workers()
+    live = catalog.workers.count_live()
     keeper.stop()
-    assert catalog.live_workers() == live - 1
-    assert keeper.worker not in {w for w, _ in catalog.workers_on(host_identity())}
+    assert catalog.workers.count_live() == live - 1
+    assert keeper.worker not in {w for w, _ in catalog.workers.on_host(host_identity())}
 
 
 def test_orphan_files_and_rows_are_swept_past_the_grace(keeper: Housekeeping) -> None:
@@ -120,15 +121,15 @@ def test_orphan_files_and_rows_are_swept_past_the_grace(keeper: Housekeeping) ->
     # The worker wrote a thumbnail, a concurrent delete removed the row, and the worker died before cleaning up.
     raced = stored(processor, uploaded_ago=3600)
     storage.put_thumbnail(raced, 256, "jpg", b"jpeg")
-    storage.catalog.delete(raced)
+    storage.catalog.images.delete(raced)
     age(processor, raced, 3600)
     # The web process died between writing the original and committing its row.
     unrecorded = uuid.uuid4().hex
-    storage.blobs.put(keys.original(unrecorded), b"x")
+    storage.blobs.put(blob_keys.original(unrecorded), b"x")
     age(processor, unrecorded, 3600)
     # A row whose original is gone.
     lost = stored(processor, uploaded_ago=3600)
-    storage.blobs.delete(keys.original(lost))
+    storage.blobs.delete(blob_keys.original(lost))
     # Staging debris of a killed upload, old and new.
     old_stage, new_stage = storage.staging.incoming(), storage.staging.incoming()
     os.utime(old_stage.name, (time.time() - 3600, time.time() - 3600))
@@ -138,9 +139,9 @@ def test_orphan_files_and_rows_are_swept_past_the_grace(keeper: Housekeeping) ->
     assert not Path(old_stage.name).exists() and Path(new_stage.name).exists()
     for gone in (raced, unrecorded, lost):
         assert list(processor.settings.data_dir.rglob(f"{gone}*")) == []
-        assert storage.catalog.get(gone) is None
+        assert storage.catalog.images.get(gone) is None
     for alive in (kept, young):
-        assert storage.has_original(alive) and storage.catalog.get(alive) is not None
+        assert storage.has_original(alive) and storage.catalog.images.get(alive) is not None
     assert keeper.sweep_orphans() == 0
 
 
@@ -161,9 +162,9 @@ def test_the_sweep_touches_nothing_when_the_storage_looks_unmounted(keeper: Hous
     processor = keeper.processor
     ids = [stored(processor, uploaded_ago=3600) for _ in range(60)]
     for image_id in ids:
-        processor.storage.blobs.delete(keys.original(image_id))
+        processor.storage.blobs.delete(blob_keys.original(image_id))
     keeper.sweep_orphans()
-    assert all(processor.storage.catalog.get(i) is not None for i in ids)
+    assert all(processor.storage.catalog.images.get(i) is not None for i in ids)
 
 
 def test_schema_gains_new_columns_on_an_old_database(tmp_path: Path) -> None:
@@ -185,23 +186,24 @@ def test_schema_gains_new_columns_on_an_old_database(tmp_path: Path) -> None:
             " VALUES ('" + "a" * 32 + "', 'pending', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
         ))
     storage = open_storage(settings)
-    assert storage.catalog.claim("a" * 32, "t", 60, 3, worker="w").outcome is Claim.CLAIMED
-    row: Any = storage.catalog.get("a" * 32)
-    assert row["lease_worker"] == "w"
+    assert storage.catalog.leases.claim("a" * 32, "t", 60, 3, worker="w").outcome is Claim.CLAIMED
+    row: Any = storage.catalog.images.get("a" * 32)
+    assert row.lease_worker == "w"
 
 
 KILLED_BETWEEN_THUMBNAIL_AND_ROW = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[3])
 from apercu.config import Settings
-from apercu.storage.catalog import Catalog
+from apercu.storage.catalog.images import Images
+from apercu.storage.catalog.leases import Leases
 from apercu.tasks import Processor
 
-def delete_then_die(self, image_id, *args):
-    self.delete(image_id)  # a concurrent DELETE wins the race...
+def delete_then_die(self, image_id, *args, **kwargs):
+    Images(self._db).delete(image_id)  # a concurrent DELETE wins the race...
     os.kill(os.getpid(), signal.SIGKILL)  # ...and the worker dies before it can clean up
 
-Catalog.finish = delete_then_die
+Leases.finish = delete_then_die
 if __name__ == "__main__":
     Processor(Settings.from_env({"APERCU_DATA_DIR": sys.argv[1], "APERCU_DATABASE_URL": sys.argv[4]})).process(
         sys.argv[2], "t")
@@ -222,8 +224,8 @@ def test_a_worker_killed_between_thumbnail_and_row_leaves_nothing_after_the_swee
         capture_output=True, timeout=60,
     )
     assert run.returncode == -9, run.stderr.decode()[-2000:]
-    assert processor.storage.catalog.get(image_id) is None
-    assert list(processor.storage.blobs.keys(keys.thumbnails_of(image_id)))  # the orphan the kill left
+    assert processor.storage.catalog.images.get(image_id) is None
+    assert list(processor.storage.blobs.keys(blob_keys.thumbnails_of(image_id)))  # the orphan the kill left
     age(processor, image_id, 3600)
     keeper.sweep_orphans()
     assert list(processor.settings.data_dir.rglob(f"{image_id}*")) == []
@@ -233,7 +235,7 @@ def test_the_sweep_leaves_files_alone_when_the_catalog_is_empty(keeper: Housekee
     """Pointed at a wrong (new, empty) database, the sweep must not take every stored file for an orphan."""
     processor = keeper.processor
     image_id = stored(processor, uploaded_ago=3600)
-    processor.storage.catalog.delete(image_id)
+    processor.storage.catalog.images.delete(image_id)
     keeper.sweep_orphans()
     assert processor.storage.has_original(image_id)
 
@@ -242,7 +244,7 @@ def test_a_storage_hiccup_retry_does_not_count_as_an_attempt(keeper: Housekeepin
     catalog = keeper.processor.storage.catalog
     image_id = stored(keeper.processor)
     for _ in range(5):  # the same task taking its own lease back, as a Celery retry does
-        assert catalog.claim(image_id, "task", 600, 3, worker=keeper.worker).outcome is Claim.CLAIMED
-    assert catalog.get(image_id)["attempts"] == 1
-    assert not catalog.finish(image_id, "another-task", {}, {})  # not its lease: nothing recorded
-    assert catalog.finish(image_id, "task", {}, {})
+        assert catalog.leases.claim(image_id, "task", 600, 3, worker=keeper.worker).outcome is Claim.CLAIMED
+    assert catalog.images.get(image_id).attempts == 1
+    assert not catalog.leases.finish(image_id, "another-task", {}, {}, webhook_url="")  # not its lease: nothing recorded
+    assert catalog.leases.finish(image_id, "task", {}, {}, webhook_url="")

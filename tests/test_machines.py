@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from live import Service
 from PIL import Image
 
-from apercu.storage.catalog import Catalog, workers
-from apercu.storage.catalog import images as images_table
+from apercu.storage.catalog import Catalog
+from apercu.storage.catalog.tables import images as images_table
+from apercu.storage.catalog.tables import workers
 
 pytestmark = pytest.mark.integration
 

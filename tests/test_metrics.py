@@ -32,7 +32,7 @@ from apercu import logs, metrics_dir
 from apercu.api import create_app
 from apercu.api.observe import request_id
 from apercu.config import Settings
-from apercu.storage import keys
+from apercu.storage import blob_keys
 from apercu.tasks.app import REQUEST_ID_HEADER, TASK_NAME, process_image
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -125,7 +125,7 @@ def test_routes_not_paths_label_requests(client: Any) -> None:
     ("reason", "spoil"),
     [
         ("decode", lambda app, image_id: None),  # the upload itself is a truncated JPEG
-        ("missing_original", lambda app, image_id: app.extensions["apercu"].storage.blobs.delete(keys.original(image_id))),
+        ("missing_original", lambda app, image_id: app.extensions["apercu"].storage.blobs.delete(blob_keys.original(image_id))),
     ],
 )
 def test_failures_are_counted_by_reason(client: Any, app: Any, process: Any, reason: str, spoil: Any) -> None:
@@ -179,7 +179,7 @@ def test_metrics_answer_while_the_catalog_does_not(app: Any, client: Any, monkey
     def down() -> dict[str, int]:
         raise RuntimeError("database is down")
 
-    monkeypatch.setattr(app.extensions["apercu"].storage.catalog, "counts", down)
+    monkeypatch.setattr(app.extensions["apercu"].storage.catalog.images, "counts", down)
     samples = scrape(client)
     assert "apercu_failures_total" in {name for name, _ in samples}
     assert "apercu_images" not in {name for name, _ in samples}

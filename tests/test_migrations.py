@@ -18,16 +18,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from apercu.storage import migrations
-from apercu.storage.catalog import (
+from apercu.storage.catalog import Catalog, Claim, ExclusiveClaims, create_engine
+from apercu.storage.catalog.tables import metadata_obj
+from apercu.storage.migrations.schema import (
     SCHEMA_LOCK,
-    Catalog,
-    Claim,
     SchemaBehind,
     SchemaState,
     SchemaUnknown,
-    Unique,
-    create_engine,
-    metadata_obj,
+    create_schema,
+    migrate,
+    schema_state,
 )
 
 # What `create_all` made of the catalog's first release (git show 1851e93:src/apercu/storage/catalog.py): the
@@ -109,7 +109,7 @@ def columns(engine: sa.Engine, table: str) -> set[str]:
 
 
 def schema_differences(engine: sa.Engine) -> list[object]:
-    """What autogenerate would write to bring the database to the tables of catalog.py ([]: nothing)."""
+    """What autogenerate would write to bring the database to the tables of catalog/tables.py ([]: nothing)."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": migrations.VERSION_TABLE})
         return list(compare_metadata(context, metadata_obj))
@@ -126,21 +126,22 @@ def apercu_db(*args: str, database_url: str = "", data_dir: Path | None = None) 
 
 
 def assert_old_image_kept_and_new_schema_usable(catalog: Catalog) -> None:
-    row = catalog.get(OLD_ID)
+    row = catalog.images.get(OLD_ID)
     assert row is not None
-    assert (row["filename"], row["status"], row["attempts"]) == ("old.jpg", "processing", 1)
-    assert row["uploaded_at"] == datetime(2020, 1, 1, 10, 0)
-    assert row["image_metadata"] == {"format": "JPEG"}
-    assert row["lease_worker"] is None
+    assert (row.filename, row.status, row.attempts) == ("old.jpg", "processing", 1)
+    assert row.uploaded_at == datetime(2020, 1, 1, 10, 0)
+    assert row.image_metadata == {"format": "JPEG"}
+    assert row.lease_worker is None
     # The columns and tables of the upgrade work: a lease naming its worker, a heartbeat, an idempotency key.
-    catalog.beat("worker-1", "host-a", 1234)
-    assert catalog.workers_on("host-a") == [("worker-1", 1234)]
-    assert catalog.claim(OLD_ID, "new-task", 60, 3, worker="worker-1").outcome is Claim.CLAIMED
-    assert (catalog.get(OLD_ID) or {})["lease_worker"] == "worker-1"
-    catalog.forget_worker("worker-1")
-    assert catalog.claim(OLD_ID, "other-task", 60, 3).outcome is Claim.CLAIMED  # its worker is gone: free at once
-    new, holder = catalog.add_unique("fedcba9876543210fedcba9876543210", "new.png", Unique("key-1", datetime(2000, 1, 1)))
-    assert holder is None and (catalog.image_for_key("key-1", datetime(2000, 1, 1)) or {}).get("id") == new["id"]
+    catalog.workers.beat("worker-1", "host-a", 1234)
+    assert catalog.workers.on_host("host-a") == [("worker-1", 1234)]
+    assert catalog.leases.claim(OLD_ID, "new-task", 60, 3, worker="worker-1").outcome is Claim.CLAIMED
+    assert getattr(catalog.images.get(OLD_ID), "lease_worker", None) == "worker-1"
+    catalog.workers.forget("worker-1")
+    assert catalog.leases.claim(OLD_ID, "other-task", 60, 3).outcome is Claim.CLAIMED  # its worker is gone: free at once
+    claims = ExclusiveClaims("key-1", datetime(2000, 1, 1))
+    new, holder = catalog.claims.add_image("fedcba9876543210fedcba9876543210", "new.png", claims)
+    assert holder is None and getattr(catalog.claims.image_for_key("key-1", datetime(2000, 1, 1)), "id", None) == new.id
 
 
 def test_sqlite_catalog_from_before_migrations_is_upgraded_at_start(tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ def test_sqlite_catalog_from_before_migrations_is_upgraded_at_start(tmp_path: Pa
     assert "lease_worker" not in columns(engine, "apercu_images")
 
     catalog = Catalog.from_url(url)
-    catalog.create_schema()
+    create_schema(catalog.engine)
 
     assert recorded_revisions(engine) == [HEAD]
     assert "lease_worker" in columns(engine, "apercu_images")
@@ -162,7 +163,7 @@ def test_postgres_catalog_from_before_migrations_waits_for_apercu_db_upgrade(fre
     catalog = Catalog.from_url(fresh_postgres_url)
 
     with pytest.raises(SchemaBehind) as refused:
-        catalog.create_schema()
+        create_schema(catalog.engine)
     assert (refused.value.current, refused.value.expected) == (migrations.BASELINE, HEAD)
     assert migrations.BASELINE in str(refused.value) and HEAD in str(refused.value)
     assert "apercu db upgrade" in str(refused.value)
@@ -177,7 +178,7 @@ def test_postgres_catalog_from_before_migrations_waits_for_apercu_db_upgrade(fre
     assert upgrade.returncode == 0, upgrade.stderr
     assert f"from revision {migrations.BASELINE} to {HEAD}" in upgrade.stdout
 
-    catalog.create_schema()  # starts now
+    create_schema(catalog.engine)  # starts now
     assert recorded_revisions(engine) == [HEAD]
     assert schema_differences(engine) == []
     assert_old_image_kept_and_new_schema_usable(catalog)
@@ -192,10 +193,10 @@ def test_postgres_catalog_behind_head_is_refused(fresh_postgres_url: str) -> Non
     with catalog.engine.begin() as conn:
         command.upgrade(migrations.config(conn), migrations.BASELINE)
     with pytest.raises(SchemaBehind, match=f"at revision {migrations.BASELINE}.*expects revision {HEAD}"):
-        catalog.create_schema()
+        create_schema(catalog.engine)
     assert recorded_revisions(catalog.engine) == [migrations.BASELINE]
-    assert catalog.migrate(upgrade=True) == (migrations.BASELINE, HEAD)
-    catalog.create_schema()
+    assert migrate(catalog.engine, upgrade=True) == (migrations.BASELINE, HEAD)
+    create_schema(catalog.engine)
     assert recorded_revisions(catalog.engine) == [HEAD]
 
 
@@ -204,22 +205,22 @@ def test_sqlite_catalog_behind_head_is_upgraded_at_start(tmp_path: Path) -> None
     with catalog.engine.begin() as conn:
         command.upgrade(migrations.config(conn), migrations.BASELINE)
     assert not sa.inspect(catalog.engine).has_table("apercu_workers")
-    catalog.create_schema()
+    create_schema(catalog.engine)
     assert recorded_revisions(catalog.engine) == [HEAD]
     assert sa.inspect(catalog.engine).has_table("apercu_workers")
 
 
 def test_empty_database_is_created_at_head(url: str) -> None:
     catalog = Catalog.from_url(url)
-    assert catalog.schema_state().revision is None
+    assert schema_state(catalog.engine).revision is None
 
-    catalog.create_schema()
+    create_schema(catalog.engine)
 
     assert recorded_revisions(catalog.engine) == [HEAD]
     assert all(sa.inspect(catalog.engine).has_table(table) for table in metadata_obj.tables)
-    state = catalog.schema_state()
+    state = schema_state(catalog.engine)
     assert state.at_head and state.revision == HEAD
-    catalog.create_schema()  # a second start changes nothing
+    create_schema(catalog.engine)  # a second start changes nothing
     assert recorded_revisions(catalog.engine) == [HEAD]
 
 
@@ -234,10 +235,10 @@ def test_apercu_db_upgrade_creates_the_embedded_catalog(tmp_path: Path) -> None:
     assert apercu_db("current", data_dir=data).stdout == f"{HEAD} (head)\n"
 
 
-def test_migrations_build_the_tables_of_catalog_py(url: str) -> None:
+def test_migrations_build_the_tables_of_catalog_tables(url: str) -> None:
     """Upgrading from nothing, and downgrading to nothing and back, gives exactly the tables the code declares."""
     catalog = Catalog.from_url(url)
-    catalog.create_schema()
+    create_schema(catalog.engine)
     assert schema_differences(catalog.engine) == []
 
     with catalog.engine.begin() as conn:
@@ -250,7 +251,7 @@ def test_migrations_build_the_tables_of_catalog_py(url: str) -> None:
         command.downgrade(migrations.config(conn), "base")
     assert not sa.inspect(catalog.engine).has_table("apercu_images")
 
-    assert catalog.migrate(upgrade=True) == (None, HEAD)
+    assert migrate(catalog.engine, upgrade=True) == (None, HEAD)
     assert schema_differences(catalog.engine) == []
 
 
@@ -263,22 +264,22 @@ def test_the_last_unversioned_catalog_is_recognised_and_upgraded(url: str) -> No
         conn.execute(sa.text(f"DROP TABLE {migrations.VERSION_TABLE}"))
         conn.exec_driver_sql(OLD_ROW)
     catalog = Catalog.from_url(url)
-    assert catalog.schema_state() == SchemaState(migrations.WORKERS, versioned=False, head=HEAD)
+    assert schema_state(catalog.engine) == SchemaState(migrations.WORKERS, versioned=False, head=HEAD)
 
-    assert catalog.migrate(upgrade=True) == (migrations.WORKERS, HEAD)
+    assert migrate(catalog.engine, upgrade=True) == (migrations.WORKERS, HEAD)
 
     assert recorded_revisions(engine) == [HEAD]
-    assert catalog.get(OLD_ID) is not None
+    assert catalog.images.get(OLD_ID) is not None
     assert schema_differences(engine) == []
 
 
 def test_dropped_tables_are_created_again(tmp_path: Path) -> None:
     """A version row left behind by tables dropped since does not stop them being created again."""
     catalog = Catalog.from_url(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
-    catalog.create_schema()
+    create_schema(catalog.engine)
     metadata_obj.drop_all(catalog.engine)
     assert recorded_revisions(catalog.engine) == [HEAD]
-    catalog.create_schema()
+    create_schema(catalog.engine)
     assert all(sa.inspect(catalog.engine).has_table(table) for table in metadata_obj.tables)
     assert recorded_revisions(catalog.engine) == [HEAD]
 
@@ -286,16 +287,16 @@ def test_dropped_tables_are_created_again(tmp_path: Path) -> None:
 def test_catalog_at_an_unknown_revision_is_refused(url: str, tmp_path: Path) -> None:
     """A newer apercu migrated the catalog: this one must not run on it, nor 'upgrade' it."""
     catalog = Catalog.from_url(url)
-    catalog.create_schema()
+    create_schema(catalog.engine)
     with catalog.engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'a1b2c3d4e5f6'"))
 
     with pytest.raises(SchemaUnknown) as refused:
-        catalog.create_schema()
+        create_schema(catalog.engine)
     assert "a1b2c3d4e5f6" in str(refused.value) and HEAD in str(refused.value)
     assert "newer apercu" in str(refused.value)
     with pytest.raises(SchemaUnknown):
-        catalog.migrate(upgrade=True)
+        migrate(catalog.engine, upgrade=True)
     database_url = url if url.startswith("postgresql") else ""  # else the data directory's, which `url` is
     upgrade = apercu_db("upgrade", database_url=database_url, data_dir=tmp_path)
     assert upgrade.returncode == 1
@@ -309,7 +310,7 @@ def test_unversioned_tables_matching_no_revision_are_refused(tmp_path: Path) -> 
     engine = old_catalog(url)
     metadata_obj.tables["apercu_workers"].create(engine)
     with pytest.raises(SchemaUnknown, match="match no revision.*apercu_workers: "):
-        Catalog.from_url(url).create_schema()
+        create_schema(Catalog.from_url(url).engine)
     assert not sa.inspect(engine).has_table(migrations.VERSION_TABLE)
 
 
@@ -321,7 +322,7 @@ def test_postgres_starters_wait_for_the_schema_lock(fresh_postgres_url: str) -> 
 
     def start() -> None:
         try:
-            catalog.create_schema()
+            create_schema(catalog.engine)
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
@@ -347,7 +348,7 @@ def test_an_upgrade_failing_halfway_changes_nothing(url: str) -> None:
         conn.exec_driver_sql("CREATE TABLE apercu_idempotency_keys (key VARCHAR(255))")  # the upgrade's last step fails
 
     with pytest.raises(sa.exc.DatabaseError, match="apercu_idempotency_keys"):
-        catalog.migrate(upgrade=True)
+        migrate(catalog.engine, upgrade=True)
 
     assert recorded_revisions(catalog.engine) == [migrations.BASELINE]
     assert "lease_worker" not in columns(catalog.engine, "apercu_images")
@@ -366,6 +367,6 @@ def test_images_processed_before_content_hashes_get_their_sha256(url: str) -> No
             "VALUES (:id, 'old.jpg', 'success', '2026-01-01 10:00:00', '2026-01-01 10:00:00', 1, :meta)"
         ), {"id": OLD_ID, "meta": json.dumps({"format": "JPEG", "sha256": digest})})
     catalog = Catalog.from_url(url)
-    assert catalog.migrate(upgrade=True) == ("5c1e0b7d9a21", HEAD)
-    assert [row["id"] for row in catalog.with_sha256(digest, 10)] == [OLD_ID]
-    assert catalog.get(OLD_ID)["phash"] is None
+    assert migrate(catalog.engine, upgrade=True) == ("5c1e0b7d9a21", HEAD)
+    assert [row.id for row in catalog.images.with_sha256(digest, 10)] == [OLD_ID]
+    assert catalog.images.get(OLD_ID).phash is None

@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from apercu.config import Settings
-from apercu.storage import keys, open_storage
+from apercu.storage import blob_keys, open_storage
 from apercu.storage.catalog import WORKER_TIMEOUT, Claim, utcnow
-from apercu.storage.catalog import images as images_table
+from apercu.storage.catalog.tables import images as images_table
 from apercu.tasks import TASK_NAME, Processor
 from apercu.tasks.sandbox import Sandbox
 
@@ -36,29 +36,29 @@ def stored(processor: Processor, data: bytes) -> str:
     import uuid
 
     image_id = uuid.uuid4().hex
-    processor.storage.blobs.put(keys.original(image_id), data)
-    processor.storage.catalog.add(image_id, "x")
+    processor.storage.blobs.put(blob_keys.original(image_id), data)
+    processor.storage.catalog.images.add(image_id, "x")
     return image_id
 
 
 def test_processing_twice_is_harmless(processor: Processor) -> None:
     image_id = stored(processor, images.jpeg())
     assert processor.process(image_id, "task-1")[0] is Claim.CLAIMED
-    first = processor.storage.catalog.get(image_id)
+    first = processor.storage.catalog.images.get(image_id)
     assert processor.process(image_id, "task-2")[0] is Claim.FINISHED
-    assert processor.storage.catalog.get(image_id) == first
-    assert first["status"] == "success" and first["attempts"] == 1
+    assert processor.storage.catalog.images.get(image_id) == first
+    assert first.status == "success" and first.attempts == 1
 
 
 def test_a_live_lease_keeps_other_tasks_out_until_it_expires(processor: Processor) -> None:
     catalog = processor.storage.catalog
     image_id = stored(processor, images.jpeg())
-    assert catalog.claim(image_id, "a", lease_seconds=60, max_attempts=3).outcome is Claim.CLAIMED
-    busy = catalog.claim(image_id, "b", lease_seconds=60, max_attempts=3)
+    assert catalog.leases.claim(image_id, "a", lease_seconds=60, max_attempts=3).outcome is Claim.CLAIMED
+    busy = catalog.leases.claim(image_id, "b", lease_seconds=60, max_attempts=3)
     assert busy.outcome is Claim.BUSY and 0 < busy.retry_in <= WORKER_TIMEOUT  # re-checked before the lease ends
-    assert catalog.claim(image_id, "a", lease_seconds=60, max_attempts=3).outcome is Claim.CLAIMED  # a retry
+    assert catalog.leases.claim(image_id, "a", lease_seconds=60, max_attempts=3).outcome is Claim.CLAIMED  # a retry
     _expire_lease(processor, image_id)
-    assert catalog.claim(image_id, "b", lease_seconds=60, max_attempts=3).outcome is Claim.CLAIMED
+    assert catalog.leases.claim(image_id, "b", lease_seconds=60, max_attempts=3).outcome is Claim.CLAIMED
 
 
 def _expire_lease(processor: Processor, image_id: str) -> None:
@@ -75,39 +75,39 @@ def test_an_image_that_keeps_killing_workers_ends_as_failure(processor: Processo
     image_id = stored(processor, images.jpeg())
     catalog = processor.storage.catalog
     for attempt in range(processor.settings.max_attempts):
-        claim = catalog.claim(image_id, f"crashed-{attempt}", 60, processor.settings.max_attempts)
+        claim = catalog.leases.claim(image_id, f"crashed-{attempt}", 60, processor.settings.max_attempts)
         assert claim.outcome is Claim.CLAIMED
         _expire_lease(processor, image_id)
     assert processor.process(image_id, "last")[0] is Claim.EXHAUSTED
-    row = catalog.get(image_id)
-    assert row["status"] == "failure" and "interrupted" in row["error"]
+    row = catalog.images.get(image_id)
+    assert row.status == "failure" and "interrupted" in row.error
 
 
 def test_recovery_finds_pending_and_abandoned_images_once(processor: Processor) -> None:
     pending = stored(processor, images.jpeg())
     abandoned = stored(processor, images.jpeg())
-    processor.storage.catalog.claim(abandoned, "dead-worker", 60, 3)
+    processor.storage.catalog.leases.claim(abandoned, "dead-worker", 60, 3)
     _expire_lease(processor, abandoned)
     done = stored(processor, images.jpeg())
     processor.process(done, "t")
-    found = processor.stale(0)
+    found = processor.mark_lost_as_resent(0)
     assert set(found) == {pending, abandoned}
-    assert processor.stale(300) == []  # just re-sent: not again until the grace period passes
+    assert processor.mark_lost_as_resent(300) == []  # just re-sent: not again until the grace period passes
 
 
 def test_a_decoder_error_is_a_failure_not_a_crash(processor: Processor) -> None:
     data = images.jpeg((1600, 1200))
     image_id = stored(processor, data[:3000])
     assert processor.process(image_id, "t")[0] is Claim.CLAIMED
-    row = processor.storage.catalog.get(image_id)
-    assert row["status"] == "failure" and row["error"].startswith("cannot decode image")
+    row = processor.storage.catalog.images.get(image_id)
+    assert row.status == "failure" and row.error.startswith("cannot decode image")
 
 
 def test_missing_original_is_a_failure(processor: Processor) -> None:
     image_id = stored(processor, images.jpeg())
-    processor.storage.blobs.delete(keys.original(image_id))
+    processor.storage.blobs.delete(blob_keys.original(image_id))
     processor.process(image_id, "t")
-    assert "missing" in processor.storage.catalog.get(image_id)["error"]
+    assert "missing" in processor.storage.catalog.images.get(image_id).error
 
 
 @pytest.mark.parametrize("round_", range(10))
@@ -117,19 +117,19 @@ def test_delete_during_processing_leaves_nothing(processor: Processor, round_: i
     worker = threading.Thread(target=processor.process, args=(image_id, "t"))
     worker.start()
     threading.Event().wait(round_ * 0.01)
-    assert processor.storage.catalog.delete(image_id)
+    assert processor.storage.catalog.images.delete(image_id)
     processor.storage.delete_files(image_id)
     worker.join()
-    assert processor.storage.catalog.get(image_id) is None
+    assert processor.storage.catalog.images.get(image_id) is None
     assert list(processor.settings.data_dir.rglob(f"*{image_id}*")) == []
 
 
 def test_schema_creation_is_idempotent(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     first = open_storage(settings)
-    first.catalog.add("a" * 32, None)
+    first.catalog.images.add("a" * 32, None)
     second = open_storage(settings)
-    assert second.catalog.get("a" * 32)["status"] == "pending"
+    assert second.catalog.images.get("a" * 32).status == "pending"
     assert sa.inspect(second.catalog.engine).has_table("apercu_images")
 
 
@@ -156,12 +156,12 @@ def test_time_limit_becomes_a_clear_failure(processor: Processor) -> None:
     started = time.monotonic()
     processor.process(image_id, "t")
     assert time.monotonic() - started < 5
-    row = processor.storage.catalog.get(image_id)
-    assert row["status"] == "failure" and "longer than 0.05 s" in row["error"]
-    assert list(processor.storage.blobs.keys(keys.thumbnails_of(image_id))) == []
+    row = processor.storage.catalog.images.get(image_id)
+    assert row.status == "failure" and "longer than 0.05 s" in row.error
+    assert list(processor.storage.blobs.keys(blob_keys.thumbnails_of(image_id))) == []
     again = stored(processor, images.jpeg())  # the thread's next image gets a fresh imaging process
     Processor(usual).process(again, "t")
-    assert processor.storage.catalog.get(again)["status"] == "success"
+    assert processor.storage.catalog.images.get(again).status == "success"
 
 
 def test_an_imaging_process_killed_mid_image_is_retried_then_fails(
@@ -182,13 +182,13 @@ def test_an_imaging_process_killed_mid_image_is_retried_then_fails(
     started = time.monotonic()
     assert processor.process(image_id, "t")[0] is Claim.EXHAUSTED
     assert time.monotonic() - started < 10
-    row = processor.storage.catalog.get(image_id)
-    assert row["status"] == "failure" and row["attempts"] == processor.settings.max_attempts
-    assert "interrupted 3 times" in row["error"] and "signal 9" in row["error"]
+    row = processor.storage.catalog.images.get(image_id)
+    assert row.status == "failure" and row.attempts == processor.settings.max_attempts
+    assert "interrupted 3 times" in row.error and "signal 9" in row.error
     monkeypatch.undo()
     survivor = stored(processor, images.jpeg())
     processor.process(survivor, "t")
-    assert processor.storage.catalog.get(survivor)["status"] == "success"
+    assert processor.storage.catalog.images.get(survivor).status == "success"
 
 
 def test_one_crash_then_success(processor: Processor, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,8 +204,8 @@ def test_one_crash_then_success(processor: Processor, monkeypatch: pytest.Monkey
     monkeypatch.setattr(Sandbox, "_ensure_child", killed_once)
     image_id = stored(processor, images.jpeg())
     processor.process(image_id, "t")
-    row = processor.storage.catalog.get(image_id)
-    assert row["status"] == "success" and row["attempts"] == 2
+    row = processor.storage.catalog.images.get(image_id)
+    assert row.status == "success" and row.attempts == 2
 
 
 def test_a_bug_of_ours_ends_as_failure_with_a_reference(
@@ -222,9 +222,9 @@ def test_a_bug_of_ours_ends_as_failure_with_a_reference(
 
     monkeypatch.setattr(Processor, "_record_success", broken)
     assert app.tasks[TASK_NAME].apply(args=[image_id]).get() == "failed"
-    row = app.processor.storage.catalog.get(image_id)
-    assert row["status"] == "failure" and "internal error" in row["error"]
-    reference = row["error"].rsplit(" ", 1)[-1].rstrip(")")
+    row = app.processor.storage.catalog.images.get(image_id)
+    assert row.status == "failure" and "internal error" in row.error
+    reference = row.error.rsplit(" ", 1)[-1].rstrip(")")
     logged = [r for r in caplog.records if reference in r.getMessage()]
     assert logged and image_id in logged[0].getMessage() and "KeyError" in (logged[0].exc_text or "")
 
@@ -273,8 +273,8 @@ def test_an_image_over_the_memory_limit_fails_clearly(processor: Processor) -> N
     processor = Processor(processor.settings.with_overrides(worker_memory_limit=200))
     huge = stored(processor, images.encode(images.gradient((160, 120)).resize((10000, 8000)), "TIFF"))
     processor.process(huge, "t")
-    row = processor.storage.catalog.get(huge)
-    assert row["status"] == "failure" and "memory" in row["error"], row["error"]
+    row = processor.storage.catalog.images.get(huge)
+    assert row.status == "failure" and "memory" in row.error, row.error
     small = stored(processor, images.jpeg())
     processor.process(small, "t")
-    assert processor.storage.catalog.get(small)["status"] == "success"
+    assert processor.storage.catalog.images.get(small).status == "success"

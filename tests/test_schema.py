@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from apercu.storage.catalog import Catalog, metadata_obj
+from apercu.storage.catalog import Catalog
+from apercu.storage.catalog.tables import metadata_obj
+from apercu.storage.migrations.schema import create_schema
 
 STARTERS = 4
 ROUNDS = 12
@@ -20,7 +22,7 @@ def create_in_rounds(url: str, barrier: multiprocessing.synchronize.Barrier) -> 
     catalog = Catalog.from_url(url)
     for _ in range(ROUNDS):
         barrier.wait(60)
-        catalog.create_schema()
+        create_schema(catalog.engine)
         barrier.wait(60)
 
 

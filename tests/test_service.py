@@ -235,7 +235,7 @@ def test_a_worker_started_with_celerys_own_command(tmp_path: Path, request: pyte
         codes = svc.stop()
     assert codes == [0, 0], svc.log.read_text()[-3000:]
     catalog = Catalog.from_url(env["APERCU_DATABASE_URL"])
-    assert catalog.live_workers() == 0  # it said goodbye after its last task
+    assert catalog.workers.count_live() == 0  # it said goodbye after its last task
     catalog.engine.dispose()
 
 

@@ -292,19 +292,21 @@ def test_due_deliveries_are_picked_once(database: str, tmp_path: Any, request: p
     delivery another sweep holds instead of waiting for it (or sending it twice)."""
     import sqlalchemy as sa
 
-    from apercu.storage.catalog import Catalog, deliveries, utcnow
+    from apercu.storage.catalog import Catalog, utcnow
+    from apercu.storage.catalog.tables import deliveries
+    from apercu.storage.migrations.schema import create_schema
 
     url = request.getfixturevalue("fresh_postgres_url") if database == "postgres" else f"sqlite:///{tmp_path}/c.db"
-    catalog = Catalog.from_url(url, webhook_url="https://example.com/hook")
-    catalog.create_schema()
-    catalog.add("1" * 32, "a.jpg")
-    assert catalog.fail("1" * 32, "broken")  # settling records the delivery
-    [delivery] = catalog.deliveries_of("1" * 32)
+    catalog = Catalog.from_url(url)
+    create_schema(catalog.engine)
+    catalog.images.add("1" * 32, "a.jpg")
+    assert catalog.leases.fail("1" * 32, "broken", webhook_url="https://example.com/hook")  # settling records it
+    [delivery] = catalog.deliveries.of_image("1" * 32)
     if database == "postgres":
         with catalog.engine.connect() as other:
-            other.execute(sa.select(deliveries).where(deliveries.c.id == delivery["id"]).with_for_update())
-            assert catalog.deliveries_due(utcnow()) == []  # held elsewhere: skipped, not waited for
+            other.execute(sa.select(deliveries).where(deliveries.c.id == delivery.id).with_for_update())
+            assert catalog.deliveries.take_due(utcnow()) == []  # held elsewhere: skipped, not waited for
             other.rollback()
-    assert catalog.deliveries_due(utcnow()) == [delivery["id"]]
-    assert catalog.deliveries_due(utcnow()) == []  # now due again only in a minute
+    assert catalog.deliveries.take_due(utcnow()) == [delivery.id]
+    assert catalog.deliveries.take_due(utcnow()) == []  # now due again only in a minute
     catalog.engine.dispose()

@@ -41,7 +41,7 @@ def _observed(args: argparse.Namespace, role: str) -> Settings:
 def cmd_web(args: argparse.Namespace) -> int:
     settings = _observed(args, "web")
     from apercu.api.server import serve
-    from apercu.storage.catalog import SchemaError
+    from apercu.storage.migrations.schema import SchemaError
 
     try:
         serve(settings)
@@ -53,7 +53,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _observed(args, "worker")
-    from apercu.storage.catalog import SchemaError
+    from apercu.storage.migrations.schema import SchemaError
     from apercu.tasks.worker import run_worker
 
     try:
@@ -85,23 +85,24 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from apercu.storage.catalog import Catalog, SchemaError
+    from apercu.storage.catalog import create_engine
+    from apercu.storage.migrations.schema import SchemaError, migrate, schema_state
 
     settings = _settings(args)
     if not settings.database_url:  # the embedded catalog, in the data directory
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog.from_url(settings.resolved_database_url)
-    where = catalog.engine.url.render_as_string(hide_password=True)
+    engine = create_engine(settings.resolved_database_url)
+    where = engine.url.render_as_string(hide_password=True)
     try:
         if args.action == "upgrade":
-            before, after = catalog.migrate(upgrade=True)
+            before, after = migrate(engine, upgrade=True)
             if before == after:
                 print(f"{where}: the catalog's schema is already at revision {after} (head)")
             else:
                 print(f"{where}: upgraded the catalog's schema from revision {before or 'none (empty database)'} "
                       f"to {after} (head)")
             return 0
-        state = catalog.schema_state()
+        state = schema_state(engine)
         if state.revision is None:
             print(f"none (empty database; head is {state.head})")
             return 0
@@ -116,7 +117,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(f"apercu db {args.action}: {where}: {exc}", file=sys.stderr)
         return 1
     finally:
-        catalog.engine.dispose()
+        engine.dispose()
 
 
 def build_parser() -> argparse.ArgumentParser:

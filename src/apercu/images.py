@@ -6,48 +6,42 @@ Both the API (GET /images/<id>, every item of GET /images) and the worker (the b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from apercu.imaging.gps import without_location
-from apercu.storage.catalog import IN_PROGRESS
+from apercu.imaging.gps import allowed_metadata
+from apercu.storage.catalog import IN_PROGRESS, DeliveryRecord, ImageRecord, ImageStatus
 
 
 @dataclass(frozen=True)
 class Image:
-    """One image as the catalog records it; `deliveries` only where they were looked up (one image's GET)."""
+    """One image as the service shows it; `deliveries` only where they were looked up (one image's GET)."""
 
     id: str
-    status: str
+    status: ImageStatus
     filename: str | None
     uploaded_at: datetime
     processed_at: datetime | None
     error: str | None
     metadata: dict[str, Any] | None
     thumbnail: dict[str, Any] | None
-    deliveries: tuple[dict[str, Any], ...] = ()
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> Image:
-        return cls(
-            row["id"], row["status"], row["filename"], row["uploaded_at"], row["processed_at"], row["error"],
-            row["image_metadata"], row["thumbnail"],
-        )
+    deliveries: tuple[DeliveryRecord, ...] = ()
 
     @property
     def settled(self) -> bool:
         return self.status not in IN_PROGRESS
 
 
-def shown(row: dict[str, Any], gps: str) -> Image:
-    """A catalog row as the service shows it (the API, a webhook's body): without any location under
-    APERCU_GPS=drop, whatever it was stored with (the worker drops it before storing, but an image processed
-    before the setting changed still has it)."""
-    image = Image.of(row)
-    if gps == "drop" and image.metadata is not None:
-        image = replace(image, metadata=without_location(image.metadata))
-    return image
+def client_view(record: ImageRecord, gps: str) -> Image:
+    """A catalog record as the service shows it to its clients (the API, a webhook's body): its metadata as
+    APERCU_GPS allows, whatever it was stored with (the worker drops a location before storing, but an image
+    processed before the setting changed still has it)."""
+    metadata = record.image_metadata
+    return Image(
+        record.id, record.status, record.filename, record.uploaded_at, record.processed_at, record.error,
+        None if metadata is None else allowed_metadata(metadata, gps), record.thumbnail,
+    )
 
 
 def iso(stamp: datetime | None) -> str | None:
@@ -76,14 +70,14 @@ def image_json(image: Image) -> dict[str, Any]:
     return body
 
 
-def delivery_json(row: dict[str, Any]) -> dict[str, Any]:
+def delivery_json(delivery: DeliveryRecord) -> dict[str, Any]:
     """One completion webhook's delivery: where to, and how it went so far."""
     return {
-        "id": row["id"],
-        "url": row["url"],
-        "status": row["status"],
-        "attempts": row["attempts"],
-        "last_status": row["last_status"],
-        "last_error": row["last_error"],
-        "delivered_at": iso(row["delivered_at"]),
+        "id": delivery.id,
+        "url": delivery.url,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_status": delivery.last_status,
+        "last_error": delivery.last_error,
+        "delivered_at": iso(delivery.delivered_at),
     }

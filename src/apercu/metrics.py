@@ -36,7 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from apercu.metrics_dir import ENV
-from apercu.storage.catalog import FAILURE, PENDING, PROCESSING, SUCCESS
+from apercu.storage.catalog import ImageStatus
 
 log = logging.getLogger(__name__)
 # Chosen by prometheus_client when it was imported, from PROMETHEUS_MULTIPROC_DIR (see apercu.metrics_dir).
@@ -88,7 +88,7 @@ for _reason in FAILURE_REASONS:  # every reason as a series from the start, so t
 
 # -- the catalog, read at scrape time -----------------------------------------------------------------------------
 
-STATUSES = (PENDING, PROCESSING, SUCCESS, FAILURE)
+STATUSES = tuple(ImageStatus)
 
 
 class CatalogCollector:

@@ -15,16 +15,16 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO
 
 from celery import Celery
 
 from apercu.config import Settings
-from apercu.images import Image, shown
+from apercu.images import Image, client_view
 from apercu.logs import current_request_id
-from apercu.storage import Storage, keys
+from apercu.storage import Storage, blob_keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
-from apercu.storage.catalog import Unique, utcnow
+from apercu.storage.catalog import DeliveryRecord, ExclusiveClaims, Holder, ImageRecord, RenderState, utcnow
 from apercu.storage.watcher import Watcher
 from apercu.tasks import enqueue, enqueue_render, webhooks
 from apercu.tasks.deliveries import send_due
@@ -83,8 +83,8 @@ class Service:
 
     def replay(self, key: str) -> Submitted | None:
         """The image an earlier upload with this idempotency key created, while the key is kept; else None."""
-        row = self.storage.catalog.image_for_key(key, self._keys_expire_before())
-        return None if row is None else Submitted(self._image_of(row), created=False)
+        found = self.storage.catalog.claims.image_for_key(key, self._keys_expire_before())
+        return None if found is None else Submitted(self._image_of(found), created=False)
 
     def _keys_expire_before(self) -> datetime:
         return utcnow() - timedelta(seconds=self.settings.idempotency_ttl)
@@ -96,17 +96,17 @@ class Service:
         concurrent upload recorded first, that upload's image is the answer and this copy is dropped; with
         deduplication, so is a stored image with the same bytes (looked up first, so that nothing is stored)."""
         self._check_callback(callback_url)
-        unique = Unique(key, self._keys_expire_before() if key else None, self._content_of(upload))
-        if unique.sha256 and (same := self.storage.catalog.image_with_content(unique.sha256)):
-            self._add_callback(same["id"], callback_url)
+        claims = ExclusiveClaims(key, self._keys_expire_before() if key else None, self._content_of(upload))
+        if claims.sha256 and (same := self.storage.catalog.claims.image_with_content(claims.sha256)):
+            self._add_callback(same.id, callback_url)
             return Submitted(self._image_of(same), created=False, duplicate=True)
         image_id = uuid.uuid4().hex
         self.storage.put_original(image_id, upload)
         try:
-            if unique == Unique():
-                row, holder = self.storage.catalog.add(image_id, filename, callback_url), None
+            if claims == ExclusiveClaims():
+                record, holder = self.storage.catalog.images.add(image_id, filename, callback_url), None
             else:
-                row, holder = self.storage.catalog.add_unique(image_id, filename, unique, callback_url)
+                record, holder = self.storage.catalog.claims.add_image(image_id, filename, claims, callback_url)
         except Exception:
             self.storage.delete_files(image_id)
             raise
@@ -114,13 +114,13 @@ class Service:
             self._enqueue_or_leave_to_recovery(image_id)
         else:
             self.storage.delete_files(image_id)
-            if holder == "content":
-                self._add_callback(row["id"], callback_url)
-        return Submitted(self._image_of(row), created=holder is None, duplicate=holder == "content")
+            if holder is Holder.CONTENT:
+                self._add_callback(record.id, callback_url)
+        return Submitted(self._image_of(record), created=holder is None, duplicate=holder is Holder.CONTENT)
 
     def _add_callback(self, image_id: str, url: str | None) -> None:
         """A duplicate's uploader is told too, when the image settles (at once if it has)."""
-        if url is not None and self.storage.catalog.add_delivery(image_id, url):
+        if url is not None and self.storage.catalog.deliveries.add(image_id, url):
             try:
                 send_due(self.celery, self.storage.catalog, image_id)
             except Exception:  # noqa: BLE001 - recorded: the recovery sweep sends it
@@ -151,7 +151,7 @@ class Service:
         except Exception:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
             log.exception("could not enqueue %s; the next recovery sweep will send it", image_id)
             try:
-                self.storage.catalog.mark_unsent(image_id)
+                self.storage.catalog.leases.mark_unsent(image_id)
             except Exception:  # noqa: BLE001 - still accepted: a sweep sends it once the grace period has passed
                 log.exception("could not mark %s as unsent", image_id)
 
@@ -170,24 +170,24 @@ class Service:
             image = self._image(image_id)
         return image
 
-    def _uploaders_deliveries(self, image_id: str) -> tuple[dict[str, Any], ...]:
+    def _uploaders_deliveries(self, image_id: str) -> tuple[DeliveryRecord, ...]:
         """The deliveries to uploaders' callbacks; the operator's APERCU_WEBHOOK_URL (which may itself be a
         secret, like a chat webhook) and what its receiver answered are not shown to API clients."""
-        found = self.storage.catalog.deliveries_of(image_id)
-        return tuple(d for d in found if d["url"] != self.settings.webhook_url)
+        found = self.storage.catalog.deliveries.of_image(image_id)
+        return tuple(d for d in found if d.url != self.settings.webhook_url)
 
     def _image(self, image_id: str) -> Image:
-        row = self.storage.catalog.get(image_id)
-        if row is None:
+        record = self.storage.catalog.images.get(image_id)
+        if record is None:
             raise NotFound(image_id)
-        return self._image_of(row)
+        return self._image_of(record)
 
-    def _image_of(self, row: dict[str, Any]) -> Image:
-        return shown(row, self.settings.gps)
+    def _image_of(self, record: ImageRecord) -> Image:
+        return client_view(record, self.settings.gps)
 
     def with_sha256(self, sha256: str, limit: int) -> list[Image]:
         """The images whose original has these bytes, newest first."""
-        return [self._image_of(row) for row in self.storage.catalog.with_sha256(sha256, limit)]
+        return [self._image_of(record) for record in self.storage.catalog.images.with_sha256(sha256, limit)]
 
     def similar(self, image_id: str, max_distance: int, limit: int) -> list[tuple[Image, int]]:
         """Images that look like this one (perceptual hashes within `max_distance` bits), nearest first, itself
@@ -198,17 +198,17 @@ class Service:
         phash = (image.metadata or {}).get("phash")
         if not isinstance(phash, str):
             raise NoFingerprint("this image has no perceptual hash (its processing failed, or predates them)")
-        found = self.storage.catalog.similar(phash, max_distance, limit)
-        return [(self._image_of(row), distance) for row, distance in found]
+        found = self.storage.catalog.images.similar(phash, max_distance, limit)
+        return [(self._image_of(record), distance) for record, distance in found]
 
     def page(self, limit: int, after: tuple[datetime, str] | None = None) -> list[Image]:
         """Newest first; `after` is the (uploaded_at, id) of the last image of the previous page."""
-        return [self._image_of(row) for row in self.storage.catalog.page(limit, after)]
+        return [self._image_of(record) for record in self.storage.catalog.images.page(limit, after)]
 
     def delete(self, image_id: str) -> None:
         """The record first, then the files: a worker that finishes meanwhile sees the record gone and removes
         what it wrote (see `Storage.forget_if_unrecorded`)."""
-        if not self.storage.catalog.delete(image_id):
+        if not self.storage.catalog.images.delete(image_id):
             raise NotFound(image_id)
         self.storage.delete_files(image_id)
 
@@ -223,7 +223,7 @@ class Service:
             raise NoThumbnail(f"processing failed ({image.error})")
         if ext == "jpg" and size == self.settings.thumbnail_size and "key" in image.thumbnail:
             return ThumbnailFile(image.thumbnail["key"], image.thumbnail["etag"], image.thumbnail["bytes"])
-        key = keys.thumbnail(image_id, size, ext)
+        key = blob_keys.thumbnail(image_id, size, ext)
         deadline = started + wait
         while (info := self._stat(key)) is None:
             self._request_render(image_id, key, size, ext)
@@ -242,10 +242,10 @@ class Service:
         """Queue the render unless it is queued already (many first requests, one render), or say why it failed.
         A request older than a task's time limit is taken for lost and sent again."""
         lost_before = utcnow() - timedelta(seconds=self.settings.task_time_limit + LEASE_MARGIN)
-        state, error = self.storage.catalog.request_render(image_id, key, lost_before)
-        if state == "failed":
+        state, error = self.storage.catalog.renders.request(image_id, key, lost_before)
+        if state is RenderState.FAILED:
             raise NoThumbnail(error)
-        if state == "send":
+        if state is RenderState.SEND:
             try:
                 enqueue_render(self.celery, image_id, size, ext, current_request_id())
             except Exception:  # noqa: BLE001 - the request stays recorded: a later one sends it again

@@ -147,7 +147,7 @@ class Gate:
         """Built once per app, at start: the keys are read and the CORS list checked now (ValueError if bad)."""
         service = app.extensions["apercu"]
         settings: Settings = service.settings
-        load = Load(pending_count(service.storage.catalog.counts), settings.data_dir)
+        load = Load(pending_count(service.storage.catalog.images.counts), settings.data_dir)
         return cls(settings, load_keys(settings), Cors(parse_origins(settings.cors_origins)), load)
 
     def check(self, method: str, path: str, header: Header) -> Refusal | None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from apercu.storage.catalog import PENDING
+from apercu.storage.catalog import ImageStatus
 
 log = logging.getLogger(__name__)
 TTL = 1.0  # seconds a reading is reused
@@ -52,8 +52,8 @@ class Load:
 
 
 def pending_count(counts: Callable[[], dict[str, int]]) -> Callable[[], int]:
-    """Images waiting for a worker, from `Catalog.counts` (the ones being processed are not waiting)."""
-    return lambda: counts().get(PENDING, 0)
+    """Images waiting for a worker, from `catalog.images.counts` (the ones being processed are not waiting)."""
+    return lambda: counts().get(ImageStatus.PENDING, 0)
 
 
 def free_bytes(folder: Path) -> int:

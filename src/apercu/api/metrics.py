@@ -15,5 +15,5 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def scrape() -> Response:
     service: Service = current_app.extensions["apercu"]
-    body, content_type = metrics.exposition(metrics.CatalogCollector(service.storage.catalog.counts))
+    body, content_type = metrics.exposition(metrics.CatalogCollector(service.storage.catalog.images.counts))
     return Response(body, content_type=content_type)

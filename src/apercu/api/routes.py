@@ -235,7 +235,7 @@ def readyz() -> ResponseReturnValue:
 
 def _live_workers(catalog: Any) -> None:
     """Uploads are only worth taking while some worker makes progress: each one beats every few seconds."""
-    if catalog.live_workers() == 0:
+    if catalog.workers.count_live() == 0:
         raise RuntimeError(f"no worker has reported in the last {WORKER_TIMEOUT:g} s")
 
 

@@ -76,13 +76,19 @@ FIRST_TIFF_TAG = 0x00FE
 MAKER_LOCATION = re.compile(r"GPS|Latitude|Longitude|Altitude|Location|City|Country|Landmark|^State$")
 
 
+def allowed_metadata(metadata: dict[str, Any], gps: str) -> dict[str, Any]:
+    """The metadata as APERCU_GPS (`gps`: "keep" or "drop") allows it to be stored or shown: under "drop",
+    without any location. The one place that decides it, for the worker (before storing) and the service
+    (before answering: an image stored before the setting changed still has its location)."""
+    return without_location(metadata) if gps == "drop" else metadata
+
+
 def without_location(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The metadata with every GPS fact removed, for APERCU_GPS=drop: the `gps` block, the EXIF GPS tags (and the
     GPSInfo pointer, should it appear), XMP location properties, location tags of the maker notes, and the
     warnings about GPS (which quote values).
 
-    Pure: the argument is left as it is. Applied both before storing (the worker) and when answering (the
-    service), so images stored before the setting changed do not leak either."""
+    Pure: the argument is left as it is. See `allowed_metadata` for when it applies."""
     cleaned = {key: value for key, value in metadata.items() if key != "gps"}
     for block, is_location in (("exif", _exif_location), ("xmp", _xmp_location), ("text", _text_location)):
         tags = metadata.get(block)

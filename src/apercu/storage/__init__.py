@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import IO
 
 from apercu.config import Settings
-from apercu.storage import keys
+from apercu.storage import blob_keys
 from apercu.storage.blobs import BlobStore, open_blob_store
 from apercu.storage.catalog import Catalog
+from apercu.storage.migrations.schema import create_schema
 from apercu.storage.staging import Staging
 
 
@@ -26,31 +27,31 @@ class Storage:
 
     def put_original(self, image_id: str, upload: IO[bytes]) -> None:
         upload.seek(0)
-        self.blobs.put(keys.original(image_id), upload)
+        self.blobs.put(blob_keys.original(image_id), upload)
 
     def open_original(self, image_id: str) -> IO[bytes]:
         """The original as a real file (the imaging process is handed its descriptor); BlobMissing if gone."""
-        return self.staging.as_file(self.blobs.open(keys.original(image_id)))
+        return self.staging.as_file(self.blobs.open(blob_keys.original(image_id)))
 
     def has_original(self, image_id: str) -> bool:
-        return self.blobs.exists(keys.original(image_id))
+        return self.blobs.exists(blob_keys.original(image_id))
 
     def put_thumbnail(self, image_id: str, size: int, ext: str, data: bytes) -> str:
-        key = keys.thumbnail(image_id, size, ext)
+        key = blob_keys.thumbnail(image_id, size, ext)
         self.blobs.put(key, data)
         return key
 
     def delete_files(self, image_id: str) -> None:
         """The original and every thumbnail; what is already gone is fine."""
-        self.blobs.delete(keys.original(image_id))
-        for key in list(self.blobs.keys(keys.thumbnails_of(image_id))):
+        self.blobs.delete(blob_keys.original(image_id))
+        for key in list(self.blobs.keys(blob_keys.thumbnails_of(image_id))):
             self.blobs.delete(key)
 
     def stored(self, older_than: float) -> Iterator[tuple[str, str]]:
         """(image id, key) of every original and thumbnail last written more than `older_than` seconds ago."""
-        for prefix in (keys.ORIGINALS, keys.THUMBNAILS):
+        for prefix in (blob_keys.ORIGINALS, blob_keys.THUMBNAILS):
             for key in self.blobs.keys(prefix, older_than):
-                yield keys.image_id_of(key), key
+                yield blob_keys.image_id_of(key), key
 
     def clean_staging(self, older_than: float) -> int:
         """What crashed uploads and interrupted writes left behind; returns how many things went."""
@@ -59,7 +60,7 @@ class Storage:
     def forget_if_unrecorded(self, image_id: str) -> bool:
         """The one rule for files written while a delete may have raced with the writing (a worker's thumbnail, a
         variant): when the image's record is gone, its files go too. True when they went."""
-        if self.catalog.get(image_id) is not None:
+        if self.catalog.images.get(image_id) is not None:
             return False
         self.delete_files(image_id)
         return True
@@ -67,8 +68,8 @@ class Storage:
 
 def open_storage(settings: Settings, durable: bool = True) -> Storage:
     """Open (and create if needed) the data directory, the blob store and the catalog schema (see
-    `catalog.create_engine` for what `durable` means)."""
+    `catalog.engine.create_engine` for what `durable` means)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog.from_url(settings.resolved_database_url, durable, settings.webhook_url)
-    catalog.create_schema()
+    catalog = Catalog.from_url(settings.resolved_database_url, durable)
+    create_schema(catalog.engine)
     return Storage(catalog=catalog, blobs=open_blob_store(settings), staging=Staging(settings.data_dir / "tmp"))

@@ -1,3 +1,5 @@
+# mypy: disallow-untyped-calls=False
+# (kombu ships no annotations for its virtual transport and json helpers, whose calls this module is made of)
 """The embedded broker: a kombu virtual transport on one SQLite table, for the single-machine default.
 
 kombu's own SQLAlchemy transport works through the ORM: every poll of an empty queue, every publish and every

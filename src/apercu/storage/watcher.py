@@ -69,10 +69,10 @@ class Watcher:
                 pending = [i for i in self._waiting if i not in self._settled]
                 look, self._newcomers = self._newcomers, False
             try:
-                feed = feed or self.catalog.change_feed()
+                feed = feed or self.catalog.images.change_feed()
                 announced = feed.poll(0 if look else self.interval)
                 if look or announced is None or time.monotonic() - checked > self.recheck:
-                    settled, checked = self.catalog.settled_among(pending), time.monotonic()
+                    settled, checked = self.catalog.images.settled_among(pending), time.monotonic()
                 else:
                     settled = announced.intersection(pending)
             except Exception:  # noqa: BLE001 - a database hiccup: the waiters time out or the next poll answers

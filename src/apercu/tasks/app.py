@@ -1,7 +1,7 @@
 """The Celery app and its tasks, the same on the embedded SQLite broker, Redis and RabbitMQ: processing an image,
 and rendering another size or format of its thumbnail when a client first asks for one.
 
-The processing task is safe to deliver twice: the catalog lease (`storage.catalog.Catalog.claim`) decides who
+The processing task is safe to deliver twice: the catalog lease (`storage.catalog.leases.Leases.claim`) decides who
 works; a render delivered twice renders twice, and the second write replaces the first with the same bytes.
 Whatever happens inside it, the image ends in a final state or free for recovery: see `tasks.processing`.
 The worker runs tasks in threads; the imaging itself runs in one child process per thread (`tasks.sandbox`),
@@ -100,7 +100,7 @@ def _processed(task: Task, image_id: str) -> str:
             raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
         log.error("image %s: storage still failing after %d retries (%s); left for recovery", image_id,
                   TRANSIENT_RETRIES, exc)
-        processor.storage.catalog.release(image_id, owner, resend=True)
+        processor.storage.catalog.leases.release(image_id, owner, resend=True)
         return "released"
     except Exception:  # noqa: BLE001 - a bug of ours must still end the image, not strand it
         reference = uuid.uuid4().hex[:12]

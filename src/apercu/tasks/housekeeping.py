@@ -1,6 +1,6 @@
 """What every worker does beside its tasks: beat, recover lost work, and clean up after crashes.
 
-- **Heartbeat.** The worker records itself in the catalog every few seconds (`Catalog.beat`). Leases taken under
+- **Heartbeat.** The worker records itself in the catalog every few seconds (`catalog.workers.beat`). Leases taken under
   its id are freed the moment it stops beating for `WORKER_TIMEOUT`, or at once when a worker on the same host
   finds its process gone (a restart after a kill -9 sees its predecessor's PID dead). The web's readiness probe
   fails while no worker beats.
@@ -99,7 +99,7 @@ class Housekeeping:
         if self.heartbeat.is_alive():
             self.heartbeat.join(timeout=10)  # a beat in flight must not register the worker again
         try:
-            self.processor.storage.catalog.forget_worker(self.worker)
+            self.processor.storage.catalog.workers.forget(self.worker)
         except Exception:  # noqa: BLE001 - then the leases free themselves after WORKER_TIMEOUT
             log.warning("could not deregister worker %s", self.worker, exc_info=True)
 
@@ -122,23 +122,23 @@ class Housekeeping:
         self._every(self.settings.recovery_interval, step, self.stopping)
 
     def beat(self) -> None:
-        self.processor.storage.catalog.beat(self.worker, host_identity(), os.getpid())
+        self.processor.storage.catalog.workers.beat(self.worker, host_identity(), os.getpid())
 
     def recover(self, grace: float) -> list[str]:
         """Forget dead workers of this host, then send again what they and lost messages left behind."""
         catalog = self.processor.storage.catalog
-        for worker, pid in catalog.workers_on(host_identity()):
+        for worker, pid in catalog.workers.on_host(host_identity()):
             if worker != self.worker and (pid == os.getpid() or not process_alive(pid)):
-                catalog.forget_worker(worker)
+                catalog.workers.forget(worker)
                 log.info("worker %s (pid %d) is gone; its images are free again", worker, pid)
-        ids = self.processor.stale(grace)
+        ids = self.processor.mark_lost_as_resent(grace)
         for sent, image_id in enumerate(ids):
             try:
                 enqueue(self.app, image_id)
             except Exception:
                 metrics.RESENT.inc(sent)
                 for unsent in ids[sent:]:  # the next sweep sends them, not the one after the grace period
-                    catalog.mark_unsent(unsent)
+                    catalog.leases.mark_unsent(unsent)
                 raise
         metrics.RESENT.inc(len(ids))
         if ids:
@@ -152,19 +152,19 @@ class Housekeeping:
         storage, grace = self.processor.storage, float(self.settings.orphan_grace)
         removed = storage.clean_staging(grace)
         removed += self._files_without_rows(grace) + self._rows_without_originals(grace)
-        removed += storage.catalog.expire_keys(utcnow() - timedelta(seconds=self.settings.idempotency_ttl))
-        storage.catalog.forget_workers_silent_since(utcnow() - timedelta(days=1))
+        removed += storage.catalog.claims.expire_keys(utcnow() - timedelta(seconds=self.settings.idempotency_ttl))
+        storage.catalog.workers.forget_silent_since(utcnow() - timedelta(days=1))
         if removed:
             log.info("orphan sweep removed %d leftover(s)", removed)
         return removed
 
     def _files_without_rows(self, grace: float) -> int:
         storage, removed = self.processor.storage, 0
-        if storage.catalog.is_empty():
+        if storage.catalog.images.is_empty():
             log.warning("the catalog is empty: leaving the stored files alone (is it the right database?)")
             return 0
         for batch in _batches(storage.stored(grace), PAGE):
-            recorded = storage.catalog.existing(sorted({image_id for image_id, _ in batch}))
+            recorded = storage.catalog.images.existing(sorted({image_id for image_id, _ in batch}))
             for image_id, key in batch:
                 if image_id not in recorded:
                     storage.blobs.delete(key)
@@ -175,7 +175,7 @@ class Housekeeping:
         storage, after, checked = self.processor.storage, "", 0
         cutoff = utcnow() - timedelta(seconds=grace)
         missing: list[str] = []
-        while page := storage.catalog.ids_uploaded_before(cutoff, after, PAGE):
+        while page := storage.catalog.images.ids_uploaded_before(cutoff, after, PAGE):
             checked += len(page)
             missing += [i for i in page if not storage.has_original(i)]
             after = page[-1]
@@ -185,7 +185,7 @@ class Housekeeping:
             return 0
         removed = 0
         for image_id in missing:
-            if storage.catalog.delete(image_id):
+            if storage.catalog.images.delete(image_id):
                 storage.delete_files(image_id)
                 removed += 1
         return removed

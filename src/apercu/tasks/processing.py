@@ -15,13 +15,12 @@ import logging
 import threading
 import time
 from datetime import timedelta
-from typing import Any
 
 from apercu.config import Settings
 from apercu.imaging.analyse import Analysis, ProcessingFailed
-from apercu.imaging.gps import without_location
+from apercu.imaging.gps import allowed_metadata
 from apercu.imaging.thumbnail import OUTPUTS
-from apercu.storage import Storage, keys, open_storage
+from apercu.storage import Storage, blob_keys, open_storage
 from apercu.storage.blobs import BlobMissing
 from apercu.storage.catalog import Claim, utcnow
 from apercu.tasks.outcomes import FAILURE, SUCCESS, Outcome, failed, failed_with, report, report_render, succeeded
@@ -35,7 +34,7 @@ LEASE_MARGIN = 20
 class Processor:
     """Everything one image's processing needs: storage, opened lazily once per process, and a sandbox per thread.
 
-    `worker` is the id under which this process beats (see `storage.catalog.dead_lease`): leases taken under it
+    `worker` is the id under which this process beats (see `storage.catalog.workers.dead_lease`): leases taken under it
     are freed as soon as the process stops beating."""
 
     def __init__(self, settings: Settings, worker: str | None = None) -> None:
@@ -65,13 +64,14 @@ class Processor:
 
     def process(self, image_id: str, owner: str) -> tuple[Claim, float]:
         """Process one image if this caller may; returns the claim outcome and, when busy, when to retry."""
-        catalog, attempts = self.storage.catalog, self.settings.max_attempts
+        leases, attempts = self.storage.catalog.leases, self.settings.max_attempts
         last_crash, started = "", time.monotonic()
         while True:
-            claim = catalog.claim(image_id, owner, self.lease_seconds, attempts, worker=self.worker)
+            claim = leases.claim(image_id, owner, self.lease_seconds, attempts, worker=self.worker)
             if claim.outcome is Claim.EXHAUSTED:
                 reason = f" (the last time: {last_crash})" if last_crash else ""
-                if catalog.fail(image_id, f"processing was interrupted {attempts} times{reason}; giving up"):
+                message = f"processing was interrupted {attempts} times{reason}; giving up"
+                if leases.fail(image_id, message, webhook_url=self.settings.webhook_url):
                     report(image_id, failed("crashed"), time.monotonic() - started)
             if claim.outcome is not Claim.CLAIMED:
                 return claim.outcome, claim.retry_in
@@ -81,21 +81,22 @@ class Processor:
             except ChildDied as exc:
                 last_crash = str(exc)
                 log.warning("image %s: %s; trying again", image_id, exc)
-                catalog.release(image_id, owner, resend=False)  # so that the next claim counts an attempt
+                leases.release(image_id, owner, resend=False)  # so that the next claim counts an attempt
 
     def _work(self, image_id: str, owner: str) -> Outcome:
-        catalog = self.storage.catalog
+        leases, webhook_url = self.storage.catalog.leases, self.settings.webhook_url
         try:
             original = self.storage.open_original(image_id)
         except BlobMissing:
-            catalog.fail(image_id, "the original file is missing from storage", owner=owner)
+            leases.fail(image_id, "the original file is missing from storage", owner=owner, webhook_url=webhook_url)
             return failed("missing_original")
         try:
             with original:
                 result = self.sandbox.analyse(original, self.options, self.settings.task_time_limit)
         except (ProcessingFailed, TimeLimitExceeded) as exc:
             salvaged = getattr(exc, "metadata", None)
-            catalog.fail(image_id, str(exc), self._kept(salvaged) if salvaged else None, owner=owner)
+            kept = allowed_metadata(salvaged, self.settings.gps) if salvaged else None
+            leases.fail(image_id, str(exc), kept, owner=owner, webhook_url=webhook_url)
             return failed_with(exc)
         log.debug("image %s: imaging peak RSS %d MiB", image_id, self.sandbox.peak_rss // (1024 * 1024))
         self._record_success(image_id, owner, result)
@@ -113,52 +114,50 @@ class Processor:
             "bytes": len(jpeg),
             "etag": hashlib.sha256(jpeg).hexdigest()[:32],
         }
-        if not self.storage.catalog.finish(image_id, owner, self._kept(result.metadata), thumb):
+        metadata, webhook_url = allowed_metadata(result.metadata, self.settings.gps), self.settings.webhook_url
+        if not self.storage.catalog.leases.finish(image_id, owner, metadata, thumb, webhook_url=webhook_url):
             self.storage.forget_if_unrecorded(image_id)
-
-    def _kept(self, metadata: dict[str, Any]) -> dict[str, Any]:
-        """The metadata as it may be stored: without any location under APERCU_GPS=drop."""
-        return without_location(metadata) if self.settings.gps == "drop" else metadata
 
     def render(self, image_id: str, size: int, ext: str) -> None:
         """Another size or format of a processed image's thumbnail, asked for by a first request: stored under
         its key, or the request's record says why it cannot be (the web answers that instead of waiting)."""
-        key, fmt = keys.thumbnail(image_id, size, ext), OUTPUTS[ext][0]
-        catalog = self.storage.catalog
+        key, fmt = blob_keys.thumbnail(image_id, size, ext), OUTPUTS[ext][0]
+        renders = self.storage.catalog.renders
         try:
             original = self.storage.open_original(image_id)
         except BlobMissing:  # (a delete meanwhile took the request's row with the image: this changes nothing)
-            catalog.render_failed(image_id, key, "the original file is missing from storage")
+            renders.failed(image_id, key, "the original file is missing from storage")
             report_render(image_id, size, ext, FAILURE)
             return
         try:
             with original:
                 thumb = self.sandbox.render_variant(original, self.options, self.settings.task_time_limit, size, fmt)
         except (ProcessingFailed, TimeLimitExceeded, ChildDied) as exc:
-            catalog.render_failed(image_id, key, str(exc))
+            renders.failed(image_id, key, str(exc))
             report_render(image_id, size, ext, FAILURE)
             return
         self.storage.put_thumbnail(image_id, size, ext, thumb.data)
-        catalog.render_done(image_id, key)
+        renders.done(image_id, key)
         self.storage.forget_if_unrecorded(image_id)
         report_render(image_id, size, ext, SUCCESS)
 
     def render_failed_unexpectedly(self, image_id: str, size: int, ext: str, reference: str) -> None:
         message = f"internal error while rendering this thumbnail (reference {reference})"
-        self.storage.catalog.render_failed(image_id, keys.thumbnail(image_id, size, ext), message)
+        self.storage.catalog.renders.failed(image_id, blob_keys.thumbnail(image_id, size, ext), message)
         report_render(image_id, size, ext, FAILURE)
 
     def fail_unexpectedly(self, image_id: str, owner: str, reference: str) -> None:
         """A bug of ours: the image fails with a reference to the logged traceback instead of waiting forever."""
         message = f"internal error while processing this image (reference {reference})"
-        if self.storage.catalog.fail(image_id, message, owner=owner):
+        if self.storage.catalog.leases.fail(image_id, message, owner=owner, webhook_url=self.settings.webhook_url):
             report(image_id, failed("internal"), None)
 
-    def stale(self, pending_for_seconds: float) -> list[str]:
-        """Images whose task may have been lost, marked as re-sent (see `Catalog.stale`)."""
+    def mark_lost_as_resent(self, pending_for_seconds: float) -> list[str]:
+        """Images whose task may have been lost, marked as re-sent for the caller to send (see
+        `Leases.mark_lost_as_resent`)."""
         now = utcnow()
         abandoned_for = min(pending_for_seconds, self.settings.recovery_interval)
-        return self.storage.catalog.stale(
+        return self.storage.catalog.leases.mark_lost_as_resent(
             now - timedelta(seconds=pending_for_seconds), now - timedelta(seconds=abandoned_for)
         )
 

@@ -1,11 +1,11 @@
 """The catalog's schema under Alembic: `env.py` and one file per revision in `versions/`, shipped in the package.
 
-`catalog.Catalog.create_schema` decides at start-up what to do with a database (create it, upgrade it, or refuse
-to start); `apercu db upgrade` upgrades one. Both run Alembic here, on the catalog's own connection, with the
+`schema.create_schema` decides at start-up what to do with a database (create it, upgrade it, or refuse to start);
+`apercu db upgrade` upgrades one (`schema.migrate`). Both run Alembic here, on the catalog's own connection, with the
 revision recorded in `apercu_alembic_version` (not Alembic's default `alembic_version`, which an application
 sharing the database may use for its own schema).
 
-A new revision: change the tables in `catalog.py`, then, with APERCU_DATABASE_URL (or the data directory's
+A new revision: change the tables in `catalog/tables.py`, then, with APERCU_DATABASE_URL (or the data directory's
 SQLite catalog) at the current head, generate the file and check it by hand (it must work on SQLite, through
 `op.batch_alter_table`, and on PostgreSQL)::
 

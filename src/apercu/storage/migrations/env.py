@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from apercu.storage.catalog import metadata_obj
+from apercu.storage.catalog.tables import metadata_obj
 from apercu.storage.migrations import VERSION_TABLE
 
 
@@ -23,7 +23,7 @@ def run_migrations(connection: sa.Connection) -> None:
 def run_on_configured_catalog() -> None:
     """Without a connection from the caller (a developer generating a revision): the catalog of APERCU_*."""
     from apercu.config import Settings
-    from apercu.storage.catalog import create_engine
+    from apercu.storage.catalog.engine import create_engine
 
     engine = create_engine(Settings.from_env().resolved_database_url)
     try:

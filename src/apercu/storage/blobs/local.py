@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from apercu.storage.blobs import BlobInfo, BlobMissing
+from apercu.storage.blobs.store import BlobInfo, BlobMissing
 
 KEY = re.compile(r"^[a-z]+/[0-9A-Za-z_-][0-9A-Za-z_.-]+(/[0-9A-Za-z_.-]+)*$")
 

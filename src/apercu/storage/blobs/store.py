@@ -1,9 +1,5 @@
 """The blob store interface: bytes under keys, with no file system path crossing it.
 
-Two implementations, one module each: `local_blobs` (a directory; atomic, fsynced writes) and `s3_blobs` (any
-S3-compatible server, through boto3). `open_blob_store` picks one from `APERCU_STORAGE_URL`. What the keys are
-(`originals/<id>`, `thumbnails/<id>/<size>.<fmt>`) is `storage.keys`' business, not the store's.
-
 Every implementation keeps the same promises, which `tests/test_blob_stores.py` checks on each:
 - `put` is atomic and durable: a reader sees the whole new value or the old one (or none), and once `put`
   returns, the bytes survive a crash of this process or machine;
@@ -15,11 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
-
-if TYPE_CHECKING:
-    from apercu.config import Settings
+from typing import IO, Protocol
 
 
 class BlobMissing(LookupError):
@@ -56,23 +48,3 @@ class BlobStore(Protocol):
 
     def clean_interrupted(self, older_than: float) -> int:
         """Remove what interrupted writes left behind (temporary files, unfinished multipart uploads)."""
-
-
-def open_blob_store(settings: Settings) -> BlobStore:
-    """The store `APERCU_STORAGE_URL` names: unset or `file:///path` for a directory (unset: inside the data
-    directory), `s3://bucket/prefix` for S3."""
-    url = settings.storage_url
-    if not url:
-        from apercu.storage.local_blobs import LocalBlobStore
-
-        return LocalBlobStore(settings.data_dir)
-    parts = urlsplit(url)
-    if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path:
-        from apercu.storage.local_blobs import LocalBlobStore
-
-        return LocalBlobStore(parts.path)
-    if parts.scheme == "s3" and parts.netloc:
-        from apercu.storage.s3_blobs import S3BlobStore
-
-        return S3BlobStore.connect(parts.netloc, parts.path.strip("/"), settings.s3_endpoint_url or None)
-    raise ValueError(f"APERCU_STORAGE_URL={url!r} is neither file:///path nor s3://bucket/prefix")

@@ -26,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from apercu.storage.blobs import BlobInfo, BlobMissing
+from apercu.storage.blobs.store import BlobInfo, BlobMissing
 
 MIB = 1024 * 1024
 # Streams larger than this go up in parts: a 50 MiB upload is then several requests, each retried on its own,

@@ -1,0 +1,106 @@
+"""What every part of the catalog shares: the engine (SQLite pragmas, the PostgreSQL driver), the write
+transaction behind SQLite's writer lock, the clock rows are stamped with, and the Hamming distance in SQL."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import BIT
+
+from apercu.storage.sqlite_lock import writer_lock
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form stored in both SQLite and PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def create_engine(url: str, durable: bool = True) -> sa.Engine:
+    """An engine for the catalog; SQLite gets WAL and a busy timeout for its several processes.
+
+    `durable=False` is for the worker: its commits (claims, results) are safe against any process crash but may
+    be lost with the machine's power or the database server, which only means an image is processed again. The
+    web process keeps every commit durable, because its insert is what a 202 promises."""
+    url = _driver_url(url)
+    dumps = functools.partial(json.dumps, allow_nan=False, separators=(",", ":"))
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, json_serializer=dumps, connect_args={"timeout": 30})
+        event.listen(engine, "connect", functools.partial(sqlite_pragmas, "FULL" if durable else "NORMAL"))
+        return engine
+    engine = sa.create_engine(url, json_serializer=dumps, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if not durable:
+        event.listen(engine, "connect", _postgres_commits_without_waiting)
+    return engine
+
+
+def _postgres_commits_without_waiting(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+    dbapi_connection.commit()
+
+
+def _driver_url(url: str) -> str:
+    """Accept the plain postgresql:// form users write and pick the psycopg 3 driver we ship."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+    dbapi_connection.create_function("apercu_hamming", 2, _sqlite_hamming, deterministic=True)
+
+
+def sqlite_file(engine: sa.Engine) -> str | None:
+    """The SQLite file whose writer lock write transactions take (see `storage.sqlite_lock`); None elsewhere."""
+    return engine.url.database if engine.dialect.name == "sqlite" else None
+
+
+class Database:
+    """The engine every aggregate of one catalog shares, and its one way to write."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._file = sqlite_file(engine)
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A write transaction; on SQLite, behind the file's writer lock (see `storage.sqlite_lock`)."""
+        with writer_lock(self._file), self.engine.begin() as conn:
+            yield conn
+
+    def connect(self) -> sa.Connection:
+        """A connection to read with (a `with` block gives it back to the pool)."""
+        return self.engine.connect()
+
+
+def phash_to_int(text: str) -> int:
+    """16 hex digits as the signed 64-bit integer both databases store in a BIGINT."""
+    value = int(text, 16)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def hamming(column: sa.ColumnElement[int], target: int, dialect: str) -> sa.ColumnElement[int]:
+    """How many bits of two 64-bit integers differ, in SQL: PostgreSQL counts them itself; SQLite has neither XOR
+    nor a bit count, so it calls a function each connection registers (see `sqlite_pragmas`)."""
+    if dialect == "postgresql":
+        xor = column.op("#")(sa.literal(target, sa.BigInteger))
+        return sa.func.bit_count(sa.cast(xor, BIT(64)), type_=sa.Integer)
+    return sa.func.apercu_hamming(column, target, type_=sa.Integer)
+
+
+def _sqlite_hamming(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else ((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()

@@ -1,0 +1,170 @@
+"""Images: one row per image, the single source of truth for its state; recorded, read, listed, deleted.
+
+How an image's state changes while it is processed (claims, leases, its outcome) is `leases`' business; what a
+new image may not share with another (an idempotency key, its bytes) is `claims`'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from apercu.storage.catalog.engine import Database, hamming, phash_to_int, utcnow
+from apercu.storage.catalog.tables import IN_PROGRESS, ImageStatus, contents, deliveries, images, renders
+from apercu.storage.change_feed import ChangeFeed, announce_settled, open_feed
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One row of `apercu_images`, as stored (the service shows it as `apercu.images.Image`)."""
+
+    id: str
+    filename: str | None
+    status: ImageStatus
+    error: str | None
+    uploaded_at: datetime
+    processed_at: datetime | None
+    enqueued_at: datetime
+    attempts: int
+    lease_owner: str | None
+    lease_until: datetime | None
+    lease_worker: str | None
+    image_metadata: dict[str, Any] | None
+    thumbnail: dict[str, Any] | None
+    sha256: str | None
+    phash: int | None
+    callback_url: str | None
+
+    @classmethod
+    def of(cls, row: sa.Row[Any]) -> ImageRecord:
+        """A selected row of the images table (with any further columns after its own)."""
+        fields = row._mapping
+        return cls(
+            fields["id"], fields["filename"], ImageStatus(fields["status"]), fields["error"], fields["uploaded_at"],
+            fields["processed_at"], fields["enqueued_at"], fields["attempts"], fields["lease_owner"],
+            fields["lease_until"], fields["lease_worker"], fields["image_metadata"], fields["thumbnail"],
+            fields["sha256"], fields["phash"], fields["callback_url"],
+        )
+
+
+# The statements of the hot paths (an upload, a `?wait`, a GET), built once with bound parameters: building a
+# statement anew for every call cost SQLAlchemy ten to twenty times what SQLite spends running it (see `leases`).
+GET = sa.select(images).where(images.c.id == sa.bindparam("image_id"))
+UNSETTLED = sa.select(images.c.id).where(
+    images.c.id.in_(sa.bindparam("ids", expanding=True)), images.c.status.in_(IN_PROGRESS)
+)
+INSERT = images.insert()
+NEWEST_FIRST = (images.c.uploaded_at.desc(), images.c.id.desc())
+
+
+def insert(
+    conn: sa.Connection, image_id: str, filename: str | None, now: datetime, sha256: str | None = None,
+    callback_url: str | None = None,
+) -> ImageRecord:
+    """A new pending image, inside the caller's transaction."""
+    record = ImageRecord(
+        id=image_id, filename=filename, status=ImageStatus.PENDING, error=None, uploaded_at=now, processed_at=None,
+        enqueued_at=now, attempts=0, lease_owner=None, lease_until=None, lease_worker=None, image_metadata=None,
+        thumbnail=None, sha256=sha256, phash=None, callback_url=callback_url,
+    )
+    conn.execute(INSERT, {
+        "id": image_id, "filename": filename, "status": ImageStatus.PENDING, "uploaded_at": now, "enqueued_at": now,
+        "attempts": 0, "sha256": sha256, "callback_url": callback_url,
+    })
+    return record
+
+
+class Images:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, image_id: str, filename: str | None, callback_url: str | None = None) -> ImageRecord:
+        with self._db.begin() as conn:
+            return insert(conn, image_id, filename, utcnow(), callback_url=callback_url)
+
+    def get(self, image_id: str) -> ImageRecord | None:
+        with self._db.connect() as conn:
+            row = conn.execute(GET, {"image_id": image_id}).first()
+        return ImageRecord.of(row) if row else None
+
+    def delete(self, image_id: str) -> bool:
+        """The image and everything recorded about it (renders, its content claim, its deliveries), at once."""
+        with self._db.begin() as conn:
+            deleted = conn.execute(images.delete().where(images.c.id == image_id)).rowcount
+            conn.execute(renders.delete().where(renders.c.image_id == image_id))
+            conn.execute(contents.delete().where(contents.c.image_id == image_id))
+            conn.execute(deliveries.delete().where(deliveries.c.image_id == image_id))
+            if deleted:
+                announce_settled(conn, image_id)
+            return bool(deleted)
+
+    def change_feed(self) -> ChangeFeed:
+        """What pollers of settled images ask before they query (see `storage.change_feed`)."""
+        return open_feed(self._db.engine)
+
+    def settled_among(self, ids: list[str]) -> set[str]:
+        """Those of `ids` whose processing ended (success, failure) or that were deleted."""
+        with self._db.connect() as conn:
+            unsettled = set(conn.scalars(UNSETTLED, {"ids": ids}))
+        return set(ids) - unsettled
+
+    def page(self, limit: int, after: tuple[datetime, str] | None = None) -> list[ImageRecord]:
+        """Newest first; `after` is the (uploaded_at, id) of the last row of the previous page."""
+        query = sa.select(images).order_by(*NEWEST_FIRST).limit(limit)
+        if after is not None:
+            stamp, last_id = after
+            query = query.where(
+                sa.or_(
+                    images.c.uploaded_at < stamp,
+                    sa.and_(images.c.uploaded_at == stamp, images.c.id < last_id),
+                )
+            )
+        with self._db.connect() as conn:
+            return [ImageRecord.of(r) for r in conn.execute(query)]
+
+    def with_sha256(self, sha256: str, limit: int) -> list[ImageRecord]:
+        """Images whose original has this SHA-256 (known once processed, or at upload with deduplication)."""
+        query = sa.select(images).where(images.c.sha256 == sha256).order_by(*NEWEST_FIRST).limit(limit)
+        with self._db.connect() as conn:
+            return [ImageRecord.of(r) for r in conn.execute(query)]
+
+    def similar(self, phash: str, max_distance: int, limit: int) -> list[tuple[ImageRecord, int]]:
+        """Processed images whose perceptual hash is within `max_distance` bits of `phash`, nearest first, with
+        their distance: one scan computing the distance in the database (~10k rows in a few ms)."""
+        distance = hamming(images.c.phash, phash_to_int(phash), self._db.dialect).label("distance")
+        query = (
+            sa.select(images, distance).where(images.c.phash.is_not(None), distance <= max_distance)
+            .order_by(distance, *NEWEST_FIRST).limit(limit)
+        )
+        with self._db.connect() as conn:
+            return [(ImageRecord.of(r), r.distance) for r in conn.execute(query)]
+
+    def counts(self) -> dict[str, int]:
+        """How many images are in each status (statuses with none are absent): queue depth for backpressure
+        and metrics. One indexed GROUP BY (ix_apercu_images_status)."""
+        with self._db.connect() as conn:
+            rows = conn.execute(sa.select(images.c.status, sa.func.count()).group_by(images.c.status))
+            return {status: count for status, count in rows}
+
+    def is_empty(self) -> bool:
+        with self._db.connect() as conn:
+            return conn.execute(sa.select(images.c.id).limit(1)).first() is None
+
+    def existing(self, ids: list[str]) -> set[str]:
+        """Those of `ids` that have a row (housekeeping tells orphaned files from images' files with it)."""
+        with self._db.connect() as conn:
+            return set(conn.scalars(sa.select(images.c.id).where(images.c.id.in_(ids))))
+
+    def ids_uploaded_before(self, cutoff: datetime, after: str, limit: int) -> list[str]:
+        """A page of ids of images uploaded before `cutoff`, in id order, after the id `after`."""
+        query = (
+            sa.select(images.c.id)
+            .where(images.c.uploaded_at < cutoff, images.c.id > after)
+            .order_by(images.c.id)
+            .limit(limit)
+        )
+        with self._db.connect() as conn:
+            return list(conn.scalars(query))

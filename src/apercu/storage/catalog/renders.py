@@ -1,0 +1,59 @@
+"""Thumbnail variants asked for and not stored yet: so that many first requests for one make one render.
+
+A row per variant a client asked for, gone once a worker has stored it; a render that failed keeps its row with
+the reason, which requests are then answered with instead of waiting.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import NamedTuple
+
+import sqlalchemy as sa
+
+from apercu.storage.catalog.engine import Database, utcnow
+from apercu.storage.catalog.tables import renders
+
+
+class RenderState(enum.StrEnum):
+    SEND = "send"  # the caller is to queue the render
+    PENDING = "pending"  # one is queued
+    FAILED = "failed"  # it could not be rendered: see the error
+
+
+class RenderRequest(NamedTuple):
+    state: RenderState
+    error: str | None = None
+
+
+class Renders:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def request(self, image_id: str, variant: str, lost_before: datetime) -> RenderRequest:
+        """SEND when the caller is to queue the render: the first request, or the last one was made before
+        `lost_before` and is taken for lost; PENDING while one is queued; FAILED with the reason."""
+        now = utcnow()
+        this = (renders.c.image_id == image_id) & (renders.c.variant == variant)
+        try:
+            with self._db.begin() as conn:
+                row = conn.execute(sa.select(renders.c.error).where(this)).first()
+                if row is None:
+                    conn.execute(renders.insert().values(image_id=image_id, variant=variant, requested_at=now))
+                    return RenderRequest(RenderState.SEND)
+                if row.error is not None:
+                    return RenderRequest(RenderState.FAILED, row.error)
+                lost = renders.update().where(this, renders.c.requested_at < lost_before).values(requested_at=now)
+                return RenderRequest(RenderState.SEND if conn.execute(lost).rowcount else RenderState.PENDING)
+        except sa.exc.IntegrityError:
+            return RenderRequest(RenderState.PENDING)  # a concurrent first request recorded it a moment before us
+
+    def done(self, image_id: str, variant: str) -> None:
+        with self._db.begin() as conn:
+            conn.execute(renders.delete().where(renders.c.image_id == image_id, renders.c.variant == variant))
+
+    def failed(self, image_id: str, variant: str, error: str) -> None:
+        this = (renders.c.image_id == image_id) & (renders.c.variant == variant)
+        with self._db.begin() as conn:
+            conn.execute(renders.update().where(this).values(error=error))

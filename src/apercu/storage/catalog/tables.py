@@ -1,0 +1,112 @@
+"""The catalog's tables and the statuses stored in them: what `migrations/` must build, and every module reads.
+
+A change here needs an Alembic revision (see `apercu.storage.migrations`). Statuses are `StrEnum`s: a member is
+its stored string (it compares, hashes and serialises as that string), so the rows stay exactly as before.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import sqlalchemy as sa
+
+metadata_obj = sa.MetaData()
+
+
+class ImageStatus(enum.StrEnum):
+    PENDING = "pending"  # recorded, waiting for a worker
+    PROCESSING = "processing"  # under a worker's lease
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class DeliveryStatus(enum.StrEnum):
+    WAITING = "waiting"  # an uploader's callback for an image that has not settled yet
+    PENDING = "pending"  # due: its next attempt is at `due_at`
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+IN_PROGRESS = (ImageStatus.PENDING, ImageStatus.PROCESSING)  # an image in either is not settled yet
+NEVER = datetime(1970, 1, 1)  # an `enqueued_at` that the next recovery sweep finds overdue
+
+images = sa.Table(
+    "apercu_images",
+    metadata_obj,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("filename", sa.Text, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("uploaded_at", sa.DateTime, nullable=False),
+    sa.Column("processed_at", sa.DateTime, nullable=True),
+    sa.Column("enqueued_at", sa.DateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("lease_worker", sa.String(64), nullable=True),
+    sa.Column("image_metadata", sa.JSON(none_as_null=True), nullable=True),  # None is SQL NULL, not JSON null
+    sa.Column("thumbnail", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=True),  # of the original: known once processed (at upload with dedup)
+    sa.Column("phash", sa.BigInteger, nullable=True),  # metadata.phash as a signed 64-bit integer
+    sa.Column("callback_url", sa.Text, nullable=True),  # the uploader's completion webhook
+    sa.Index("ix_apercu_images_newest", "uploaded_at", "id"),
+    sa.Index("ix_apercu_images_status", "status"),
+    sa.Index("ix_apercu_images_sha256", "sha256"),
+)
+
+workers = sa.Table(
+    "apercu_workers",
+    metadata_obj,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),  # hostname and PID namespace: where `pid` means something
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "apercu_idempotency_keys",
+    metadata_obj,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("image_id", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# Thumbnail variants a client asked for and a worker has not stored yet (a row per first request, gone once the
+# render is stored), or could not render (the row keeps the reason): so that many first requests make one render.
+renders = sa.Table(
+    "apercu_renders",
+    metadata_obj,
+    sa.Column("image_id", sa.String(32), primary_key=True),
+    sa.Column("variant", sa.String(128), primary_key=True),  # the thumbnail's blob key
+    sa.Column("requested_at", sa.DateTime, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+# Deduplication (APERCU_DEDUP=reuse): the one image kept for each content, claimed in the upload's transaction
+# so that two identical uploads at once end with one image.
+contents = sa.Table(
+    "apercu_contents",
+    metadata_obj,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("image_id", sa.String(32), nullable=False),
+)
+
+# Completion webhooks: one row per URL to tell when an image settles, written in the settling transaction (so a
+# worker dying right after cannot lose it), then delivered by its own task, retried until `delivered` or `failed`.
+deliveries = sa.Table(
+    "apercu_deliveries",
+    metadata_obj,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("image_id", sa.String(32), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # a DeliveryStatus
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("due_at", sa.DateTime, nullable=False),  # when its next attempt is meant to run (recovery re-sends)
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.DateTime, nullable=True),
+    sa.Index("ix_apercu_deliveries_image", "image_id"),
+    sa.Index("ix_apercu_deliveries_due", "status", "due_at"),
+)
