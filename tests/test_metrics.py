@@ -33,6 +33,7 @@ from apercu.api import create_app
 from apercu.api.observe import request_id
 from apercu.config import Settings
 from apercu.storage import keys
+from apercu.tasks import context_of
 from apercu.tasks.app import REQUEST_ID_HEADER, TASK_NAME, process_image
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -147,7 +148,7 @@ def test_a_canvas_over_the_pixel_limit_is_a_limits_failure(tmp_path: Path) -> No
     client = app.test_client()
     before = scrape(client)
     image_id = upload(client, images.jpeg((320, 200))).json["id"]
-    app.extensions["apercu"].celery.processor.process(image_id, "test")
+    context_of(app.extensions["apercu"].celery).processor.process(image_id, "test")
     after = scrape(client)
     assert value(after, "apercu_failures_total", reason="limits") - value(before, "apercu_failures_total", reason="limits") == 1
     assert client.get(f"/images/{image_id}").json["status"] == "failure"

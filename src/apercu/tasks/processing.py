@@ -23,8 +23,8 @@ from apercu.imaging.gps import without_location
 from apercu.imaging.thumbnail import OUTPUTS
 from apercu.storage import Storage, keys, open_storage
 from apercu.storage.blobs import BlobMissing
-from apercu.storage.catalog import Claim, utcnow
-from apercu.tasks.outcomes import FAILURE, SUCCESS, Outcome, failed, failed_with, report, report_render, succeeded
+from apercu.storage.catalog import FAILURE, SUCCESS, Claim, utcnow
+from apercu.tasks.outcomes import Outcome, failed, failed_with, report, report_render, succeeded
 from apercu.tasks.sandbox import ChildDied, Sandbox, TimeLimitExceeded
 
 log = logging.getLogger(__name__)
