@@ -1,5 +1,6 @@
 """The Celery app and its tasks, the same on the embedded SQLite broker, Redis and RabbitMQ: processing an image,
-and rendering another size or format of its thumbnail when a client first asks for one.
+rendering another size or format of its thumbnail when a client first asks for one, and one attempt of a
+completion webhook (`apercu.webhooks`). The tasks work with their app's typed context (`tasks.context`).
 
 The processing task is safe to deliver twice: the catalog lease (`storage.catalog.Catalog.claim`) decides who
 works; a render delivered twice renders twice, and the second write replaces the first with the same bytes.
