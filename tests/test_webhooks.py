@@ -147,6 +147,36 @@ def test_a_receiver_that_does_not_answer_times_out(receiver: Receiver, monkeypat
     assert time.monotonic() - started < 1.5
 
 
+def test_a_delivery_backs_off_then_gives_up(tmp_path: Any) -> None:
+    """`Deliveries` needs settings, a catalog and a way to POST: attempts wait longer each time, and the last ends
+    the delivery as failed, saying why."""
+    from apercu.config import Settings
+    from apercu.storage.catalog import Catalog
+    from apercu.webhooks import Deliveries
+
+    catalog = Catalog.from_url(f"sqlite:///{tmp_path}/c.db")
+    catalog.create_schema()
+    catalog.add("1" * 32, "a.jpg", callback_url="http://127.0.0.1:9/hook")
+    assert catalog.fail("1" * 32, "broken")  # settling makes the delivery due
+    [delivery] = catalog.deliveries_of("1" * 32)
+    posted: list[tuple[addresses.Target, bytes, str, str]] = []
+
+    def post(target: addresses.Target, body: bytes, secret: str, delivery_id: str) -> transport.Answer:
+        posted.append((target, body, secret, delivery_id))
+        return transport.Answer(503, "busy")
+
+    settings = Settings(webhook_secret="s", webhook_allowed_hosts="127.0.0.1", webhook_attempts=3, webhook_backoff=2)
+    deliveries = Deliveries(settings, catalog, post)
+    assert [deliveries.attempt(delivery["id"]) for _ in range(3)] == [2.0, 4.0, None]
+    assert deliveries.attempt(delivery["id"]) is None and len(posted) == 3  # ended: no fourth POST
+    target, body, secret, delivery_id = posted[0]
+    assert (target.address, target.path, secret, delivery_id) == ("127.0.0.1", "/hook", "s", delivery["id"])
+    assert json.loads(body)["status"] == "failure"
+    [ended] = catalog.deliveries_of("1" * 32)
+    assert ended["status"] == "failed" and "gave up after 3 attempts: HTTP 503: busy" in ended["last_error"]
+    catalog.engine.dispose()
+
+
 # Through the whole service: a real worker delivers to the receiver above.
 
 SECRET = "webhook-test-secret"
