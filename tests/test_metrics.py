@@ -222,7 +222,8 @@ def test_the_request_id_goes_with_the_task_to_the_worker(
     assert message.headers["task"] == TASK_NAME and message.headers[REQUEST_ID_HEADER] == rid
     # The task body, run as a worker runs it, with that message's header: its lines carry the id.
     task = SimpleNamespace(
-        app=service.celery, request=SimpleNamespace(id="task-1", retries=0, **{REQUEST_ID_HEADER: rid})
+        app=service.celery, context=context_of(service.celery),
+        request=SimpleNamespace(id="task-1", retries=0, **{REQUEST_ID_HEADER: rid}),
     )
     with caplog.at_level(logging.INFO, logger="apercu.processing"):
         assert process_image(task, image_id) == "claimed"
