@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from apercu.api import create_app  # noqa: E402
 from apercu.config import Settings  # noqa: E402
+from apercu.tasks import context_of  # noqa: E402
 
 CORPUS = Path(os.environ.get("APERCU_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
 REQUIRE_CORPUS = os.environ.get("APERCU_REQUIRE_CORPUS") == "1"
@@ -79,7 +80,7 @@ def client(app: Any) -> Any:
 @pytest.fixture
 def process(app: Any) -> Any:
     """Run the worker's processing code in this process for one image (the same code the task runs)."""
-    processor = app.extensions["apercu"].celery.processor
+    processor = context_of(app.extensions["apercu"].celery).processor
 
     def run(image_id: str) -> None:
         processor.process(image_id, owner="test")
@@ -107,7 +108,7 @@ def render(app: Any) -> Any:
                 message.ack()
                 args = message.payload[0]
                 if message.headers.get("task") == RENDER_TASK and args[0] == image_id:
-                    service.celery.processor.render(*args)
+                    context_of(service.celery).processor.render(*args)
                     rendered.append((args[1], args[2]))
             queue.close()
         return rendered

@@ -22,6 +22,7 @@ from live import Service, read_response
 from apercu.api import access, backpressure, create_app
 from apercu.config import Settings
 from apercu.imaging.gps import without_location
+from apercu.tasks import context_of
 
 KEY, OTHER_KEY = "k3y-0ne_A", "second.key~2"
 ORIGIN = "https://page.example"
@@ -272,7 +273,7 @@ def test_the_test_image_has_gps_everywhere(client: Any, process: Any) -> None:
 def test_gps_drop_stores_and_answers_no_location(settings: Settings) -> None:
     app = create_app(settings.with_overrides(gps="drop"))
     client = app.test_client()
-    processor = app.extensions["apercu"].celery.processor
+    processor = context_of(app.extensions["apercu"].celery).processor
     image_id = parse_json(upload(client, jpeg_with_gps()))["id"]
     processor.process(image_id, owner="test")
     body = parse_json(client.get(f"/images/{image_id}"))
@@ -290,7 +291,7 @@ def test_gps_drop_applies_to_failure_metadata(settings: Settings) -> None:
     client = app.test_client()
     truncated = jpeg_with_gps((1600, 1200))[:6000]
     image_id = parse_json(upload(client, truncated))["id"]
-    app.extensions["apercu"].celery.processor.process(image_id, owner="test")
+    context_of(app.extensions["apercu"].celery).processor.process(image_id, owner="test")
     row = app.extensions["apercu"].storage.catalog.images.get(image_id)
     assert row.status == "failure" and row.image_metadata["exif"]["Make"] == "Apercu Test Camera"
     assert location_in(row.image_metadata) == []
@@ -350,7 +351,7 @@ def test_uploads_get_503_while_too_many_images_are_pending(settings: Settings, p
     assert error_of(unread_upload(client)) == (503, "busy")  # refused before the body is read
     assert len(stored_files(settings)[1]) == 2 and stored_files(settings)[0] == []
     assert client.get("/images").status_code == 200  # only uploads are refused
-    app.extensions["apercu"].celery.processor.process(first, owner="test")
+    context_of(app.extensions["apercu"].celery).processor.process(first, owner="test")
     assert upload(client).status_code == 202  # one pending again: taken
 
 

@@ -11,6 +11,7 @@ import images
 
 from apercu.api import create_app
 from apercu.config import Settings
+from apercu.tasks import context_of
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -36,7 +37,7 @@ def test_inspect_json_lines_match_the_api(tmp_path: Path) -> None:
 
     data = {"file": (io.BytesIO(images.jpeg(orientation=6, gps=True)), "a.jpg")}
     image_id = client.post("/images", data=data).json["id"]
-    app.extensions["apercu"].celery.processor.process(image_id, "t")
+    context_of(app.extensions["apercu"].celery).processor.process(image_id, "t")
     assert client.get(f"/images/{image_id}").json["metadata"] == by_name["a.jpg"]["metadata"]
 
 

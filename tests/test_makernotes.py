@@ -29,6 +29,7 @@ from apercu.config import Settings
 from apercu.imaging import makernotes
 from apercu.imaging.analyse import Options, analyse
 from apercu.imaging.gps import without_location
+from apercu.tasks import context_of
 
 MAKER_TAG_FLOOR = 0.99  # measured: 346 of 346 maker tags of the corpus readings match (ExifTool 12.57)
 
@@ -338,7 +339,7 @@ def test_through_the_worker_sandbox_and_gone_with_it(real_exiftool: None, app: A
     nikon = body["metadata"]["makernotes"]["Nikon"]
     assert nikon["Quality"] == "FINE" and nikon["DataDump"] == {"bytes": 2542} and nikon["FaceDetectFrameSize"] == [320, 240]
 
-    processor = app.extensions["apercu"].celery.processor
+    processor = context_of(app.extensions["apercu"].celery).processor
     child = processor.sandbox._process.pid
     exiftools = [pid for pid in _children(child) if b"exiftool" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(exiftools) == 1

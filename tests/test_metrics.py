@@ -33,6 +33,7 @@ from apercu.api import create_app
 from apercu.api.observe import request_id
 from apercu.config import Settings
 from apercu.storage import blob_keys
+from apercu.tasks import context_of
 from apercu.tasks.app import REQUEST_ID_HEADER, TASK_NAME, process_image
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -147,7 +148,7 @@ def test_a_canvas_over_the_pixel_limit_is_a_limits_failure(tmp_path: Path) -> No
     client = app.test_client()
     before = scrape(client)
     image_id = upload(client, images.jpeg((320, 200))).json["id"]
-    app.extensions["apercu"].celery.processor.process(image_id, "test")
+    context_of(app.extensions["apercu"].celery).processor.process(image_id, "test")
     after = scrape(client)
     assert value(after, "apercu_failures_total", reason="limits") - value(before, "apercu_failures_total", reason="limits") == 1
     assert client.get(f"/images/{image_id}").json["status"] == "failure"
@@ -221,7 +222,8 @@ def test_the_request_id_goes_with_the_task_to_the_worker(
     assert message.headers["task"] == TASK_NAME and message.headers[REQUEST_ID_HEADER] == rid
     # The task body, run as a worker runs it, with that message's header: its lines carry the id.
     task = SimpleNamespace(
-        app=service.celery, request=SimpleNamespace(id="task-1", retries=0, **{REQUEST_ID_HEADER: rid})
+        app=service.celery, context=context_of(service.celery),
+        request=SimpleNamespace(id="task-1", retries=0, **{REQUEST_ID_HEADER: rid}),
     )
     with caplog.at_level(logging.INFO, logger="apercu.processing"):
         assert process_image(task, image_id) == "claimed"

@@ -212,21 +212,34 @@ def test_a_bug_of_ours_ends_as_failure_with_a_reference(
     processor: Processor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Whatever escapes processing is recorded as failure (never left `processing`), traceback logged."""
-    from apercu.tasks.app import make_celery
+    from apercu.tasks.app import context_of, make_celery
 
     app = make_celery(processor.settings)
-    image_id = stored(app.processor, images.jpeg())
+    image_id = stored(context_of(app).processor, images.jpeg())
 
     def broken(*_: Any) -> Any:
         raise KeyError("a bug")
 
     monkeypatch.setattr(Processor, "_record_success", broken)
     assert app.tasks[TASK_NAME].apply(args=[image_id]).get() == "failed"
-    row = app.processor.storage.catalog.images.get(image_id)
+    row = context_of(app).processor.storage.catalog.images.get(image_id)
     assert row.status == "failure" and "internal error" in row.error
     reference = row.error.rsplit(" ", 1)[-1].rstrip(")")
     logged = [r for r in caplog.records if reference in r.getMessage()]
     assert logged and image_id in logged[0].getMessage() and "KeyError" in (logged[0].exc_text or "")
+
+
+def test_an_apps_tasks_share_one_context_of_their_own(tmp_path: Path) -> None:
+    """One worker context per app, shared by its tasks (one storage, one imaging process per thread), and never
+    another app's (Celery adds `shared` tasks to every app made later)."""
+    from apercu.tasks import ApercuTask, context_of, make_celery
+
+    first, second = (make_celery(Settings(data_dir=tmp_path / name)) for name in ("a", "b"))
+    for app in (first, second):
+        tasks = [task for task in app.tasks.values() if isinstance(task, ApercuTask)]
+        assert len(tasks) == 3 and all(task.context is context_of(app) for task in tasks)
+    assert context_of(first) is not context_of(second)
+    assert context_of(second).settings.data_dir == tmp_path / "b"
 
 
 def test_embedded_broker_delivers_each_message_once_across_connections(tmp_path: Path) -> None:

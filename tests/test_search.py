@@ -11,6 +11,7 @@ from test_fingerprints import copies, scene
 
 from apercu.api import create_app
 from apercu.config import Settings
+from apercu.tasks import context_of
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -19,7 +20,7 @@ def client(request: pytest.FixtureRequest, settings: Settings) -> Any:
         settings = settings.with_overrides(database_url=request.getfixturevalue("fresh_postgres_url"))
     app = create_app(settings)
     client = app.test_client()
-    client.processed = lambda image_id: app.extensions["apercu"].celery.processor.process(image_id, owner="t")
+    client.processed = lambda image_id: context_of(app.extensions["apercu"].celery).processor.process(image_id, owner="t")
     return client
 
 

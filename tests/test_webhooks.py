@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from apercu.tasks import webhooks
+from apercu.webhooks import addresses, transport
 
 
 class Receiver(http.server.ThreadingHTTPServer):
@@ -68,22 +68,22 @@ def receiver() -> Iterator[Receiver]:
     "http://0.0.0.0/", "http://100.64.0.1/", "http://224.0.0.1/", "http://127.0.0.1:99999/",
 ])
 def test_urls_into_the_private_network_are_refused(url: str) -> None:
-    with pytest.raises(webhooks.Refused):
-        webhooks.resolve(url)
+    with pytest.raises(addresses.Refused):
+        addresses.resolve(url)
 
 
 def test_an_allowed_host_may_be_private_and_the_connection_goes_to_the_checked_address() -> None:
-    target = webhooks.resolve("http://127.0.0.1:8080/hooks/done?x=1", allowed_hosts={"127.0.0.1"})
+    target = addresses.resolve("http://127.0.0.1:8080/hooks/done?x=1", allowed_hosts={"127.0.0.1"})
     assert (target.host, target.port, target.path, target.address) == ("127.0.0.1", 8080, "/hooks/done?x=1", "127.0.0.1")
-    with pytest.raises(webhooks.Refused):
-        webhooks.resolve("http://localhost:8080/", allowed_hosts={"127.0.0.1"})  # a name is allowed by name
-    assert webhooks.is_public("93.184.215.14") and not webhooks.is_public("::ffff:10.1.2.3")
+    with pytest.raises(addresses.Refused):
+        addresses.resolve("http://localhost:8080/", allowed_hosts={"127.0.0.1"})  # a name is allowed by name
+    assert addresses.is_public("93.184.215.14") and not addresses.is_public("::ffff:10.1.2.3")
 
 
 def test_a_delivery_is_a_signed_post_of_the_body(receiver: Receiver) -> None:
     body = json.dumps({"id": "x", "status": "success"}).encode()
-    target = webhooks.resolve(receiver.url + "/done", allowed_hosts={"127.0.0.1"})
-    answer = webhooks.deliver(target, body, "s3cret", "delivery-1")
+    target = addresses.resolve(receiver.url + "/done", allowed_hosts={"127.0.0.1"})
+    answer = transport.post(target, body, "s3cret", "delivery-1")
     assert answer.ok and answer.status == 204
     path, headers, got = receiver.received[0]
     assert path == "/done" and got == body and headers["Content-Type"] == "application/json"
@@ -93,12 +93,12 @@ def test_a_delivery_is_a_signed_post_of_the_body(receiver: Receiver) -> None:
 
 
 def test_redirects_are_not_followed_and_answers_are_read_bounded(receiver: Receiver) -> None:
-    target = webhooks.resolve(receiver.url, allowed_hosts={"127.0.0.1"})
+    target = addresses.resolve(receiver.url, allowed_hosts={"127.0.0.1"})
     receiver.script = [(302, {"Location": receiver.url + "/elsewhere"}, b""), (200, {}, b"x" * (8 * 1024 * 1024))]
-    moved = webhooks.deliver(target, b"{}", "k", "d")
+    moved = transport.post(target, b"{}", "k", "d")
     assert moved.status == 302 and not moved.ok and len(receiver.received) == 1  # nobody went to /elsewhere
     started = time.monotonic()
-    big = webhooks.deliver(target, b"{}", "k", "d")
+    big = transport.post(target, b"{}", "k", "d")
     assert big.ok and len(big.excerpt) <= 200 and time.monotonic() - started < 5
 
 
@@ -106,7 +106,7 @@ def test_a_receiver_trickling_its_answer_is_cut_at_the_deadline(monkeypatch: pyt
     """Each byte in time for the per-read timeout, the whole answer never: the attempt still ends."""
     import socket
 
-    monkeypatch.setattr(webhooks, "TOTAL_TIMEOUT", 1.0)
+    monkeypatch.setattr(transport, "TOTAL_TIMEOUT", 1.0)
     listener = socket.create_server(("127.0.0.1", 0))
 
     def tarpit() -> None:
@@ -122,10 +122,10 @@ def test_a_receiver_trickling_its_answer_is_cut_at_the_deadline(monkeypatch: pyt
             conn.close()
 
     threading.Thread(target=tarpit, daemon=True).start()
-    target = webhooks.resolve(f"http://127.0.0.1:{listener.getsockname()[1]}/", allowed_hosts={"127.0.0.1"})
+    target = addresses.resolve(f"http://127.0.0.1:{listener.getsockname()[1]}/", allowed_hosts={"127.0.0.1"})
     started = time.monotonic()
     with pytest.raises(Exception):  # noqa: B017 - whatever the cut read raises, the attempt ends
-        webhooks.deliver(target, b"{}", "k", "d")
+        transport.post(target, b"{}", "k", "d")
     assert time.monotonic() - started < 2.5
     listener.close()
 
@@ -133,18 +133,49 @@ def test_a_receiver_trickling_its_answer_is_cut_at_the_deadline(monkeypatch: pyt
 @pytest.mark.parametrize("url", ["http://example.com/a b", "http://example.com/a\x00b", "http://a..example.com/",
                                  "http://" + "a" * 64 + ".example.com/", "http://exämple.com/"])
 def test_urls_that_cannot_be_sent_are_refused_before_any_attempt(url: str) -> None:
-    with pytest.raises(webhooks.Refused):
-        webhooks.check(url)
+    with pytest.raises(addresses.Refused):
+        addresses.check(url)
 
 
 def test_a_receiver_that_does_not_answer_times_out(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(webhooks, "READ_TIMEOUT", 0.3)
+    monkeypatch.setattr(transport, "READ_TIMEOUT", 0.3)
     receiver.delay = 2.0
-    target = webhooks.resolve(receiver.url, allowed_hosts={"127.0.0.1"})
+    target = addresses.resolve(receiver.url, allowed_hosts={"127.0.0.1"})
     started = time.monotonic()
     with pytest.raises(OSError):
-        webhooks.deliver(target, b"{}", "k", "d")
+        transport.post(target, b"{}", "k", "d")
     assert time.monotonic() - started < 1.5
+
+
+def test_a_delivery_backs_off_then_gives_up(tmp_path: Any) -> None:
+    """`Deliveries` needs settings, a catalog and a way to POST: attempts wait longer each time, and the last ends
+    the delivery as failed, saying why."""
+    from apercu.config import Settings
+    from apercu.storage.catalog import Catalog
+    from apercu.storage.migrations.schema import create_schema
+    from apercu.webhooks import Deliveries
+
+    catalog = Catalog.from_url(f"sqlite:///{tmp_path}/c.db")
+    create_schema(catalog.engine)
+    catalog.images.add("1" * 32, "a.jpg", callback_url="http://127.0.0.1:9/hook")
+    assert catalog.leases.fail("1" * 32, "broken", webhook_url="")  # settling makes the delivery due
+    [delivery] = catalog.deliveries.of_image("1" * 32)
+    posted: list[tuple[addresses.Target, bytes, str, str]] = []
+
+    def post(target: addresses.Target, body: bytes, secret: str, delivery_id: str) -> transport.Answer:
+        posted.append((target, body, secret, delivery_id))
+        return transport.Answer(503, "busy")
+
+    settings = Settings(webhook_secret="s", webhook_allowed_hosts="127.0.0.1", webhook_attempts=3, webhook_backoff=2)
+    deliveries = Deliveries(settings, catalog, post)
+    assert [deliveries.attempt(delivery.id) for _ in range(3)] == [2.0, 4.0, None]
+    assert deliveries.attempt(delivery.id) is None and len(posted) == 3  # ended: no fourth POST
+    target, body, secret, delivery_id = posted[0]
+    assert (target.address, target.path, secret, delivery_id) == ("127.0.0.1", "/hook", "s", delivery.id)
+    assert json.loads(body)["status"] == "failure"
+    [ended] = catalog.deliveries.of_image("1" * 32)
+    assert ended.status == "failed" and "gave up after 3 attempts: HTTP 503: busy" in (ended.last_error or "")
+    catalog.engine.dispose()
 
 
 # Through the whole service: a real worker delivers to the receiver above.

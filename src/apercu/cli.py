@@ -54,7 +54,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _observed(args, "worker")
     from apercu.storage.migrations.schema import SchemaError
-    from apercu.tasks.worker import run_worker
+    from apercu.tasks.runner import run_worker
 
     try:
         run_worker(settings)

@@ -49,7 +49,7 @@ def configure(settings: Settings, level: str | int | None = None) -> None:
 
     Replaces the handler an earlier call installed and leaves any other alone (a test runner's, say); a process
     has the one handler, so the web server's and the worker's own loggers are routed here rather than formatted
-    by them (see `api.server.GunicornLogger` and `tasks.worker`)."""
+    by them (see `api.server.GunicornLogger` and `tasks.runner`)."""
     if settings.log_format not in FORMATS:
         raise ValueError(f"APERCU_LOG_FORMAT={settings.log_format!r} is not one of {', '.join(FORMATS)}")
     root = logging.getLogger()

@@ -19,6 +19,7 @@ from typing import IO
 
 from celery import Celery
 
+from apercu import webhooks
 from apercu.config import Settings
 from apercu.images import Image, client_view
 from apercu.logs import current_request_id
@@ -26,9 +27,8 @@ from apercu.storage import Storage, blob_keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
 from apercu.storage.catalog import DeliveryRecord, ExclusiveClaims, Holder, ImageRecord, RenderState, utcnow
 from apercu.storage.watcher import Watcher
-from apercu.tasks import enqueue, enqueue_render, webhooks
-from apercu.tasks.deliveries import send_due
-from apercu.tasks.processing import LEASE_MARGIN
+from apercu.tasks import LEASE_MARGIN, enqueue, enqueue_render
+from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
 RENDER_POLL = 0.05  # how often a request waiting for a render (?wait=) looks for it
@@ -128,7 +128,7 @@ class Service:
 
     def _check_callback(self, url: str | None) -> None:
         """An upload's `callback_url`, checked as far as its text tells (its host is resolved and checked again
-        at every delivery: see `tasks.webhooks`)."""
+        at every delivery: see `webhooks.addresses`)."""
         if url is None:
             return
         if not self.settings.webhook_secret:

@@ -3,7 +3,7 @@
     celery -A apercu.worker worker --loglevel=INFO      # a worker, housekeeping included
     celery -A apercu.worker inspect ping                # and every other Celery command: purge, events, ...
 
-`apercu worker` remains the simple way in; both run the same app, task and housekeeping (`tasks.worker`).
+`apercu worker` remains the simple way in; both run the same app, tasks and housekeeping (`tasks.runner`).
 Logging and the metrics directory are set up first, as `apercu worker` does, before anything imports
 prometheus_client (see `apercu.metrics_dir`).
 """
@@ -17,6 +17,6 @@ settings = Settings.from_env()
 logs.configure(settings)
 metrics_dir.prepare(settings.data_dir, "worker")
 
-from apercu.tasks.worker import worker_app  # noqa: E402 - after the metrics directory (see above)
+from apercu.tasks.runner import worker_app  # noqa: E402 - after the metrics directory (see above)
 
 app = worker_app(settings)

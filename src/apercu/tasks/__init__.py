@@ -1,7 +1,15 @@
-"""The worker side: the Celery app and task (`app`), one image's processing (`processing`), imaging in a child
-process (`sandbox`), heartbeat, recovery and cleanup (`housekeeping`), and running it all (`worker`)."""
+"""The worker side: the Celery app, its tasks and what queues them (`app`), the tasks' typed context (`context`),
+one image's processing (`processing`) and what it tells the operators (`outcomes`), imaging in a child process
+(`sandbox`), heartbeat, recovery and cleanup (`housekeeping`), and running a worker (`runner`). Completion
+webhooks, which the web uses too, are a package of their own (`apercu.webhooks`).
 
-from apercu.tasks.app import TASK_NAME, enqueue, enqueue_render, make_celery
-from apercu.tasks.processing import Processor
+The web imports only what is here: the queueing functions, and how long a lease outlives a task's time limit."""
 
-__all__ = ["TASK_NAME", "Processor", "enqueue", "enqueue_render", "make_celery"]
+from apercu.tasks.app import TASK_NAME, context_of, enqueue, enqueue_render, make_celery
+from apercu.tasks.context import ApercuTask, WorkerContext
+from apercu.tasks.processing import LEASE_MARGIN, Processor
+
+__all__ = [
+    "LEASE_MARGIN", "TASK_NAME", "ApercuTask", "Processor", "WorkerContext", "context_of", "enqueue",
+    "enqueue_render", "make_celery",
+]

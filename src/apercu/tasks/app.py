@@ -1,5 +1,6 @@
 """The Celery app and its tasks, the same on the embedded SQLite broker, Redis and RabbitMQ: processing an image,
-and rendering another size or format of its thumbnail when a client first asks for one.
+rendering another size or format of its thumbnail when a client first asks for one, and one attempt of a
+completion webhook (`apercu.webhooks`). The tasks work with their app's typed context (`tasks.context`).
 
 The processing task is safe to deliver twice: the catalog lease (`storage.catalog.leases.Leases.claim`) decides who
 works; a render delivered twice renders twice, and the second write replaces the first with the same bytes.
@@ -15,13 +16,13 @@ import uuid
 from typing import Any
 
 import sqlalchemy.exc
-from celery import Celery, Task
+from celery import Celery
 
 from apercu import logs
 from apercu.config import Settings
 from apercu.storage.catalog import Claim
-from apercu.tasks.deliveries import DELIVER_TASK, Deliveries, send_due
-from apercu.tasks.processing import Processor
+from apercu.tasks.context import ApercuTask, WorkerContext
+from apercu.webhooks import DELIVER_TASK, send_due
 
 TASK_NAME = "apercu.process_image"
 RENDER_TASK = "apercu.render_thumbnail"
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 
 
 def make_celery(settings: Settings, worker: str | None = None) -> Celery:
-    """A Celery app bound to these settings, with the processing task registered."""
+    """A Celery app bound to these settings, with its tasks registered, sharing one worker context (which opens
+    nothing until a task or the worker uses it: a web's app only sends)."""
     app = Celery("apercu", set_as_current=False)
     transport_options: dict[str, Any] = {}
     if settings.embedded_broker:
@@ -59,39 +61,46 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
-    app.processor = Processor(settings, worker)
-    app.task(name=TASK_NAME, bind=True, max_retries=None)(process_image)
-    app.task(name=RENDER_TASK, bind=True, max_retries=TRANSIENT_RETRIES)(render_thumbnail)
-    app.deliveries = Deliveries(app.processor)
-    app.task(name=DELIVER_TASK, bind=True, max_retries=None)(deliver_webhook)  # attempts are counted in the row
+    # Not `shared` with apps made later (Celery's default): each app's tasks have that app's context.
+    common = {"base": ApercuTask, "bind": True, "shared": False, "context": WorkerContext(settings, worker)}
+    app.task(name=TASK_NAME, max_retries=None, **common)(process_image)
+    app.task(name=RENDER_TASK, max_retries=TRANSIENT_RETRIES, **common)(render_thumbnail)
+    app.task(name=DELIVER_TASK, max_retries=None, **common)(deliver_webhook)  # attempts are counted in the row
     return app
 
 
-def process_image(task: Task, image_id: str) -> str:
+def context_of(app: Celery) -> WorkerContext:
+    """The worker context of an app that `make_celery` made (its tasks hold it: see `tasks.context`)."""
+    task = app.tasks[TASK_NAME]
+    assert isinstance(task, ApercuTask)
+    return task.context
+
+
+def process_image(task: ApercuTask, image_id: str) -> str:
     """The Celery task body: one image, identified by its catalog id; lines logged meanwhile carry the id of the
     request that uploaded it."""
     with logs.request_context(getattr(task.request, REQUEST_ID_HEADER, None)):
         return _process_image(task, image_id)
 
 
-def _process_image(task: Task, image_id: str) -> str:
+def _process_image(task: ApercuTask, image_id: str) -> str:
     result = _processed(task, image_id)
     if result in SETTLED_HERE:  # (a busy image was retried by raising; a message for one already settled finds
-        _send_webhooks(task.app, image_id)  # its deliveries sent, or left to the recovery sweep)
+        _send_webhooks(task, image_id)  # its deliveries sent, or left to the recovery sweep)
     return result
 
 
-def _send_webhooks(app: Celery, image_id: str) -> None:
-    if not app.processor.settings.webhook_secret:
+def _send_webhooks(task: ApercuTask, image_id: str) -> None:
+    if not task.context.settings.webhook_secret:
         return  # no secret, no webhooks (an upload's callback_url is refused, APERCU_WEBHOOK_URL needs one): no query
     try:
-        send_due(app, app.processor.storage.catalog, image_id)
+        send_due(task.app, task.context.storage.catalog, image_id)
     except Exception:  # noqa: BLE001 - processing is done; the recovery sweep sends what could not be queued
         log.exception("image %s: could not queue its webhooks; the recovery sweep will", image_id)
 
 
-def _processed(task: Task, image_id: str) -> str:
-    processor: Processor = task.app.processor
+def _processed(task: ApercuTask, image_id: str) -> str:
+    processor = task.context.processor
     owner = task.request.id or image_id
     try:
         outcome, retry_in = processor.process(image_id, owner)
@@ -112,15 +121,15 @@ def _processed(task: Task, image_id: str) -> str:
     return str(outcome.value)
 
 
-def render_thumbnail(task: Task, image_id: str, size: int, ext: str) -> str:
+def render_thumbnail(task: ApercuTask, image_id: str, size: int, ext: str) -> str:
     """The Celery task body: one thumbnail variant. Storage hiccups are retried; after the last retry the
     request is left to be sent again by the next client asking for it once it counts as lost."""
     with logs.request_context(getattr(task.request, REQUEST_ID_HEADER, None)):
         return _render_thumbnail(task, image_id, size, ext)
 
 
-def _render_thumbnail(task: Task, image_id: str, size: int, ext: str) -> str:
-    processor: Processor = task.app.processor
+def _render_thumbnail(task: ApercuTask, image_id: str, size: int, ext: str) -> str:
+    processor = task.context.processor
     try:
         processor.render(image_id, size, ext)
     except TRANSIENT_ERRORS as exc:
@@ -133,10 +142,10 @@ def _render_thumbnail(task: Task, image_id: str, size: int, ext: str) -> str:
     return "rendered"
 
 
-def deliver_webhook(task: Task, delivery_id: str) -> str:
+def deliver_webhook(task: ApercuTask, delivery_id: str) -> str:
     """The Celery task body: one attempt of one completion webhook, retried with backoff while it fails."""
     try:
-        retry_in = task.app.deliveries.attempt(delivery_id)
+        retry_in = task.context.deliveries.attempt(delivery_id)
     except TRANSIENT_ERRORS as exc:
         raise task.retry(exc=exc, countdown=min(60, 2**task.request.retries)) from exc
     if retry_in is not None:

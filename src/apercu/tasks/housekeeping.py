@@ -29,9 +29,9 @@ from celery import Celery
 
 from apercu import metrics
 from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
-from apercu.tasks.app import enqueue
-from apercu.tasks.deliveries import send_due
+from apercu.tasks.app import context_of, enqueue
 from apercu.tasks.processing import Processor
+from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
 BEAT_INTERVAL = WORKER_TIMEOUT / 4
@@ -71,7 +71,7 @@ class Housekeeping:
     """The worker's background threads; `start` them beside the Celery worker, `stop` them when it ends."""
 
     def __init__(self, app: Celery, worker: str) -> None:
-        settings = app.processor.settings
+        settings = context_of(app).settings
         self.app, self.worker, self.settings = app, worker, settings
         self.processor = Processor(settings)  # its own connections, never shared with task threads
         self.stopping = threading.Event()  # set when shutdown begins: no more sweeps

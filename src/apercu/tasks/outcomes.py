@@ -15,11 +15,11 @@ from apercu import metrics
 from apercu.imaging.analyse import ProcessingFailed
 from apercu.imaging.formats import FORMATS
 from apercu.logs import current_request_id
+from apercu.storage.catalog import ImageStatus
 from apercu.tasks.sandbox import TimeLimitExceeded
 
 log = logging.getLogger("apercu.processing")
 KNOWN_FORMATS = frozenset(f.name.lower() for f in FORMATS)
-SUCCESS, FAILURE = "success", "failure"
 LINE = "image %(image_id)s (%(format)s): %(outcome)s"  # then " (reason)", " in N ms" when known
 RENDER_LINE = "image %(image_id)s: thumbnail %(size)d.%(ext)s %(outcome)s"
 
@@ -28,17 +28,17 @@ RENDER_LINE = "image %(image_id)s: thumbnail %(size)d.%(ext)s %(outcome)s"
 class Outcome:
     """How one image's processing ended."""
 
-    status: str  # SUCCESS or FAILURE
+    status: ImageStatus  # SUCCESS or FAILURE: the image's status it ends in
     format: str = "unknown"  # lower case, one of KNOWN_FORMATS, or unknown / other
     reason: str | None = None  # a failure's class, one of metrics.FAILURE_REASONS
 
 
 def succeeded(metadata: dict[str, Any]) -> Outcome:
-    return Outcome(SUCCESS, format_of(metadata))
+    return Outcome(ImageStatus.SUCCESS, format_of(metadata))
 
 
 def failed(reason: str, metadata: dict[str, Any] | None = None) -> Outcome:
-    return Outcome(FAILURE, format_of(metadata), reason)
+    return Outcome(ImageStatus.FAILURE, format_of(metadata), reason)
 
 
 def failed_with(exc: ProcessingFailed | TimeLimitExceeded) -> Outcome:

@@ -22,8 +22,8 @@ from apercu.imaging.gps import allowed_metadata
 from apercu.imaging.thumbnail import OUTPUTS
 from apercu.storage import Storage, blob_keys, open_storage
 from apercu.storage.blobs import BlobMissing
-from apercu.storage.catalog import Claim, utcnow
-from apercu.tasks.outcomes import FAILURE, SUCCESS, Outcome, failed, failed_with, report, report_render, succeeded
+from apercu.storage.catalog import Claim, ImageStatus, utcnow
+from apercu.tasks.outcomes import Outcome, failed, failed_with, report, report_render, succeeded
 from apercu.tasks.sandbox import ChildDied, Sandbox, TimeLimitExceeded
 
 log = logging.getLogger(__name__)
@@ -127,24 +127,24 @@ class Processor:
             original = self.storage.open_original(image_id)
         except BlobMissing:  # (a delete meanwhile took the request's row with the image: this changes nothing)
             renders.failed(image_id, key, "the original file is missing from storage")
-            report_render(image_id, size, ext, FAILURE)
+            report_render(image_id, size, ext, ImageStatus.FAILURE)
             return
         try:
             with original:
                 thumb = self.sandbox.render_variant(original, self.options, self.settings.task_time_limit, size, fmt)
         except (ProcessingFailed, TimeLimitExceeded, ChildDied) as exc:
             renders.failed(image_id, key, str(exc))
-            report_render(image_id, size, ext, FAILURE)
+            report_render(image_id, size, ext, ImageStatus.FAILURE)
             return
         self.storage.put_thumbnail(image_id, size, ext, thumb.data)
         renders.done(image_id, key)
         self.storage.forget_if_unrecorded(image_id)
-        report_render(image_id, size, ext, SUCCESS)
+        report_render(image_id, size, ext, ImageStatus.SUCCESS)
 
     def render_failed_unexpectedly(self, image_id: str, size: int, ext: str, reference: str) -> None:
         message = f"internal error while rendering this thumbnail (reference {reference})"
         self.storage.catalog.renders.failed(image_id, blob_keys.thumbnail(image_id, size, ext), message)
-        report_render(image_id, size, ext, FAILURE)
+        report_render(image_id, size, ext, ImageStatus.FAILURE)
 
     def fail_unexpectedly(self, image_id: str, owner: str, reference: str) -> None:
         """A bug of ours: the image fails with a reference to the logged traceback instead of waiting forever."""

@@ -1,10 +1,11 @@
 """Running a worker: the Celery worker in the foreground, housekeeping beside it, however it was started.
 
-`apercu worker` runs one with apercu's own options; `celery -A apercu.worker worker ...` (see `apercu.worker`)
-runs the same app with whatever options a Celery user gives. Housekeeping hangs on the worker's own signals, so
-both get it: it starts with the worker, stops sweeping when shutdown begins, and stops beating (deregistering
-the worker) only once the last task has ended. So do logging (apercu's format, `apercu.logs`, in place of
-Celery's own setup) and, with APERCU_METRICS_PORT, the worker's own metrics endpoint.
+`apercu worker` runs one with apercu's own options (`run_worker`); `celery -A apercu.worker worker ...` (see
+`apercu.worker`, the app for Celery's own command line) runs the same app with whatever options a Celery user
+gives. Housekeeping hangs on the worker's own signals, so both get it: it starts with the worker, stops sweeping
+when shutdown begins, and stops beating (deregistering the worker) only once the last task has ended. So do
+logging (apercu's format, `apercu.logs`, in place of Celery's own setup) and, with APERCU_METRICS_PORT, the
+worker's own metrics endpoint.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from celery.signals import setup_logging, worker_init, worker_shutdown, worker_s
 
 from apercu import logs, metrics
 from apercu.config import Settings
-from apercu.tasks.app import make_celery
+from apercu.tasks.app import context_of, make_celery
 from apercu.tasks.housekeeping import Housekeeping
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,18 @@ STARTUP_FAILED = 3
 
 
 def worker_app(settings: Settings) -> Celery:
-    """The Celery app of one worker process, housekeeping attached. Its worker id is new at every start, so a
-    restarted worker never takes its dead predecessor's leases for its own."""
+    """The Celery app of one worker process, housekeeping attached (stopped by the worker's own shutdown)."""
+    return _attached(settings)[0]
+
+
+def _attached(settings: Settings) -> tuple[Celery, Callable[[], None]]:
+    """`worker_app`, and the stop of its housekeeping for a worker that never got as far as shutting down. Its
+    worker id is new at every start, so a restarted worker never takes its dead predecessor's leases for its own."""
     worker = uuid.uuid4().hex
     app = make_celery(settings, worker)
-    app.stop_housekeeping = attach_housekeeping(app, worker)
+    stop_housekeeping = attach_housekeeping(app, worker)
     attach_observability(app, settings)
-    return app
+    return app, stop_housekeeping
 
 
 def attach_observability(app: Celery, settings: Settings) -> None:
@@ -63,7 +69,7 @@ def attach_housekeeping(app: Celery, worker: str) -> Callable[[], None]:
         if sender.app is not app or running:
             return
         try:
-            app.processor.storage  # noqa: B018 - create the schema before any thread races to
+            context_of(app).storage  # noqa: B018 - create the schema before any thread races to
             running.append(Housekeeping(app, worker))
             running[0].start()
         except Exception:  # noqa: BLE001 - Celery would log it and run on: a worker that never beats has its leases
@@ -87,12 +93,12 @@ def attach_housekeeping(app: Celery, worker: str) -> Callable[[], None]:
 
 def run_worker(settings: Settings) -> None:
     """Run a worker until it is told to stop."""
-    app = worker_app(settings)
-    app.processor.storage  # noqa: B018 - a database that cannot be reached fails here, before anything runs
+    app, stop_housekeeping = _attached(settings)
+    context_of(app).storage  # noqa: B018 - a database that cannot be reached fails here, before anything runs
     try:
         app.worker_main(_argv(app, settings))
     finally:
-        app.stop_housekeeping()
+        stop_housekeeping()
 
 
 def _argv(app: Celery, settings: Settings) -> list[str]:

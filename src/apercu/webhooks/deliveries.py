@@ -10,26 +10,30 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery import Celery
 
+from apercu.config import Settings
 from apercu.images import client_view, image_json
 from apercu.storage.catalog import Catalog, DeliveryStatus, utcnow
-from apercu.tasks import webhooks
-from apercu.tasks.processing import Processor
+from apercu.webhooks import addresses, transport
 
-DELIVER_TASK = "apercu.deliver_webhook"
+DELIVER_TASK = "apercu.deliver_webhook"  # the worker's task that makes one attempt (`tasks.app`)
+Post = Callable[[addresses.Target, bytes, str, str], transport.Answer]  # (target, body, secret, delivery id)
 log = logging.getLogger(__name__)
 
 
 class Deliveries:
-    def __init__(self, processor: Processor) -> None:
-        self.processor = processor
+    """The attempts of deliveries, each on its own (a task each): what was sent, and what is left to try."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, post: Post = transport.post) -> None:
+        self.settings, self.catalog, self.post = settings, catalog, post
 
     def attempt(self, delivery_id: str) -> float | None:
         """One attempt; returns in how many seconds to try again, or None when the delivery has ended."""
-        catalog, settings = self.processor.storage.catalog, self.processor.settings
+        catalog, settings = self.catalog, self.settings
         delivery = catalog.deliveries.get(delivery_id)
         if delivery is None or delivery.status is not DeliveryStatus.PENDING:
             return None  # the image was deleted, or a repeated message of a delivery that already ended
@@ -40,10 +44,10 @@ class Deliveries:
         image = client_view(record, settings.gps)  # without `webhooks`: a receiver is not told of the others
         body = json.dumps(image_json(image), allow_nan=False).encode()
         try:
-            answer = webhooks.deliver(
-                webhooks.resolve(delivery.url, settings.webhook_hosts), body, settings.webhook_secret, delivery_id
+            answer = self.post(
+                addresses.resolve(delivery.url, settings.webhook_hosts), body, settings.webhook_secret, delivery_id
             )
-        except webhooks.Refused as exc:
+        except addresses.Refused as exc:
             catalog.deliveries.record_attempt(delivery_id, DeliveryStatus.FAILED, None, f"refused: {exc}")
             return None
         except Exception as exc:  # noqa: BLE001 - no connection, a timeout, a malformed answer: an attempt that failed
@@ -56,12 +60,12 @@ class Deliveries:
         return self._failed_attempt(delivery_id, delivery.attempts + 1, status, error)
 
     def _failed_attempt(self, delivery_id: str, attempts: int, status: int | None, error: str) -> float | None:
-        settings, catalog = self.processor.settings, self.processor.storage.catalog
+        settings, catalog = self.settings, self.catalog
         if attempts >= settings.webhook_attempts:
             catalog.deliveries.record_attempt(
                 delivery_id, DeliveryStatus.FAILED, status, f"gave up after {attempts} attempts: {error}")
             return None
-        retry_in = settings.webhook_backoff * 2 ** (attempts - 1)
+        retry_in = settings.webhook_backoff * 2.0 ** (attempts - 1)
         catalog.deliveries.record_attempt(delivery_id, DeliveryStatus.PENDING, status, error, retry_in)
         log.info("webhook %s: attempt %d failed (%r); again in %g s", delivery_id, attempts, error, retry_in)
         return retry_in
