@@ -41,7 +41,8 @@ class Deliveries:
         body = json.dumps(image_json(image), allow_nan=False).encode()
         try:
             answer = webhooks.deliver(
-                webhooks.resolve(delivery["url"], settings.webhook_hosts), body, settings.webhook_secret, delivery_id
+                webhooks.resolve(delivery["url"], settings.webhook_allowed_hosts), body, settings.webhook_secret,
+                delivery_id,
             )
         except webhooks.Refused as exc:
             catalog.record_delivery(delivery_id, DELIVERY_FAILED, None, f"refused: {exc}")
