@@ -40,7 +40,9 @@ BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false
 # APERCU_* variables that are not the service's settings: the tools around it own them. The upload client's are
 # part of its command line; the test suite's and the benches' reach every service process they start, by
 # inheritance. Declared here, next to the settings, because this is where an unknown name is refused; a test
-# checks that every APERCU_ name in the repository is either a setting or listed here.
+# checks that every APERCU_ name in the repository is either a setting or listed here. A list, not a prefix
+# reserved for the tools: the upload client's names are the user's and stay, so a list is needed anyway, and
+# renaming the test suite's would quietly break every command and CI job that sets them (tests would skip).
 NOT_SETTINGS = {
     "APERCU_URL": "apercu upload: the service it sends to",
     "APERCU_API_KEY": "apercu upload: the key it sends",
