@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from apercu import __version__, upload_client
-from apercu.config import Settings
+from apercu.config import SettingError, Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -159,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except SettingError as exc:  # the operator's to fix, and the message says how: no traceback
+        print(f"apercu {args.command}: {exc}", file=sys.stderr)
+        return 2  # as for a flag argparse refuses: the command was given what it cannot run with
 
 
 if __name__ == "__main__":

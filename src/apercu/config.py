@@ -1,25 +1,126 @@
-"""One settings object, read from APERCU_* environment variables and overridden by CLI flags.
+"""One settings object, read from APERCU_* environment variables and overridden by CLI flags, checked whole when
+it is built.
 
 Every process of a deployment (web, worker, the embedded `serve`) builds its settings the same way, so the
 environment is the one place where a deployment is described; `serve` passes its flags on to the worker it
-starts through that same environment.
+starts through that same environment (`Settings.to_env`).
+
+Each setting is declared once, as a field of `Settings`: its name (the variable's without APERCU_), its type, its
+default, what it allows (a `Rule` beside it, or the choices of its `Literal` type) and a comment saying what it
+is for. A value may be given as the environment's text (by `from_env`, a CLI flag or a test): it is parsed when
+the object is built, comma-separated lists included, so that no consumer parses a setting again. A value the
+service cannot run with raises `SettingError` there, naming the variable, the value and what is allowed, and so
+does an APERCU_* variable that is no setting (a misspelt name must not silently leave the default in force):
+a process with a bad setting does not start.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from apercu.imaging.analyse import Options
 
+T = TypeVar("T")
+PREFIX = "APERCU_"
 MIB = 1024 * 1024
+WEEK = 7 * 24 * 3600  # the longest an S3 presigned URL may be valid (SigV4)
 EXIFTOOL_TIMEOUT = 10.0  # seconds exiftool may take over one file's maker notes
-CHOICES = {"gps": ("keep", "drop"), "dedup": ("off", "reuse"), "log_format": ("text", "json")}
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+# APERCU_* variables that are not the service's settings: the tools around it own them. The upload client's are
+# part of its command line; the test suite's and the benches' reach every service process they start, by
+# inheritance. Declared here, next to the settings, because this is where an unknown name is refused; a test
+# checks that every APERCU_ name in the repository is either a setting or listed here. A list, not a prefix
+# reserved for the tools: the upload client's names are the user's and stay, so a list is needed anyway, and
+# renaming the test suite's would quietly break every command and CI job that sets them (tests would skip).
+NOT_SETTINGS = {
+    "APERCU_URL": "apercu upload: the service it sends to",
+    "APERCU_API_KEY": "apercu upload: the key it sends",
+    "APERCU_CORPUS": "tests and benches: the directory of sample images",
+    "APERCU_REQUIRE_CORPUS": "tests: 1 fails (rather than skips) a test that needs the corpus (CI)",
+    "APERCU_REQUIRE_SERVICES": "tests: 1 fails (rather than skips) a test that needs PostgreSQL, Redis, RabbitMQ",
+    "APERCU_TEST_POSTGRES": "tests: the PostgreSQL database they make their schemas in",
+    "APERCU_TEST_REDIS": "tests: the Redis server they use",
+    "APERCU_TEST_RABBITMQ": "tests: the RabbitMQ server they use",
+    "APERCU_FUZZ_SEED": "tests: the fuzzer's seed",
+    "APERCU_FUZZ_CASES": "tests: how many cases the fuzzer runs",
+}
+
+Gps = Literal["keep", "drop"]
+Dedup = Literal["off", "reuse"]
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class SettingError(ValueError):
+    """A setting the service cannot run with; the message names the variable, the value (unless it is a secret)
+    and what is allowed. `apercu` prints it and exits non-zero, without a traceback."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a value (for a list: each item) may be: `test` passes it, else the value `is not {allowed}`."""
+
+    test: Callable[[Any], object]
+    allowed: str
+    item: str = "value"  # what one item of a list is called, in messages
+
+    def check(self, value: object, where: str) -> None:
+        if not self.test(value):
+            raise SettingError(f"{where} is not {self.allowed}")
+
+
+def between(low: int, high: int, item: str = "value") -> Rule:
+    return Rule(lambda value: low <= value <= high, f"between {low} and {high}", item)
+
+
+def at_least(low: int) -> Rule:
+    return Rule(lambda value: value >= low, f"{low} or more")
+
+
+def above(low: float) -> Rule:
+    return Rule(lambda value: value > low, f"more than {low:g}")
+
+
+def _is_origin(text: str) -> bool:
+    """`scheme://host[:port]`, as a browser sends it in Origin: a path, a trailing slash, `*` or `null` never
+    match one, so an allow-list holding them is a mistake to refuse."""
+    parts = urlsplit(text)
+    return bool(parts.scheme and parts.netloc) and not (parts.path or parts.query or parts.fragment or "@" in text)
+
+
+PORT = between(1, 65535)
+SIZE = between(16, 4096, "size")  # px, a thumbnail's longest side
+COLOUR = Rule(re.compile(r"#?[0-9a-fA-F]{6}").fullmatch, "a colour like #rrggbb")
+ORIGIN = Rule(_is_origin, "an origin like https://example.com:8443", "origin")
+# visible ASCII but the comma, which separates APERCU_API_KEYS; APERCU_API_KEYS_FILE's keys are held to it too
+API_KEY = Rule(re.compile(r"[\x21-\x2b\x2d-\x7e]+").fullmatch, "visible ASCII characters without spaces or commas",
+               "key")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a field allows beyond its type: its rule, a normal form for its text, and whether it is a secret."""
+
+    rule: Rule | None = None
+    fold: Callable[[str], str] | None = None  # applied to the text (each item of a list) first: str.upper...
+    secret: bool = False  # never shown in a message
+
+
+def setting(default: T, rule: Rule | None = None, *, fold: Callable[[str], str] | None = None,
+            secret: bool = False) -> T:
+    """A field of `Settings` with what it allows beside it."""
+    return field(default=default, metadata={"spec": Spec(rule, fold, secret)})
 
 
 @dataclass(frozen=True)
@@ -29,65 +130,70 @@ class Settings:
     data_dir: Path = Path("apercu-data")  # this process's own files: staging, and the embedded catalog and broker
     storage_url: str = ""  # where images are kept: empty (inside data_dir), file:///path or s3://bucket/prefix
     s3_endpoint_url: str = ""  # an S3-compatible server that is not AWS (MinIO, SeaweedFS, Ceph...)
-    s3_presign: int = 0  # >0: thumbnails are answered with a redirect to an S3 URL valid this many seconds
+    s3_presign: int = setting(0, between(0, WEEK))  # >0: thumbnails redirect to an S3 URL valid this many seconds
     database_url: str = ""  # empty: SQLite catalog inside data_dir
     broker_url: str = ""  # empty: embedded SQLite broker inside data_dir
     queue: str = "apercu"
     host: str = "127.0.0.1"
-    port: int = 5000
-    web_workers: int = 2
-    web_threads: int = 16
-    web_connections: int = 1000  # open client connections per web worker process, stalled ones included
-    request_timeout: float = 30.0  # seconds a client has to send a request (and to take its response)...
-    request_min_rate: int = 16384  # ...plus one second per this many bytes of it received: then 408
-    worker_concurrency: int = 0  # 0: one process per CPU
-    max_upload_bytes: int = 50 * MIB
-    max_pixels: int = 100_000_000
-    thumbnail_size: int = 256
-    thumbnail_sizes: str = "128,256,512"  # what ?size=N may ask for (the default size is always allowed)
-    thumbnail_quality: int = 85
-    thumbnail_background: str = "#ffffff"  # what transparency is flattened onto
-    task_time_limit: float = 120.0
-    max_attempts: int = 3
-    broker_poll_interval: float = 0.02
-    worker_memory_limit: int = 2048  # MiB of address space for each imaging process
-    recovery_interval: int = 10
-    recovery_grace: int = 300  # a pending image is re-sent only once it has waited this long
-    orphan_interval: int = 3600  # seconds between sweeps for files without rows and rows without files
-    orphan_grace: int = 3600  # what is younger than this is work in flight, never an orphan
-    idempotency_ttl: int = 86400  # how long an Idempotency-Key keeps answering with its first image
-    restart_backoff_max: int = 30  # `serve`: longest wait before restarting a half that keeps dying
-    log_level: str = "INFO"
-    log_format: str = "text"  # or "json": one JSON object per line
-    metrics_port: int = 0  # >0: a worker also serves its own metrics on this port (for a worker without the web)
-    api_keys: str = ""  # comma-separated; empty (and no api_keys_file): no key needed
+    port: int = setting(5000, PORT)
+    web_workers: int = setting(2, at_least(1))
+    web_threads: int = setting(16, at_least(1))
+    web_connections: int = setting(1000, at_least(1))  # open client connections per web worker, stalled ones too
+    request_timeout: float = setting(30.0, above(0))  # seconds a client has to send a request (and take the answer)...
+    request_min_rate: int = setting(16384, at_least(0))  # ...plus 1 s per this many bytes received (0: none): 408
+    worker_concurrency: int = setting(0, at_least(0))  # 0: one process per CPU
+    max_upload_bytes: int = setting(50 * MIB, at_least(1))
+    max_pixels: int = setting(100_000_000, at_least(1))
+    thumbnail_size: int = setting(256, SIZE)
+    thumbnail_sizes: tuple[int, ...] = setting((128, 256, 512), SIZE)  # what ?size=N may ask for, besides the default
+    thumbnail_quality: int = setting(85, between(1, 100))
+    thumbnail_background: str = setting("#ffffff", COLOUR)  # what transparency is flattened onto
+    task_time_limit: float = setting(120.0, above(0))
+    max_attempts: int = setting(3, at_least(1))
+    broker_poll_interval: float = setting(0.02, above(0))
+    worker_memory_limit: int = setting(2048, at_least(0))  # MiB of address space for each imaging process (0: no cap)
+    recovery_interval: int = setting(10, at_least(1))  # seconds between sweeps for lost work
+    recovery_grace: int = setting(300, at_least(0))  # a pending image is re-sent only once it has waited this long
+    orphan_interval: int = setting(3600, at_least(1))  # seconds between sweeps for files without rows and vice versa
+    orphan_grace: int = setting(3600, at_least(0))  # what is younger than this is work in flight, never an orphan
+    idempotency_ttl: int = setting(86400, at_least(0))  # how long an Idempotency-Key answers with its first image
+    restart_backoff_max: int = setting(30, at_least(0))  # `serve`: longest wait before restarting a half that dies
+    log_level: LogLevel = setting("INFO", fold=str.upper)
+    log_format: LogFormat = "text"  # or "json": one JSON object per line
+    metrics_port: int = setting(0, between(0, 65535))  # >0: a worker also serves its own metrics on this port
+    api_keys: tuple[str, ...] = setting((), API_KEY, secret=True)  # comma-separated; none (nor a file): no key needed
     api_keys_file: str = ""  # one key per line
     public_thumbnails: bool = False  # thumbnails readable without a key when keys are set
-    gps: str = "keep"  # or "drop": no GPS in stored or returned metadata
-    max_pending: int = 0  # more images than this waiting: uploads get 503 + Retry-After (0: no limit)
-    min_free_mb: int = 512  # less free space than this on the data disk: uploads get 507
-    cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser (off when empty)
-    dedup: str = "off"  # or "reuse": an upload of bytes already stored answers 200 with the stored image
+    gps: Gps = "keep"  # or "drop": no GPS in stored or returned metadata
+    max_pending: int = setting(0, at_least(0))  # more images than this waiting: uploads get 503 (0: no limit)
+    min_free_mb: int = setting(512, at_least(0))  # less free space than this on the data disk: uploads get 507
+    cors_origins: frozenset[str] = setting(frozenset(), ORIGIN, fold=str.lower)  # may call the API from a browser
+    dedup: Dedup = "off"  # or "reuse": an upload of bytes already stored answers 200 with the stored image
     exiftool: bool = False  # metadata.makernotes, read by ExifTool (`exiftool` on PATH) in the imaging process
     webhook_url: str = ""  # told of every image that reaches success or failure (beside an upload's callback_url)
-    webhook_secret: str = ""  # the HMAC-SHA256 key of X-Apercu-Signature; webhooks need one
-    webhook_allowed_hosts: str = ""  # comma-separated host names that may resolve to private addresses
-    webhook_attempts: int = 8  # deliveries are tried this many times...
-    webhook_backoff: float = 5.0  # ...waiting this long after the first failure, then twice as long each time
+    webhook_secret: str = setting("", secret=True)  # the HMAC-SHA256 key of X-Apercu-Signature; webhooks need one
+    webhook_allowed_hosts: frozenset[str] = setting(frozenset(), fold=str.lower)  # may resolve to private addresses
+    webhook_attempts: int = setting(8, at_least(1))  # deliveries are tried this many times...
+    webhook_backoff: float = setting(5.0, above(0))  # ...waiting this long after the first failure, then twice as long
+
+    def __post_init__(self) -> None:
+        """Parse what was given as text and check every value (SettingError): a Settings is always one to run."""
+        kinds = _kinds()
+        for f in fields(self):
+            spec: Spec = f.metadata.get("spec", PLAIN)
+            object.__setattr__(self, f.name, _value(f.name, kinds[f.name], spec, getattr(self, f.name)))
+        if self.webhook_url and not self.webhook_secret:
+            raise SettingError("APERCU_WEBHOOK_URL needs APERCU_WEBHOOK_SECRET: webhooks are always signed")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read APERCU_<FIELD> variables, then apply non-None keyword overrides (CLI flags)."""
+        """Read APERCU_<FIELD> variables (empty ones are unset), then apply non-None keyword overrides (CLI flags).
+        SettingError for an APERCU_ variable that is no setting, or a value out of what its setting allows."""
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = environ.get(f"APERCU_{f.name.upper()}")
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _convert(f.name, raw, cls)
+        _refuse_unknown(environ)
+        names = {f.name: env_name(f.name) for f in fields(cls)}
+        values: dict[str, Any] = {name: environ[variable] for name, variable in names.items() if environ.get(variable)}
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "data_dir" in values:
-            values["data_dir"] = Path(values["data_dir"])
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -95,10 +201,7 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """The environment that rebuilds these settings in a child process."""
-        env = {}
-        for f in fields(self):
-            env[f"APERCU_{f.name.upper()}"] = str(getattr(self, f.name))
-        return env
+        return {env_name(f.name): _text(getattr(self, f.name)) for f in fields(self)}
 
     @property
     def resolved_database_url(self) -> str:
@@ -114,30 +217,16 @@ class Settings:
     def embedded_broker(self) -> bool:
         return not self.broker_url
 
-    @property
-    def webhook_hosts(self) -> frozenset[str]:
-        """APERCU_WEBHOOK_ALLOWED_HOSTS as a set of host names, for the upload's check and each delivery's."""
-        return frozenset(host.strip() for host in self.webhook_allowed_hosts.split(",") if host.strip())
-
-    @property
+    @cached_property
     def sizes(self) -> tuple[int, ...]:
-        try:
-            sizes = {int(part) for part in self.thumbnail_sizes.split(",") if part.strip()}
-        except ValueError:
-            raise ValueError(f"APERCU_THUMBNAIL_SIZES={self.thumbnail_sizes!r} is not a list of integers") from None
-        if any(not 16 <= size <= 4096 for size in sizes | {self.thumbnail_size}):
-            raise ValueError("thumbnail sizes must be between 16 and 4096 px")
-        return tuple(sorted(sizes | {self.thumbnail_size}))
+        """Every size ?size=N may ask for, in order: the listed ones and the default."""
+        return tuple(sorted({*self.thumbnail_sizes, self.thumbnail_size}))
 
     @property
     def background(self) -> tuple[int, int, int]:
+        """APERCU_THUMBNAIL_BACKGROUND as RGB (a #rrggbb colour: checked when these settings were built)."""
         text = self.thumbnail_background.lstrip("#")
-        if len(text) != 6:
-            raise ValueError(f"APERCU_THUMBNAIL_BACKGROUND={self.thumbnail_background!r} is not #rrggbb")
-        try:
-            return (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16))
-        except ValueError:
-            raise ValueError(f"APERCU_THUMBNAIL_BACKGROUND={self.thumbnail_background!r} is not #rrggbb") from None
+        return (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16))
 
     def imaging_options(self) -> Options:
         """The part of the settings the imaging functions take (they know nothing of this module)."""
@@ -153,33 +242,93 @@ class Settings:
             exiftool_timeout=min(EXIFTOOL_TIMEOUT, self.task_time_limit / 2),
         )
 
-    def validate(self) -> Settings:
-        """Raise ValueError now for settings that would otherwise fail on the first request."""
-        self.sizes, self.background  # noqa: B018 - evaluated for their checks
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"APERCU_{name.upper()}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        if self.webhook_url and not self.webhook_secret:
-            raise ValueError("APERCU_WEBHOOK_URL needs APERCU_WEBHOOK_SECRET: webhooks are always signed")
-        for name in ("max_pending", "min_free_mb"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"APERCU_{name.upper()}={getattr(self, name)} must not be negative")
-        return self
+
+PLAIN = Spec()
 
 
-def _convert(name: str, raw: str, cls: type[Settings]) -> Any:
-    default = cls.__dataclass_fields__[name].default
-    if isinstance(default, bool):
-        if raw.strip().lower() not in BOOLEANS:
-            raise ValueError(f"APERCU_{name.upper()}={raw!r} is not one of {', '.join(BOOLEANS)}")
-        return BOOLEANS[raw.strip().lower()]
+def env_name(name: str) -> str:
+    """The environment variable of the setting `name`."""
+    return f"{PREFIX}{name.upper()}"
+
+
+@cache
+def _kinds() -> dict[str, Any]:
+    """Each field's type, resolved once (the annotations are text, under `from __future__ import annotations`)."""
+    return get_type_hints(Settings)
+
+
+def _refuse_unknown(environ: Mapping[str, str]) -> None:
+    """SettingError naming every APERCU_ variable that is neither a setting nor in NOT_SETTINGS, with the known
+    name closest to each."""
+    known = [env_name(f.name) for f in fields(Settings)] + list(NOT_SETTINGS)
+    problems = []
+    for name in sorted(n for n in environ if n.startswith(PREFIX) and n not in known):
+        # compared without the prefix, which every name shares and which would make any two look alike
+        closest = difflib.get_close_matches(name.removeprefix(PREFIX), [k.removeprefix(PREFIX) for k in known], n=1)
+        problems.append(f"{name} is not a setting" + (f"; did you mean {PREFIX}{closest[0]}?" if closest else ""))
+    if problems:
+        raise SettingError("\n".join(problems))
+
+
+def _value(name: str, kind: Any, spec: Spec, value: Any) -> Any:
+    """`value` of the setting `name` as its type `kind`, parsed if it is text; SettingError unless allowed."""
+    variable = env_name(name)
+    container = get_origin(kind)
+    if container not in (tuple, frozenset):
+        return _item(kind, spec, value, variable if spec.secret else f"{variable}={value!r}")
+    noun = spec.rule.item if spec.rule else "value"
+    items = _split(value, f"{variable} is set but holds no {noun}") if isinstance(value, str) else value
+    return container(
+        _item(get_args(kind)[0], spec, item, f"{variable} {noun} {number}" + ("" if spec.secret else f" ({item!r})"))
+        for number, item in enumerate(items, 1)
+    )
+
+
+def _split(text: str, empty: str) -> list[str]:
+    """A comma-separated list: empty text is none; text that names nothing (" , ") is refused with `empty`."""
+    if text == "":
+        return []
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise SettingError(empty)
+    return items
+
+
+def _item(kind: Any, spec: Spec, value: Any, where: str) -> Any:
+    if isinstance(value, str) and spec.fold is not None:
+        value = spec.fold(value)
+    if isinstance(value, str) and kind is not str:
+        value = _parse(kind, value, where)
+    if spec.rule is not None:
+        spec.rule.check(value, where)
+    return value
+
+
+def _parse(kind: Any, text: str, where: str) -> Any:
+    """The text of a setting as `kind`: bool, int, float, Path or one of a Literal's choices."""
+    if kind is bool or get_origin(kind) is Literal:
+        key = text.strip().lower() if kind is bool else text
+        choices = BOOLEANS if kind is bool else {choice: choice for choice in get_args(kind)}
+        if key not in choices:
+            raise SettingError(f"{where} is not one of {', '.join(choices)}")
+        return choices[key]
+    if kind is Path:
+        return Path(text)
     try:
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"APERCU_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from exc
-    if isinstance(default, Path):
-        return Path(raw)
-    return raw
+        number = kind(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise SettingError(f"{where} is not {'an integer' if kind is int else 'a number'}")
+    return number
+
+
+def _text(value: Any) -> str:
+    """A setting's value as the environment's text, which `_value` parses back to it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value))
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)

@@ -22,9 +22,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from apercu.config import CHOICES, Settings
+from apercu.config import Settings
 
-FORMATS = CHOICES["log_format"]
 REQUEST_ID: ContextVar[str | None] = ContextVar("apercu_request_id", default=None)
 _MARK = "_apercu_handler"  # set on the handler `configure` installs, so that configuring again replaces it
 
@@ -50,8 +49,6 @@ def configure(settings: Settings, level: str | int | None = None) -> None:
     Replaces the handler an earlier call installed and leaves any other alone (a test runner's, say); a process
     has the one handler, so the web server's and the worker's own loggers are routed here rather than formatted
     by them (see `api.server.GunicornLogger` and `tasks.runner`)."""
-    if settings.log_format not in FORMATS:
-        raise ValueError(f"APERCU_LOG_FORMAT={settings.log_format!r} is not one of {', '.join(FORMATS)}")
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(handler)
@@ -59,7 +56,7 @@ def configure(settings: Settings, level: str | int | None = None) -> None:
     setattr(handler, _MARK, True)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     root.addHandler(handler)
-    root.setLevel(level if level is not None else settings.log_level.upper())
+    root.setLevel(level if level is not None else settings.log_level)
     logging.captureWarnings(True)  # a library's warnings too (Celery's, say): one format for every line
 
 

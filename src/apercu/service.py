@@ -134,7 +134,7 @@ class Service:
         if not self.settings.webhook_secret:
             raise InvalidCallback("this service sends no webhooks: APERCU_WEBHOOK_SECRET is not set")
         try:
-            webhooks.check(url, self.settings.webhook_hosts)
+            webhooks.check(url, self.settings.webhook_allowed_hosts)
         except webhooks.Refused as exc:
             raise InvalidCallback(f"callback_url: {exc}") from None
 

@@ -27,7 +27,7 @@ class StrictJSONProvider(DefaultJSONProvider):
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = (settings or Settings.from_env()).validate()
+    settings = settings or Settings.from_env()
     # The web page's assets (api/page.py) as the app's own static folder: its `static` endpoint is no API route.
     app = Flask(
         "apercu", static_folder=page.STATIC_FOLDER, static_url_path=page.STATIC_URL_PATH,

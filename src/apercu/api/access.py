@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,9 @@ from flask import Flask, Response, request
 from flask.typing import ResponseReturnValue
 
 from apercu.api.backpressure import MIB, Load, pending_count
-from apercu.api.cors import Cors, parse_origins
+from apercu.api.cors import Cors
 from apercu.api.errors import error_response
-from apercu.config import Settings
+from apercu.config import API_KEY, SettingError, Settings
 
 # What needs no key: exact paths, or prefixes ending in "*". The web page and its assets must load before the
 # page can ask for a key; probes and metrics scrapers have none; the API's description is no secret.
@@ -45,7 +44,6 @@ PUBLIC_PATHS = (
 THUMBNAILS = "/thumbnails/*"  # public too with APERCU_PUBLIC_THUMBNAILS (for <img> tags that cannot send a key)
 UPLOAD = ("POST", "/images")  # the one request backpressure applies to
 BUSY_RETRY_AFTER = 5  # seconds: about how long a worker takes to make a dent in the queue
-KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # visible ASCII but the comma, which separates APERCU_API_KEYS
 EXTENSION = "apercu.access"
 
 Header = Callable[[str], str | None]  # a request header by name (case-insensitive), None when absent
@@ -87,39 +85,27 @@ class Keys:
 
 
 def load_keys(settings: Settings) -> Keys:
-    """The keys of APERCU_API_KEYS (comma-separated) and APERCU_API_KEYS_FILE (one per line; blank lines and
-    `#` comments ignored), read once, at start. ValueError for a file that cannot be read, a setting that names
-    no key (a typo must not silently open the API) or a key with characters a header cannot carry as they are.
-    Messages name the setting and the line, never a key."""
-    found: list[str] = []
-    if settings.api_keys:
-        listed = [key.strip() for key in settings.api_keys.split(",")]
-        if not any(listed):
-            raise ValueError("APERCU_API_KEYS is set but holds no key")
-        for number, key in enumerate(listed, 1):
-            if key:
-                _check_key(key, f"APERCU_API_KEYS (key {number})")
-                found.append(key)
+    """The keys of APERCU_API_KEYS (parsed and checked with the settings) and APERCU_API_KEYS_FILE (one per line;
+    blank lines and `#` comments ignored), read once, at start. SettingError for a file that cannot be read, that
+    names no key (a typo must not silently open the API) or holds a key with characters a header cannot carry as
+    they are (config.API_KEY, the rule of APERCU_API_KEYS too). Messages name the setting and the line, never a
+    key."""
+    found = list(settings.api_keys)
     if settings.api_keys_file:
         try:
             text = Path(settings.api_keys_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"APERCU_API_KEYS_FILE={settings.api_keys_file!r} cannot be read: {exc}") from None
+            raise SettingError(f"APERCU_API_KEYS_FILE={settings.api_keys_file!r} cannot be read: {exc}") from None
         in_file = 0
         for number, line in enumerate(text.splitlines(), 1):
             key = line.strip()
             if key and not key.startswith("#"):
-                _check_key(key, f"APERCU_API_KEYS_FILE line {number}")
+                API_KEY.check(key, f"APERCU_API_KEYS_FILE line {number}")
                 found.append(key)
                 in_file += 1
         if not in_file:
-            raise ValueError(f"APERCU_API_KEYS_FILE={settings.api_keys_file!r} holds no key")
+            raise SettingError(f"APERCU_API_KEYS_FILE={settings.api_keys_file!r} holds no key")
     return Keys(dict.fromkeys(found))
-
-
-def _check_key(key: str, where: str) -> None:
-    if not KEY.fullmatch(key):
-        raise ValueError(f"{where}: a key must be visible ASCII characters, without spaces or commas")
 
 
 def presented_key(header: Header) -> str | None:
@@ -148,7 +134,7 @@ class Gate:
         service = app.extensions["apercu"]
         settings: Settings = service.settings
         load = Load(pending_count(service.storage.catalog.images.counts), settings.data_dir)
-        return cls(settings, load_keys(settings), Cors(parse_origins(settings.cors_origins)), load)
+        return cls(settings, load_keys(settings), Cors(settings.cors_origins), load)
 
     def check(self, method: str, path: str, header: Header) -> Refusal | None:
         """Key first (an anonymous caller learns nothing about the load), then, for an upload, backpressure."""

@@ -10,31 +10,12 @@ hands one origin's answer to another.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 METHODS = ("GET", "POST", "DELETE")
 REQUEST_HEADERS = ("Content-Type", "X-API-Key", "Authorization", "Idempotency-Key", "X-Request-ID")
 EXPOSED_HEADERS = ("Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed")
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 Headers = list[tuple[str, str]]
-
-
-def parse_origins(raw: str) -> frozenset[str]:
-    """The origins of APERCU_CORS_ORIGINS (comma-separated `scheme://host[:port]`); ValueError for anything a
-    browser would never send as an Origin (a path, a trailing slash, `*`, `null`), which would never match."""
-    origins = set()
-    for item in raw.split(","):
-        origin = item.strip()
-        if not origin:
-            continue
-        parts = urlsplit(origin)
-        if not parts.scheme or not parts.netloc or parts.path or parts.query or parts.fragment or "@" in origin:
-            raise ValueError(f"APERCU_CORS_ORIGINS: {origin!r} is not an origin like https://example.com:8443")
-        origins.add(origin.lower())
-    if raw.strip() and not origins:
-        raise ValueError("APERCU_CORS_ORIGINS is set but names no origin")
-    return frozenset(origins)
 
 
 class Cors:

@@ -81,7 +81,7 @@ def resolve(url: str, allowed_hosts: Collection[str] = ()) -> Target:
 
 
 def _allowed(host: str, allowed_hosts: Collection[str]) -> bool:
-    return host.lower() in {h.lower() for h in allowed_hosts}
+    return host.lower() in allowed_hosts  # (APERCU_WEBHOOK_ALLOWED_HOSTS is lower case: see config)
 
 
 def _is_address(host: str) -> bool:

@@ -44,9 +44,8 @@ class Deliveries:
         image = client_view(record, settings.gps)  # without `webhooks`: a receiver is not told of the others
         body = json.dumps(image_json(image), allow_nan=False).encode()
         try:
-            answer = self.post(
-                addresses.resolve(delivery.url, settings.webhook_hosts), body, settings.webhook_secret, delivery_id
-            )
+            target = addresses.resolve(delivery.url, settings.webhook_allowed_hosts)
+            answer = self.post(target, body, settings.webhook_secret, delivery_id)
         except addresses.Refused as exc:
             catalog.deliveries.record_attempt(delivery_id, DeliveryStatus.FAILED, None, f"refused: {exc}")
             return None
