@@ -1,8 +1,12 @@
 """Every input a route takes (path, query, header, form field), declared once: its name and place, its type and
 range, default and description, and the error a bad value gets. The routes read their inputs through these
-declarations (`api.operation.Given`), with one parse function per kind (Integer, Number, Text, Cursor), and
-the OpenAPI document publishes the same declarations as its parameters and request body, so a route cannot take
-or refuse anything the document does not say.
+declarations (`api.operation.Given`), with one parse function per kind (Integer, Number, Text, Cursor, Url; a
+File part is checked by `api.uploads.checked_file` with its declaration's errors), and the OpenAPI document
+publishes the same declarations as its parameters and request body, so a route cannot take or refuse anything
+the document does not say.
+
+Exactly as the routes always parsed them: an image id that is not one is a 404 (as no such image), integers are
+ASCII digits only, `?wait=` tells a number out of range from no number at all.
 """
 
 from __future__ import annotations
@@ -126,7 +130,8 @@ class Number(Input[float]):
 
 @dataclass(frozen=True)
 class Text(Input[str]):
-    """Text matching `pattern` (the whole of it), of a bounded length; `lower` folds it to lower case."""
+    """Text matching `pattern` (the whole of it), of a bounded length, among `enum` when there is one; `lower`
+    folds it to lower case. The message may name the refused value as `{value!r}`."""
 
     pattern: str | None = None
     min_length: int = 0

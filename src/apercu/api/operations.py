@@ -86,6 +86,7 @@ RESPONSES: Json = {  # BadRequest lists the codes of every input, and is the doc
 }
 SERVER_REFUSALS = {"408": "RequestTimeout", "414": "UriTooLong", "431": "HeadersTooLarge"}
 BY_ID = {"parameters": {"id": "$response.body#/id"}}
+FORMAT_NAMES = f"{', '.join(LABELS.get(f.name, f.name) for f in FORMATS[:-1])} or {FORMATS[-1].name}"
 
 INDEX = Operation(
     "GET", "/", "index", "service", "Service status and this list of endpoints",
@@ -112,8 +113,8 @@ UPLOAD = Operation(
         "400": shared("BadRequest"), "413": shared("TooLarge"), "415": shared("UnsupportedFormat"),
         "503": shared("Busy"), "507": shared("DiskFull"),
     },
-    f"{', '.join(LABELS.get(f.name, f.name) for f in FORMATS[:-1])} or {FORMATS[-1].name}, recognised from its content. The 202 means "
-    "stored and recorded; metadata and thumbnail follow (poll `links.self`, or `?wait=`).",
+    f"{FORMAT_NAMES}, recognised from its content. The 202 means stored and recorded; metadata and thumbnail "
+    "follow (poll `links.self`, or `?wait=`).",
     (inputs.IDEMPOTENCY_KEY, inputs.FILE, inputs.CALLBACK_URL),
 )
 LIST = Operation(
