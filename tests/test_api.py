@@ -55,7 +55,8 @@ def error_code(response: Any) -> str:
 def test_index_lists_every_route(client: Any, app: Any) -> None:
     body = parse_json(client.get("/"))
     assert body["status"] == "ok" and body["message"] == "Server is up and running" and body["version"]
-    listed = {(e["method"], e["path"].replace("{", "<").replace("}", ">")) for e in body["endpoints"]}
+    listed = {(e["method"], e["path"].replace("{id}", "<image_id>").replace("{asset}", "<asset>"))
+              for e in body["endpoints"]}
     routed = {
         (method, rule.rule)
         for rule in app.url_map.iter_rules()

@@ -45,6 +45,11 @@ class Declared(ABC):
     code: str
     message: str
     status: int = 400
+    variable: str = ""  # a path input's name in the Flask rule, when not `name`: the HTTP metrics label by rule
+
+    @property
+    def sent_as(self) -> str:
+        return self.variable or self.name
 
     @abstractmethod
     def schema(self) -> Json: ...
@@ -215,7 +220,7 @@ def codes(inputs: list[Declared]) -> list[str]:
 
 IMAGE_ID = Text(
     "id", "path", "The image's id, as the upload returned it (32 lowercase hex digits); anything else is a 404.",
-    CODES[404], NO_IMAGE, status=404, pattern=ID_PATTERN,
+    CODES[404], NO_IMAGE, status=404, variable="image_id", pattern=ID_PATTERN,
 )
 WAIT = Number(
     "wait", "query", f"Hold the request up to this many seconds (at most {MAX_WAIT}) until processing (or the "

@@ -27,6 +27,9 @@ View = Callable[..., ResponseReturnValue]
 
 @dataclass(frozen=True)
 class Operation:
+    """What the document says of one operation; its `inputs` are all a view bound to it may read, in the order
+    the view parses them (the document lists its parameters in that order too)."""
+
     method: str
     path: str  # as the document writes it: /images/{id}
     operation_id: str
@@ -39,8 +42,9 @@ class Operation:
 
     @property
     def rule(self) -> str:
-        """The Flask rule of the path: /images/<id>."""
-        return re.sub(r"\{(\w+)\}", r"<\1>", self.path)
+        """The Flask rule of the path: /images/{id} -> /images/<image_id>."""
+        variables = {i.name: i.sent_as for i in self.inputs if i.where == "path"}
+        return re.sub(r"\{(\w+)\}", lambda m: f"<{variables[m[1]]}>", self.path)
 
 
 class Given:
@@ -54,7 +58,7 @@ class Given:
     def _raw(self, declared: Declared) -> str | None:
         if declared not in self.operation.inputs:
             raise LookupError(f"{declared.name} is not an input of {self.operation.operation_id}")
-        return _sent(declared.where, declared.name)
+        return _sent(declared.where, declared.sent_as)
 
     def __contains__(self, declared: Declared) -> bool:
         return self._raw(declared) is not None
