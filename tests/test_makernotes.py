@@ -278,15 +278,14 @@ def test_a_maker_note_exiftool_does_not_know_gives_no_block(real_exiftool: None)
 
 
 @pytest.mark.corpus
-def test_maker_groups_and_tags_match_exiftools_readings(real_exiftool: None) -> None:
+def test_maker_groups_and_tags_match_exiftools_readings(real_exiftool: None, app: Any) -> None:
     """Every corpus file: the same maker groups as its ExifTool reading, equal tags, the documented shape."""
     from test_openapi import Contract
 
-    from apercu import __version__
     from apercu.api.openapi import document
 
     corpus = require_corpus()
-    contract = Contract(document(__version__))
+    contract = Contract(document(app))
 
     def read(path: Path) -> dict[str, Any]:
         meta = fidelity.ours_with_makernotes(path)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from apercu.imaging.gps import allowed_metadata
 from apercu.storage.catalog import IN_PROGRESS, DeliveryRecord, ImageRecord, ImageStatus
+
+if TYPE_CHECKING:  # the shape's models live with the API that publishes them; nothing of it is imported here
+    from apercu.api.models import DeliveryJson, ImageJson
 
 
 @dataclass(frozen=True)
@@ -44,33 +47,38 @@ def client_view(record: ImageRecord, gps: str) -> Image:
     )
 
 
+@overload
+def iso(stamp: datetime) -> str: ...
+@overload
+def iso(stamp: datetime | None) -> str | None: ...
 def iso(stamp: datetime | None) -> str | None:
     return None if stamp is None else stamp.isoformat(timespec="milliseconds") + "Z"
 
 
-def image_json(image: Image) -> dict[str, Any]:
-    """The public shape of one image."""
-    links = {"self": f"/images/{image.id}", "thumbnail": f"/thumbnails/{image.id}.jpg"}
-    body: dict[str, Any] = {
+def image_json(image: Image) -> ImageJson:
+    """The public shape of one image (`api.models.ImageJson`, checked by mypy here)."""
+    self_url, thumbnail_url = f"/images/{image.id}", f"/thumbnails/{image.id}.jpg"
+    body: ImageJson = {
         "id": image.id,
         "status": image.status,
         "filename": image.filename,
         "uploaded_at": iso(image.uploaded_at),
         "processed_at": iso(image.processed_at),
         "error": image.error,
-        "links": links,
+        "links": {"self": self_url, "thumbnail": thumbnail_url},
     }
     if image.metadata is not None:
         body["metadata"] = image.metadata
     if image.thumbnail is not None:
         thumb = image.thumbnail
-        body["thumbnail"] = {k: thumb[k] for k in ("width", "height", "bytes")} | {"url": links["thumbnail"]}
+        body["thumbnail"] = {"width": thumb["width"], "height": thumb["height"], "bytes": thumb["bytes"],
+                             "url": thumbnail_url}
     if image.deliveries:
         body["webhooks"] = [delivery_json(d) for d in image.deliveries]
     return body
 
 
-def delivery_json(delivery: DeliveryRecord) -> dict[str, Any]:
+def delivery_json(delivery: DeliveryRecord) -> DeliveryJson:
     """One completion webhook's delivery: where to, and how it went so far."""
     return {
         "id": delivery.id,

@@ -16,7 +16,8 @@ from pathlib import Path
 from flask import Blueprint, Response, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 
-from apercu.api.errors import ApiError
+from apercu.api.errors import CODES
+from apercu.api.inputs import Text
 from apercu.api.page import CONTENT_SECURITY_POLICY
 
 DIST = Path(str(files("flask_swagger_ui").joinpath("dist")))
@@ -30,6 +31,8 @@ ASSETS = {
     "favicon-16x16.png": "image/png",
     INIT: "text/javascript",
 }
+ASSET = Text("asset", "path", "", CODES[404], "no documentation asset named {value!r}", status=404,
+             enum=tuple(sorted(ASSETS)))
 MAX_AGE = 86400
 
 INIT_SCRIPT = """\
@@ -90,8 +93,7 @@ def page() -> ResponseReturnValue:
 
 @bp.get("/docs/<asset>")
 def asset(asset: str) -> ResponseReturnValue:
-    if asset not in ASSETS:
-        raise ApiError(404, f"no documentation asset named {asset!r}")
+    asset = ASSET.parse(asset)
     if asset == INIT:
         response = Response(INIT_SCRIPT, mimetype=ASSETS[asset])
         response.add_etag()

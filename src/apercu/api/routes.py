@@ -1,12 +1,9 @@
-"""The published routes. Paths are a contract with existing clients: change none of them."""
+"""The published routes: each view is bound to its operation (`api.operations`: the path, inputs and answers, a
+contract with existing clients: change none of them) and reads its inputs through their declarations."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
@@ -15,18 +12,38 @@ from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
-from apercu.api import limits, page, uploads
-from apercu.api.errors import NO_IMAGE, ApiError
-from apercu.api.openapi import ENDPOINTS, document
-from apercu.images import Image, image_json
+from apercu.api import operations, page, uploads
+from apercu.api.inputs import (
+    CALLBACK_URL,
+    CURSOR,
+    IDEMPOTENCY_KEY,
+    IMAGE_ID,
+    LIMIT,
+    MAX_DISTANCE,
+    SHA256,
+    SIMILAR_TO,
+    SIZE,
+    WAIT,
+    Cursor,
+)
+from apercu.api.models import (
+    AcceptedJson,
+    HealthJson,
+    ImageJson,
+    ImagePageJson,
+    IndexJson,
+    PageLinksJson,
+    ReadinessJson,
+)
+from apercu.api.openapi import document, endpoints
+from apercu.api.operation import Given, route
+from apercu.images import image_json
 from apercu.imaging.thumbnail import OUTPUTS
-from apercu.service import Service
+from apercu.service import InvalidCallback, Service
 from apercu.storage.catalog import WORKER_TIMEOUT
 
 bp = Blueprint("api", __name__)
 
-ID_PATTERN = re.compile(limits.ID_PATTERN)
-SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 THUMBNAIL_MAX_AGE = 86400
 
 
@@ -35,143 +52,83 @@ def _apercu() -> Service:
     return service
 
 
-def _wait_seconds() -> float:
-    raw = request.args.get("wait")
-    if raw is None:
-        return 0.0
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise ApiError(400, "wait must be a number of seconds", code="invalid_wait") from None
-    if not 0 <= seconds <= limits.MAX_WAIT:
-        raise ApiError(400, f"wait must be between 0 and {limits.MAX_WAIT} seconds", code="invalid_wait")
-    return seconds
-
-
-def _checked_id(image_id: str) -> str:
-    """404 for what cannot be an id, before anything is looked up."""
-    if not ID_PATTERN.match(image_id):
-        raise ApiError(404, NO_IMAGE)
-    return image_id
-
-
-@bp.get("/")
-def index() -> ResponseReturnValue:
+@route(bp, operations.INDEX)
+def index(_given: Given) -> ResponseReturnValue:
     """The service status as JSON for API clients; the web page (api/page.py) for a browser that asks for HTML."""
     if page.wants_html(request):
         return page.html()
-    response = jsonify(
-        status="ok",
-        message="Server is up and running",
-        version=__version__,
-        endpoints=[{"method": m, "path": p, "description": d} for m, p, d in ENDPOINTS],
-    )
+    body: IndexJson = {"status": "ok", "message": "Server is up and running", "version": __version__,
+                       "endpoints": endpoints(current_app)}
+    response = jsonify(body)
     response.vary.add("Accept")  # the same URL answers HTML to browsers: caches must keep the two apart
     return response
 
 
-@bp.get("/openapi.json")
-def openapi() -> ResponseReturnValue:
-    return jsonify(document(__version__, _apercu().settings))
+@route(bp, operations.OPENAPI)
+def openapi(_given: Given) -> ResponseReturnValue:
+    return jsonify(document(current_app))
 
 
-@bp.post("/images")
-def upload() -> ResponseReturnValue:
+@route(bp, operations.UPLOAD)
+def upload(given: Given) -> ResponseReturnValue:
     """Store and record an upload, then queue it: 202. With an `Idempotency-Key`, a retry gets the first try's
     image (`Idempotent-Replayed: true`) instead of a second one, for `APERCU_IDEMPOTENCY_TTL` seconds; with
     `APERCU_DEDUP=reuse`, bytes already stored get their image: 200 with `"duplicate": true`."""
     service = _apercu()
-    key = uploads.idempotency_key(request)
+    key = given.get(IDEMPOTENCY_KEY)
     submitted = service.replay(key) if key else None
     if submitted is None:
         upload, filename = uploads.checked_file(request, service.settings.max_upload_bytes)
-        submitted = service.submit(upload, filename, key, request.form.get("callback_url"))
-    body = image_json(submitted.image)
-    answer = {k: body[k] for k in ("id", "status", "links")} | ({"duplicate": True} if submitted.duplicate else {})
-    response = jsonify(answer)
+        try:
+            submitted = service.submit(upload, filename, key, given.get(CALLBACK_URL))
+        except InvalidCallback as exc:
+            raise CALLBACK_URL.refused(str(exc)) from None
+    image = image_json(submitted.image)
+    body: AcceptedJson = {"id": image["id"], "status": image["status"], "links": image["links"]}
+    if submitted.duplicate:
+        body["duplicate"] = True
+    response = jsonify(body)
     response.status_code = 200 if submitted.duplicate else 202
-    response.headers["Location"] = body["links"]["self"]
+    response.headers["Location"] = image["links"]["self"]
     if not submitted.created and not submitted.duplicate:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-@bp.get("/images/<image_id>")
-def get_image(image_id: str) -> ResponseReturnValue:
-    return jsonify(image_json(_apercu().get(_checked_id(image_id), _wait_seconds())))
+@route(bp, operations.GET)
+def get_image(given: Given) -> ResponseReturnValue:
+    return jsonify(image_json(_apercu().get(given[IMAGE_ID], given[WAIT])))
 
 
-@bp.get("/images")
-def list_images() -> ResponseReturnValue:
+@route(bp, operations.LIST)
+def list_images(given: Given) -> ResponseReturnValue:
     """Newest first with cursor pagination; or the images with one SHA-256 (?sha256=), or those that look like
     one image (?similar_to=<id>&max_distance=N, nearest first, each with its `distance` in bits): one page."""
-    limit = _page_size()
-    if "sha256" in request.args:
-        found = _apercu().with_sha256(_checked_sha256(request.args["sha256"]), limit)
-        return jsonify(items=[image_json(r) for r in found], next_cursor=None, links={})
-    if "similar_to" in request.args:
-        near = _apercu().similar(_checked_id(request.args["similar_to"]), _max_distance(), limit)
-        return jsonify(items=[image_json(r) | {"distance": d} for r, d in near], next_cursor=None, links={})
-    after = _decode_cursor(request.args.get("cursor"))
-    found = _apercu().page(limit + 1, after)
+    limit = given[LIMIT]
+    if SHA256 in given:
+        return _page([image_json(r) for r in _apercu().with_sha256(given[SHA256], limit)])
+    if SIMILAR_TO in given:
+        near = _apercu().similar(given[SIMILAR_TO], given[MAX_DISTANCE], limit)
+        return _page([image_json(r) | {"distance": d} for r, d in near])
+    found = _apercu().page(limit + 1, given.get(CURSOR))
     items, more = found[:limit], len(found) > limit
-    next_cursor = _encode_cursor(items[-1]) if more else None
-    links = {"next": f"/images?limit={limit}&cursor={next_cursor}"} if next_cursor else {}
-    return jsonify(items=[image_json(r) for r in items], next_cursor=next_cursor, links=links)
+    next_cursor = Cursor.encode(items[-1].uploaded_at, items[-1].id) if more else None
+    return _page([image_json(r) for r in items], next_cursor, f"/images?limit={limit}&cursor={next_cursor}")
 
 
-def _checked_sha256(raw: str) -> str:
-    if not SHA256_PATTERN.fullmatch(raw.lower()):
-        raise ApiError(400, "sha256 must be 64 hexadecimal digits", code="invalid_sha256")
-    return raw.lower()
+def _page(items: list[ImageJson], next_cursor: str | None = None, next_url: str = "") -> ResponseReturnValue:
+    links: PageLinksJson = {"next": next_url} if next_cursor else {}
+    body: ImagePageJson = {"items": items, "next_cursor": next_cursor, "links": links}
+    return jsonify(body)
 
 
-def _max_distance() -> int:
-    distance = _integer(request.args.get("max_distance", str(limits.DEFAULT_DISTANCE)))
-    if distance is None or not 0 <= distance <= 64:
-        raise ApiError(400, "max_distance must be an integer from 0 to 64 (bits)", code="invalid_max_distance")
-    return distance
-
-
-def _page_size() -> int:
-    limit = _integer(request.args.get("limit", str(limits.DEFAULT_PAGE)))
-    if limit is None or not 1 <= limit <= limits.MAX_PAGE:
-        raise ApiError(400, f"limit must be an integer from 1 to {limits.MAX_PAGE}", code="invalid_limit")
-    return limit
-
-
-def _integer(raw: str) -> int | None:
-    """A query parameter's whole number, or None: ASCII digits only (str.isdigit also takes "²", which int()
-    refuses), and few enough of them for int() (which refuses more than 4300 digits)."""
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
-
-
-def _encode_cursor(image: Image) -> str:
-    raw = f"{image.uploaded_at.isoformat()}|{image.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, image_id = raw.split("|")
-        if not ID_PATTERN.match(image_id):
-            raise ValueError(image_id)
-        return datetime.fromisoformat(stamp), image_id
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise ApiError(400, "cursor is not one this server issued", code="invalid_cursor") from None
-
-
-@bp.get("/thumbnails/<image_id>.jpg", defaults={"ext": "jpg"})
-@bp.get("/thumbnails/<image_id>.webp", defaults={"ext": "webp"})
-def thumbnail(image_id: str, ext: str) -> ResponseReturnValue:
+@route(bp, *operations.THUMBNAILS)
+def thumbnail(given: Given, ext: str) -> ResponseReturnValue:
     """The stored JPEG, or another size (?size=N) or format (.webp): rendered by a worker on first request and
     kept; meanwhile 409 with Retry-After, or the answer once it is there with ?wait=N."""
-    size = _thumbnail_size()
+    size = given[SIZE]
     service = _apercu()
-    found = service.thumbnail(_checked_id(image_id), size, ext, _wait_seconds())
+    found = service.thumbnail(given[IMAGE_ID], size, ext, given[WAIT])
     max_age = THUMBNAIL_MAX_AGE
     response: BaseResponse
     if found.etag in request.if_none_match:
@@ -189,30 +146,20 @@ def thumbnail(image_id: str, ext: str) -> ResponseReturnValue:
     return response
 
 
-def _thumbnail_size() -> int:
-    sizes = _apercu().settings.sizes
-    size = _integer(request.args.get("size", str(_apercu().settings.thumbnail_size)))
-    if size is None or size not in sizes:
-        raise ApiError(400, f"size must be one of {', '.join(map(str, sizes))}", code="invalid_size")
-    return size
-
-
-def _delete(image_id: str) -> ResponseReturnValue:
-    _apercu().delete(_checked_id(image_id))
+@route(bp, operations.DELETE_LEGACY, operations.DELETE)
+def delete(given: Given) -> ResponseReturnValue:
+    _apercu().delete(given[IMAGE_ID])
     return Response(status=204)
 
 
-bp.add_url_rule("/delete/<image_id>", "delete_legacy", _delete, methods=["DELETE"])
-bp.add_url_rule("/images/<image_id>", "delete_image", _delete, methods=["DELETE"])
+@route(bp, operations.HEALTHZ)
+def healthz(_given: Given) -> ResponseReturnValue:
+    body: HealthJson = {"status": "ok"}
+    return jsonify(body)
 
 
-@bp.get("/healthz")
-def healthz() -> ResponseReturnValue:
-    return jsonify(status="ok")
-
-
-@bp.get("/readyz")
-def readyz() -> ResponseReturnValue:
+@route(bp, operations.READYZ)
+def readyz(_given: Given) -> ResponseReturnValue:
     app = _apercu()
     checks: dict[str, Callable[[], Any]] = {
         "catalog": app.storage.catalog.ping,
@@ -228,7 +175,8 @@ def readyz() -> ResponseReturnValue:
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             results[name] = f"{type(exc).__name__}: {exc}"[:300]
     ready = all(v == "ok" for v in results.values())
-    response = jsonify(status="ok" if ready else "unavailable", checks=results)
+    body: ReadinessJson = {"status": "ok" if ready else "unavailable", "checks": results}
+    response = jsonify(body)
     response.status_code = 200 if ready else 503
     return response
 

@@ -8,7 +8,6 @@ The declared length is checked before a byte of the body is read, and the real s
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from typing import IO, BinaryIO, cast
 
@@ -17,9 +16,9 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from apercu.api import multipart
 from apercu.api.errors import ApiError
+from apercu.api.inputs import FILE
 from apercu.imaging.formats import sniff
 
-KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_SLACK = 64 * 1024
 MAX_FILENAME = 255
@@ -86,28 +85,17 @@ def too_large_message(max_bytes: int) -> str:
     return f"the file is larger than the maximum upload size of {max_bytes} bytes"
 
 
-def idempotency_key(request: Request) -> str | None:
-    """The request's `Idempotency-Key` header: up to 255 printable ASCII characters, or None when absent."""
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not KEY_PATTERN.fullmatch(key):
-        message = "Idempotency-Key must be 1 to 255 printable ASCII characters"
-        raise ApiError(400, message, code="invalid_idempotency_key")
-    return key
-
-
 def checked_file(request: Request, max_bytes: int) -> tuple[IO[bytes], str | None]:
     """The `file` part, checked to be a non-empty image of a supported format within the size limit, and the
     client's name for it (cleaned); raises ApiError for what the client got wrong."""
     check_declared_length(request, max_bytes)
-    upload = request.files.get("file")
+    upload = request.files.get(FILE.name)
     if upload is None:
-        raise ApiError(400, "multipart form field 'file' is required", code="missing_file")
+        raise FILE.refused()
     stream = upload.stream
     size = stream.seek(0, os.SEEK_END)
     if size == 0:
-        raise ApiError(400, "the uploaded file is empty", code="empty_file")
+        raise FILE.empty()
     if size > max_bytes:
         raise ApiError(413, too_large_message(max_bytes))
     if sniff(cast(BinaryIO, stream)) is None:

@@ -1,0 +1,123 @@
+"""One operation (a method on a path), declared once with its inputs and its documented answers; `route` binds a
+view to it, and the view reads its inputs through `Given`, which parses them with their declarations and
+refuses to read one the operation does not declare.
+
+The document (`api.openapi`) and `GET /`'s endpoint list are made from the same declarations, in their order;
+`routed` checks them against the app's routes (every route declared, every declaration routed), so a route can
+neither be missing from the document nor documented without existing.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from flask import Blueprint, Flask, current_app, request
+from flask.typing import ResponseReturnValue
+
+from apercu.api.inputs import Declared, Input, Json, Where
+from apercu.config import Settings
+
+T = TypeVar("T")
+View = Callable[..., ResponseReturnValue]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the document says of one operation; its `inputs` are all a view bound to it may read, in the order
+    the view parses them (the document lists its parameters in that order too)."""
+
+    method: str
+    path: str  # as the document writes it: /images/{id}
+    operation_id: str
+    tag: str
+    summary: str  # also GET /'s description of the endpoint
+    responses: Json = field(hash=False)
+    description: str = ""
+    inputs: tuple[Declared, ...] = ()
+    arguments: Mapping[str, str] = field(default_factory=dict, hash=False)  # passed to the view as they are
+
+    @property
+    def rule(self) -> str:
+        """The Flask rule of the path: /images/{id} -> /images/<image_id>."""
+        variables = {i.name: i.sent_as for i in self.inputs if i.where == "path"}
+        return re.sub(r"\{(\w+)\}", lambda m: f"<{variables[m[1]]}>", self.path)
+
+
+class Given:
+    """A request's inputs as one operation declares them, parsed when a view asks for them (a view parses some
+    only in some cases, and in the order it asks: which error a request with two bad inputs gets is the view's
+    choice)."""
+
+    def __init__(self, operation: Operation) -> None:
+        self.operation = operation
+
+    def _raw(self, declared: Declared) -> str | None:
+        if declared not in self.operation.inputs:
+            raise LookupError(f"{declared.name} is not an input of {self.operation.operation_id}")
+        return _sent(declared.where, declared.sent_as)
+
+    def __contains__(self, declared: Declared) -> bool:
+        return self._raw(declared) is not None
+
+    def get(self, declared: Input[T]) -> T | None:
+        """The parsed value; the declared default (None for most text) when absent."""
+        raw = self._raw(declared)
+        settings: Settings = current_app.extensions["apercu"].settings
+        configured = declared.configured(settings)
+        return configured.default if raw is None else configured.parse(raw)
+
+    def __getitem__(self, declared: Input[T]) -> T:
+        """The parsed value of an input that is always there (a path's) or has a default."""
+        value = self.get(declared)
+        if value is None:
+            raise declared.refused()
+        return value
+
+
+def _sent(where: Where, name: str) -> str | None:
+    """What the request sent as this input, if anything (the first value of a repeated one)."""
+    if where == "path":
+        return (request.view_args or {}).get(name)
+    if where == "header":
+        return request.headers.get(name)
+    return (request.args if where == "query" else request.form).get(name)
+
+
+def route(bp: Blueprint, *operations: Operation) -> Callable[[View], View]:
+    """Register the view for these operations (one view may serve several paths): it is called with a `Given`,
+    and the operation's `arguments`."""
+
+    def register(view: View) -> View:
+        by_rule = {(operation.method, operation.rule): operation for operation in operations}
+
+        @functools.wraps(view)
+        def serve(**_path: str) -> ResponseReturnValue:
+            method = "GET" if request.method == "HEAD" else request.method
+            operation = by_rule[(method, request.url_rule.rule if request.url_rule else "")]
+            return view(Given(operation), **operation.arguments)
+
+        for operation in operations:
+            bp.add_url_rule(operation.rule, view.__name__, serve, methods=[operation.method])
+        return view
+
+    return register
+
+
+def routed(app: Flask, operations: tuple[Operation, ...]) -> tuple[Operation, ...]:
+    """The operations, once checked to be exactly the app's routes (the page's static files aside)."""
+    rules = {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+    declared = {(operation.method, operation.rule) for operation in operations}
+    if rules != declared:
+        raise RuntimeError(f"routes without an operation: {sorted(rules - declared)}; "
+                           f"operations without a route: {sorted(declared - rules)}")
+    return operations
+

@@ -1,0 +1,200 @@
+"""Every operation of the API, in the order the document and `GET /` list them: what each says of itself (its
+summary, its inputs, its answers), which exists nowhere else. The routes bind their views to these
+(`api.operation.route`); the document's components come from the inputs and the response models.
+
+Answers name their bodies by model (a TypedDict of `api.models`), which the document turns into schemas, and the
+answers shared by several operations by name (`shared`), which `RESPONSES` defines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apercu.api import inputs
+from apercu.api.docs import ASSET, ASSETS
+from apercu.api.models import (
+    AcceptedJson,
+    ErrorJson,
+    HealthJson,
+    ImageJson,
+    ImagePageJson,
+    IndexJson,
+    ReadinessJson,
+)
+from apercu.api.operation import Operation
+from apercu.imaging.formats import FORMATS
+from apercu.imaging.thumbnail import OUTPUTS
+
+Json = dict[str, Any]
+LABELS = {"WEBP": "WebP"}  # a format's name as people write it, where it is not Pillow's
+
+
+def shared(name: str) -> Json:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def header(name: str) -> Json:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def json_body(description: str, body: Any, headers: Json | None = None) -> Json:
+    """An answer with a JSON body: `body` is a model (resolved by the document) or a schema."""
+    return {"description": description, "content": {"application/json": {"schema": body}},
+            **({"headers": headers} if headers else {})}
+
+
+def error(description: str, headers: Json | None = None) -> Json:
+    return json_body(description, ErrorJson, headers)
+
+
+def content(description: str, *media_types: str) -> Json:
+    return {"description": description, "content": {media: {"schema": {"type": "string"}} for media in media_types}}
+
+
+HEADERS: Json = {
+    "Retry-After": {"description": "Seconds to wait before asking again.", "required": True,
+                    "schema": {"type": "integer", "minimum": 0}},
+    "ETag": {"description": "The thumbnail's entity tag, for `If-None-Match`.", "required": True,
+             "schema": {"type": "string"}},
+    "Cache-Control": {"description": "`public, max-age=N`: a day for stored bytes, half the presigned URL's life "
+                      "for a redirect.", "schema": {"type": "string"}},
+    "ImageLocation": {"description": "The image's URL (`/images/{id}`).", "required": True,
+                      "schema": {"type": "string", "format": "uri-reference"}},
+}
+RETRY = {"Retry-After": header("Retry-After")}
+CACHED = {"ETag": header("ETag"), "Cache-Control": header("Cache-Control")}
+
+RESPONSES: Json = {  # BadRequest lists the codes of every input, and is the document's to make
+    "Unauthorized": error("An API key is required (the deployment sets `APERCU_API_KEYS` or `APERCU_API_KEYS_FILE`) "
+                          "and the request carried none, or an unknown one.",
+                          {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "enum": ["Bearer"]}}}),
+    "NotFound": error("No image with this id (never was, deleted, or not an id at all)."),
+    "NotReady": error("Not processed yet, or this size or format is still being rendered: ask again after "
+                      "`Retry-After` seconds, or use `?wait=`.", RETRY),
+    "TooLarge": error("The file is larger than the maximum upload size (`APERCU_MAX_UPLOAD_BYTES`); refused from "
+                      "`Content-Length` before the body is read when it is declared."),
+    "UnsupportedFormat": error("Not an image of a supported format (recognised from its content, never from its "
+                               "name or the part's Content-Type)."),
+    "Busy": error("Too many images are waiting to be processed (`APERCU_MAX_PENDING`): retry after `Retry-After` "
+                  "seconds.", RETRY),
+    "DiskFull": error("The data disk is nearly full (less than `APERCU_MIN_FREE_MB` free): uploads are refused "
+                      "until space is freed."),
+    # What the HTTP server itself answers, before any route sees the request: possible on every operation.
+    "RequestTimeout": error("The request did not arrive in time (`APERCU_REQUEST_TIMEOUT`)."),
+    "UriTooLong": error("The request line is too long."),
+    "HeadersTooLarge": error("The request's headers are too large."),
+}
+SERVER_REFUSALS = {"408": "RequestTimeout", "414": "UriTooLong", "431": "HeadersTooLarge"}
+BY_ID = {"parameters": {"id": "$response.body#/id"}}
+FORMAT_NAMES = f"{', '.join(LABELS.get(f.name, f.name) for f in FORMATS[:-1])} or {FORMATS[-1].name}"
+
+INDEX = Operation(
+    "GET", "/", "index", "service", "Service status and this list of endpoints",
+    {"200": {"description": "Up.", "content": {"application/json": {"schema": IndexJson},
+                                                "text/html": {"schema": {"type": "string"}}}}},
+    "JSON for programs; a browser (`Accept: text/html`) gets a web page to upload and browse images.",
+)
+UPLOAD = Operation(
+    "POST", "/images", "uploadImage", "images",
+    "Upload an image (multipart field 'file'); 202 with its id, processed asynchronously",
+    {
+        "202": json_body(
+            "Accepted: stored and recorded, queued for processing. With an `Idempotency-Key` seen before, the first "
+            "upload's image (whatever its status now) and `Idempotent-Replayed: true`.", AcceptedJson,
+            {"Location": header("ImageLocation"),
+             "Idempotent-Replayed": {"description": "Present (`true`) when this answers an earlier upload with the "
+                                     "same key.", "schema": {"type": "string", "enum": ["true"]}}},
+        ) | {"links": {"GetImage": {"operationId": "getImage", **BY_ID},
+                       "GetThumbnail": {"operationId": "getThumbnailJpeg", **BY_ID},
+                       "DeleteImage": {"operationId": "deleteImage", **BY_ID}}},
+        "200": json_body("With `APERCU_DEDUP=reuse`, when these bytes are already stored: the stored image "
+                         "(`\"duplicate\": true`), and no new one.", AcceptedJson,
+                         {"Location": header("ImageLocation")}),
+        "400": shared("BadRequest"), "413": shared("TooLarge"), "415": shared("UnsupportedFormat"),
+        "503": shared("Busy"), "507": shared("DiskFull"),
+    },
+    f"{FORMAT_NAMES}, recognised from its content. The 202 means stored and recorded; metadata and thumbnail "
+    "follow (poll `links.self`, or `?wait=`).",
+    (inputs.IDEMPOTENCY_KEY, inputs.FILE, inputs.CALLBACK_URL),
+)
+LIST = Operation(
+    "GET", "/images", "listImages", "images",
+    "List images, newest first (?limit=, ?cursor=); or find them by content (?sha256=, ?similar_to=)",
+    {
+        "200": json_body("A page of images.", ImagePageJson),
+        "400": shared("BadRequest"),
+        "404": error("`similar_to`: no image with this id."),
+        "409": shared("NotReady"),
+        "422": error("`similar_to`: that image has no perceptual hash to compare with (`no_phash`: its processing "
+                     "failed, or it predates perceptual hashes)."),
+    },
+    inputs=(inputs.LIMIT, inputs.CURSOR, inputs.SHA256, inputs.SIMILAR_TO, inputs.MAX_DISTANCE),
+)
+GET = Operation(
+    "GET", "/images/{id}", "getImage", "images",
+    f"Status and metadata of one image (?wait=N holds until processed, up to {inputs.MAX_WAIT} s)",
+    {"200": json_body("The image.", ImageJson), "400": shared("BadRequest"), "404": shared("NotFound")},
+    inputs=(inputs.IMAGE_ID, inputs.WAIT),
+)
+
+
+def thumbnail(ext: str) -> Operation:
+    name, mime = OUTPUTS[ext]
+    return Operation(
+        "GET", f"/thumbnails/{{id}}.{ext}", f"getThumbnail{name.capitalize()}", "thumbnails",
+        f"The {LABELS.get(name, name)} thumbnail once processed (?size=N of the configured sizes, ?wait=N)",
+        {
+            "200": {"description": "The thumbnail.", "headers": CACHED,
+                    "content": {mime: {"schema": {"type": "string", "contentMediaType": mime}}}},
+            "302": {"description": "With `APERCU_S3_PRESIGN` set: a redirect to a presigned URL of the object store.",
+                    "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}}
+                    | CACHED},
+            "304": {"description": "Not modified (`If-None-Match` matched the ETag).", "headers": CACHED},
+            "400": shared("BadRequest"),
+            "404": error("No image with this id; or no thumbnail: processing failed, or this variant could not be "
+                         "rendered (`no_thumbnail`, with the reason)."),
+            "409": shared("NotReady"),
+        },
+        "Upright (EXIF orientation applied), in sRGB, without any metadata. The default size as JPEG is made while "
+        "processing; other sizes and WebP are rendered by a worker on first request (meanwhile 409 + Retry-After, "
+        "or the answer once it is there with `?wait=`) and kept.",
+        (inputs.SIZE, inputs.IMAGE_ID, inputs.WAIT),  # parsed in this order
+        {"ext": ext},
+    )
+
+
+def delete(path: str, operation_id: str, summary: str) -> Operation:
+    return Operation(
+        "DELETE", path, operation_id, "images", summary,
+        {"204": {"description": "Deleted."}, "404": shared("NotFound")},
+        "Removes the record, then the original and every thumbnail.", (inputs.IMAGE_ID,),
+    )
+
+
+THUMBNAILS = tuple(thumbnail(ext) for ext in OUTPUTS)
+DELETE_LEGACY = delete("/delete/{id}", "deleteImageLegacy", "Delete an image, its thumbnail and its record")
+DELETE = delete("/images/{id}", "deleteImage", "Same as DELETE /delete/{id}")
+HEALTHZ = Operation("GET", "/healthz", "healthz", "service", "Liveness: 200 while the process runs",
+                    {"200": json_body("Alive.", HealthJson)})
+READYZ = Operation(
+    "GET", "/readyz", "readyz", "service", "Readiness: 200 only when catalog, storage and broker answer and a worker "
+    "is alive", {"200": json_body("Ready: every check is `ok`.", ReadinessJson),
+                 "503": json_body("Not ready: the failing checks say why.", ReadinessJson)},
+)
+METRICS = Operation("GET", "/metrics", "metrics", "service", "Prometheus metrics (text exposition format)",
+                    {"200": content("The metrics.", "text/plain")})
+OPENAPI = Operation(
+    "GET", "/openapi.json", "openapi", "docs", "This API as an OpenAPI 3.1 document",
+    {"200": json_body("This document.", {"type": "object", "required": ["openapi", "info", "paths"]})},
+)
+DOCS = Operation("GET", "/docs", "docs", "docs", "Interactive API documentation (Swagger UI, served locally)",
+                 {"200": content("The page.", "text/html")})
+DOCS_ASSET = Operation(
+    "GET", "/docs/{asset}", "docsAsset", "docs", "The documentation page's scripts, stylesheet and icons",
+    {"200": content("The file.", *sorted(set(ASSETS.values()))), "304": {"description": "Not modified."},
+     "404": error("No such asset.")},
+    inputs=(ASSET,),
+)
+
+OPERATIONS = (INDEX, UPLOAD, LIST, GET, *THUMBNAILS, DELETE_LEGACY, DELETE, HEALTHZ, READYZ, METRICS, OPENAPI, DOCS,
+              DOCS_ASSET)
