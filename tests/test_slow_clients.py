@@ -8,7 +8,6 @@ test short; the rate allowance is set so high that it adds nothing to that timeo
 from __future__ import annotations
 
 import json
-import random
 import select
 import socket
 import time
@@ -183,24 +182,6 @@ def test_chunked_pipelined_and_expect_continue_uploads_still_work(service: Servi
         assert read_response(sock)[0] == 202
     image_id = json.loads(reply)["id"]
     assert (service.data_dir / "originals" / image_id[:2] / image_id).read_bytes() == data
-
-
-def test_dechunker_is_indifferent_to_how_the_bytes_arrive() -> None:
-    """The event loop gets a chunked body in arbitrary pieces: every split must decode the same."""
-    from apercu.api.server import Dechunker
-
-    rng = random.Random(7)
-    for _ in range(200):
-        parts = [rng.randbytes(rng.randrange(1, 300)) for _ in range(rng.randrange(0, 6))]
-        extension = rng.choice([b"", b";a=b", b' ; x="q"'])
-        wire = b"".join(b"%x%s\r\n%s\r\n" % (len(p), extension, p) for p in parts) + b"0\r\nT: x\r\n\r\nNEXT"
-        decoder, decoded, rest, pos = Dechunker(), bytearray(), None, 0
-        while rest is None:
-            step = rng.randrange(1, 40)
-            rest = decoder.feed(wire[pos : pos + step], decoded.extend)
-            pos += step
-        assert bytes(decoded) == b"".join(parts)
-        assert rest + wire[pos:] == b"NEXT"
 
 
 def send(svc: Service, content_type: str, body: bytes, path: str = "/images") -> tuple[int, dict[str, str], bytes]:
