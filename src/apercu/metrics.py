@@ -120,7 +120,11 @@ class FilesCollector:
         self.pattern = pattern
 
     def collect(self) -> Iterable[Metric]:
-        return MultiProcessCollector.merge(glob.glob(self.pattern), accumulate=True)
+        # prometheus_client's multiprocess module is untyped:
+        merged: Iterable[Metric] = MultiProcessCollector.merge(  # type: ignore[no-untyped-call, unused-ignore]
+            glob.glob(self.pattern), accumulate=True
+        )
+        return merged
 
 
 class _Default:
@@ -158,4 +162,4 @@ def start_endpoint(port: int, host: str) -> None:
 def process_exited(pid: int) -> None:
     """A web server's worker process ended: its live gauges (requests in flight) stop counting."""
     if MULTIPROCESS:
-        mark_process_dead(pid)
+        mark_process_dead(pid)  # type: ignore[no-untyped-call, unused-ignore]  # an untyped prometheus_client function
