@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from apercu import service
 
-Header = tuple[str, str]
+HeaderField = tuple[str, str]  # (name, value)
 JSON = "application/json"
 CODES = {
     400: "bad_request",
@@ -46,14 +46,14 @@ class ApiError(Exception):
     (a route; the access gate, `api.access`; the HTTP server, `api.server`, before the app runs). `code` defaults
     to the status's usual one (CODES); `headers` go out with the answer (WWW-Authenticate, Retry-After...)."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: Iterable[Header] = ()) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None, headers: Iterable[HeaderField] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or CODES.get(status, "error")
         self.message = message
         self.headers = tuple(headers)
 
-    def with_headers(self, *headers: Header) -> ApiError:
+    def with_headers(self, *headers: HeaderField) -> ApiError:
         """The same refusal with more headers (CORS, the request id)."""
         return ApiError(self.status, self.message, self.code, (*self.headers, *headers))
 

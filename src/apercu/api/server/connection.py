@@ -18,7 +18,7 @@ from gunicorn.http.body import ChunkedReader
 from gunicorn.util import unquote_to_wsgi_str
 from gunicorn.workers.gthread import TConn
 
-from apercu.api.access import Gate
+from apercu.api.access import Gate, Header
 from apercu.api.errors import ApiError
 from apercu.api.server.bodies import Body, body_for
 from apercu.api.server.chunked import Dechunker
@@ -151,7 +151,7 @@ class Conn(TConn):  # type: ignore[misc, unused-ignore]  # gunicorn has no type 
             request.headers.append(("CONTENT-LENGTH", str(self.size)))
 
 
-def admit(request: Any, header: Callable[[str], str | None], gate: Gate) -> None:
+def admit(request: Any, header: Header, gate: Gate) -> None:
     """The application's access rule (API key, backpressure: `api.access`), on the head of a request with a
     body: refused, it is answered before a byte of that body is received or a `100 Continue` sent, and what the
     client still sends is drained and dropped, never stored. A bodiless request has nothing to protect: the

@@ -8,13 +8,13 @@ line and field limits, header names, framing) and turns its errors into the API'
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from gunicorn.http import errors as http_errors
 from gunicorn.http.message import Request
 from gunicorn.http.unreader import Unreader
 
+from apercu.api.access import Header
 from apercu.api.errors import ApiError
 
 HEAD_LIMIT = 32 * 1024  # request line and headers together; gunicorn's own limits (line, field) apply within it
@@ -27,8 +27,6 @@ STATUS_OF = {
     http_errors.ForbiddenProxyRequest: 403,
     http_errors.ConfigurationProblem: 500,
 }
-
-Header = Callable[[str], str | None]  # as `api.access.Header`: a header by name, None when absent
 
 
 def head_end(inbox: bytearray, scanned: int) -> int:
