@@ -1,9 +1,10 @@
 """Does a maintained WSGI server hold apercu's bar for slow clients? One table, one row per server.
 
-The bar (issue 7, kept by `apercu.api.httpserver`): with 200 uploads stalled mid-body (head and half the body
-sent, then nothing), `GET /` and a normal upload still answer within 1 s; a refusal decided from the head (401
-without an API key, 413 for a Content-Length over the limit, 503 while the queue is full) is answered before a
-byte of the body is sent; and a stalled upload is eventually answered (408) and closed, so stalled sockets do not
+The bar (issue 7, kept by `apercu.api.server`, whose docstring has this table): with 200 uploads stalled
+mid-body (head and half the body sent, then nothing), `GET /` and a normal upload still answer within 1 s; a
+refusal decided from the head (401 without an API key, 413 for a Content-Length over the limit, 503 while the
+queue is full) is answered before a byte of the body is sent; a request line that is not one is answered with
+the API's JSON error; and a stalled upload is eventually answered (408) and closed, so stalled sockets do not
 pile up for ever.
 
 Each server runs the real app (`apercu.api.create_app`) in one process on loopback, on a fresh data directory
@@ -46,7 +47,7 @@ def asgi_app() -> Any:
 
     from apercu.api import create_app
 
-    return WSGIMiddleware(create_app(), workers=16)  # type: ignore[arg-type]
+    return WSGIMiddleware(create_app(), workers=16)
 
 
 def _bin(name: str) -> str:

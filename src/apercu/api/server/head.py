@@ -60,8 +60,9 @@ class Received(Unreader):  # type: ignore[misc, unused-ignore]  # gunicorn has n
 
 
 def parse_head(cfg: Any, head: bytes, client: Any, number: int) -> tuple[Any, bytes]:
-    """gunicorn's Request for a complete head (the `number`th on its connection), and the bytes the parser
-    read past it (none: the head is given alone). Raises ApiError for what the parser refuses."""
+    """gunicorn's Request for a complete head (the `number`th on its connection), and what the parser left
+    unread of it (it is handed the head alone, so that is normally nothing). Raises ApiError for what the parser
+    refuses."""
     unreader = Received(head)
     try:
         request = Request(cfg, unreader, client, number)
