@@ -28,7 +28,7 @@ import pytest
 from live import Service, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from apercu import logs, metrics_dir
+from apercu import logs, metrics_multiprocess
 from apercu.api import create_app
 from apercu.api.observe import request_id
 from apercu.config import Settings
@@ -293,8 +293,8 @@ def test_configure_installs_one_handler_and_checks_the_format() -> None:
 WRITER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from apercu import metrics_dir
-    metrics_dir.prepare(Path(sys.argv[1]), sys.argv[2])
+    from apercu import metrics_multiprocess
+    metrics_multiprocess.prepare(Path(sys.argv[1]), sys.argv[2])
     from apercu import metrics
     if sys.argv[2] == "worker":  # a worker that stays up until told to stop
         metrics.PROCESSING_SECONDS.labels("png", "success").observe(0.5)
@@ -320,7 +320,7 @@ WRITER = textwrap.dedent("""
 
 
 def run_writer(data_dir: Path, role: str, **kwargs: Any) -> Any:
-    env = {k: v for k, v in os.environ.items() if k != metrics_dir.ENV}
+    env = {k: v for k, v in os.environ.items() if k != metrics_multiprocess.ENV}
     args = [sys.executable, "-c", WRITER, str(data_dir), role]
     if role == "worker":
         return subprocess.Popen(args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **kwargs)
@@ -349,18 +349,18 @@ def test_every_process_of_a_data_directory_is_summed(tmp_path: Path) -> None:
 
 def test_a_directory_is_removed_only_once_its_owner_is_gone(tmp_path: Path) -> None:
     root = tmp_path / "metrics"
-    live, gone, starting = root / "web-1-a", root / "worker-2-b", root / f"{metrics_dir.NEW}c"
+    live, gone, starting = root / "web-1-a", root / "worker-2-b", root / f"{metrics_multiprocess.NEW}c"
     for folder in (live, gone, starting):
         folder.mkdir(parents=True)
-    (gone / metrics_dir.LOCK).touch()
-    fd = os.open(live / metrics_dir.LOCK, os.O_CREAT | os.O_RDWR)
+    (gone / metrics_multiprocess.LOCK).touch()
+    fd = os.open(live / metrics_multiprocess.LOCK, os.O_CREAT | os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        assert metrics_dir.remove_abandoned(root) == [gone]
+        assert metrics_multiprocess.remove_abandoned(root) == [gone]
         assert live.is_dir() and starting.is_dir()  # a start in progress has not locked its directory yet
     finally:
         os.close(fd)
-    assert metrics_dir.remove_abandoned(root) == [live]
+    assert metrics_multiprocess.remove_abandoned(root) == [live]
 
 
 # -- a live service ---------------------------------------------------------------------------------------------------

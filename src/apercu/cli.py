@@ -29,12 +29,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _observed(args: argparse.Namespace, role: str) -> Settings:
     """A web's or worker's settings, with logging configured and the process's metrics directory set up: first,
-    before anything imports prometheus_client (see apercu.metrics_dir)."""
-    from apercu import logs, metrics_dir
+    before anything imports prometheus_client (see apercu.metrics_multiprocess)."""
+    from apercu import logs, metrics_multiprocess
 
     settings = _settings(args)
     logs.configure(settings)
-    metrics_dir.prepare(settings.data_dir, role)
+    metrics_multiprocess.prepare(settings.data_dir, role)
     return settings
 
 

@@ -3,11 +3,15 @@
 Counters and histograms are written where things happen: uploads and requests in the web (`api.observe`),
 processing, failures and renders in the worker (`tasks.processing`), recovery in housekeeping. In a deployment
 each process writes its own files (prometheus_client's multiprocess mode, directories set up by
-`apercu.metrics_dir` before this module is imported) and a scrape sums the files of every process on the data
+`apercu.metrics_multiprocess` before this module is imported) and a scrape sums the files of every process on the data
 directory: the web's /metrics is the same whichever gunicorn worker answers it and, under `apercu serve`,
 includes the worker's counters. A worker on a machine of its own can serve its own on APERCU_METRICS_PORT
 (`start_endpoint`). Image counts by status are no process's to keep: the web reads them from the catalog at
 scrape time (`CatalogCollector`), so they are right whatever restarted.
+
+The three metrics modules: this one (the metrics, and how a scrape collects them), `apercu.metrics_multiprocess`
+(each process's files, set up before prometheus_client is imported) and `apercu.api.metrics_endpoint` (the web's
+GET /metrics route).
 
 Without PROMETHEUS_MULTIPROC_DIR (tests, `inspect`) the metrics live in this process's default registry.
 This module imports prometheus_client and nothing of Flask or Celery, so both sides can import it.
@@ -35,11 +39,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from apercu.metrics_dir import ENV
+from apercu.metrics_multiprocess import ENV
 from apercu.storage.catalog import ImageStatus
 
 log = logging.getLogger(__name__)
-# Chosen by prometheus_client when it was imported, from PROMETHEUS_MULTIPROC_DIR (see apercu.metrics_dir).
+# Chosen by prometheus_client when it was imported, from PROMETHEUS_MULTIPROC_DIR (see apercu.metrics_multiprocess).
 MULTIPROCESS = values.ValueClass is not values.MutexValue
 
 # -- the web ---------------------------------------------------------------------------------------------------
@@ -116,7 +120,11 @@ class FilesCollector:
         self.pattern = pattern
 
     def collect(self) -> Iterable[Metric]:
-        return MultiProcessCollector.merge(glob.glob(self.pattern), accumulate=True)
+        # prometheus_client's multiprocess module is untyped:
+        merged: Iterable[Metric] = MultiProcessCollector.merge(  # type: ignore[no-untyped-call, unused-ignore]
+            glob.glob(self.pattern), accumulate=True
+        )
+        return merged
 
 
 class _Default:
@@ -154,4 +162,4 @@ def start_endpoint(port: int, host: str) -> None:
 def process_exited(pid: int) -> None:
     """A web server's worker process ended: its live gauges (requests in flight) stop counting."""
     if MULTIPROCESS:
-        mark_process_dead(pid)
+        mark_process_dead(pid)  # type: ignore[no-untyped-call, unused-ignore]  # an untyped prometheus_client function

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from apercu.api import access, docs, errors, metrics, observe, page, routes
+from apercu.api import access, docs, errors, metrics_endpoint, observe, page, routes
 from apercu.api.uploads import MULTIPART_SLACK, UploadRequest
 from apercu.config import Settings
 from apercu.service import Service
@@ -42,6 +42,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     access.register(app)  # API keys, backpressure and CORS: before any route, and before any body is read
     app.register_blueprint(routes.bp)
     app.register_blueprint(docs.bp)
-    app.register_blueprint(metrics.bp)
+    app.register_blueprint(metrics_endpoint.bp)
     observe.install(app)  # request ids, one log line and the HTTP metrics for every request
     return app

@@ -8,9 +8,12 @@ One rule, `Gate.check`, decided from a request's head alone (method, path, heade
   server), where it still runs before the body is read, since the form is parsed only when a route asks for it.
 Both pass the path as WSGI's PATH_INFO (percent-decoded), so both see the same request the router will.
 
-Keys (APERCU_API_KEYS, APERCU_API_KEYS_FILE) are optional: without any, everything is open as before. With keys,
-every path needs one except PUBLIC_PATHS (and thumbnails with APERCU_PUBLIC_THUMBNAILS), sent as `X-API-Key`
-or `Authorization: Bearer`, and compared in constant time against every key.
+API keys (`ApiKeys`: APERCU_API_KEYS, APERCU_API_KEYS_FILE) are optional: without any, everything is open as
+before. With keys, every path needs one except PUBLIC_PATHS (and thumbnails with APERCU_PUBLIC_THUMBNAILS),
+sent as `X-API-Key` or `Authorization: Bearer`, and compared in constant time against every key.
+
+A refusal is an `api.errors.ApiError`, answered by the hook as the routes' errors are, and by the server as its
+own refusals are.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, Response, request
@@ -26,7 +28,7 @@ from flask.typing import ResponseReturnValue
 
 from apercu.api.backpressure import MIB, Load, pending_count
 from apercu.api.cors import Cors
-from apercu.api.errors import error_response
+from apercu.api.errors import ApiError
 from apercu.config import API_KEY, SettingError, Settings
 
 # What needs no key: exact paths, or prefixes ending in "*". The web page and its assets must load before the
@@ -49,27 +51,18 @@ EXTENSION = "apercu.access"
 Header = Callable[[str], str | None]  # a request header by name (case-insensitive), None when absent
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """A request answered without running its route: the API's JSON error, with these headers."""
-
-    status: int
-    code: str
-    message: str
-    headers: tuple[tuple[str, str], ...] = ()
-
-
 def is_public(path: str, patterns: Iterable[str]) -> bool:
     return any(path.startswith(p[:-1]) if p.endswith("*") else path == p for p in patterns)
 
 
-class Keys:
-    """The accepted keys, kept as SHA-256 digests: a candidate's digest is compared with every key's in constant
-    time (hmac.compare_digest, which then also sees equal lengths), with no early exit on a match, so neither
-    timing nor length tells a caller how close a guess came, or which key matched."""
+class ApiKeys:
+    """The accepted API keys (not blob keys, not idempotency keys), kept as SHA-256 digests: a candidate's digest
+    is compared with every key's in constant time (hmac.compare_digest, which then also sees equal lengths), with
+    no early exit on a match, so neither timing nor length tells a caller how close a guess came, or which key
+    matched."""
 
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = tuple(hashlib.sha256(key.encode()).digest() for key in keys)
+    def __init__(self, api_keys: Iterable[str]) -> None:
+        self._digests = tuple(hashlib.sha256(key.encode()).digest() for key in api_keys)
 
     def __bool__(self) -> bool:
         return bool(self._digests)
@@ -84,11 +77,11 @@ class Keys:
         return found
 
 
-def load_keys(settings: Settings) -> Keys:
-    """The keys of APERCU_API_KEYS (parsed and checked with the settings) and APERCU_API_KEYS_FILE (one per line;
-    blank lines and `#` comments ignored), read once, at start. SettingError for a file that cannot be read, that
-    names no key (a typo must not silently open the API) or holds a key with characters a header cannot carry as
-    they are (config.API_KEY, the rule of APERCU_API_KEYS too). Messages name the setting and the line, never a
+def load_api_keys(settings: Settings) -> ApiKeys:
+    """The API keys of APERCU_API_KEYS (parsed and checked with the settings) and APERCU_API_KEYS_FILE (one per
+    line; blank lines and `#` comments ignored), read once, at start. SettingError for a file that cannot be read,
+    that names no key (a typo must not silently open the API) or holds a key with characters a header cannot carry
+    as they are (config.API_KEY, the rule of APERCU_API_KEYS too). Messages name the setting and the line, never a
     key."""
     found = list(settings.api_keys)
     if settings.api_keys_file:
@@ -105,10 +98,10 @@ def load_keys(settings: Settings) -> Keys:
                 in_file += 1
         if not in_file:
             raise SettingError(f"APERCU_API_KEYS_FILE={settings.api_keys_file!r} holds no key")
-    return Keys(dict.fromkeys(found))
+    return ApiKeys(dict.fromkeys(found))
 
 
-def presented_key(header: Header) -> str | None:
+def presented_api_key(header: Header) -> str | None:
     """The key a request carries: `X-API-Key: <key>`, else `Authorization: Bearer <key>`."""
     key = header("X-API-Key")
     if key is not None:
@@ -122,8 +115,8 @@ def presented_key(header: Header) -> str | None:
 class Gate:
     """The rule (see the module docstring): `check` returns the refusal for a request head, or None."""
 
-    def __init__(self, settings: Settings, keys: Keys, cors: Cors, load: Load) -> None:
-        self.keys, self.cors, self.load = keys, cors, load
+    def __init__(self, settings: Settings, api_keys: ApiKeys, cors: Cors, load: Load) -> None:
+        self.api_keys, self.cors, self.load = api_keys, cors, load
         self.public = public_paths(settings)
         self.max_pending = settings.max_pending
         self.min_free_mb = settings.min_free_mb
@@ -134,13 +127,13 @@ class Gate:
         service = app.extensions["apercu"]
         settings: Settings = service.settings
         load = Load(pending_count(service.storage.catalog.images.counts), settings.data_dir)
-        return cls(settings, load_keys(settings), Cors(settings.cors_origins), load)
+        return cls(settings, load_api_keys(settings), Cors(settings.cors_origins), load)
 
-    def check(self, method: str, path: str, header: Header) -> Refusal | None:
+    def check(self, method: str, path: str, header: Header) -> ApiError | None:
         """Key first (an anonymous caller learns nothing about the load), then, for an upload, backpressure."""
-        if self.keys and not self._needs_no_key(method, path, header):
-            key = presented_key(header)
-            if not self.keys.accepts(key):
+        if self.api_keys and not self._needs_no_key(method, path, header):
+            key = presented_api_key(header)
+            if not self.api_keys.accepts(key):
                 return self._unauthorized(key is None)
         if (method, path) == UPLOAD:
             return self._backpressure()
@@ -158,25 +151,25 @@ class Gate:
         return preflight and bodiless and self.cors.allowed(header("Origin"))
 
     @staticmethod
-    def _unauthorized(missing: bool) -> Refusal:
+    def _unauthorized(missing: bool) -> ApiError:
         message = (
             "an API key is required: send it as X-API-Key: <key> or Authorization: Bearer <key>"
             if missing
             else "the API key is not valid"
         )
-        return Refusal(401, "unauthorized", message, (("WWW-Authenticate", "Bearer"),))
+        return ApiError(401, message, "unauthorized", [("WWW-Authenticate", "Bearer")])
 
-    def _backpressure(self) -> Refusal | None:
+    def _backpressure(self) -> ApiError | None:
         if self.max_pending:
             pending = self.load.pending.get()
             if pending is not None and pending > self.max_pending:
                 message = f"{pending} images are waiting to be processed (the limit is {self.max_pending}): try later"
-                return Refusal(503, "busy", message, (("Retry-After", str(BUSY_RETRY_AFTER)),))
+                return ApiError(503, message, "busy", [("Retry-After", str(BUSY_RETRY_AFTER))])
         if self.min_free_mb:
             free = self.load.free_bytes.get()
             if free is not None and free < self.min_free_mb * MIB:
                 message = f"less than {self.min_free_mb} MiB is free on the data disk: uploads are refused for now"
-                return Refusal(507, "insufficient_storage", message)
+                return ApiError(507, message, "insufficient_storage")
         return None
 
 
@@ -206,7 +199,7 @@ def register(app: Flask) -> None:
         refusal = the_gate.check(request.method, request.environ.get("PATH_INFO", ""), header)
         if refusal is None:
             return None
-        return error_response(refusal.status, refusal.code, refusal.message, list(refusal.headers))
+        return refusal.response()
 
     @app.after_request
     def _cors(response: Response) -> Response:

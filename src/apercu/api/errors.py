@@ -1,22 +1,26 @@
 """Errors as JSON, always: `{"error": {"code": ..., "message": ...}}`, never an HTML page.
 
-Routes raise `ApiError` for what the client got wrong; Werkzeug's own HTTP errors (404 for an unknown route,
-405, 413 from the body limit) are rewritten into the same shape; anything else is a 500 logged with its trace.
-What the HTTP server refuses before Flask runs (`apercu.api.server`: a malformed request line, headers too large,
-a body that stalls or ends early) gets the same shape from `error_body`.
+One type, `ApiError` (status, code, message, headers), for every refusal: routes raise it for what the client got
+wrong, the access gate (`api.access`) returns it for a request it turns away, and the HTTP server (`api.server`)
+raises it for what it refuses before Flask runs (a malformed request line, headers too large, a body that stalls
+or ends early). One body, `ApiError.body`, for all of them: the app answers with `ApiError.response`, the server
+with `ApiError.http_message`. Werkzeug's own HTTP errors (404 for an unknown route, 405, 413 from the body limit)
+and the service's are turned into ApiErrors too; anything else is a 500 logged with its trace.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterable
+from http import HTTPStatus
 
-from flask import Flask, current_app, jsonify
-from flask.typing import ResponseReturnValue
+from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
 from apercu import service
 
+HeaderField = tuple[str, str]  # (name, value)
+JSON = "application/json"
 CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -38,63 +42,76 @@ CODES = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+    """The one refusal: a request answered with an error instead of what it asked for, wherever that is decided
+    (a route; the access gate, `api.access`; the HTTP server, `api.server`, before the app runs). `code` defaults
+    to the status's usual one (CODES); `headers` go out with the answer (WWW-Authenticate, Retry-After...)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, headers: Iterable[HeaderField] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or CODES.get(status, "error")
         self.message = message
-        self.headers = headers or {}
+        self.headers = tuple(headers)
 
+    def with_headers(self, *headers: HeaderField) -> ApiError:
+        """The same refusal with more headers (CORS, the request id)."""
+        return ApiError(self.status, self.message, self.code, (*self.headers, *headers))
 
-def error_body(status: int, message: str, code: str | None = None) -> bytes:
-    """The JSON body of an error, for the server's own answers, which have no Flask app context to jsonify in."""
-    return json.dumps({"error": {"code": code or CODES.get(status, "error"), "message": message}}).encode()
+    def body(self) -> bytes:
+        """The JSON body of every error: the one serializer, which both answers below are built from."""
+        error = {"error": {"code": self.code, "message": self.message}}
+        return json.dumps(error, separators=(",", ":")).encode() + b"\n"  # as Flask's jsonify writes it
 
+    def response(self) -> Response:
+        """The answer as the application gives it."""
+        return Response(self.body(), status=self.status, headers=list(self.headers), mimetype=JSON)
 
-def error_response(status: int, code: str, message: str, headers: Any = None) -> ResponseReturnValue:
-    response = jsonify({"error": {"code": code, "message": message}})
-    response.status_code = status
-    if headers:
-        response.headers.extend(headers)
-    return response
+    def http_message(self) -> bytes:
+        """The whole HTTP/1.1 answer, as the server gives it before (or without) the application: the connection
+        closes after it."""
+        body = self.body()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in self.headers)
+        head = (
+            f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}\r\nContent-Type: {JSON}\r\n{extra}"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        return head.encode() + body
 
 
 NO_IMAGE = "no image with this id"
 RETRY_AFTER_SECONDS = "1"
+INTERNAL_ERROR = ApiError(500, "internal server error")
 
 
 def register(app: Flask) -> None:
+    """Every error the app answers, as an ApiError's response."""
+
     @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> ResponseReturnValue:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    def _api_error(exc: ApiError) -> Response:
+        return exc.response()
 
     @app.errorhandler(service.NotFound)
-    def _not_found(_exc: service.NotFound) -> ResponseReturnValue:
-        return error_response(404, CODES[404], NO_IMAGE)
+    def _not_found(_exc: service.NotFound) -> Response:
+        return ApiError(404, NO_IMAGE).response()
 
     @app.errorhandler(service.NotReady)
-    def _not_ready(exc: service.NotReady) -> ResponseReturnValue:
-        return error_response(409, CODES[409], str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
-
-    @app.errorhandler(service.InvalidCallback)
-    def _invalid_callback(exc: service.InvalidCallback) -> ResponseReturnValue:
-        return error_response(400, "invalid_callback_url", str(exc))
+    def _not_ready(exc: service.NotReady) -> Response:
+        return ApiError(409, str(exc), headers=[("Retry-After", RETRY_AFTER_SECONDS)]).response()
 
     @app.errorhandler(service.NoFingerprint)
-    def _no_fingerprint(exc: service.NoFingerprint) -> ResponseReturnValue:
-        return error_response(422, "no_phash", str(exc))
+    def _no_fingerprint(exc: service.NoFingerprint) -> Response:
+        return ApiError(422, str(exc), "no_phash").response()
 
     @app.errorhandler(service.NoThumbnail)
-    def _no_thumbnail(exc: service.NoThumbnail) -> ResponseReturnValue:
-        return error_response(404, "no_thumbnail", f"no thumbnail: {exc}")
+    def _no_thumbnail(exc: service.NoThumbnail) -> Response:
+        return ApiError(404, f"no thumbnail: {exc}", "no_thumbnail").response()
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> ResponseReturnValue:
-        status = exc.code or 500
+    def _http_error(exc: HTTPException) -> Response:
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() == "allow"]
-        return error_response(status, CODES.get(status, "error"), exc.description or exc.name, headers)
+        return ApiError(exc.code or 500, exc.description or exc.name, headers=headers).response()
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> ResponseReturnValue:
+    def _unexpected(exc: Exception) -> Response:
         current_app.logger.exception("unhandled error")
-        return error_response(500, "internal_error", "internal server error")
+        return INTERNAL_ERROR.response()

@@ -104,7 +104,7 @@ def checked_file(request: Request, max_bytes: int) -> tuple[IO[bytes], str | Non
             "not an image in a supported format (JPEG, PNG, TIFF, BMP, TGA, GIF, WebP, HEIC/HEIF, AVIF)",
             code="unsupported_format",
         )
-    return cast(IO[bytes], stream), _clean_filename(upload.filename)
+    return stream, _clean_filename(upload.filename)
 
 
 def _clean_filename(name: str | None) -> str | None:
