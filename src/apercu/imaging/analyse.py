@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from apercu.imaging import embedded, fingerprints, limits, makernotes, metadata, thumbnail
 from apercu.imaging import exif as exif_json
@@ -123,7 +123,7 @@ class _Attempt:
             return str(exc)
         if isinstance(exc, Image.DecompressionBombError):
             return f"image rejected as a decompression bomb: {exc}"
-        if isinstance(exc, Image.UnidentifiedImageError):  # Pillow's message names only the stream object
+        if isinstance(exc, UnidentifiedImageError):  # Pillow's message names only the stream object
             return f"cannot read image: {self._refusal() or UNIDENTIFIED}"
         return f"cannot {self.stage}: {embedded.describe(exc)}"
 

@@ -78,12 +78,12 @@ def bit_depth(img: Image.Image, data: bytes) -> int:
     if isinstance(stored, int):
         return stored
     if img.format == "PNG" and data[12:16] == b"IHDR" and len(data) > 24:
-        return data[24]
+        return int(data[24])
     if img.format == "TIFF":
         samples = tag_value(getattr(img, "tag_v2", {}), 258)
         samples = (samples,) if isinstance(samples, int) else samples
         if isinstance(samples, tuple) and samples and all(isinstance(s, int) for s in samples):
-            return max(samples)
+            return int(max(samples))
     bits = getattr(img, "bits", None)  # JPEG precision
     if isinstance(bits, int) and bits > 0:
         return bits
@@ -110,7 +110,8 @@ MODE_SPACES = {**dict.fromkeys(GREY_MODES, "Gray"), "CMYK": "CMYK", "YCbCr": "YC
 def color_space(img: Image.Image, icc: dict[str, Any] | None) -> str | None:
     """The colour space the pixels are in: the ICC profile's when there is one, else the mode's family."""
     if icc and icc.get("color_space"):
-        return ICC_SPACES.get(icc["color_space"], icc["color_space"])
+        space: str = icc["color_space"]
+        return ICC_SPACES.get(space, space)
     return MODE_SPACES.get(img.mode, "RGB")
 
 
