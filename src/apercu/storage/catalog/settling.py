@@ -22,8 +22,9 @@ from apercu.storage.catalog.tables import IN_PROGRESS, images, renders
 from apercu.storage.change_feed import ChangeFeed, open_feed
 
 NAMES: sa.BindParameter[str] = sa.bindparam("names", expanding=True)
-UNSETTLED = sa.union_all(
-    sa.select(images.c.id).where(images.c.id.in_(NAMES), images.c.status.in_(IN_PROGRESS)),
+UNSETTLED_IMAGES = sa.select(images.c.id).where(images.c.id.in_(NAMES), images.c.status.in_(IN_PROGRESS))
+UNSETTLED = sa.union_all(  # images and renders: the second part costs a third more, so only when renders are awaited
+    UNSETTLED_IMAGES,
     sa.select(renders.c.variant).where(  # (by image too: the table's key starts with it)
         renders.c.image_id.in_(sa.bindparam("images", expanding=True)), renders.c.variant.in_(NAMES),
         renders.c.error.is_(None),
@@ -41,7 +42,10 @@ class Settling:
 
     def settled_among(self, names: list[str]) -> set[str]:
         """Those of `names` (image ids, renders' blob keys) that settled, as the module's docstring says."""
-        owners = {blob_keys.image_id_of(name) if "/" in name else name for name in names}
+        rendered = sorted({blob_keys.image_id_of(name) for name in names if "/" in name})  # (no image id has one)
         with self._db.connect() as conn:
-            unsettled = set(conn.scalars(UNSETTLED, {"names": names, "images": sorted(owners)}))
+            if rendered:
+                unsettled = set(conn.scalars(UNSETTLED, {"names": names, "images": rendered}))
+            else:
+                unsettled = set(conn.scalars(UNSETTLED_IMAGES, {"names": names}))
         return set(names) - unsettled
