@@ -7,10 +7,12 @@ an image is processed; the real worker process is exercised in test_service.py.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -357,20 +359,48 @@ def test_many_first_requests_for_a_variant_make_one_render(app: Any, client: Any
     assert render(image_id) == [(512, "webp")]
 
 
-def test_a_request_that_waits_gets_the_variant_once_rendered(client: Any, process: Any, render: Any) -> None:
-    image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
-    process(image_id)
-    def worker_renders() -> None:  # as a worker does: as soon as the waiting request has queued the render
+@contextlib.contextmanager
+def rendering(render: Any, image_id: str) -> Iterator[dict[str, float]]:
+    """A worker in a thread, rendering as soon as a request within has queued the render; says when it ended."""
+    ended: dict[str, float] = {}
+
+    def worker_renders() -> None:
         deadline = time.monotonic() + 8
         while not render(image_id) and time.monotonic() < deadline:
             time.sleep(0.05)
+        ended["at"] = time.monotonic()
 
     worker = threading.Thread(target=worker_renders)
     worker.start()
-    waited = client.get(f"/thumbnails/{image_id}.jpg?size=128&wait=10")
-    worker.join()
+    try:
+        yield ended
+    finally:
+        worker.join()
+
+
+def test_a_request_that_waits_gets_the_variant_once_rendered(client: Any, process: Any, render: Any) -> None:
+    image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
+    process(image_id)
+    with rendering(render, image_id) as ended:
+        waited = client.get(f"/thumbnails/{image_id}.jpg?size=128&wait=10")
+        answered = time.monotonic()
     assert waited.status_code == 200 and waited.mimetype == "image/jpeg"
     assert waited.headers["Content-Length"] == str(len(waited.data)) and waited.headers["ETag"]
+    assert answered - ended["at"] < 1  # woken by the render's end, not by the end of its wait
+
+
+def test_a_request_that_waits_for_a_variant_that_cannot_be_rendered_is_told_why_at_once(
+    app: Any, client: Any, process: Any, render: Any
+) -> None:
+    image_id = parse_json(upload(client, images.jpeg((1200, 900))))["id"]
+    process(image_id)
+    app.extensions["apercu"].storage.blobs.put(blob_keys.original(image_id), images.jpeg()[:200])  # damaged since
+    with rendering(render, image_id) as ended:
+        failed = client.get(f"/thumbnails/{image_id}.jpg?size=512&wait=10")
+        answered = time.monotonic()
+    assert failed.status_code == 404 and error_code(failed) == "no_thumbnail"
+    assert "decode" in parse_json(failed)["error"]["message"] or "read" in parse_json(failed)["error"]["message"]
+    assert answered - ended["at"] < 1  # not at the end of its 10 s
 
 
 def test_a_variant_that_cannot_be_rendered_says_why(app: Any, client: Any, process: Any, render: Any) -> None:
@@ -450,13 +480,13 @@ def test_many_waiters_share_one_poller(client: Any, app: Any, process: Any) -> N
     catalog = app.extensions["apercu"].storage.catalog
     ids = [parse_json(upload(client, images.jpeg()))["id"] for _ in range(20)]
     calls = []
-    real = type(catalog.images).settled_among
+    real = type(catalog.settling).settled_among
 
     def counted(self: Any, pending: list[str]) -> set[str]:
         calls.append(len(pending))
         return real(self, pending)
 
-    type(catalog.images).settled_among = counted  # type: ignore[method-assign]
+    type(catalog.settling).settled_among = counted  # type: ignore[method-assign]
     try:
         results: dict[str, Any] = {}
         waiters = [
@@ -471,7 +501,7 @@ def test_many_waiters_share_one_poller(client: Any, app: Any, process: Any) -> N
         for waiter in waiters:
             waiter.join()
     finally:
-        type(catalog.images).settled_among = real  # type: ignore[method-assign]
+        type(catalog.settling).settled_among = real  # type: ignore[method-assign]
     assert {parse_json(r)["status"] for r in results.values()} == {"success"}
     print(f"{len(calls)} polls for 20 waiters")
     assert sum(calls) / len(calls) >= 5  # each poll asked about many waiters at once

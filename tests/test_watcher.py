@@ -1,16 +1,19 @@
-"""The `?wait=` poller: a waiter wakes when its image settles, without a catalog query per poll."""
+"""The `?wait=` poller: a waiter wakes when its image settles, or its render ends, without a catalog query per
+poll."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from apercu.storage.catalog import Catalog
+from apercu.storage import blob_keys
+from apercu.storage.catalog import Catalog, RenderRequest, RenderState, utcnow
 from apercu.storage.migrations.schema import create_schema
 from apercu.storage.watcher import Watcher
 
@@ -29,13 +32,13 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
 
 def counting_queries(catalog: Catalog) -> list[int]:
     calls: list[int] = []
-    real = catalog.images.settled_among
+    real = catalog.settling.settled_among
 
-    def counted(ids: list[str]) -> set[str]:
-        calls.append(len(ids))
-        return real(ids)
+    def counted(names: list[str]) -> set[str]:
+        calls.append(len(names))
+        return real(names)
 
-    catalog.images.settled_among = counted  # type: ignore[method-assign]
+    catalog.settling.settled_among = counted  # type: ignore[method-assign]
     return calls
 
 
@@ -75,3 +78,64 @@ def test_a_waiter_times_out_when_nothing_settles(catalog: Catalog) -> None:
     started = time.monotonic()
     assert Watcher(catalog, interval=INTERVAL).wait(image_id, 0.3) is False
     assert 0.3 <= time.monotonic() - started < 1.0
+
+
+def requested(catalog: Catalog, image_id: str, size: int) -> str:
+    """A render asked for, as a first request does: its name (blob key)."""
+    key = blob_keys.thumbnail(image_id, size, "webp")
+    assert catalog.renders.request(image_id, key, utcnow() - timedelta(hours=1)).state is RenderState.SEND
+    return key
+
+
+@pytest.mark.parametrize("end", ["stored", "failed"])
+def test_a_render_that_ends_wakes_its_waiter_through_the_feed(catalog: Catalog, end: str) -> None:
+    """A render's end is announced under its own name: it wakes who waits for that render at once, whether it
+    was stored or failed (without waiting out the timeout), and neither its image's waiters nor another render's."""
+    image_id = uuid.uuid4().hex
+    catalog.images.add(image_id, None)
+    key, other = requested(catalog, image_id, 128), requested(catalog, image_id, 512)
+    calls = counting_queries(catalog)
+    watcher = Watcher(catalog, interval=INTERVAL, recheck=60)
+    woke: dict[str, Any] = {}
+
+    def wait(name: str) -> None:
+        woke[name] = watcher.wait(name, 10)
+        woke[f"{name} at"] = time.monotonic()
+
+    waiters = {name: threading.Thread(target=wait, args=(name,)) for name in (key, image_id)}
+    for waiter in waiters.values():
+        waiter.start()
+    time.sleep(20 * INTERVAL)
+    assert calls in ([2], [1, 2])  # a look for the newcomers (both names at once); nothing committed since
+    looks = len(calls)
+    catalog.renders.done(image_id, other)
+    time.sleep(5 * INTERVAL)
+    assert woke == {}
+    ended_at = time.monotonic()
+    if end == "stored":
+        catalog.renders.done(image_id, key)
+    else:
+        catalog.renders.failed(image_id, key, "cannot decode")
+    waiters[key].join(5)
+    assert woke[key] is True and woke[f"{key} at"] - ended_at < 0.5
+    assert image_id not in woke  # a render's name is not its image's
+    assert len(calls) - looks <= (0 if catalog.engine.dialect.name == "postgresql" else 2), calls
+    if end == "failed":  # the waiter's request reads the reason
+        assert catalog.renders.request(image_id, key, utcnow()) == RenderRequest(RenderState.FAILED, "cannot decode")
+    catalog.images.delete(image_id)
+    waiters[image_id].join(5)
+    assert woke[image_id] is True
+
+
+def test_a_render_is_settled_once_stored_failed_or_its_image_deleted(catalog: Catalog) -> None:
+    """What the poller's fallback query (SQLite, a missed notification) says about renders, one query for all."""
+    image_id, gone = uuid.uuid4().hex, uuid.uuid4().hex
+    for each in (image_id, gone):
+        catalog.images.add(each, None)
+    pending, stored, failed = (requested(catalog, image_id, size) for size in (128, 256, 512))
+    deleted = requested(catalog, gone, 128)
+    catalog.renders.done(image_id, stored)
+    catalog.renders.failed(image_id, failed, "cannot decode")
+    catalog.images.delete(gone)
+    names = [pending, stored, failed, deleted, image_id, gone]
+    assert catalog.settling.settled_among(names) == {stored, failed, deleted, gone}

@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import IO
+from typing import IO, NoReturn
 
 from celery import Celery
 
@@ -31,7 +31,6 @@ from apercu.tasks import LEASE_MARGIN, enqueue, enqueue_render
 from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
-RENDER_POLL = 0.05  # how often a request waiting for a render (?wait=) looks for it
 
 
 class NotFound(Exception):
@@ -223,14 +222,25 @@ class Service:
             raise NoThumbnail(f"processing failed ({image.error})")
         if ext == "jpg" and size == self.settings.thumbnail_size and "key" in image.thumbnail:
             return ThumbnailFile(image.thumbnail["key"], image.thumbnail["etag"], image.thumbnail["bytes"])
+        return self._variant(image_id, size, ext, started + wait - time.monotonic())
+
+    def _variant(self, image_id: str, size: int, ext: str, wait: float) -> ThumbnailFile:
+        """The variant once stored; else its render is requested (queued once however many ask) and, with `wait`
+        left, waited for on the watcher, as an image's processing is (a worker announces its end)."""
         key = blob_keys.thumbnail(image_id, size, ext)
-        deadline = started + wait
-        while (info := self._stat(key)) is None:
+        if (info := self._stat(key)) is None:
             self._request_render(image_id, key, size, ext)
-            if time.monotonic() >= deadline:
+            if wait <= 0 or not self.watcher.wait(key, wait):
                 raise NotReady("rendering")
-            time.sleep(min(RENDER_POLL, max(0.0, deadline - time.monotonic())))
+            info = self._stat(key) or self._not_rendered(image_id, key, size, ext)
         return ThumbnailFile(key, info.etag, info.size)
+
+    def _not_rendered(self, image_id: str, key: str, size: int, ext: str) -> NoReturn:
+        """Why a render that ended left no blob: NotFound when its image went, NoThumbnail when it failed; else
+        the blob went missing since it was stored, and it is asked for again."""
+        self._image(image_id)
+        self._request_render(image_id, key, size, ext)
+        raise NotReady("rendering")
 
     def _stat(self, key: str) -> BlobInfo | None:
         try:

@@ -1,10 +1,11 @@
-"""How a process learns that images settled (finished, failed or were deleted) without asking about each one.
+"""How a process learns that what requests wait for settled, without asking about each one: an image (finished,
+failed or deleted, named by its id) or a thumbnail variant's render (stored or failed, named by its blob key).
 
 `Watcher` (the `?wait=N` poller) asks its feed, every few milliseconds while requests wait, whether anything
-happened; only then does it query the catalog. Each database has its cheapest way of telling:
-- PostgreSQL: the catalog sends `NOTIFY apercu_settled, '<id>'` in the transaction that settles an image, and the
-  feed LISTENs on a connection of its own: it names the settled ids, and nothing is queried at all (polling every
-  20 ms cost a web process 9 ms of CPU per image at 5 images/s);
+happened; only then does it query the catalog (`catalog.settling`). Each database has its cheapest way of telling:
+- PostgreSQL: the catalog sends `NOTIFY apercu_settled, '<name>'` in the transaction that settles an image or a
+  render, and the feed LISTENs on a connection of its own: it names what settled, and nothing is queried at all
+  (polling every 20 ms cost a web process 9 ms of CPU per image at 5 images/s);
 - SQLite: `PRAGMA data_version` changes whenever another connection commits; it costs microseconds, and a query
   follows only when it moved;
 - anything else: no signal, so every poll queries.
@@ -23,17 +24,18 @@ SETTLED_CHANNEL = "apercu_settled"
 
 class ChangeFeed(Protocol):
     def poll(self, timeout: float) -> set[str] | None:
-        """Wait up to `timeout` seconds: the ids announced as settled meanwhile (empty: nothing happened), or None
-        when something may have happened and the caller must look."""
+        """Wait up to `timeout` seconds: the names announced as settled meanwhile (empty: nothing happened), or
+        None when something may have happened and the caller must look."""
         ...
 
     def close(self) -> None: ...
 
 
-def announce_settled(conn: sa.Connection, image_id: str) -> None:
-    """Within the transaction that settles (or deletes) an image: tell the feeds, on databases that can."""
+def announce_settled(conn: sa.Connection, name: str) -> None:
+    """Within the transaction that settles (or deletes) an image, or ends a render: tell the feeds, on databases
+    that can. `name`: the image's id, or the render's blob key."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_notify(SETTLED_CHANNEL, image_id)))
+        conn.execute(sa.select(sa.func.pg_notify(SETTLED_CHANNEL, name)))
 
 
 def open_feed(engine: sa.Engine) -> ChangeFeed:

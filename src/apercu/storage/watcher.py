@@ -1,12 +1,13 @@
-"""Waiting for images to settle (`?wait=N`): one poller per process, however many requests wait.
+"""Waiting (`?wait=N`) for an image to settle or a thumbnail variant's render to end: one poller per process,
+however many requests wait, for whatever.
 
 Each waiting request used to poll the catalog on its own every few milliseconds, and that polling was a quarter
 of the web processes' CPU under load. Here every waiter sleeps on one condition; a single thread, running only
 while someone waits, listens to the catalog's change feed (`storage.change_feed`: PostgreSQL's notifications,
-SQLite's change counter) for up to `interval` at a time, and wakes the waiters of the images it announces. It
-queries the catalog (one query for all the waited-for images) only when the feed cannot name the images, when new
-waiters arrive (their image may have settled before they started waiting), and every `recheck` seconds in any
-case, so that a missed notification costs at most that much delay.
+SQLite's change counter) for up to `interval` at a time, and wakes the waiters of the names it announces (image
+ids, renders' blob keys). It queries the catalog (`catalog.settling`: one query for all the waited-for names) only
+when the feed cannot name what changed, when new waiters arrive (theirs may have settled before they started
+waiting), and every `recheck` seconds in any case, so that a missed notification costs at most that much delay.
 """
 
 from __future__ import annotations
@@ -34,20 +35,21 @@ class Watcher:
         self._newcomers = False
         self._owner_pid = 0  # the process whose poller runs: a forked web worker starts its own
 
-    def wait(self, image_id: str, timeout: float) -> bool:
-        """Block until the image is settled or `timeout` seconds pass; True when it settled."""
+    def wait(self, name: str, timeout: float) -> bool:
+        """Block until `name` settled (an image's id: processed or deleted; a render's blob key: stored or failed,
+        or its image deleted) or `timeout` seconds pass; True when it settled."""
         with self._cond:
             self._start_poller()
-            self._waiting[image_id] += 1
+            self._waiting[name] += 1
             self._newcomers = True  # it may have settled before the poller's last look: look again
             self._cond.notify_all()
             try:
-                return self._cond.wait_for(lambda: image_id in self._settled, timeout)
+                return self._cond.wait_for(lambda: name in self._settled, timeout)
             finally:
-                self._waiting[image_id] -= 1
-                if not self._waiting[image_id]:
-                    del self._waiting[image_id]
-                    self._settled.discard(image_id)
+                self._waiting[name] -= 1
+                if not self._waiting[name]:
+                    del self._waiting[name]
+                    self._settled.discard(name)
 
     def _start_poller(self) -> None:
         if self._owner_pid != os.getpid():
@@ -65,18 +67,18 @@ class Watcher:
         checked = 0.0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: any(i not in self._settled for i in self._waiting))
-                pending = [i for i in self._waiting if i not in self._settled]
+                self._cond.wait_for(lambda: any(n not in self._settled for n in self._waiting))
+                pending = [n for n in self._waiting if n not in self._settled]
                 look, self._newcomers = self._newcomers, False
             try:
-                feed = feed or self.catalog.images.change_feed()
+                feed = feed or self.catalog.settling.change_feed()
                 announced = feed.poll(0 if look else self.interval)
                 if look or announced is None or time.monotonic() - checked > self.recheck:
-                    settled, checked = self.catalog.images.settled_among(pending), time.monotonic()
+                    settled, checked = self.catalog.settling.settled_among(pending), time.monotonic()
                 else:
                     settled = announced.intersection(pending)
             except Exception:  # noqa: BLE001 - a database hiccup: the waiters time out or the next poll answers
-                log.warning("polling the catalog for settled images failed", exc_info=True)
+                log.warning("polling the catalog for what settled failed", exc_info=True)
                 _close(feed)
                 feed, settled = None, set()
                 threading.Event().wait(self.interval)

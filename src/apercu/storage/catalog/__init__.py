@@ -7,7 +7,9 @@ One module per aggregate, all on one engine (`engine.Database`) and one set of t
 - `workers`: the worker registry behind leases and readiness: `catalog.workers`;
 - `deliveries`: completion webhooks' deliveries: `catalog.deliveries`;
 - `renders`: thumbnail variants asked for and not stored yet: `catalog.renders`;
-- `claims`: idempotency keys and content claims of new images: `catalog.claims`.
+- `claims`: idempotency keys and content claims of new images: `catalog.claims`;
+- `settling`: what `?wait=N` waits for (images settling, renders ending) and the feed announcing it:
+  `catalog.settling`.
 
 The schema (creating, upgrading, refusing one this code does not run on) is `storage.migrations`' business.
 """
@@ -22,6 +24,7 @@ from apercu.storage.catalog.engine import Database, create_engine, utcnow
 from apercu.storage.catalog.images import ImageRecord, Images
 from apercu.storage.catalog.leases import Claim, ClaimResult, Leases
 from apercu.storage.catalog.renders import RenderRequest, Renders, RenderState
+from apercu.storage.catalog.settling import Settling
 from apercu.storage.catalog.tables import IN_PROGRESS, DeliveryStatus, ImageStatus
 from apercu.storage.catalog.workers import WORKER_TIMEOUT, RegisteredWorker, Workers
 
@@ -44,6 +47,7 @@ class Catalog:
         self.deliveries = Deliveries(db)
         self.renders = Renders(db)
         self.claims = Claims(db)
+        self.settling = Settling(db)
 
     @classmethod
     def from_url(cls, url: str, durable: bool = True) -> Catalog:

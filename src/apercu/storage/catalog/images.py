@@ -13,8 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from apercu.storage.catalog.engine import Database, hamming, phash_to_int, utcnow
-from apercu.storage.catalog.tables import IN_PROGRESS, ImageStatus, contents, deliveries, images, renders
-from apercu.storage.change_feed import ChangeFeed, announce_settled, open_feed
+from apercu.storage.catalog.tables import ImageStatus, contents, deliveries, images, renders
+from apercu.storage.change_feed import announce_settled
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,9 @@ class ImageRecord:
         )
 
 
-# The statements of the hot paths (an upload, a `?wait`, a GET), built once with bound parameters: building a
+# The statements of the hot paths (an upload, a GET), built once with bound parameters: building a
 # statement anew for every call cost SQLAlchemy ten to twenty times what SQLite spends running it (see `leases`).
 GET = sa.select(images).where(images.c.id == sa.bindparam("image_id"))
-UNSETTLED = sa.select(images.c.id).where(
-    images.c.id.in_(sa.bindparam("ids", expanding=True)), images.c.status.in_(IN_PROGRESS)
-)
 INSERT = images.insert()
 NEWEST_FIRST = (images.c.uploaded_at.desc(), images.c.id.desc())
 
@@ -100,16 +97,6 @@ class Images:
             if deleted:
                 announce_settled(conn, image_id)
             return bool(deleted)
-
-    def change_feed(self) -> ChangeFeed:
-        """What pollers of settled images ask before they query (see `storage.change_feed`)."""
-        return open_feed(self._db.engine)
-
-    def settled_among(self, ids: list[str]) -> set[str]:
-        """Those of `ids` whose processing ended (success, failure) or that were deleted."""
-        with self._db.connect() as conn:
-            unsettled = set(conn.scalars(UNSETTLED, {"ids": ids}))
-        return set(ids) - unsettled
 
     def page(self, limit: int, after: tuple[datetime, str] | None = None) -> list[ImageRecord]:
         """Newest first; `after` is the (uploaded_at, id) of the last row of the previous page."""

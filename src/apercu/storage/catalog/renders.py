@@ -1,7 +1,8 @@
 """Thumbnail variants asked for and not stored yet: so that many first requests for one make one render.
 
 A row per variant a client asked for, gone once a worker has stored it; a render that failed keeps its row with
-the reason, which requests are then answered with instead of waiting.
+the reason, which requests are then answered with instead of waiting. Either end is announced on the change feed
+under the variant's blob key, for the requests waiting for it (`catalog.settling`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from apercu.storage.catalog.engine import Database, utcnow
 from apercu.storage.catalog.tables import renders
+from apercu.storage.change_feed import announce_settled
 
 
 class RenderState(enum.StrEnum):
@@ -50,10 +52,13 @@ class Renders:
             return RenderRequest(RenderState.PENDING)  # a concurrent first request recorded it a moment before us
 
     def done(self, image_id: str, variant: str) -> None:
+        """The variant is stored (its blob written before this)."""
         with self._db.begin() as conn:
             conn.execute(renders.delete().where(renders.c.image_id == image_id, renders.c.variant == variant))
+            announce_settled(conn, variant)
 
     def failed(self, image_id: str, variant: str, error: str) -> None:
         this = (renders.c.image_id == image_id) & (renders.c.variant == variant)
         with self._db.begin() as conn:
             conn.execute(renders.update().where(this).values(error=error))
+            announce_settled(conn, variant)
