@@ -8,13 +8,72 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import Annotated, Any, NotRequired, TypedDict, overload
 
+from apercu.imaging.fingerprints import PHASH_BITS
 from apercu.imaging.gps import allowed_metadata
-from apercu.storage.catalog import IN_PROGRESS, DeliveryRecord, ImageRecord, ImageStatus
+from apercu.storage.catalog import IN_PROGRESS, DeliveryRecord, DeliveryStatus, ImageRecord, ImageStatus
+from apercu.typed_schema import Named, Ref
 
-if TYPE_CHECKING:  # the shape's models live with the API that publishes them; nothing of it is imported here
-    from apercu.api.models import DeliveryJson, ImageJson
+ID_PATTERN = "^[0-9a-f]{32}$"  # an image id: a UUID4's 32 lower-case hex digits (`service.Service.submit`)
+URI_REFERENCE = {"type": "string", "format": "uri-reference"}
+DATE_TIME = {"format": "date-time"}
+STATUS = Named("Status", {
+    "type": "string",
+    "enum": [status.value for status in ImageStatus],
+    "description": "`pending` (waiting for a worker), `processing`, then `success` or `failure` (see `error`).",
+})
+
+
+# The public JSON shape, as TypedDicts that the OpenAPI document publishes (see `apercu.typed_schema`).
+
+
+class ImageLinksJson(TypedDict):
+    self: Annotated[str, URI_REFERENCE, {"description": "`/images/{id}`"}]
+    thumbnail: Annotated[str, URI_REFERENCE, {"description": "`/thumbnails/{id}.jpg`"}]
+
+
+class ThumbnailJson(TypedDict):
+    """The default JPEG thumbnail; present once processing succeeded."""
+
+    width: Annotated[int, {"minimum": 1}]
+    height: Annotated[int, {"minimum": 1}]
+    bytes: Annotated[int, {"minimum": 1}]
+    url: Annotated[str, URI_REFERENCE]
+
+
+class DeliveryJson(TypedDict):
+    """One completion webhook: a signed POST of the image's JSON to `url`, retried with backoff."""
+
+    id: Annotated[str, {"description": "Sent as `X-Apercu-Delivery`, the same on every attempt."}]
+    url: Annotated[str, {"format": "uri"}]
+    status: Annotated[str, {
+        "enum": [status.value for status in DeliveryStatus],
+        "description": "`waiting` for the image to settle (a duplicate's uploader), then `pending` until "
+        "`delivered`, or `failed` once given up."}]
+    attempts: Annotated[int, {"minimum": 0}]
+    last_status: Annotated[int | None, {"description": "The receiver's last HTTP status, if it answered."}]
+    last_error: str | None
+    delivered_at: Annotated[str | None, DATE_TIME]
+
+
+class ImageJson(TypedDict):
+    id: Annotated[str, {"pattern": ID_PATTERN}]
+    status: Annotated[str, STATUS]
+    filename: Annotated[str | None, {"description": "The client's name for the file (display only), if it gave one."}]
+    uploaded_at: Annotated[str, DATE_TIME, {"description": "UTC."}]
+    processed_at: Annotated[str | None, DATE_TIME, {"description": "UTC; null until processing has ended."}]
+    error: Annotated[str | None, {"description": "Why processing failed (status `failure`), else null."}]
+    links: ImageLinksJson
+    metadata: NotRequired[Annotated[dict[str, Any], Ref("Metadata")]]
+    thumbnail: NotRequired[ThumbnailJson]
+    distance: NotRequired[Annotated[int, {
+        "minimum": 0, "maximum": PHASH_BITS,
+        "description": "Only in `GET /images?similar_to=` results: bits of the perceptual hash that differ from the "
+        "reference image's."}]]
+    webhooks: NotRequired[Annotated[list[DeliveryJson], {
+        "description": "Only in `GET /images/{id}`, when completion webhooks were due for this image: each delivery "
+        "and how it went."}]]
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,16 @@ from typing import Any, Generic, Literal, Self, TypeVar
 
 from apercu.api.errors import CODES, NO_IMAGE, ApiError
 from apercu.config import Settings
+from apercu.images import ID_PATTERN
+from apercu.imaging.fingerprints import PHASH_BITS
 from apercu.webhooks.addresses import MAX_URL
 
 Json = dict[str, Any]
 T = TypeVar("T")
 Where = Literal["path", "query", "header", "form"]
 
-ID_PATTERN = "^[0-9a-f]{32}$"  # an image id
 MAX_WAIT = 30  # seconds ?wait= may hold a request
 DEFAULT_PAGE, MAX_PAGE = 20, 100  # images per page of GET /images
-HASH_BITS = 64  # of a perceptual hash
 DEFAULT_DISTANCE = 10  # bits of 64: resized, recompressed, lightly cropped or colour-shifted copies stay within it
 MAX_DIGITS = 18  # int() refuses more than 4300 digits; no integer input needs more than a few
 
@@ -248,9 +248,9 @@ SIMILAR_TO = Text(
     CODES[404], NO_IMAGE, status=404, pattern=ID_PATTERN,
 )
 MAX_DISTANCE = Integer(
-    "max_distance", "query", f"With `similar_to`: how many of the {HASH_BITS} bits of the perceptual hash may "
-    "differ.", "invalid_max_distance", f"max_distance must be an integer from 0 to {HASH_BITS} (bits)",
-    maximum=HASH_BITS, fallback=DEFAULT_DISTANCE,
+    "max_distance", "query", f"With `similar_to`: how many of the {PHASH_BITS} bits of the perceptual hash may "
+    "differ.", "invalid_max_distance", f"max_distance must be an integer from 0 to {PHASH_BITS} (bits)",
+    maximum=PHASH_BITS, fallback=DEFAULT_DISTANCE,
 )
 IDEMPOTENCY_KEY = Text(
     "Idempotency-Key", "header", "Makes the upload safe to retry: a later upload with the same key (within "

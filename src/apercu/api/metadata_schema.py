@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from apercu.api.typed_schema import ref
 from apercu.imaging.formats import FORMATS
 from apercu.imaging.gps import SPEED_UNITS
 from apercu.imaging.icc import INTENTS
 from apercu.imaging.iptc import DATES, ENVELOPE_NAMES, NAMES, REPEATABLE
+from apercu.typed_schema import ref
 
 Json = dict[str, Any]
 NUMBER = {"type": "number"}

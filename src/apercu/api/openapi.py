@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 document (GET /openapi.json, rendered at /docs), and the endpoint list GET / shows, both made
-from one source: the operations (`api.operations`), checked to be exactly the app's routes, with their inputs'
+from one source: the operations (`api.contract`), checked to be exactly the app's routes, with their inputs'
 declarations (`api.inputs`) as parameters and request bodies, and their answers' models (`api.models`) as JSON
 Schema. Nothing here restates a path, a parameter, a status or an error code; tests/test_openapi.py checks that
 real answers (and a schemathesis run against a live service) conform to what is generated.
@@ -16,15 +16,15 @@ from flask import Flask
 from apercu import __version__
 from apercu.api import metadata_schema
 from apercu.api.access import is_public, public_paths
+from apercu.api.contract import HEADERS, OPERATIONS, RESPONSES, SERVER_REFUSALS, error, shared
 from apercu.api.errors import CODES
 from apercu.api.inputs import Declared, File, Json, codes
 from apercu.api.models import EndpointJson
 from apercu.api.multipart import MalformedBody
 from apercu.api.operation import Operation, routed
-from apercu.api.operations import HEADERS, OPERATIONS, RESPONSES, SERVER_REFUSALS, error, shared
-from apercu.api.typed_schema import Schemas
 from apercu.config import Settings
 from apercu.service import Service
+from apercu.typed_schema import Schemas
 
 FILE_TYPES = "application/octet-stream, image/*"
 

@@ -1,4 +1,4 @@
-"""The published routes: each view is bound to its operation (`api.operations`: the path, inputs and answers, a
+"""The published routes: each view is bound to its operation (`api.contract`: the path, inputs and answers, a
 contract with existing clients: change none of them) and reads its inputs through their declarations."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
-from apercu.api import operations, page, uploads
+from apercu.api import contract, page, uploads
 from apercu.api.inputs import (
     CALLBACK_URL,
     CURSOR,
@@ -52,7 +52,7 @@ def _apercu() -> Service:
     return service
 
 
-@route(bp, operations.INDEX)
+@route(bp, contract.INDEX)
 def index(_given: Given) -> ResponseReturnValue:
     """The service status as JSON for API clients; the web page (api/page.py) for a browser that asks for HTML."""
     if page.wants_html(request):
@@ -64,12 +64,12 @@ def index(_given: Given) -> ResponseReturnValue:
     return response
 
 
-@route(bp, operations.OPENAPI)
+@route(bp, contract.OPENAPI)
 def openapi(_given: Given) -> ResponseReturnValue:
     return jsonify(document(current_app))
 
 
-@route(bp, operations.UPLOAD)
+@route(bp, contract.UPLOAD)
 def upload(given: Given) -> ResponseReturnValue:
     """Store and record an upload, then queue it: 202. With an `Idempotency-Key`, a retry gets the first try's
     image (`Idempotent-Replayed: true`) instead of a second one, for `APERCU_IDEMPOTENCY_TTL` seconds; with
@@ -95,12 +95,12 @@ def upload(given: Given) -> ResponseReturnValue:
     return response
 
 
-@route(bp, operations.GET)
+@route(bp, contract.GET)
 def get_image(given: Given) -> ResponseReturnValue:
     return jsonify(image_json(_apercu().get(given[IMAGE_ID], given[WAIT])))
 
 
-@route(bp, operations.LIST)
+@route(bp, contract.LIST)
 def list_images(given: Given) -> ResponseReturnValue:
     """Newest first with cursor pagination; or the images with one SHA-256 (?sha256=), or those that look like
     one image (?similar_to=<id>&max_distance=N, nearest first, each with its `distance` in bits): one page."""
@@ -122,7 +122,7 @@ def _page(items: list[ImageJson], next_cursor: str | None = None, next_url: str 
     return jsonify(body)
 
 
-@route(bp, *operations.THUMBNAILS)
+@route(bp, *contract.THUMBNAILS)
 def thumbnail(given: Given, ext: str) -> ResponseReturnValue:
     """The stored JPEG, or another size (?size=N) or format (.webp): rendered by a worker on first request and
     kept; meanwhile 409 with Retry-After, or the answer once it is there with ?wait=N."""
@@ -146,19 +146,19 @@ def thumbnail(given: Given, ext: str) -> ResponseReturnValue:
     return response
 
 
-@route(bp, operations.DELETE_LEGACY, operations.DELETE)
+@route(bp, contract.DELETE_LEGACY, contract.DELETE)
 def delete(given: Given) -> ResponseReturnValue:
     _apercu().delete(given[IMAGE_ID])
     return Response(status=204)
 
 
-@route(bp, operations.HEALTHZ)
+@route(bp, contract.HEALTHZ)
 def healthz(_given: Given) -> ResponseReturnValue:
     body: HealthJson = {"status": "ok"}
     return jsonify(body)
 
 
-@route(bp, operations.READYZ)
+@route(bp, contract.READYZ)
 def readyz(_given: Given) -> ResponseReturnValue:
     app = _apercu()
     checks: dict[str, Callable[[], Any]] = {

@@ -19,6 +19,7 @@ from PIL import Image
 
 HASH_SIDE = 32  # pHash: the DCT runs on a 32x32 greyscale image...
 HASH_LOW = 8  # ...and keeps its 8x8 lowest frequencies: 64 bits
+PHASH_BITS = HASH_LOW * HASH_LOW
 ROUNDING = 1e-6
 BLUR_SIDE = 32  # BlurHash: the longest side of the image its components are fitted to
 BLUR_COMPONENTS = (4, 3)  # horizontal, vertical (for a portrait image: 3, 4)

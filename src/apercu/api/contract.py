@@ -1,6 +1,6 @@
-"""Every operation of the API, in the order the document and `GET /` list them: what each says of itself (its
-summary, its inputs, its answers), which exists nowhere else. The routes bind their views to these
-(`api.operation.route`); the document's components come from the inputs and the response models.
+"""The published contract: every operation of the API, in the order the document and `GET /` list them: what
+each says of itself (its summary, its inputs, its answers), which exists nowhere else. The routes bind their
+views to these (`api.operation.route`); the document's components come from the inputs and the response models.
 
 Answers name their bodies by model (a TypedDict of `api.models`), which the document turns into schemas, and the
 answers shared by several operations by name (`shared`), which `RESPONSES` defines.
