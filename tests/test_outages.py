@@ -132,6 +132,9 @@ def test_storage_away_through_every_retry_releases_the_image_for_recovery(
     assert row.attempts == 1  # retries under the same lease count no attempt
     retries = [r for r in caplog.records if "storage unavailable" in r.getMessage()]
     assert len(retries) == OUTAGE_RETRIES and all(r.levelno == logging.WARNING for r in retries)
+    assert [r.getMessage().rsplit("retry ", 1)[1] for r in retries] == [  # backing off (eager: not waited)
+        f"{n + 1} in {2**n} s" for n in range(OUTAGE_RETRIES)
+    ]
     _no_tracebacks(caplog)
 
 
