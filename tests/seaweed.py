@@ -175,6 +175,13 @@ class SeaweedFS:
                 for sock in Path("/tmp").glob(f"seaweedfs-*-{grpc}.sock"):
                     sock.unlink(missing_ok=True)
 
+    def restart(self, timeout: float = START_TIMEOUT) -> None:
+        """Start again after `stop()` (a SIGKILL, as an outage would be), on the same ports and data directory:
+        its buckets and objects are back once this returns."""
+        self._client = None  # its pooled connections went with the old server
+        self._launch()
+        self._wait_ready(timeout)
+
     def log_tail(self, chars: int = 4000) -> str:
         try:
             return self.log.read_text(errors="replace")[-chars:]

@@ -15,20 +15,21 @@ import logging
 import uuid
 from typing import Any
 
-import sqlalchemy.exc
 from celery import Celery
 
 from apercu import logs
 from apercu.config import Settings
 from apercu.storage.catalog import Claim
+from apercu.storage.catalog.leases import Leases
+from apercu.storage.outages import Dependency, classify
 from apercu.tasks.context import ApercuTask, WorkerContext
 from apercu.webhooks import DELIVER_TASK, send_due
 
 TASK_NAME = "apercu.process_image"
 RENDER_TASK = "apercu.render_thumbnail"
-# Storage or database hiccups: retried with backoff by the same task id, which still owns the lease.
-TRANSIENT_ERRORS = (OSError, sqlalchemy.exc.OperationalError)
-TRANSIENT_RETRIES = 5
+# A dependency's outage (`storage.outages.classify`) is retried with backoff by the same task id, which still
+# owns the lease: 2^n s, 1 + 2 + 4 + 8 + 16 = 31 s in all before an image is left for recovery.
+OUTAGE_RETRIES = 5
 SETTLED_HERE = {Claim.CLAIMED.value, Claim.EXHAUSTED.value, "failed"}  # results after which this task settled it
 # A message header, not an argument: a worker of an earlier version ignores it (and a message without it, from
 # an earlier web or from recovery, runs as before), and a retry sends it again with the task.
@@ -64,7 +65,7 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
     # Not `shared` with apps made later (Celery's default): each app's tasks have that app's context.
     common = {"base": ApercuTask, "bind": True, "shared": False, "context": WorkerContext(settings, worker)}
     app.task(name=TASK_NAME, max_retries=None, **common)(process_image)
-    app.task(name=RENDER_TASK, max_retries=TRANSIENT_RETRIES, **common)(render_thumbnail)
+    app.task(name=RENDER_TASK, max_retries=OUTAGE_RETRIES, **common)(render_thumbnail)
     app.task(name=DELIVER_TASK, max_retries=None, **common)(deliver_webhook)  # attempts are counted in the row
     return app
 
@@ -104,21 +105,41 @@ def _processed(task: ApercuTask, image_id: str) -> str:
     owner = task.request.id or image_id
     try:
         outcome, retry_in = processor.process(image_id, owner)
-    except TRANSIENT_ERRORS as exc:
-        if task.request.retries < TRANSIENT_RETRIES:
-            raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
-        log.error("image %s: storage still failing after %d retries (%s); left for recovery", image_id,
-                  TRANSIENT_RETRIES, exc)
-        processor.storage.catalog.leases.release(image_id, owner, resend=True)
+    except Exception as exc:  # noqa: BLE001 - an outage is retried; a bug of ours must still end the image
+        dependency = classify(exc)
+        if dependency is None:
+            reference = uuid.uuid4().hex[:12]
+            log.exception("image %s: unexpected error, recorded as failure (reference %s)", image_id, reference)
+            processor.fail_unexpectedly(image_id, owner, reference)
+            return "failed"
+        if task.request.retries < OUTAGE_RETRIES:
+            raise _retry_outage(task, exc, dependency, f"image {image_id}", 2**task.request.retries) from exc
+        log.error("image %s: %s still unavailable after %d retries (%s); left for recovery", image_id, dependency,
+                  OUTAGE_RETRIES, exc)
+        _release(processor.storage.catalog.leases, image_id, owner)
         return "released"
-    except Exception:  # noqa: BLE001 - a bug of ours must still end the image, not strand it
-        reference = uuid.uuid4().hex[:12]
-        log.exception("image %s: unexpected error, recorded as failure (reference %s)", image_id, reference)
-        processor.fail_unexpectedly(image_id, owner, reference)
-        return "failed"
     if outcome is Claim.BUSY:
         raise task.retry(countdown=retry_in)
     return str(outcome.value)
+
+
+def _release(leases: Leases, image_id: str, owner: str) -> None:
+    """Give the image back for the recovery sweep to send again; with the catalog away too, its lease lapses
+    at its expiry instead (the sweep's other way to find it)."""
+    try:
+        leases.release(image_id, owner, resend=True)
+    except Exception as exc:
+        if classify(exc) is None:
+            raise
+        log.error("image %s: could not release it either (%s); its lease will lapse", image_id, exc)
+
+
+def _retry_outage(task: ApercuTask, exc: Exception, dependency: Dependency, what: str, countdown: int) -> Exception:
+    """One warning line per retry (no traceback: an outage is not a bug), then Celery's retry, raised."""
+    log.warning("%s: %s unavailable (%s: %s); retry %d in %d s", what, dependency, type(exc).__name__, exc,
+                task.request.retries + 1, countdown)
+    retry: Exception = task.retry(exc=exc, countdown=countdown)
+    return retry
 
 
 def render_thumbnail(task: ApercuTask, image_id: str, size: int, ext: str) -> str:
@@ -132,22 +153,33 @@ def _render_thumbnail(task: ApercuTask, image_id: str, size: int, ext: str) -> s
     processor = task.context.processor
     try:
         processor.render(image_id, size, ext)
-    except TRANSIENT_ERRORS as exc:
-        raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
-    except Exception:  # noqa: BLE001 - a bug of ours: the request fails, so clients stop waiting for it
-        reference = uuid.uuid4().hex[:12]
-        log.exception("image %s: unexpected error rendering %d.%s (reference %s)", image_id, size, ext, reference)
-        processor.render_failed_unexpectedly(image_id, size, ext, reference)
-        return "failed"
+    except Exception as exc:  # noqa: BLE001 - an outage is retried; a bug of ours fails the request
+        dependency = classify(exc)
+        if dependency is None:  # so that clients stop waiting for it
+            reference = uuid.uuid4().hex[:12]
+            log.exception("image %s: unexpected error rendering %d.%s (reference %s)", image_id, size, ext, reference)
+            processor.render_failed_unexpectedly(image_id, size, ext, reference)
+            return "failed"
+        if task.request.retries < OUTAGE_RETRIES:
+            what = f"image {image_id}: rendering {size}.{ext}"
+            raise _retry_outage(task, exc, dependency, what, 2**task.request.retries) from exc
+        log.error("image %s: %s still unavailable after %d retries rendering %d.%s (%s); left to be asked again",
+                  image_id, dependency, OUTAGE_RETRIES, size, ext, exc)
+        return "released"
     return "rendered"
 
 
 def deliver_webhook(task: ApercuTask, delivery_id: str) -> str:
-    """The Celery task body: one attempt of one completion webhook, retried with backoff while it fails."""
+    """The Celery task body: one attempt of one completion webhook, retried with backoff while it fails (and
+    while a dependency is away: the delivery's row keeps it, however long that takes)."""
     try:
         retry_in = task.context.deliveries.attempt(delivery_id)
-    except TRANSIENT_ERRORS as exc:
-        raise task.retry(exc=exc, countdown=min(60, 2**task.request.retries)) from exc
+    except Exception as exc:
+        dependency = classify(exc)
+        if dependency is None:
+            raise
+        what = f"webhook delivery {delivery_id}"
+        raise _retry_outage(task, exc, dependency, what, min(60, 2**task.request.retries)) from exc
     if retry_in is not None:
         raise task.retry(countdown=retry_in)
     return "ended"

@@ -4,7 +4,8 @@ Every way out leaves the image in a final state, or free for the next attempt at
 - the file's own failure (`ProcessingFailed`, the time limit) is recorded as `failure` with its message;
 - a crashed imaging process (`ChildDied`: a segfault, a SIGKILL, the OOM killer) is retried on the spot, under
   a new claim that counts one more attempt, until `max_attempts` is reached and the image fails saying why;
-- storage and database errors propagate, for the task to retry them (they pass; the image is still good);
+- a dependency's outage (`storage.outages.classify`: the blob store, the catalog or the broker away)
+  propagates, for the task to retry under the same lease and then give back for recovery (never `failure`);
 - anything else is a bug of ours, recorded by the task as `failure` with a reference to the logged traceback.
 """
 

@@ -51,8 +51,11 @@ class S3BlobStore:
     def connect(cls, bucket: str, prefix: str, endpoint_url: str | None) -> S3BlobStore:
         """A store on a new client; `endpoint_url` None means AWS itself (the region from the environment)."""
         # Pool: a web process runs up to `web_threads` requests at once, a multipart upload up to 4 parts more.
-        # Timeouts are per connection attempt and per socket read, not for a whole (possibly large) transfer.
-        client = _client(endpoint_url, connect_timeout=5, read_timeout=60, attempts=4, max_pool_connections=32)
+        # Timeouts are per connection attempt and per socket read, not for a whole (possibly large) transfer: a
+        # 16 MiB part is acknowledged well within 10 s by a live server. While S3 is away a call gives up after
+        # 3 attempts: about 3 s when connections are refused, about 35 s at worst when a server accepts and then
+        # says nothing (it was 4 x 60 s); the caller's own retry (the worker's, a client's) takes it from there.
+        client = _client(endpoint_url, connect_timeout=2, read_timeout=10, attempts=3, max_pool_connections=32)
         # The readiness probe must answer within seconds, even when S3 does not: short timeouts, no retries.
         probe = _client(endpoint_url, connect_timeout=2, read_timeout=5, attempts=1, max_pool_connections=2)
         return cls(client, bucket, prefix, probe)

@@ -1,0 +1,88 @@
+"""The one place that says whether an exception means a dependency is away, and which one.
+
+A dependency that cannot be reached, or that answers with a server error, is an outage: the work that needed
+it is still good and must be tried again later (the worker retries, then leaves the image for recovery; the web
+can refuse with 503). Everything else is a bug of ours or a bad input, handled where it happens. Keeping the list
+here means the web and the worker can never disagree about what an outage is.
+
+What counts, per dependency:
+- storage: botocore's connection, endpoint and timeout errors (`ConnectionError`: EndpointConnectionError,
+  ConnectTimeoutError, SSLError, ProxyConnectionError; `HTTPClientError`: ConnectionClosedError,
+  ReadTimeoutError, ResponseStreamingError), an S3 answer with a 5xx status or a throttling/server code, and an
+  OSError of the local store (a full disk, a read-only or vanished mount, an I/O error);
+- catalog: SQLAlchemy's OperationalError and InterfaceError (what the DBAPI raises for a lost or refused
+  connection, a lock timeout, a server shutting down), any DBAPI error that invalidated its connection, and a
+  pool that gave no connection in time;
+- broker: kombu's OperationalError (what kombu raises when the transport is unreachable), py-amqp's connection
+  errors (kombu's `ConnectionError`), and redis-py's connection and timeout errors.
+An OSError is the local store's: the other clients wrap their sockets' errors in their own exceptions above.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+Dependency = Literal["storage", "catalog", "broker"]
+# S3 error codes that say "the server is struggling, ask again", whatever HTTP status a compatible server sends.
+S3_UNAVAILABLE_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "503", "500"})
+_STORAGE: tuple[type[BaseException], ...] = (BotoConnectionError, HTTPClientError, OSError)
+_CATALOG: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # the pool's: every connection is stuck on a server that does not answer
+)
+_BROKER: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError,
+    kombu.exceptions.ConnectionError,  # py-amqp's, which kombu re-exports
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+class DependencyUnavailable(Exception):
+    """Raised where code already knows a dependency is away (a probe, a circuit breaker) and wants it treated
+    like any other outage of that dependency."""
+
+    def __init__(self, dependency: Dependency, detail: str = "") -> None:
+        super().__init__(f"{dependency} unavailable" + (f": {detail}" if detail else ""))
+        self.dependency: Dependency = dependency
+
+
+def classify(exc: BaseException) -> Dependency | None:
+    """The dependency whose outage `exc` (or an exception it was raised from) is, or None: not an outage."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        found = _own(seen)
+        if found is not None:
+            return found
+        seen = seen.__cause__
+    return None
+
+
+def _own(exc: BaseException) -> Dependency | None:
+    if isinstance(exc, DependencyUnavailable):
+        return exc.dependency
+    if isinstance(exc, ClientError):
+        return "storage" if _server_error(exc) else None
+    if isinstance(exc, _CATALOG):
+        return "catalog"
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return "catalog"  # a disconnect the dialect recognised, whatever class the DBAPI gave it
+    if isinstance(exc, _BROKER):
+        return "broker"
+    if isinstance(exc, _STORAGE):
+        return "storage"
+    return None
+
+
+def _server_error(exc: ClientError) -> bool:
+    """An S3 answer that says the server, not the request, is at fault (a 404 or a 403 is not an outage)."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = exc.response.get("Error", {}).get("Code", "")
+    return int(status) >= 500 or code in S3_UNAVAILABLE_CODES
