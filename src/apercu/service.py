@@ -206,7 +206,9 @@ class Service:
 
     def delete(self, image_id: str) -> None:
         """The record first, then the files: a worker that finishes meanwhile sees the record gone and removes
-        what it wrote (see `Storage.forget_if_unrecorded`)."""
+        what it wrote (see `Storage.forget_if_unrecorded`). The blob store is asked first whether it answers, so
+        that its outage refuses the delete (503) before the record is gone, rather than after."""
+        self.storage.blobs.exists(blob_keys.original(image_id))
         if not self.storage.catalog.images.delete(image_id):
             raise NotFound(image_id)
         self.storage.delete_files(image_id)
