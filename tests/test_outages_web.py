@@ -3,9 +3,17 @@ line when it goes and one when it is back, no traceback; refusals counted; uploa
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +21,7 @@ import images
 import pytest
 import sqlalchemy.exc
 from conftest import parse_json
+from seaweed import free_ports
 
 from apercu import metrics
 from apercu.api import create_app
@@ -38,6 +47,17 @@ def assert_unavailable(response: Any, code: str) -> None:
     assert int(response.headers["Retry-After"]) > 0
     error = parse_json(response)["error"]
     assert error["code"] == code and "unavailable" in error["message"]
+
+
+def first_accepted(client: Any, what: str) -> float:
+    """Upload until one is accepted (refused with 503 until then): the seconds it took."""
+    back = time.monotonic()
+    while (status := upload(client).status_code) != 202 and time.monotonic() - back < RECOVERY_TIMEOUT:
+        assert status == 503
+        time.sleep(0.1)
+    recovered = time.monotonic() - back
+    assert status == 202, f"no upload accepted {recovered:.1f} s after the {what} came back"
+    return recovered
 
 
 def originals(service: Any) -> list[str]:
@@ -75,12 +95,7 @@ def test_storage_killed_then_back(
         assert 'apercu_dependency_refusals_total{dependency="storage"}' in scraped
 
         own_seaweedfs.restart()
-        back = time.monotonic()
-        while (status := upload(client).status_code) != 202 and time.monotonic() - back < RECOVERY_TIMEOUT:
-            assert status == 503
-            time.sleep(0.1)
-        recovered = time.monotonic() - back
-        assert status == 202, f"no upload accepted {recovered:.1f} s after the store came back"
+        recovered = first_accepted(client, "store")
         time.sleep(1.1)  # one probe interval: the next request's check finds it back and says so
         assert client.get(f"/images/{image_id}").status_code == 200
     print(f"first 202 {recovered:.2f} s after the store's return")
@@ -125,3 +140,81 @@ def test_catalog_outage_is_a_503_and_a_bug_still_a_500(
     monkeypatch.setattr(service.storage.catalog.images, "get", bug)
     response = client.get(f"/images/{image_id}")
     assert response.status_code == 500 and parse_json(response)["error"]["code"] == "internal_error"
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of a test's own (initdb + pg_ctl in a temporary directory, on a free port, run as the
+    `postgres` user when the tests run as root, which initdb refuses): `kill()` SIGKILLs its postmaster, `start()`
+    brings it back on the same port and data."""
+
+    def __init__(self, directory: Path) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not bins:
+            pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql")
+        self.bin, self.directory, self.data = bins[-1].parent, directory, directory / "db"
+        self.port = free_ports(1)[0]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(directory, "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N")
+
+    def _run(self, tool: str, *args: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
+
+    def kill(self) -> None:
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # its children leave once they see the postmaster gone
+            while True:
+                os.kill(pid, 0)
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """In a directory of its own under /tmp: pytest's temporary directories are closed to the `postgres` user."""
+    directory = Path(tempfile.mkdtemp(prefix="apercu-pg-"))
+    try:
+        server = OwnPostgres(directory)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_postgres_killed_then_back(
+    settings: Settings, own_postgres: OwnPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The catalog's server SIGKILLed: a read, a list and an upload are 503 catalog_unavailable (the upload's
+    stored file removed again), logged once; once it is back, the pool's dead connections are replaced and the
+    same app answers again within seconds."""
+    app = create_app(dataclasses.replace(settings, database_url=own_postgres.url))
+    client, service = app.test_client(), app.extensions["apercu"]
+    image_id = parse_json(upload(client))["id"]
+    stored = originals(service)
+    own_postgres.kill()
+    with caplog.at_level(logging.INFO):
+        assert_unavailable(client.get(f"/images/{image_id}"), "catalog_unavailable")
+        assert_unavailable(client.get("/images"), "catalog_unavailable")
+        assert_unavailable(upload(client), "catalog_unavailable")
+        assert originals(service) == stored
+        own_postgres.start()
+        recovered = first_accepted(client, "catalog")
+        assert client.get(f"/images/{image_id}").status_code == 200
+    print(f"first 202 {recovered:.2f} s after the catalog's return")
+    lines = [r.getMessage() for r in caplog.records if "catalog unavailable" in r.getMessage()]
+    assert len(lines) == 1, lines
+    no_tracebacks(caplog)
