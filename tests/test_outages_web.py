@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import images
+import kombu.exceptions
 import pytest
 import sqlalchemy.exc
 from conftest import parse_json
@@ -217,4 +218,24 @@ def test_postgres_killed_then_back(
     print(f"first 202 {recovered:.2f} s after the catalog's return")
     lines = [r.getMessage() for r in caplog.records if "catalog unavailable" in r.getMessage()]
     assert len(lines) == 1, lines
+    no_tracebacks(caplog)
+
+
+def test_broker_away_still_accepts_uploads_quietly(
+    app: Any, client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker down: the upload is still 202 (recorded, left to the recovery sweep), logged without a
+    traceback, and no refusal is counted."""
+    def refused(*_args: Any, **_kwargs: Any) -> None:
+        raise kombu.exceptions.OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr("apercu.service.enqueue", refused)
+    before = refusals("broker")
+    with caplog.at_level(logging.INFO):
+        response = upload(client)
+    assert response.status_code == 202
+    image = app.extensions["apercu"].storage.catalog.images.get(parse_json(response)["id"])
+    assert image is not None
+    assert [r for r in caplog.records if "broker unavailable" in r.getMessage()]
+    assert refusals("broker") == before
     no_tracebacks(caplog)
