@@ -173,21 +173,35 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     While it runs, this process's environment holds its dummy AWS credentials (so `S3BlobStore.connect`, and
     children started with os.environ, reach it) and none of a developer's own AWS profile or session."""
+    with pytest.MonkeyPatch.context() as patch, running_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), patch) as server:
+        yield server
+
+
+@pytest.fixture
+def own_seaweedfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A SeaweedFS of this test's own (the session's is shared, and this test kills it)."""
+    with running_seaweedfs(tmp_path / "seaweedfs", monkeypatch) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_seaweedfs(directory: Path, patch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A SeaweedFS started in `directory`, with its dummy credentials set (and a developer's AWS profile unset)
+    through `patch`; SIGKILLed at the end."""
     from seaweed import CREDENTIALS, UNSET, SeaweedFS, SeaweedUnavailable
 
-    with pytest.MonkeyPatch.context() as patch:
-        for name in UNSET:
-            patch.delenv(name, raising=False)
-        for name, value in CREDENTIALS.items():
-            patch.setenv(name, value)
-        try:
-            server = SeaweedFS.start(tmp_path_factory.mktemp("seaweedfs"))
-        except SeaweedUnavailable as exc:
-            unavailable(f"SeaweedFS (S3) unavailable: {exc}", REQUIRE_SERVICES)
-        try:
-            yield server
-        finally:
-            server.stop()
+    for name in UNSET:
+        patch.delenv(name, raising=False)
+    for name, value in CREDENTIALS.items():
+        patch.setenv(name, value)
+    try:
+        server = SeaweedFS.start(directory)
+    except SeaweedUnavailable as exc:
+        unavailable(f"SeaweedFS (S3) unavailable: {exc}", REQUIRE_SERVICES)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
-from conftest import REQUIRE_SERVICES, unavailable
 
 from apercu.config import Settings
 from apercu.storage import blob_keys
@@ -153,25 +151,6 @@ def test_a_render_while_storage_is_away_is_retried_then_left_to_be_asked_again(
         assert app.tasks[RENDER_TASK].apply(args=[image_id, 64, "webp"]).get() == "released"
     assert len([r for r in caplog.records if "storage unavailable" in r.getMessage()]) == OUTAGE_RETRIES
     _no_tracebacks(caplog)
-
-
-@pytest.fixture
-def own_seaweedfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A SeaweedFS of this test's own (the session's is shared, and this test kills it)."""
-    from seaweed import CREDENTIALS, UNSET, SeaweedFS, SeaweedUnavailable
-
-    for name in UNSET:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    try:
-        server = SeaweedFS.start(tmp_path / "seaweedfs")
-    except SeaweedUnavailable as exc:
-        unavailable(f"SeaweedFS (S3) unavailable: {exc}", REQUIRE_SERVICES)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_s3_killed_between_reading_the_original_and_writing_the_thumbnail(

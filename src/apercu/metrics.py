@@ -24,6 +24,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,6 +42,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from apercu.metrics_multiprocess import ENV
 from apercu.storage.catalog import ImageStatus
+from apercu.storage.outages import Dependency
 
 log = logging.getLogger(__name__)
 # Chosen by prometheus_client when it was imported, from PROMETHEUS_MULTIPROC_DIR (see apercu.metrics_multiprocess).
@@ -64,6 +66,13 @@ REQUEST_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+DEPENDENCY_REFUSALS = Counter(
+    "apercu_dependency_refusals",
+    "Requests answered 503 because a dependency (storage, catalog or broker) was unavailable, by dependency.",
+    ["dependency"],
+)
+for _dependency in get_args(Dependency):  # every series from the start, so that rates work from the first one
+    DEPENDENCY_REFUSALS.labels(_dependency)
 IN_FLIGHT = Gauge("apercu_http_requests_in_flight", "Requests being answered by the web processes.",
                   multiprocess_mode="livesum")
 

@@ -26,6 +26,7 @@ from apercu.logs import current_request_id
 from apercu.storage import Storage, blob_keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
 from apercu.storage.catalog import DeliveryRecord, ExclusiveClaims, Holder, ImageRecord, RenderState, utcnow
+from apercu.storage.outages import classify
 from apercu.storage.watcher import Watcher
 from apercu.tasks import LEASE_MARGIN, enqueue, enqueue_render
 from apercu.webhooks import send_due
@@ -147,8 +148,12 @@ class Service:
     def _enqueue_or_leave_to_recovery(self, image_id: str) -> None:
         try:
             enqueue(self.celery, image_id, current_request_id())  # the worker's lines for it carry the id
-        except Exception:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
-            log.exception("could not enqueue %s; the next recovery sweep will send it", image_id)
+        except Exception as exc:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
+            if classify(exc) == "broker":  # an outage, no bug: one line, no traceback, for each upload it delays
+                log.warning("could not enqueue %s: broker unavailable (%s); the next recovery sweep will send it",
+                            image_id, type(exc).__name__)
+            else:
+                log.exception("could not enqueue %s; the next recovery sweep will send it", image_id)
             try:
                 self.storage.catalog.leases.mark_unsent(image_id)
             except Exception:  # noqa: BLE001 - still accepted: a sweep sends it once the grace period has passed
@@ -206,7 +211,9 @@ class Service:
 
     def delete(self, image_id: str) -> None:
         """The record first, then the files: a worker that finishes meanwhile sees the record gone and removes
-        what it wrote (see `Storage.forget_if_unrecorded`)."""
+        what it wrote (see `Storage.forget_if_unrecorded`). The blob store is asked first whether it answers, so
+        that its outage refuses the delete (503) before the record is gone, rather than after."""
+        self.storage.blobs.exists(blob_keys.original(image_id))
         if not self.storage.catalog.images.delete(image_id):
             raise NotFound(image_id)
         self.storage.delete_files(image_id)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from apercu.api import access, docs, errors, metrics_endpoint, observe, page, routes
+from apercu.api import access, docs, errors, metrics_endpoint, observe, outage_breaker, page, routes
 from apercu.api.uploads import MULTIPART_SLACK, UploadRequest
 from apercu.config import Settings
 from apercu.service import Service
@@ -37,8 +37,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_SLACK
     storage = open_storage(settings)
-    app.extensions["apercu"] = Service(settings, storage, make_celery(settings), Watcher(storage.catalog))
+    celery = make_celery(settings)
+    app.extensions["apercu"] = Service(settings, storage, celery, Watcher(storage.catalog))
     errors.register(app)
+    # Each dependency's readiness check tells its breaker when an outage is over.
+    outage_breaker.install(app, {"storage": storage.blobs.check, "catalog": storage.catalog.ping,
+                                 "broker": lambda: routes.ping_broker(celery)})
     access.register(app)  # API keys, backpressure and CORS: before any route, and before any body is read
     app.register_blueprint(routes.bp)
     app.register_blueprint(docs.bp)

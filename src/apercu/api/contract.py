@@ -12,6 +12,7 @@ from typing import Any
 
 from apercu.api import inputs
 from apercu.api.docs import ASSET, ASSETS
+from apercu.api.errors import UNAVAILABLE
 from apercu.api.models import (
     AcceptedJson,
     ErrorJson,
@@ -75,8 +76,8 @@ RESPONSES: Json = {  # BadRequest lists the codes of every input, and is the doc
                       "`Content-Length` before the body is read when it is declared."),
     "UnsupportedFormat": error("Not an image of a supported format (recognised from its content, never from its "
                                "name or the part's Content-Type)."),
-    "Busy": error("Too many images are waiting to be processed (`APERCU_MAX_PENDING`): retry after `Retry-After` "
-                  "seconds.", RETRY),
+    "Busy": error("Too many images are waiting to be processed (`APERCU_MAX_PENDING`, code `busy`), or a "
+                  "dependency is unavailable (see `Unavailable`): retry after `Retry-After` seconds.", RETRY),
     "DiskFull": error("The data disk is nearly full (less than `APERCU_MIN_FREE_MB` free): uploads are refused "
                       "until space is freed."),
     # What the HTTP server itself answers, before any route sees the request: possible on every operation.
@@ -85,6 +86,12 @@ RESPONSES: Json = {  # BadRequest lists the codes of every input, and is the doc
     "HeadersTooLarge": error("The request's headers are too large."),
 }
 SERVER_REFUSALS = {"408": "RequestTimeout", "414": "UriTooLong", "431": "HeadersTooLarge"}
+# A dependency's outage: possible on every operation that does not document a 503 of its own.
+UNAVAILABLE_CODES = ", ".join(f"`{code}`" for code, _what in UNAVAILABLE.values())
+RESPONSES["Unavailable"] = error(
+    f"A dependency (the blob store, the catalog database or the task broker) is unavailable (`error.code` says "
+    f"which: {UNAVAILABLE_CODES}): no bug, nothing was changed; retry after `Retry-After` seconds.", RETRY)
+OUTAGE_REFUSALS = {"503": "Unavailable"}
 BY_ID = {"parameters": {"id": "$response.body#/id"}}
 FORMAT_NAMES = f"{', '.join(LABELS.get(f.name, f.name) for f in FORMATS[:-1])} or {FORMATS[-1].name}"
 

@@ -5,7 +5,8 @@ wrong, the access gate (`api.access`) returns it for a request it turns away, an
 raises it for what it refuses before Flask runs (a malformed request line, headers too large, a body that stalls
 or ends early). One body, `ApiError.body`, for all of them: the app answers with `ApiError.response`, the server
 with `ApiError.http_message`. Werkzeug's own HTTP errors (404 for an unknown route, 405, 413 from the body limit)
-and the service's are turned into ApiErrors too; anything else is a 500 logged with its trace.
+and the service's are turned into ApiErrors too; an unavailable dependency (`storage.outages.classify`) is a 503
+naming it, counted and logged once per outage by `api.outage_breaker`; anything else is a 500 logged with its trace.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
 from apercu import service
+from apercu.api import outage_breaker
+from apercu.storage.outages import Dependency, classify
 
 HeaderField = tuple[str, str]  # (name, value)
 JSON = "application/json"
@@ -39,6 +42,12 @@ CODES = {
     503: "unavailable",
     507: "insufficient_storage",
 }
+UNAVAILABLE: dict[Dependency, tuple[str, str]] = {  # a 503's code, and what its message says is unavailable
+    "storage": ("storage_unavailable", "the blob store"),
+    "catalog": ("catalog_unavailable", "the catalog database"),
+    "broker": ("broker_unavailable", "the task broker"),
+}
+OUTAGE_RETRY_AFTER = "2"
 
 
 class ApiError(Exception):
@@ -83,6 +92,13 @@ RETRY_AFTER_SECONDS = "1"
 INTERNAL_ERROR = ApiError(500, "internal server error")
 
 
+def unavailable(dependency: Dependency) -> ApiError:
+    """The answer to a request that needed `dependency` while it was away: retry shortly, this is no bug."""
+    code, what = UNAVAILABLE[dependency]
+    message = f"{what} is unavailable; retry after {OUTAGE_RETRY_AFTER} s"
+    return ApiError(503, message, code, [("Retry-After", OUTAGE_RETRY_AFTER)])
+
+
 def register(app: Flask) -> None:
     """Every error the app answers, as an ApiError's response."""
 
@@ -113,5 +129,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        dependency = classify(exc)
+        if dependency is not None:
+            outage_breaker.refused(dependency, exc)
+            return unavailable(dependency).response()
         current_app.logger.exception("unhandled error")
         return INTERNAL_ERROR.response()

@@ -16,7 +16,7 @@ from flask import Flask
 from apercu import __version__
 from apercu.api import metadata_schema
 from apercu.api.access import is_public, public_paths
-from apercu.api.contract import HEADERS, OPERATIONS, RESPONSES, SERVER_REFUSALS, error, shared
+from apercu.api.contract import HEADERS, OPERATIONS, OUTAGE_REFUSALS, RESPONSES, SERVER_REFUSALS, error, shared
 from apercu.api.errors import CODES
 from apercu.api.inputs import Declared, File, Json, codes
 from apercu.api.models import EndpointJson
@@ -76,10 +76,11 @@ def operation_object(operation: Operation, schemas: Schemas) -> Json:
 
 
 def with_access(path: str, operation: Json, public: tuple[str, ...]) -> Json:
-    """The operation with what the HTTP server and API keys add: the server's own refusals (408, 414, 431) on every
-    operation; nothing asked of a public path (`access.PUBLIC_PATHS`), a 401 possible everywhere else."""
-    server = {status: shared(name) for status, name in SERVER_REFUSALS.items()}
-    responses = dict(operation["responses"]) | server
+    """The operation with what the HTTP server, outages and API keys add: the server's own refusals (408, 414, 431)
+    and a dependency's outage (503, unless the operation documents its own) on every operation; nothing asked of a
+    public path (`access.PUBLIC_PATHS`), a 401 possible everywhere else."""
+    server = {status: shared(name) for status, name in (OUTAGE_REFUSALS | SERVER_REFUSALS).items()}
+    responses = server | dict(operation["responses"])
     if is_public(path, public):
         return {**operation, "security": [], "responses": dict(sorted(responses.items()))}
     responses["401"] = shared("Unauthorized")

@@ -164,7 +164,7 @@ def readyz(_given: Given) -> ResponseReturnValue:
     checks: dict[str, Callable[[], Any]] = {
         "catalog": app.storage.catalog.ping,
         "storage": app.storage.blobs.check,
-        "broker": lambda: _ping_broker(app.celery),
+        "broker": lambda: ping_broker(app.celery),
         "workers": lambda: _live_workers(app.storage.catalog),
     }
     results = {}
@@ -187,6 +187,6 @@ def _live_workers(catalog: Any) -> None:
         raise RuntimeError(f"no worker has reported in the last {WORKER_TIMEOUT:g} s")
 
 
-def _ping_broker(celery: Any) -> None:
+def ping_broker(celery: Any) -> None:
     with celery.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
