@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +210,40 @@ def running_seaweedfs(directory: Path, patch: pytest.MonkeyPatch) -> Iterator[An
 def s3_bucket(seaweedfs: Any) -> str:
     """A new, empty bucket on the session's SeaweedFS, for this test alone."""
     return str(seaweedfs.new_bucket())
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Any]:
+    """A PostgreSQL cluster of this test's own (`own_servers.OwnPostgres`), to kill and start again. In a
+    directory of its own under /tmp: pytest's temporary directories are closed to the `postgres` user."""
+    from own_servers import OwnPostgres, ServerUnavailable
+
+    directory = Path(tempfile.mkdtemp(prefix="apercu-pg-"))
+    try:
+        try:
+            server = OwnPostgres(directory)
+            server.start()
+        except ServerUnavailable as exc:
+            unavailable(f"PostgreSQL cannot run here: {exc}", REQUIRE_SERVICES)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Any]:
+    """A Redis of this test's own (`own_servers.OwnRedis`) on a free port, to kill and start again."""
+    from own_servers import OwnRedis, ServerUnavailable
+
+    try:
+        server = OwnRedis(tmp_path)
+        server.start()
+    except ServerUnavailable as exc:
+        unavailable(f"Redis cannot run here: {exc}", REQUIRE_SERVICES)
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -3,17 +3,10 @@ line when it goes and one when it is back, no traceback; refusals counted; uploa
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import logging
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +15,7 @@ import kombu.exceptions
 import pytest
 import sqlalchemy.exc
 from conftest import parse_json
-from seaweed import free_ports
+from own_servers import OwnPostgres
 
 from apercu import metrics
 from apercu.api import create_app
@@ -141,59 +134,6 @@ def test_catalog_outage_is_a_503_and_a_bug_still_a_500(
     monkeypatch.setattr(service.storage.catalog.images, "get", bug)
     response = client.get(f"/images/{image_id}")
     assert response.status_code == 500 and parse_json(response)["error"]["code"] == "internal_error"
-
-
-class OwnPostgres:
-    """A PostgreSQL cluster of a test's own (initdb + pg_ctl in a temporary directory, on a free port, run as the
-    `postgres` user when the tests run as root, which initdb refuses): `kill()` SIGKILLs its postmaster, `start()`
-    brings it back on the same port and data."""
-
-    def __init__(self, directory: Path) -> None:
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-        if not bins:
-            pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql")
-        self.bin, self.directory, self.data = bins[-1].parent, directory, directory / "db"
-        self.port = free_ports(1)[0]
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        directory.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(directory, "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N")
-
-    def _run(self, tool: str, *args: str) -> None:
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60)
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
-
-    def kill(self) -> None:
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):  # its children leave once they see the postmaster gone
-            while True:
-                os.kill(pid, 0)
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[OwnPostgres]:
-    """In a directory of its own under /tmp: pytest's temporary directories are closed to the `postgres` user."""
-    directory = Path(tempfile.mkdtemp(prefix="apercu-pg-"))
-    try:
-        server = OwnPostgres(directory)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_postgres_killed_then_back(
