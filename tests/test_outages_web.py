@@ -261,3 +261,49 @@ def test_broker_blackholed_upload_accepted_within_seconds(settings: Settings) ->
     assert seconds < 3.0, f"an upload took {seconds:.1f} s with the broker blackholed"
     assert app.extensions["apercu"].storage.catalog.images.get(parse_json(response)["id"]) is not None
     print(f"blackholed broker: upload answered 202 in {seconds:.2f} s")
+
+
+def test_breaker_probes_once_per_interval_and_never_twice_at_once() -> None:
+    """While open, every request is refused at once but one per PROBE_INTERVAL (counted from the last probe's
+    end), which asks the dependency: with the probe slow (a server that does not answer), the requests meanwhile
+    are not held up behind it and no second probe starts; once a probe succeeds the requests go on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apercu.api.outage_breaker import Breaker, KnownDown
+
+    calls: list[float] = []
+    back = {"yet": False}
+
+    def probe() -> None:
+        calls.append(time.monotonic())
+        time.sleep(0.5)
+        if not back["yet"]:
+            raise ConnectionRefusedError("still down")
+
+    breaker = Breaker("storage", probe)
+    breaker.refuse(ConnectionRefusedError("gone"))
+
+    def admitted(_: int = 0) -> tuple[bool, float]:
+        started = time.monotonic()
+        try:
+            breaker.admit()
+        except KnownDown:
+            return False, time.monotonic() - started
+        return True, time.monotonic() - started
+
+    def burst() -> list[tuple[bool, float]]:
+        with ThreadPoolExecutor(8) as pool:
+            return sorted(pool.map(admitted, range(8)), key=lambda result: result[1])
+
+    assert admitted()[0] is False and not calls  # within the interval: refused without asking
+    time.sleep(PROBE_INTERVAL)
+    refused = burst()
+    assert len(calls) == 1 and not any(ok for ok, _seconds in refused)
+    assert refused[-2][1] < SHORT_CIRCUIT <= refused[-1][1]  # all but the one that asked: at once
+    assert admitted()[0] is False and len(calls) == 1  # the interval counts from the probe's end
+
+    back["yet"] = True
+    time.sleep(PROBE_INTERVAL)
+    after = burst()
+    assert len(calls) == 2 and after[-1][0] is True  # the one that asked found it back, and went on
+    assert breaker.down_since is None and admitted() == (True, pytest.approx(0, abs=SHORT_CIRCUIT))

@@ -78,8 +78,8 @@ RESPONSES: Json = {  # BadRequest lists the codes of every input, and is the doc
                                "name or the part's Content-Type)."),
     "Busy": error("Too many images are waiting to be processed (`APERCU_MAX_PENDING`, code `busy`), or a "
                   "dependency is unavailable (see `Unavailable`): retry after `Retry-After` seconds.", RETRY),
-    "DiskFull": error("The data disk is nearly full (less than `APERCU_MIN_FREE_MB` free): uploads are refused "
-                      "until space is freed."),
+    "DiskFull": error("The data disk is nearly full (less than `APERCU_MIN_FREE_MB` free), or full: uploads are "
+                      "refused until space is freed."),
     # What the HTTP server itself answers, before any route sees the request: possible on every operation.
     "RequestTimeout": error("The request did not arrive in time (`APERCU_REQUEST_TIMEOUT`)."),
     "UriTooLong": error("The request line is too long."),
