@@ -9,8 +9,10 @@ tests skip, visibly."""
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -20,11 +22,13 @@ from typing import Any
 
 import images
 import pytest
+import sqlalchemy.exc
 from conftest import REQUIRE_SERVICES, parse_json, unavailable
 
 from apercu.api import create_app
 from apercu.config import Settings
 from apercu.storage import blob_keys
+from apercu.storage.outages import classify, out_of_space
 
 SIZE = "2m"
 MAX_UPLOADS = 200  # more than a 2 MiB disk holds of the small JPEGs below
@@ -92,6 +96,30 @@ def accepted_again(client: Any, data: bytes) -> float:
 
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+
+
+def _sqlite_error(message: str, code: int) -> sqlalchemy.exc.OperationalError:
+    """SQLite's error as SQLAlchemy raises it: wrapped, and raised from the driver's."""
+    driver = sqlite3.OperationalError(message)
+    driver.sqlite_errorcode = code
+    try:
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, driver) from driver
+    except sqlalchemy.exc.OperationalError as wrapped:
+        return wrapped
+
+
+@pytest.mark.parametrize(("exc", "dependency", "full"), [
+    (OSError(errno.ENOSPC, "No space left on device"), "storage", True),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), "storage", True),
+    (OSError(errno.EROFS, "Read-only file system"), "storage", False),
+    (_sqlite_error("database or disk is full", sqlite3.SQLITE_FULL), "catalog", True),
+    (_sqlite_error("attempt to write a readonly database", sqlite3.SQLITE_READONLY), "catalog", False),
+])
+def test_a_full_disk_is_its_dependencys_outage_told_apart(exc: BaseException, dependency: str, full: bool) -> None:
+    """`storage.outages` is the one place that says so: the dependency whose outage it is, and whether it is a
+    full disk (507) rather than one that is away (503)."""
+    assert classify(exc) == dependency
+    assert out_of_space(exc) is full
 
 
 def test_full_disk_is_507_and_uploads_resume_once_space_is_back(
