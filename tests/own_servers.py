@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from seaweed import free_ports
@@ -96,3 +97,16 @@ class OwnRedis:
 def socket_to(port: int) -> contextlib.closing[socket.socket]:
     sock = socket.create_connection(("127.0.0.1", port), timeout=1.0)
     return contextlib.closing(sock)
+
+
+@contextlib.contextmanager
+def blackhole(port: int | None = None) -> Iterator[int]:
+    """A loopback port (a free one, or `port`: a killed server's) where connecting never completes: it listens
+    with a backlog of one that a first connection fills and nobody accepts, so the kernel drops every further
+    SYN, as a firewall or a machine gone would. Yields the port."""
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port or 0))
+        listener.listen(0)
+        filler.connect(listener.getsockname())
+        yield int(listener.getsockname()[1])

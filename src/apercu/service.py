@@ -34,6 +34,16 @@ from apercu.webhooks import send_due
 log = logging.getLogger(__name__)
 
 
+def _log_failure(exc: Exception, what: str, then: str) -> None:
+    """A dependency's outage is no bug: one line naming it, no traceback, for each upload it delays (a broker
+    away, a full catalog); anything else is logged with its traceback."""
+    dependency = classify(exc)
+    if dependency is None:
+        log.exception("%s; %s", what, then)
+    else:
+        log.warning("%s (%s unavailable: %s); %s", what, dependency, type(exc).__name__, then)
+
+
 class NotFound(Exception):
     """No image with this id (never was, or deleted)."""
 
@@ -149,15 +159,11 @@ class Service:
         try:
             enqueue(self.celery, image_id, current_request_id())  # the worker's lines for it carry the id
         except Exception as exc:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
-            if classify(exc) == "broker":  # an outage, no bug: one line, no traceback, for each upload it delays
-                log.warning("could not enqueue %s: broker unavailable (%s); the next recovery sweep will send it",
-                            image_id, type(exc).__name__)
-            else:
-                log.exception("could not enqueue %s; the next recovery sweep will send it", image_id)
+            _log_failure(exc, f"could not enqueue {image_id}", "the next recovery sweep will send it")
             try:
                 self.storage.catalog.leases.mark_unsent(image_id)
-            except Exception:  # noqa: BLE001 - still accepted: a sweep sends it once the grace period has passed
-                log.exception("could not mark %s as unsent", image_id)
+            except Exception as unmarked:  # noqa: BLE001 - still accepted
+                _log_failure(unmarked, f"could not mark {image_id} as unsent", "a sweep sends it after a grace period")
 
     def get(self, image_id: str, wait: float = 0.0) -> Image:
         """The image with its uploaders' webhook deliveries, after waiting up to `wait` seconds for its processing

@@ -78,8 +78,8 @@ RESPONSES: Json = {  # BadRequest lists the codes of every input, and is the doc
                                "name or the part's Content-Type)."),
     "Busy": error("Too many images are waiting to be processed (`APERCU_MAX_PENDING`, code `busy`), or a "
                   "dependency is unavailable (see `Unavailable`): retry after `Retry-After` seconds.", RETRY),
-    "DiskFull": error("The data disk is nearly full (less than `APERCU_MIN_FREE_MB` free): uploads are refused "
-                      "until space is freed."),
+    "DiskFull": error("The data disk is nearly full (less than `APERCU_MIN_FREE_MB` free), or full: uploads are "
+                      "refused until space is freed."),
     # What the HTTP server itself answers, before any route sees the request: possible on every operation.
     "RequestTimeout": error("The request did not arrive in time (`APERCU_REQUEST_TIMEOUT`)."),
     "UriTooLong": error("The request line is too long."),
@@ -123,6 +123,7 @@ UPLOAD = Operation(
     f"{FORMAT_NAMES}, recognised from its content. The 202 means stored and recorded; metadata and thumbnail "
     "follow (poll `links.self`, or `?wait=`).",
     (inputs.IDEMPOTENCY_KEY, inputs.FILE, inputs.CALLBACK_URL),
+    needs=("catalog", "storage"),  # not the broker: the recovery sweep queues what it could not take
 )
 LIST = Operation(
     "GET", "/images", "listImages", "images",
@@ -136,12 +137,14 @@ LIST = Operation(
                      "failed, or it predates perceptual hashes)."),
     },
     inputs=(inputs.LIMIT, inputs.CURSOR, inputs.SHA256, inputs.SIMILAR_TO, inputs.MAX_DISTANCE),
+    needs=("catalog",),
 )
 GET = Operation(
     "GET", "/images/{id}", "getImage", "images",
     f"Status and metadata of one image (?wait=N holds until processed, up to {inputs.MAX_WAIT} s)",
     {"200": json_body("The image.", ImageJson), "400": shared("BadRequest"), "404": shared("NotFound")},
     inputs=(inputs.IMAGE_ID, inputs.WAIT),
+    needs=("catalog",),
 )
 
 
@@ -167,6 +170,7 @@ def thumbnail(ext: str) -> Operation:
         "or the answer once it is there with `?wait=`) and kept.",
         (inputs.SIZE, inputs.IMAGE_ID, inputs.WAIT),  # parsed in this order
         {"ext": ext},
+        needs=("catalog", "storage"),  # not the broker: a render it could not take is asked for again
     )
 
 
@@ -175,6 +179,7 @@ def delete(path: str, operation_id: str, summary: str) -> Operation:
         "DELETE", path, operation_id, "images", summary,
         {"204": {"description": "Deleted."}, "404": shared("NotFound")},
         "Removes the record, then the original and every thumbnail.", (inputs.IMAGE_ID,),
+        needs=("catalog", "storage"),
     )
 
 

@@ -6,7 +6,9 @@ raises it for what it refuses before Flask runs (a malformed request line, heade
 or ends early). One body, `ApiError.body`, for all of them: the app answers with `ApiError.response`, the server
 with `ApiError.http_message`. Werkzeug's own HTTP errors (404 for an unknown route, 405, 413 from the body limit)
 and the service's are turned into ApiErrors too; an unavailable dependency (`storage.outages.classify`) is a 503
-naming it, counted and logged once per outage by `api.outage_breaker`; anything else is a 500 logged with its trace.
+naming it, counted and logged once per outage by `api.outage_breaker`, and a full disk (`outages.out_of_space`,
+whichever of the local store or the SQLite catalog met it) a 507 like the access gate's; anything else is a 500
+logged with its trace.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from apercu import service
 from apercu.api import outage_breaker
-from apercu.storage.outages import Dependency, classify
+from apercu.storage.outages import Dependency, classify, out_of_space
 
 HeaderField = tuple[str, str]  # (name, value)
 JSON = "application/json"
@@ -90,6 +92,7 @@ class ApiError(Exception):
 NO_IMAGE = "no image with this id"
 RETRY_AFTER_SECONDS = "1"
 INTERNAL_ERROR = ApiError(500, "internal server error")
+NO_SPACE = ApiError(507, "the data disk is full: retry once space is freed")
 
 
 def unavailable(dependency: Dependency) -> ApiError:
@@ -130,6 +133,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         dependency = classify(exc)
+        if dependency is not None and out_of_space(exc):
+            outage_breaker.out_of_space(dependency, exc)
+            return NO_SPACE.response()
         if dependency is not None:
             outage_breaker.refused(dependency, exc)
             return unavailable(dependency).response()

@@ -2,6 +2,9 @@
 view to it, and the view reads its inputs through `Given`, which parses them with their declarations and
 refuses to read one the operation does not declare.
 
+An operation also declares the dependencies it `needs` (the catalog, the blob store, the broker): while one of
+them is known down, `route` refuses the request with its 503 before the view runs (`api.outage_breaker.admit`).
+
 The document (`api.openapi`) and `GET /`'s endpoint list are made from the same declarations, in their order;
 `routed` checks them against the app's routes (every route declared, every declaration routed), so a route can
 neither be missing from the document nor documented without existing.
@@ -18,8 +21,10 @@ from typing import TypeVar
 from flask import Blueprint, Flask, current_app, request
 from flask.typing import ResponseReturnValue
 
+from apercu.api import outage_breaker
 from apercu.api.inputs import Declared, Input, Json, Where
 from apercu.config import Settings
+from apercu.storage.outages import Dependency
 
 T = TypeVar("T")
 View = Callable[..., ResponseReturnValue]
@@ -39,6 +44,9 @@ class Operation:
     description: str = ""
     inputs: tuple[Declared, ...] = ()
     arguments: Mapping[str, str] = field(default_factory=dict, hash=False)  # passed to the view as they are
+    # What it cannot answer without: refused at once while one is known down. Not the broker for an upload, which
+    # is accepted without it (the recovery sweep queues it later); nothing for the probes, the document, the page.
+    needs: tuple[Dependency, ...] = ()
 
     @property
     def rule(self) -> str:
@@ -89,7 +97,7 @@ def _sent(where: Where, name: str) -> str | None:
 
 def route(bp: Blueprint, *operations: Operation) -> Callable[[View], View]:
     """Register the view for these operations (one view may serve several paths): it is called with a `Given`,
-    and the operation's `arguments`."""
+    and the operation's `arguments`, unless a dependency the operation needs is known down."""
 
     def register(view: View) -> View:
         by_rule = {(operation.method, operation.rule): operation for operation in operations}
@@ -98,6 +106,7 @@ def route(bp: Blueprint, *operations: Operation) -> Callable[[View], View]:
         def serve(**_path: str) -> ResponseReturnValue:
             method = "GET" if request.method == "HEAD" else request.method
             operation = by_rule[(method, request.url_rule.rule if request.url_rule else "")]
+            outage_breaker.admit(operation.needs)
             return view(Given(operation), **operation.arguments)
 
         for operation in operations:

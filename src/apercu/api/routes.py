@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
-from apercu.api import contract, page, uploads
+from apercu.api import contract, outage_breaker, page, uploads
 from apercu.api.inputs import (
     CALLBACK_URL,
     CURSOR,
@@ -41,6 +41,7 @@ from apercu.images import image_json
 from apercu.imaging.thumbnail import OUTPUTS
 from apercu.service import InvalidCallback, Service
 from apercu.storage.catalog import WORKER_TIMEOUT
+from apercu.storage.outages import classify
 
 bp = Blueprint("api", __name__)
 
@@ -160,6 +161,8 @@ def healthz(_given: Given) -> ResponseReturnValue:
 
 @route(bp, contract.READYZ)
 def readyz(_given: Given) -> ResponseReturnValue:
+    """Every check, always (this is the probe itself: never refused for a dependency known down); a check that
+    passes closes that dependency's breaker (`api.outage_breaker.confirmed`)."""
     app = _apercu()
     checks: dict[str, Callable[[], Any]] = {
         "catalog": app.storage.catalog.ping,
@@ -171,9 +174,11 @@ def readyz(_given: Given) -> ResponseReturnValue:
     for name, check in checks.items():
         try:
             check()
-            results[name] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            results[name] = f"{type(exc).__name__}: {exc}"[:300]
+            results[name] = _why_not(exc)
+        else:
+            results[name] = "ok"
+            outage_breaker.confirmed(name)
     ready = all(v == "ok" for v in results.values())
     body: ReadinessJson = {"status": "ok" if ready else "unavailable", "checks": results}
     response = jsonify(body)
@@ -181,10 +186,23 @@ def readyz(_given: Given) -> ResponseReturnValue:
     return response
 
 
+class NoLiveWorker(RuntimeError):
+    """No worker has beaten lately: nothing would process an upload."""
+
+
+def _why_not(exc: Exception) -> str:
+    """What the public /readyz says of a failed check: our own reason, or the exception's class alone (a driver's
+    text can carry addresses, SQL and hints; the web's log has what an operator needs)."""
+    if isinstance(exc, NoLiveWorker):
+        return str(exc)
+    outage = classify(exc)
+    return f"unavailable ({type(exc).__name__})" if outage else f"failed ({type(exc).__name__})"
+
+
 def _live_workers(catalog: Any) -> None:
     """Uploads are only worth taking while some worker makes progress: each one beats every few seconds."""
     if catalog.workers.count_live() == 0:
-        raise RuntimeError(f"no worker has reported in the last {WORKER_TIMEOUT:g} s")
+        raise NoLiveWorker(f"no worker has reported in the last {WORKER_TIMEOUT:g} s")
 
 
 def ping_broker(celery: Any) -> None:

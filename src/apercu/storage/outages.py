@@ -16,10 +16,17 @@ What counts, per dependency:
 - broker: kombu's OperationalError (what kombu raises when the transport is unreachable), py-amqp's connection
   errors (kombu's `ConnectionError`), and redis-py's connection and timeout errors.
 An OSError is the local store's: the other clients wrap their sockets' errors in their own exceptions above.
+
+A full disk (ENOSPC, a quota's EDQUOT, SQLite's SQLITE_FULL "database or disk is full") is still its dependency's
+outage (the local store's, or the SQLite catalog's), but `out_of_space` tells it apart: the web answers it 507
+rather than 503, and it is no reason to refuse reads, which still work.
 """
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+from collections.abc import Iterator
 from typing import Literal
 
 import kombu.exceptions
@@ -31,6 +38,8 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 Dependency = Literal["storage", "catalog", "broker"]
 # S3 error codes that say "the server is struggling, ask again", whatever HTTP status a compatible server sends.
 S3_UNAVAILABLE_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "503", "500"})
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+PRIMARY_CODE = 0xFF  # an SQLite extended result code's primary code is its low byte
 _STORAGE: tuple[type[BaseException], ...] = (BotoConnectionError, HTTPClientError, OSError)
 _CATALOG: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
@@ -56,13 +65,33 @@ class DependencyUnavailable(Exception):
 
 def classify(exc: BaseException) -> Dependency | None:
     """The dependency whose outage `exc` (or an exception it was raised from) is, or None: not an outage."""
-    seen: BaseException | None = exc
-    while seen is not None:
+    for seen in _chain(exc):
         found = _own(seen)
         if found is not None:
             return found
-        seen = seen.__cause__
     return None
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it was raised from) says a disk or a quota is full: an outage that is
+    answered 507 Insufficient Storage, and that frees itself as soon as space does."""
+    return any(_no_space(seen) for seen in _chain(exc))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what it was raised from (SQLAlchemy's errors are raised from the driver's), and so on."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__
+
+
+def _no_space(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE_ERRNOS
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", 0) & PRIMARY_CODE) == sqlite3.SQLITE_FULL
+    return False
 
 
 def _own(exc: BaseException) -> Dependency | None:

@@ -36,9 +36,12 @@ class WriterLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _descriptor(self) -> int:
-        """This process's own descriptor: one inherited across a fork would share the parent's lock."""
+        """This process's own descriptor: one inherited across a fork would share the parent's lock. Read-only:
+        flock needs no write access (the file is never written), and a descriptor open for writing would keep the
+        data directory's file system from being remounted read-only while the process runs. (Over NFS, where flock
+        would want one, the catalog's WAL mode does not work anyway.)"""
         if self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             self._pid = os.getpid()
         return self._fd
 

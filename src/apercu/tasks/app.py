@@ -34,6 +34,14 @@ SETTLED_HERE = {Claim.CLAIMED.value, Claim.EXHAUSTED.value, "failed"}  # results
 # A message header, not an argument: a worker of an earlier version ignores it (and a message without it, from
 # an earlier web or from recovery, runs as before), and a retry sends it again with the task.
 REQUEST_ID_HEADER = "apercu_request_id"
+# A broker that does not answer (a blackholed address, a machine gone) must not hold an upload, which is accepted
+# without it: connecting gives up after BROKER_CONNECT_TIMEOUT (AMQP: `broker_connection_timeout`; Redis: the
+# transport's `socket_connect_timeout`, else the kernel's SYN retries, about two minutes, per attempt), and a
+# publish is retried once (Celery's default is 3 times, each paying that timeout). A Redis connection that stops
+# answering mid-command is dropped after REDIS_SOCKET_TIMEOUT (above the consumer's 1 s BRPOP).
+BROKER_CONNECT_TIMEOUT = 1.0
+REDIS_SOCKET_TIMEOUT = 10.0
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 log = logging.getLogger(__name__)
 
 
@@ -47,10 +55,14 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         transport_options["polling_interval"] = settings.broker_poll_interval
+    elif settings.broker_url.startswith(("redis://", "rediss://")):
+        transport_options |= {"socket_connect_timeout": BROKER_CONNECT_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT}
     app.conf.update(
         broker_url=settings.resolved_broker_url,
         broker_transport_options=transport_options,
+        broker_connection_timeout=BROKER_CONNECT_TIMEOUT,
         broker_connection_retry_on_startup=True,
+        task_publish_retry_policy=PUBLISH_RETRY_POLICY,
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -16,6 +16,12 @@ from sqlalchemy.dialects.postgresql import BIT
 
 from apercu.storage.sqlite_lock import writer_lock
 
+# A PostgreSQL server that does not answer (a blackholed address, a machine gone) must cost a request seconds, not
+# the two minutes of the kernel's SYN retries: libpq's connect_timeout bounds each connection attempt (a pool's
+# pre-ping reconnect included); tcp_user_timeout (ms) drops a connection whose sent data stays unacknowledged.
+# Both are defaults: the URL's own (`?connect_timeout=10`) win.
+POSTGRES_TIMEOUTS = {"connect_timeout": 3, "tcp_user_timeout": 10_000}
+
 
 def utcnow() -> datetime:
     """Naive UTC, the form stored in both SQLite and PostgreSQL."""
@@ -34,7 +40,10 @@ def create_engine(url: str, durable: bool = True) -> sa.Engine:
         engine = sa.create_engine(url, json_serializer=dumps, connect_args={"timeout": 30})
         event.listen(engine, "connect", functools.partial(sqlite_pragmas, "FULL" if durable else "NORMAL"))
         return engine
-    engine = sa.create_engine(url, json_serializer=dumps, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = sa.create_engine(
+        url, json_serializer=dumps, pool_pre_ping=True, pool_size=10, max_overflow=20,
+        connect_args={k: v for k, v in POSTGRES_TIMEOUTS.items() if k not in sa.make_url(url).query},
+    )
     if not durable:
         event.listen(engine, "connect", _postgres_commits_without_waiting)
     return engine
