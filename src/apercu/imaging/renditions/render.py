@@ -31,6 +31,10 @@ from apercu.imaging.renditions.options import EXTENSIONS, BadOption, OutputTooLa
 AVIF_EFFORT = 0  # see the module's docstring
 WEBP_EFFORT = 4  # libwebp's method 4, as the WebP thumbnails use
 PROGRESSIVE_ABOVE = thumbnail.PROGRESSIVE_ABOVE
+# A crop is cut from the decoded image, which the decoder has already resampled: its edges mix in what lies just
+# outside it, over the resampling kernel's reach (3 pixels for lanczos3). Decoding a crop at twice the scale it
+# needs halves that reach in the output, for one more resize.
+CROP_MARGIN = 2.0
 BANDS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 
 
@@ -58,7 +62,8 @@ def render(
         raise limits.TooManyPixels(str(exc)) from exc
     except BadOption as exc:
         raise limits.ImageRejected(str(exc)) from exc
-    size = max(1, math.ceil(max(width, height) * p.decode_scale - 1e-6))
+    margin = CROP_MARGIN if p.crop != (0, 0, width, height) else 1.0
+    size = max(1, math.ceil(max(width, height) * min(1.0, p.decode_scale * margin) - 1e-6))
     frame = to_vips(thumbnail.upright(img, data, size=size, orientation=orientation)[0])
     frame = _region(frame, p, width, height)
     if p.rot:
