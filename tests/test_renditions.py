@@ -179,7 +179,7 @@ def test_bad_presets_are_refused(text: str) -> None:
     ("blur:1.50/g:fp:0.5:0.50/w:1/h:1/fit:cover", "blur:1.5/g:fp:0.5:0.5/w:1/h:1/fit:cover"),
 ])
 def test_equivalent_urls_name_one_rendition(a: str, b: str) -> None:
-    assert opts(a, presets=PRESETS).path_options() == opts(b, presets=PRESETS).path_options()
+    assert opts(a, presets=PRESETS).key() == opts(b, presets=PRESETS).key()
 
 
 @pytest.mark.parametrize(("a", "b", "ext"), [
@@ -187,19 +187,33 @@ def test_equivalent_urls_name_one_rendition(a: str, b: str) -> None:
     ("bg:000000", "", "jpg"), ("w:400/h:300/fit:cover/g:n", "w:400/h:300/fit:cover", "jpg"), ("rot:90", "", "jpg"),
 ])
 def test_different_urls_name_different_renditions(a: str, b: str, ext: str) -> None:
-    assert opts(a, ext).path_options() != opts(b, ext).path_options()
+    assert opts(a, ext).key() != opts(b, ext).key()
 
 
 def test_the_canonical_form_depends_on_the_format() -> None:
-    assert opts("q:75", "webp").path_options() == "webp"[:0] + ".webp"  # webp's default quality
-    assert opts("q:75", "jpg").path_options() == "q:75.jpg"
-    assert opts("q:10/bg:000000", "png").path_options() == ".png"  # lossless, and its alpha is kept
-    assert opts("bg:000000/w:2/h:2/fit:pad", "png").path_options() == "bg:000000/fit:pad/h:2/w:2.png"
-    auto = opts("w:10", "auto")
+    assert opts("q:75", "webp").key() == "plain.webp"  # webp's default quality
+    assert opts("q:75", "jpg").key() == "q:75.jpg"
+    assert opts("q:10/bg:000000", "png").key() == "plain.png"  # lossless, and its alpha is kept
+    assert opts("bg:000000/w:2/h:2/fit:pad", "png").key() == "bg:000000/fit:pad/h:2/w:2.png"
+    auto = opts("w:10/q:65/bg:000000", "auto")
     with pytest.raises(ValueError):
-        auto.path_options()
-    assert auto.resolved("avif").path_options() == "w:10.avif"
-    assert hash(auto) == hash(opts("w:10", "auto"))  # a frozen value: usable as a key
+        auto.key()
+    assert auto.path_options() == "bg:000000/q:65/w:10"  # what they do depends on the format
+    assert auto.resolved("avif").key() == "w:10.avif" and auto.resolved("jpg").key() == "bg:000000/q:65/w:10.jpg"
+    assert hash(auto) == hash(opts("w:10/bg:000000/q:65", "auto"))  # a frozen value: usable as a key
+
+
+def test_the_canonical_path_is_what_a_url_signs() -> None:
+    card = opts("p:card/exp:1893456000/dpr:2", "auto", presets=PRESETS)
+    assert card.path("0a1b") == "/fit:cover/g:focal/h:600/w:800/exp:1893456000/0a1b.auto"
+    segments, image_id, ext = split_path(card.path("0a1b"))
+    assert parse(segments, ext) == card and image_id == "0a1b"
+    assert opts("", "png").path("0a1b") == "/0a1b.png"
+
+
+def test_expiry() -> None:
+    assert opts("exp:100").expired(100.5) and not opts("exp:100").expired(100)
+    assert not opts("w:1").expired(10**12)
 
 
 def test_split_path() -> None:

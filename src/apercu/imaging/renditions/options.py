@@ -1,7 +1,7 @@
 """The options of a rendition URL, `/r/<signature>/<option>/.../<id>.<ext>`: parsed into one `Rendition` value.
 
 Pure and free of the web: the web parses with it (and answers a `BadOption` as a 400 naming the option), the
-worker renders from the value, and the value's canonical form (`Rendition.path_options`) is what names the kept
+worker renders from the value, and the value's canonical form (`Rendition.key`) is what names the kept
 rendition, so that every URL that asks for the same pixels - options in another order, defaults spelled out,
 a preset written out, `w:400/dpr:2` or `w:800`, another `exp` - finds the one rendition rendered for them.
 
@@ -107,24 +107,39 @@ class Rendition:
         """Whether `fit` matters: with one side (or none) given, every fit is `inside`."""
         return self.w is not None and self.h is not None and self.fit != "inside"
 
+    def expired(self, now: float) -> bool:
+        """Whether the URL's `exp` has passed (a URL without one never expires)."""
+        return self.exp is not None and now > self.exp
+
     def path_options(self) -> str:
-        """The canonical options: sorted, defaults and what has no effect dropped, presets and dpr folded in,
-        `exp` left out (it changes when the URL works, not what it shows), `bg` only where it shows (padding, or
-        JPEG, which has no alpha), the format last as `.ext`.
-        Equal for every URL that asks for the same pixels; call it on a `resolved` rendition."""
-        if self.ext == AUTO:
-            raise ValueError("resolve `auto` to a format before naming the rendition")
+        """The canonical options, joined by `/` ("" for none): sorted, defaults and what has no effect dropped,
+        presets and dpr folded in, `exp` left out (it changes when the URL works, not what it shows), `bg` only
+        where it shows (padding, or JPEG, which has no alpha). With `auto`, `q` and `bg` stay as given: what
+        they change depends on the format."""
         fit = self.fit if self.fills_box else "inside"
+        auto = self.ext == AUTO
         named = {
             "w": _text(self.w), "h": _text(self.h), "fit": None if fit == "inside" else fit,
             "g": _gravity_text(self) if fit == "cover" else None,
             "crop": ":".join(map(str, self.crop)) if self.crop else None,
             "rot": _text(self.rot or None), "blur": _text(self.blur or None), "sharpen": _text(self.sharpen or None),
-            "q": None if self.ext == "png" or self.quality == DEFAULT_QUALITY[self.ext] else str(self.q),
-            "bg": None if self.bg == WHITE or not (self.ext == "jpg" or fit == "pad") else self.bg,
+            "q": _text(self.q) if auto or (self.ext != "png" and self.quality != DEFAULT_QUALITY[self.ext]) else None,
+            "bg": None if self.bg == WHITE or not (auto or self.ext == "jpg" or fit == "pad") else self.bg,
         }
-        return "/".join(f"{name}:{value}" for name, value in sorted(named.items()) if value) + f".{self.ext}"
+        return "/".join(f"{name}:{value}" for name, value in sorted(named.items()) if value)
 
+    def path(self, image_id: str) -> str:
+        """The canonical part of a URL after its signature, `exp` included: `/<options>/<id>.<ext>`, what a
+        signed URL for this rendition signs (`apercu sign`, the image JSON's preset URLs)."""
+        segments = [self.path_options()] + ([f"exp:{self.exp}"] if self.exp is not None else [])
+        return "/" + "/".join([*filter(None, segments), f"{image_id}.{self.ext}"])
+
+    def key(self) -> str:
+        """The name of the kept rendition, the same for every URL that asks for the same pixels:
+        `<canonical options>.<ext>`, `plain.<ext>` without options (options always hold a `:`)."""
+        if self.ext == AUTO:
+            raise ValueError("resolve `auto` to a format before naming the rendition")
+        return f"{self.path_options() or 'plain'}.{self.ext}"
 
 def _text(value: float | None) -> str | None:
     return None if value is None else f"{value:g}"
