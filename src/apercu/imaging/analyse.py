@@ -90,7 +90,7 @@ def render_variant(data: bytes, options: Options, size: int, fmt: str) -> thumbn
 
 def render_rendition(
     data: bytes, rendition: Rendition, options: Options, *,
-    max_output_pixels: int | None = None, focal_point: Mapping[str, float] | None = None,
+    max_output_pixels: int, focal_point: Mapping[str, float] | None = None,
 ) -> Rendered:
     """A rendition (resolved to a format) of the original; `focal_point` is the image's stored one, for
     `g:focal`. Raises ProcessingFailed (only): reason LIMITS for an output over max_output_pixels."""
@@ -248,7 +248,7 @@ def _render_variant(attempt: _Attempt, options: Options, size: int, fmt: str) ->
 
 
 def _render_rendition(
-    attempt: _Attempt, rendition: Rendition, options: Options, max_output_pixels: int | None,
+    attempt: _Attempt, rendition: Rendition, options: Options, max_output_pixels: int,
     focal_point: Mapping[str, float] | None,
 ) -> Rendered:
     with _open(attempt.data) as img:

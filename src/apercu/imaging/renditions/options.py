@@ -207,10 +207,14 @@ def negotiate(accept: str | None) -> str:
     accepted = set()
     for item in (accept or "").split(","):
         media_type, *params = (part.strip() for part in item.split(";"))
-        refused = any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params)
-        if not refused:
+        if not any(_is_zero_weight(param) for param in params):
             accepted.add(media_type.lower())
     return next((ext for ext in ("avif", "webp") if MEDIA_TYPES[ext] in accepted), "jpg")
+
+
+def _is_zero_weight(param: str) -> bool:
+    name, _, value = (part.strip() for part in param.partition("="))
+    return name.lower() == "q" and DECIMAL.fullmatch(value) is not None and float(value) == 0
 
 
 # --- reading one option ------------------------------------------------------------------------------------

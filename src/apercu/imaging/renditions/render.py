@@ -48,7 +48,7 @@ class Rendered:
 
 def render(
     img: Image.Image, data: bytes, orientation: int | None, r: Rendition, *,
-    max_output_pixels: int | None = None, focal_point: Mapping[str, float] | None = None,
+    max_output_pixels: int, focal_point: Mapping[str, float] | None = None,
 ) -> Rendered:
     """`r` (resolved to a format) of the opened image; `focal_point` is the image's stored {"x", "y"}, used
     by `g:focal` (the centre without one). Raises limits.ImageRejected for a crop outside the image and
