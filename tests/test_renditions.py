@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import io
+from collections.abc import Callable
 
 import images
 import pytest
@@ -397,9 +398,12 @@ def test_an_embedded_profile_is_converted_to_srgb() -> None:
     assert near(mean(rendered(data, "w:32")), expected, 3)  # type: ignore[arg-type]
 
 
-def test_an_animation_renders_its_first_frame() -> None:
-    out = rendered(images.gif_animated(), "w:160")
-    assert mean(out, (2, 2, 30, 20)) > (240, 240, 240)  # the first frame's white marker, top-left
+@pytest.mark.parametrize("animation", [images.gif_animated, images.webp_animated, images.apng])
+def test_an_animation_renders_its_first_frame(animation: Callable[[], bytes]) -> None:
+    out = rendered(animation(), "w:160")
+    w, h = out.size
+    assert min(mean(out, (1, 1, w // 5, h // 5))) > 235  # the first frame's white marker, top-left
+    assert max(mean(out, (w - w // 5, h - h // 5, w - 1, h - 1))) < 235  # (the second has it bottom-right)
 
 
 @pytest.mark.parametrize("name", ["PNG16", "TIFF16", "HEIF", "BMP", "TGA", "PNG-palette"])
