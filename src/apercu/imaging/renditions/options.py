@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 FITS = ("inside", "cover", "pad", "stretch")
@@ -140,6 +140,7 @@ class Rendition:
         if self.ext == AUTO:
             raise ValueError("resolve `auto` to a format before naming the rendition")
         return f"{self.path_options() or 'plain'}.{self.ext}"
+
 
 def _text(value: float | None) -> str | None:
     return None if value is None else f"{value:g}"
@@ -308,6 +309,9 @@ def _preset(name: str, presets: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     return _read(presets[name], allow_preset=False)
 
 
+AS_GIVEN = ("fit", "crop", "rot", "q", "bg", "blur", "sharpen", "exp")  # options whose field is their value
+
+
 def _build(values: Mapping[str, Any], ext: str) -> Rendition:
     """The Rendition of parsed values: sides multiplied by dpr (and kept within MAX_SIDE)."""
     dpr = values.get("dpr", 1.0)
@@ -318,6 +322,6 @@ def _build(values: Mapping[str, Any], ext: str) -> Rendition:
             if sides[side] > MAX_SIDE:
                 raise BadOption("dpr", f"{side}:{values[side]} at dpr {dpr:g} is more than {MAX_SIDE} pixels")
     gravity, focus = values.get("g", ("centre", None))
-    simple = {f.name for f in fields(Rendition)} & {"fit", "crop", "rot", "q", "bg", "blur", "sharpen", "exp"}
-    return Rendition(**sides, gravity=gravity, focus=focus, ext=ext, **{k: values[k] for k in simple if k in values})
+    same = {name: values[name] for name in AS_GIVEN if name in values}
+    return Rendition(**sides, gravity=gravity, focus=focus, ext=ext, **same)
 
