@@ -2,8 +2,12 @@
 
 The signature is HMAC-SHA256, keyed with the UTF-8 bytes of `APERCU_URL_KEY`, over the path after the
 signature with its leading `/` (for `/r/<sig>/w:400/<id>.avif`, over `/w:400/<id>.avif`), written in base64url
-without padding: what imgproxy does, so that a client signs in a few lines of any language. Whoever holds the
-key can ask for any rendition; whoever holds a URL can ask for that one, until its `exp`.
+without padding (as imgproxy signs, without its salt), so that a client signs in a line of any language:
+
+    Python      base64.urlsafe_b64encode(hmac.new(key.encode(), path.encode(), hashlib.sha256).digest()).rstrip(b"=")
+    JavaScript  crypto.createHmac("sha256", key).update(path).digest("base64url")        (Node.js)
+
+Whoever holds the key can ask for any rendition; whoever holds a URL can ask for that one, until its `exp`.
 """
 
 from __future__ import annotations
