@@ -64,8 +64,7 @@ def render(
         raise limits.ImageRejected(str(exc)) from exc
     margin = CROP_MARGIN if p.crop != (0, 0, width, height) else 1.0
     size = max(1, math.ceil(max(width, height) * min(1.0, p.decode_scale * margin) - 1e-6))
-    frame = to_vips(thumbnail.upright(img, data, size=size, orientation=orientation)[0])
-    frame = _region(frame, p, width, height)
+    frame = to_vips(_region(thumbnail.upright(img, data, size=size, orientation=orientation)[0], p, width, height))
     if p.rot:
         frame = frame.rot(f"d{p.rot}")
     if (frame.width, frame.height) != p.resized:
@@ -87,15 +86,16 @@ def to_vips(frame: Image.Image) -> Any:
     return image.colourspace("srgb") if frame.mode in ("L", "LA") else image
 
 
-def _region(frame: Any, p: geometry.Plan, width: int, height: int) -> Any:
-    """The plan's crop, in the decoded frame's pixels (shrink-on-load decoded it at its own scale)."""
+def _region(frame: Image.Image, p: geometry.Plan, width: int, height: int) -> Image.Image:
+    """The plan's crop, in the decoded frame's pixels (shrink-on-load decoded it at its own scale); cut before
+    the frame is copied to libvips, so that only the region is."""
     if p.crop == (0, 0, width, height):
         return frame
     scale_x, scale_y = frame.width / width, frame.height / height
     left, top = min(frame.width - 1, round(p.crop[0] * scale_x)), min(frame.height - 1, round(p.crop[1] * scale_y))
     across = max(1, min(frame.width - left, round(p.crop[2] * scale_x)))
     down = max(1, min(frame.height - top, round(p.crop[3] * scale_y)))
-    return frame.crop(left, top, across, down)
+    return frame.crop((left, top, left + across, top + down))
 
 
 def _focus(
