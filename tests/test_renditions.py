@@ -143,6 +143,30 @@ def test_bad_options_are_refused_by_name(path: str, option: str) -> None:
     assert str(refused.value).startswith(f"{option}: " if option else "unknown option")
 
 
+VALID = ["w:400", "h:300", "dpr:2", "fit:cover", "fit:pad", "g:n", "g:fp:0.5:0.25", "crop:1:2:30:40", "rot:90",
+         "q:70", "q:80", "bg:000000", "blur:1.5", "sharpen:1", "exp:1893456000", "p:card", "p:hero"]
+
+
+def test_any_segments_parse_or_are_refused_as_bad_options() -> None:
+    """Arbitrary option text (pieces of the grammar, digits of other scripts, separators) never raises
+    anything but BadOption; what parses has a canonical form that parses to itself."""
+    rnd = random.Random(18)
+    pieces = ["w", "h", "dpr", "g", "fp", "crop", "q", "bg", "p", "card", "exp", "blur", ":", ":", "0", "1", "-1",
+              ".", "5", "99999", "1e3", "٣", "ffffff", " ", "\x00", "é", "nan", "inf"]
+    parsed = 0
+    for _ in range(3000):
+        segments = [rnd.choice(VALID) if rnd.random() < 0.6 else "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 5)))
+                    for _ in range(rnd.randint(0, 4))]
+        try:
+            rendition = parse(segments, rnd.choice(["jpg", "auto", "webp", "x"]), PRESETS, max_pixels=10**8)
+        except BadOption:
+            continue
+        parsed += 1
+        again = parse(split_path(rendition.path("id"))[0], rendition.ext)
+        assert again.path("id") == rendition.path("id"), segments
+    assert parsed > 300
+
+
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(BadOption) as refused:
         opts("w:10", "gif")

@@ -36,8 +36,8 @@ MAX_DPR = 4
 MAX_BLUR, MAX_SHARPEN = 100, 10  # sigma, in output pixels
 MAX_EXP = 10**11  # unix seconds: anything later is a typo, not an expiry
 PRESET_NAME = re.compile(r"[a-z0-9_-]{1,32}")
-DECIMAL = re.compile(r"\d{1,5}(\.\d{1,4})?")  # 0-99999.9999: fractions, dpr, sigmas
-INTEGER = re.compile(r"\d{1,11}")
+DECIMAL = re.compile(r"[0-9]{1,5}(\.[0-9]{1,4})?")  # 0-99999.9999: fractions, dpr, sigmas
+INTEGER = re.compile(r"[0-9]{1,11}")
 
 
 class BadOption(ValueError):
