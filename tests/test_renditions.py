@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, ImageStat
 
 from apercu import url_signing
-from apercu.imaging.analyse import LIMITS, Options, ProcessingFailed, analyse, render_rendition
+from apercu.imaging.analyse import LIMITS, Options, ProcessingFailed, render_rendition
 from apercu.imaging.renditions import geometry
 from apercu.imaging.renditions.focal import focal_point
 from apercu.imaging.renditions.options import (
@@ -532,11 +532,6 @@ def test_the_focal_point_is_where_attention_goes() -> None:
     assert 0.7 < point["x"] < 0.9 and 0.35 < point["y"] < 0.65
     turned = focal_point(busy_corner().transpose(Image.Transpose.ROTATE_90))  # the patch is now at the top
     assert 0.35 < turned["x"] < 0.65 and turned["y"] < 0.3
-
-
-def test_processing_records_the_focal_point() -> None:
-    metadata = analyse(images.encode(busy_corner(), "JPEG", quality=90)).metadata
-    assert 0.7 < metadata["focal_point"]["x"] < 0.9 and 0.35 < metadata["focal_point"]["y"] < 0.65
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "1"])
