@@ -31,8 +31,9 @@ from typing import Any
 import images
 from PIL import Image
 
-from apercu.imaging.analyse import Options, ProcessingFailed, analyse, render_variant
+from apercu.imaging.analyse import Options, ProcessingFailed, analyse, render_rendition, render_variant
 from apercu.imaging.formats import Format, sniff
+from apercu.imaging.renditions.options import parse
 from apercu.inspect import inspect_file
 
 U8 = (0, 1, 2, 0x7F, 0x80, 0xFE, 0xFF)
@@ -750,6 +751,11 @@ class Outcome:
     processed: bool  # analyse returned a result
 
 
+# A rendition that takes every step of the renderer but encoding AVIF (slow, and libheif's own): cover by a
+# focal point, turned, blurred and sharpened, as PNG (which keeps alpha).
+FUZZ_RENDITION = parse(["w:24", "h:16", "fit:cover", "g:focal", "rot:90", "sharpen:1", "blur:0.5"], "png")
+
+
 def run_case(data: bytes, scratch: Path, options: Options = FUZZ_OPTIONS, render: bool = False) -> Outcome:
     """sniff, then the inspect path (sniff + analyse, on a file) or analyse directly when sniff refused the
     bytes (the worker must survive any bytes), and render_variant when asked. Reports anything but
@@ -765,6 +771,8 @@ def run_case(data: bytes, scratch: Path, options: Options = FUZZ_OPTIONS, render
         processed = bool(_call(crashes, "analyse", lambda: _strict_json(analyse(data, options).metadata)))
     if render:
         _call(crashes, "render_variant", lambda: render_variant(data, options, 32, "WEBP"))
+        _call(crashes, "render_rendition", lambda: render_rendition(
+            data, FUZZ_RENDITION, options, max_output_pixels=options.max_pixels, focal_point={"x": 0.3, "y": 0.6}))
     return Outcome(time.perf_counter() - started, tuple(crashes), fmt is not None, processed)
 
 

@@ -19,7 +19,7 @@ import hashlib
 import io
 import threading
 import warnings as warnings_module
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,6 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from apercu.imaging import embedded, fingerprints, limits, makernotes, metadata, thumbnail
 from apercu.imaging import exif as exif_json
 from apercu.imaging.formats import FORMATS, HEAD_BYTES, claimed_by, format_of, prepare_plugins, tiff_directory
+from apercu.imaging.renditions.options import Rendition
+from apercu.imaging.renditions.render import Rendered, render
 
 DECODE, LIMITS = "decode", "limits"  # ProcessingFailed.reason
 
@@ -84,6 +86,16 @@ def render_variant(data: bytes, options: Options, size: int, fmt: str) -> thumbn
     """Another size or format of an already processed image's thumbnail (rendered on first request); raises
     ProcessingFailed (only)."""
     return _contained(data, lambda attempt: _render_variant(attempt, options, size, fmt))
+
+
+def render_rendition(
+    data: bytes, rendition: Rendition, options: Options, *,
+    max_output_pixels: int, focal_point: Mapping[str, float] | None = None,
+) -> Rendered:
+    """A rendition (resolved to a format) of the original; `focal_point` is the image's stored one, for
+    `g:focal`. Raises ProcessingFailed (only): reason LIMITS for an output over max_output_pixels."""
+    return _contained(data, lambda attempt: _render_rendition(attempt, rendition, options, max_output_pixels,
+                                                              focal_point))
 
 
 MEMORY_MESSAGE = "the image needs more memory than an imaging process is allowed"
@@ -233,6 +245,18 @@ def _render_variant(attempt: _Attempt, options: Options, size: int, fmt: str) ->
             orientation=metadata.orientation_of(img, embedded.exif_only(img, attempt.data)),
             background=options.background, fmt=fmt,
         )
+
+
+def _render_rendition(
+    attempt: _Attempt, rendition: Rendition, options: Options, max_output_pixels: int,
+    focal_point: Mapping[str, float] | None,
+) -> Rendered:
+    with _open(attempt.data) as img:
+        attempt.stage = "render image"
+        limits.check_before_decoding(img, len(attempt.data), options.max_pixels)
+        orientation = metadata.orientation_of(img, embedded.exif_only(img, attempt.data))
+        return render(img, attempt.data, orientation, rendition, max_output_pixels=max_output_pixels,
+                      focal_point=focal_point)
 
 
 def _header_facts(img: Image.Image, data: bytes, warnings: list[str]) -> tuple[dict[str, Any], int | None]:

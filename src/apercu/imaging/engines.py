@@ -68,7 +68,7 @@ class VipsEngine:
     name = "vips"
 
     def reduce(self, img: Image.Image, data: bytes, size: int) -> tuple[Image.Image, bool]:
-        pyvips = _pyvips()
+        pyvips = load_pyvips()
         # One source over the bytes for both reads: pyvips copies a `bytes` argument into a blob libvips can
         # own on every *_buffer call (for a 12 MP PNG, two 18 MB copies: 4-7 ms with their page faults), a
         # memory source only refers to the caller's bytes, which outlive this call and its pixels.
@@ -108,7 +108,7 @@ def _needs_colour_management(img: Image.Image) -> bool:
 
 
 @functools.cache
-def _pyvips() -> Any:
+def load_pyvips() -> Any:
     import pyvips
 
     pyvips.cache_set_max(0)  # one image at a time: an operation cache would only hold memory
@@ -118,7 +118,7 @@ def _pyvips() -> Any:
 @functools.cache
 def vips_available() -> bool:
     try:
-        _pyvips()
+        load_pyvips()
     except Exception:  # noqa: BLE001 - a missing or broken libvips means Pillow does everything
         return False
     return True

@@ -44,6 +44,14 @@ def decoder_applies_orientation(img: Image.Image) -> bool:
     return img.format == "TIFF" or "original_orientation" in img.info
 
 
+def displayed_size(img: Image.Image, orientation: int | None) -> tuple[int, int]:
+    """Width and height upright, as the image is shown (and as the catalog records them)."""
+    width, height = img.size
+    if decoder_applies_orientation(img):
+        return width, height  # the decoder rotates: img.size is already the displayed size
+    return (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
+
+
 def basic(img: Image.Image, data: bytes, orientation: int | None, frames: int) -> dict[str, Any]:
     """Format, sizes (as stored and as displayed), mode, depth, alpha, frames and resolution. Call it before
     decoding: JPEG shrink-on-load changes the size Pillow reports."""
@@ -51,7 +59,7 @@ def basic(img: Image.Image, data: bytes, orientation: int | None, frames: int) -
     width, height = img.size
     if decoder_applies_orientation(img) and orientation in SWAPPING_ORIENTATIONS:
         width, height = height, width  # the decoder already rotated: img.size is the displayed size
-    shown = (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
+    shown = displayed_size(img, orientation)
     facts: dict[str, Any] = {
         "format": fmt.name if fmt else img.format,
         "mime_type": fmt.mime_type if fmt else Image.MIME.get(img.format or "", "application/octet-stream"),

@@ -59,17 +59,24 @@ def reduce(
 ) -> tuple[Image.Image, str]:
     """The thumbnail's pixels before encoding (upright, flattened, sRGB), and the engine's name: what the
     perceptual hashes are computed from, so that the original is decoded once."""
+    frame, engine = upright(img, data, size=size, orientation=orientation)
+    return flatten(frame, background), engine
+
+
+def upright(img: Image.Image, data: bytes, *, size: int, orientation: int | None) -> tuple[Image.Image, str]:
+    """The image fitted in size x size (never upscaled), upright, sRGB, in L/LA/RGB/RGBA (alpha kept), by the
+    first engine that decodes it, and that engine's name."""
     candidates = engines.engines_for(img)
     for engine in candidates:
         try:
-            frame, upright = engine.reduce(img, data, size)
+            frame, applied = engine.reduce(img, data, size)
             break
         except Exception:  # noqa: BLE001 - the next engine (Pillow) gets its chance; the last one's error stands
             if engine is candidates[-1]:
                 raise
-    if not upright and orientation in TRANSPOSE:
+    if not applied and orientation in TRANSPOSE:
         frame = frame.transpose(TRANSPOSE[orientation])
-    return flatten(frame, background), engine.name
+    return frame, engine.name
 
 
 def encode(frame: Image.Image, fmt: str, quality: int) -> bytes:
