@@ -22,13 +22,24 @@ from celery import Celery
 from apercu import webhooks
 from apercu.config import Settings
 from apercu.images import Image, client_view
+from apercu.imaging.renditions.geometry import plan
+from apercu.imaging.renditions.options import Rendition
 from apercu.logs import current_request_id
+from apercu.rendition_urls import preset_urls
 from apercu.storage import Storage, blob_keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
-from apercu.storage.catalog import DeliveryRecord, ExclusiveClaims, Holder, ImageRecord, RenderState, utcnow
+from apercu.storage.catalog import (
+    DeliveryRecord,
+    ExclusiveClaims,
+    Holder,
+    ImageRecord,
+    ImageStatus,
+    RenderState,
+    utcnow,
+)
 from apercu.storage.outages import classify
 from apercu.storage.watcher import Watcher
-from apercu.tasks import LEASE_MARGIN, enqueue, enqueue_render
+from apercu.tasks import LEASE_MARGIN, RenderJob, RenditionJob, ThumbnailJob, enqueue, enqueue_render
 from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
@@ -193,7 +204,10 @@ class Service:
         return self._image_of(record)
 
     def _image_of(self, record: ImageRecord) -> Image:
-        return client_view(record, self.settings.gps)
+        image = client_view(record, self.settings.gps)
+        if self.settings.rendition_presets:
+            image = replace(image, renditions=preset_urls(self.settings, record.id))
+        return image
 
     def with_sha256(self, sha256: str, limit: int) -> list[Image]:
         """The images whose original has these bytes, newest first."""
@@ -235,24 +249,38 @@ class Service:
             raise NoThumbnail(f"processing failed ({image.error})")
         if ext == "jpg" and size == self.settings.thumbnail_size and "key" in image.thumbnail:
             return ThumbnailFile(image.thumbnail["key"], image.thumbnail["etag"], image.thumbnail["bytes"])
-        return self._variant(image_id, size, ext, started + wait - time.monotonic())
+        return self._variant(ThumbnailJob(image_id, size, ext), started + wait - time.monotonic())
 
-    def _variant(self, image_id: str, size: int, ext: str, wait: float) -> ThumbnailFile:
+    def rendition(self, image_id: str, rendition: Rendition) -> tuple[ThumbnailFile, Image]:
+        """A rendition (resolved to a format) and its image: rendered by a worker on first request and kept,
+        the request waiting up to `APERCU_RENDITION_WAIT` seconds for that and for the image's processing
+        (NotReady after that). NotFound for no image, NoThumbnail when processing or the render failed,
+        BadOption for an output larger than `APERCU_MAX_RENDITION_PIXELS` (before anything is rendered)."""
+        started, wait = time.monotonic(), self.settings.rendition_wait
+        image = self._waited(image_id, wait)
+        if not image.settled:
+            raise NotReady(image.status)
+        if image.status is not ImageStatus.SUCCESS or image.metadata is None:
+            raise NoThumbnail(f"processing failed ({image.error})")
+        plan(rendition, image.metadata["width"], image.metadata["height"], self.settings.max_rendition_pixels)
+        job = RenditionJob(image_id, rendition.key())
+        return self._variant(job, started + wait - time.monotonic()), image
+
+    def _variant(self, job: RenderJob, wait: float) -> ThumbnailFile:
         """The variant once stored; else its render is requested (queued once however many ask) and, with `wait`
         left, waited for on the watcher, as an image's processing is (a worker announces its end)."""
-        key = blob_keys.thumbnail(image_id, size, ext)
-        if (info := self._stat(key)) is None:
-            self._request_render(image_id, key, size, ext)
-            if wait <= 0 or not self.watcher.wait(key, wait):
+        if (info := self._stat(job.key)) is None:
+            self._request_render(job)
+            if wait <= 0 or not self.watcher.wait(job.key, wait):
                 raise NotReady("rendering")
-            info = self._stat(key) or self._not_rendered(image_id, key, size, ext)
-        return ThumbnailFile(key, info.etag, info.size)
+            info = self._stat(job.key) or self._not_rendered(job)
+        return ThumbnailFile(job.key, info.etag, info.size)
 
-    def _not_rendered(self, image_id: str, key: str, size: int, ext: str) -> NoReturn:
+    def _not_rendered(self, job: RenderJob) -> NoReturn:
         """Why a render that ended left no blob: NotFound when its image went, NoThumbnail when it failed; else
         the blob went missing since it was stored, and it is asked for again."""
-        self._image(image_id)
-        self._request_render(image_id, key, size, ext)
+        self._image(job.image_id)
+        self._request_render(job)
         raise NotReady("rendering")
 
     def _stat(self, key: str) -> BlobInfo | None:
@@ -261,18 +289,18 @@ class Service:
         except BlobMissing:
             return None
 
-    def _request_render(self, image_id: str, key: str, size: int, ext: str) -> None:
+    def _request_render(self, job: RenderJob) -> None:
         """Queue the render unless it is queued already (many first requests, one render), or say why it failed.
         A request older than a task's time limit is taken for lost and sent again."""
         lost_before = utcnow() - timedelta(seconds=self.settings.task_time_limit + LEASE_MARGIN)
-        state, error = self.storage.catalog.renders.request(image_id, key, lost_before)
+        state, error = self.storage.catalog.renders.request(job.image_id, job.key, lost_before)
         if state is RenderState.FAILED:
             raise NoThumbnail(error)
         if state is RenderState.SEND:
             try:
-                enqueue_render(self.celery, image_id, size, ext, current_request_id())
+                enqueue_render(self.celery, job, current_request_id())
             except Exception:  # noqa: BLE001 - the request stays recorded: a later one sends it again
-                log.exception("could not queue the render of %s", key)
+                log.exception("could not queue the render of %s", job.key)
 
     def open_thumbnail(self, found: ThumbnailFile) -> IO[bytes]:
         """The thumbnail's bytes; NotFound when the image was deleted since it was found."""
