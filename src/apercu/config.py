@@ -184,7 +184,7 @@ class Settings:
     presets: str = ""  # named rendition options, `card=w:400/h:300/fit:cover;hero=w:1600/q:70`, for `p:<name>`
     max_rendition_pixels: int = setting(25_000_000, at_least(1))  # a rendition asking for more output is a 400
     rendition_wait: float = setting(20.0, above(0))  # seconds a first request waits for its render, then 503
-    renditions_max_mb: int = setting(1024, at_least(0))  # kept renditions beyond this are swept, least used first
+    renditions_max_mb: float = setting(1024.0, at_least(0))  # what renders keep beyond this goes, least used first
 
     def __post_init__(self) -> None:
         """Parse what was given as text and check every value (SettingError): a Settings is always one to run."""

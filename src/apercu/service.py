@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import IO, NoReturn
 
@@ -37,12 +37,14 @@ from apercu.storage.catalog import (
     RenderState,
     utcnow,
 )
+from apercu.storage.catalog.kept import TOUCH_EVERY
 from apercu.storage.outages import classify
 from apercu.storage.watcher import Watcher
 from apercu.tasks import LEASE_MARGIN, RenderJob, RenditionJob, ThumbnailJob, enqueue, enqueue_render
 from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
+MAX_TOUCHED = 100_000  # kept files whose last recorded use a web process remembers, before it starts over
 
 
 def _log_failure(exc: Exception, what: str, then: str) -> None:
@@ -101,6 +103,7 @@ class Service:
     storage: Storage
     celery: Celery
     watcher: Watcher
+    touched: dict[str, float] = field(default_factory=dict)  # kept files' last recorded use (`_used`), monotonic
 
     def replay(self, key: str) -> Submitted | None:
         """The image an earlier upload with this idempotency key created, while the key is kept; else None."""
@@ -267,14 +270,31 @@ class Service:
         return self._variant(job, started + wait - time.monotonic()), image
 
     def _variant(self, job: RenderJob, wait: float) -> ThumbnailFile:
-        """The variant once stored; else its render is requested (queued once however many ask) and, with `wait`
-        left, waited for on the watcher, as an image's processing is (a worker announces its end)."""
+        """The variant once stored (its use recorded for the sweep); else its render is requested (queued once
+        however many ask) and, with `wait` left, waited for on the watcher, as an image's processing is (a worker
+        announces its end)."""
         if (info := self._stat(job.key)) is None:
             self._request_render(job)
             if wait <= 0 or not self.watcher.wait(job.key, wait):
                 raise NotReady("rendering")
             info = self._stat(job.key) or self._not_rendered(job)
+        else:
+            self._used(job.key)
         return ThumbnailFile(job.key, info.etag, info.size)
+
+    def _used(self, key: str) -> None:
+        """Tell the catalog a kept file was used, at most every `TOUCH_EVERY` per file from this process (the
+        sweep needs no more precision, and a request no write); never failing the request that uses it."""
+        now = time.monotonic()
+        if now - self.touched.get(key, -TOUCH_EVERY) < TOUCH_EVERY:
+            return
+        if len(self.touched) > MAX_TOUCHED:
+            self.touched.clear()
+        self.touched[key] = now
+        try:
+            self.storage.catalog.kept.touch(key)
+        except Exception as exc:  # noqa: BLE001 - the file is served anyway; its use is recorded next time
+            _log_failure(exc, f"could not record the use of {key}", "serving it anyway")
 
     def _not_rendered(self, job: RenderJob) -> NoReturn:
         """Why a render that ended left no blob: NotFound when its image went, NoThumbnail when it failed; else

@@ -137,7 +137,7 @@ class Processor:
             report_render(job, ImageStatus.FAILURE)
             return
         self.storage.blobs.put(job.key, data)
-        renders.done(job.image_id, job.key)
+        renders.done(job.image_id, job.key, len(data))
         self.storage.forget_if_unrecorded(job.image_id)
         report_render(job, ImageStatus.SUCCESS)
 
