@@ -71,7 +71,7 @@ class ImageJson(TypedDict):
         "minimum": 0, "maximum": PHASH_BITS,
         "description": "Only in `GET /images?similar_to=` results: bits of the perceptual hash that differ from the "
         "reference image's."}]]
-    renditions: NotRequired[Annotated[dict[str, Annotated[str, URI_REFERENCE]], {
+    renditions: NotRequired[Annotated[dict[str, str], {
         "description": "A signed rendition URL (`/r/{signature}/p:{name}/{id}.auto`) per preset of `APERCU_PRESETS`, "
         "by the preset's name; absent when none is configured, or no URL can be signed (API keys required and no "
         "`APERCU_URL_KEY`)."}]]
