@@ -271,3 +271,48 @@ def test_the_sweep_removes_the_least_recently_used_beyond_the_bound(
     with worker(render, image_id) as rendered:
         assert [client.get(url).data for url in urls] == first
     assert rendered == [("w:60.png",)]  # the least recently used, gone, and rendered again
+
+
+@pytest.mark.integration
+def test_a_real_service_makes_one_render_for_concurrent_first_requests(tmp_path: Path) -> None:
+    """`apercu serve` (web, worker, embedded broker): an `<img>`'s first requests at once wait for one render in
+    the worker's sandbox, and every later one is answered from the store."""
+    from live import Service
+
+    service = Service(tmp_path / "data", {"APERCU_URL_KEY": KEY, "APERCU_LOG_LEVEL": "INFO"}).start("serve")
+    try:
+        image_id = service.upload(images.jpeg((800, 600)), "cat.jpg").json()["id"]
+        assert service.wait_final(image_id)["status"] == "success"
+        url = signed(f"/w:300/fit:cover/h:200/{image_id}.webp")
+        answers: list[Any] = []
+        threads = [threading.Thread(target=lambda: answers.append(service.get(url))) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [a.status for a in answers] == [200] * 8 and len({a.body for a in answers}) == 1
+        assert answers[0].headers["Content-Type"] == "image/webp"
+        assert Image.open(io.BytesIO(answers[0].body)).size == (300, 200)
+        assert service.get(url).body == answers[0].body
+    finally:
+        service.stop()
+    rendered = service.log.read_text().count(f"image {image_id}: rendition fit:cover/h:200/w:300.webp success")
+    assert rendered == 1
+
+
+def test_apercu_sign_prints_the_path_the_route_accepts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from apercu.cli import main
+
+    monkeypatch.setenv("APERCU_URL_KEY", KEY)
+    assert main(["sign", f"w:400/h:300/fit:cover/{ID_LIKE}.avif"]) == 0
+    assert capsys.readouterr().out.strip() == signed(f"/w:400/h:300/fit:cover/{ID_LIKE}.avif")
+    assert main(["sign", "--ttl", "60", f"/w:400/{ID_LIKE}.jpg"]) == 0
+    printed = capsys.readouterr().out.strip()
+    expiry = int(printed.split("/exp:")[1].split("/")[0])
+    assert abs(expiry - (time.time() + 60)) < 5 and printed == signed(f"/w:400/exp:{expiry}/{ID_LIKE}.jpg")
+    assert main(["sign", f"q:0/{ID_LIKE}.jpg"]) == 2 and "q:" in capsys.readouterr().err
+    monkeypatch.delenv("APERCU_URL_KEY")
+    monkeypatch.setenv("APERCU_API_KEYS", API_KEY)
+    assert main(["sign", f"w:1/{ID_LIKE}.jpg"]) == 2 and "APERCU_URL_KEY" in capsys.readouterr().err

@@ -178,7 +178,7 @@ def rendition(given: Given) -> ResponseReturnValue:
     except NoThumbnail as exc:
         raise ApiError(404, f"no rendition: {exc}", "no_rendition") from None
     except NotReady as exc:
-        message = f"{exc}: ask again in a moment"
+        message = f"the rendition is not ready yet (status: {exc.status}): ask again in a moment"
         raise ApiError(503, message, "not_ready", [("Retry-After", RENDERING_RETRY_AFTER)]) from None
     response = _file_response(service, found, wanted.media_type, RENDITION_MAX_AGE)
     if response.status_code != 302:
