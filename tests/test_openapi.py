@@ -15,6 +15,7 @@ import copy
 import io
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
@@ -401,6 +402,14 @@ def test_presigned_redirects_conform(tmp_path: Path, seaweedfs: Any) -> None:
     context_of(app.extensions["apercu"].celery).processor.process(image_id, owner="test")
     redirected = contract.check("GET", "/thumbnails/{id}.jpg", client.get(f"/thumbnails/{image_id}.jpg"))
     assert redirected.status_code == 302 and redirected.headers["Location"].startswith("http")
+    from apercu.tasks import RenditionJob
+
+    context_of(app.extensions["apercu"].celery).processor.render(RenditionJob(image_id, "w:50.png"))
+    rendition = contract.check("GET", "/r/{signature}/{rendition}", client.get(f"/r/unsafe/w:50/{image_id}.png"))
+    assert rendition.status_code == 302 and rendition.headers["Location"].startswith("http")
+    assert rendition.headers["Cache-Control"] == "public, max-age=300"
+    stored = urllib.request.urlopen(rendition.headers["Location"], timeout=10).read()  # noqa: S310 - loopback
+    assert Image.open(io.BytesIO(stored)).size[0] == 50
 
 
 @pytest.mark.corpus

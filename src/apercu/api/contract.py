@@ -149,6 +149,15 @@ GET = Operation(
 )
 
 
+def kept_file_answers(cached: Json) -> Json:
+    """The answers of a kept file besides its bytes: the store's presigned redirect, and 304."""
+    return {
+        "302": {"description": "With `APERCU_S3_PRESIGN` set: a redirect to a presigned URL of the object store.",
+                "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}} | cached},
+        "304": {"description": "Not modified (`If-None-Match` matched the ETag).", "headers": cached},
+    }
+
+
 def thumbnail(ext: str) -> Operation:
     name, mime = OUTPUTS[ext]
     return Operation(
@@ -157,10 +166,7 @@ def thumbnail(ext: str) -> Operation:
         {
             "200": {"description": "The thumbnail.", "headers": CACHED,
                     "content": {mime: {"schema": {"type": "string", "contentMediaType": mime}}}},
-            "302": {"description": "With `APERCU_S3_PRESIGN` set: a redirect to a presigned URL of the object store.",
-                    "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}}
-                    | CACHED},
-            "304": {"description": "Not modified (`If-None-Match` matched the ETag).", "headers": CACHED},
+            **kept_file_answers(CACHED),
             "400": shared("BadRequest"),
             "404": error("No image with this id; or no thumbnail: processing failed, or this variant could not be "
                          "rendered (`no_thumbnail`, with the reason)."),
@@ -198,10 +204,7 @@ RENDITION = Operation(
                     "Vary": {"description": "`Accept`, for `.auto`.", "schema": {"type": "string"}}},
                 "content": {mime: {"schema": {"type": "string", "contentMediaType": mime}}
                             for mime in MEDIA_TYPES.values()}},
-        "302": {"description": "With `APERCU_S3_PRESIGN` set: a redirect to a presigned URL of the object store.",
-                "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}}
-                | IMMUTABLE},
-        "304": {"description": "Not modified (`If-None-Match` matched the ETag).", "headers": IMMUTABLE},
+        **kept_file_answers(IMMUTABLE),
         "400": shared("BadRequest"),
         "403": error("`bad_signature`: the signature is not this path's (or `unsafe` where it is not accepted); "
                      "`url_expired`: the URL's `exp` has passed."),
