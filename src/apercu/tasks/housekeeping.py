@@ -112,12 +112,18 @@ class Housekeeping:
             until.wait(interval)
 
     def _recover_loop(self) -> None:
-        """First everything unfinished whose worker is gone, then every interval what is stale."""
+        """First everything unfinished whose worker is gone, then every interval what is stale, and, after the
+        consumer lost the broker, everything pending since before that (sending twice is harmless)."""
         grace = [0.0]
+        context = context_of(self.app)
 
         def step() -> None:
-            self.recover(grace[0])
+            lost = context.broker_lost_at
+            since_lost = grace[0] if lost is None else (utcnow() - lost).total_seconds()
+            self.recover(min(grace[0], since_lost))
             grace[0] = float(self.settings.recovery_grace)
+            if context.broker_lost_at is lost:  # (not lost again meanwhile)
+                context.broker_lost_at = None
 
         self._every(self.settings.recovery_interval, step, self.stopping)
 
