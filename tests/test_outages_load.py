@@ -123,7 +123,8 @@ class Outage:
             f"outage answered {dict(codes)}, slowest {slowest:.2f} s; restarted in {self.back - self.restarting:.1f} s, "
             "first 202 "
             + (f"{recovery:.2f} s after its return" if recovery is not None else "never after its return")
-            + f"; 503s in all {dict(Counter(s.code for s in self.samples if s.status == 503))}"
+            + f"; 503s in all {dict(Counter(s.code for s in self.samples if s.status == 503))}, "
+            f"{len([s for s in self.samples if s.status == 503 and s.started >= self.back])} of them after its return"
         )
 
 
