@@ -29,6 +29,7 @@ from celery import Celery
 
 from apercu import metrics
 from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
+from apercu.storage.outages import classify
 from apercu.tasks.app import context_of, enqueue
 from apercu.tasks.processing import Processor
 from apercu.webhooks import send_due
@@ -107,8 +108,12 @@ class Housekeeping:
         while not until.is_set():
             try:
                 step()
-            except Exception:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
-                log.exception("%s failed; will try again", getattr(step, "__name__", step))
+            except Exception as exc:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
+                name, dependency = getattr(step, "__name__", step), classify(exc)
+                if dependency is None:
+                    log.exception("%s failed; will try again", name)
+                else:  # an outage, no bug: one line each time, no traceback
+                    log.warning("%s failed: %s unavailable (%s); will try again", name, dependency, type(exc).__name__)
             until.wait(interval)
 
     def _recover_loop(self) -> None:
