@@ -117,23 +117,28 @@ class Housekeeping:
             until.wait(interval)
 
     def _recover_loop(self) -> None:
-        """First everything unfinished whose worker is gone, then every interval what is stale, and, after the
-        consumer lost the broker, everything pending since before that (sending twice is harmless)."""
+        """First everything unfinished whose worker is gone, then every interval what is stale."""
         grace = [0.0]
-        context = context_of(self.app)
 
         def step() -> None:
-            lost = context.broker_lost_at
-            since_lost = grace[0] if lost is None else (utcnow() - lost).total_seconds()
-            self.recover(min(grace[0], since_lost))
+            self.sweep(grace[0])
             grace[0] = float(self.settings.recovery_grace)
-            if context.broker_lost_at is lost:  # (not lost again meanwhile)
-                context.broker_lost_at = None
 
         self._every(self.settings.recovery_interval, step, self.stopping)
 
     def beat(self) -> None:
         self.processor.storage.catalog.workers.beat(self.worker, host_identity(), os.getpid())
+
+    def sweep(self, grace: float) -> list[str]:
+        """`recover`, and after the consumer lost the broker (`tasks.consumer`), everything pending since before
+        that too, however recent: its message may have died with the broker (sending twice is harmless)."""
+        context = context_of(self.app)
+        lost = context.broker_lost_at
+        since_lost = grace if lost is None else (utcnow() - lost).total_seconds()
+        sent = self.recover(min(grace, since_lost))
+        if context.broker_lost_at is lost:  # (not lost again meanwhile)
+            context.broker_lost_at = None
+        return sent
 
     def recover(self, grace: float) -> list[str]:
         """Forget dead workers of this host, then send again what they and lost messages left behind."""
