@@ -73,6 +73,7 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
         worker_prefetch_multiplier=4,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_consumer="apercu.tasks.consumer:Consumer",  # a lost broker connection never ends the worker
     )
     # Not `shared` with apps made later (Celery's default): each app's tasks have that app's context.
     common = {"base": ApercuTask, "bind": True, "shared": False, "context": WorkerContext(settings, worker)}

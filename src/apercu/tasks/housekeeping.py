@@ -29,6 +29,7 @@ from celery import Celery
 
 from apercu import metrics
 from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
+from apercu.storage.outages import classify
 from apercu.tasks.app import context_of, enqueue
 from apercu.tasks.processing import Processor
 from apercu.webhooks import send_due
@@ -107,8 +108,12 @@ class Housekeeping:
         while not until.is_set():
             try:
                 step()
-            except Exception:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
-                log.exception("%s failed; will try again", getattr(step, "__name__", step))
+            except Exception as exc:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
+                name, dependency = getattr(step, "__name__", step), classify(exc)
+                if dependency is None:
+                    log.exception("%s failed; will try again", name)
+                else:  # an outage, no bug: one line each time, no traceback
+                    log.warning("%s failed: %s unavailable (%s); will try again", name, dependency, type(exc).__name__)
             until.wait(interval)
 
     def _recover_loop(self) -> None:
@@ -116,13 +121,24 @@ class Housekeeping:
         grace = [0.0]
 
         def step() -> None:
-            self.recover(grace[0])
+            self.sweep(grace[0])
             grace[0] = float(self.settings.recovery_grace)
 
         self._every(self.settings.recovery_interval, step, self.stopping)
 
     def beat(self) -> None:
         self.processor.storage.catalog.workers.beat(self.worker, host_identity(), os.getpid())
+
+    def sweep(self, grace: float) -> list[str]:
+        """`recover`, and after the consumer lost the broker (`tasks.consumer`), everything pending since before
+        that too, however recent: its message may have died with the broker (sending twice is harmless)."""
+        context = context_of(self.app)
+        lost = context.broker_lost_at
+        since_lost = grace if lost is None else (utcnow() - lost).total_seconds()
+        sent = self.recover(min(grace, since_lost))
+        if context.broker_lost_at is lost:  # (not lost again meanwhile)
+            context.broker_lost_at = None
+        return sent
 
     def recover(self, grace: float) -> list[str]:
         """Forget dead workers of this host, then send again what they and lost messages left behind."""

@@ -48,7 +48,7 @@ class Processor:
     @property
     def storage(self) -> Storage:
         if self._storage is None:
-            self._storage = open_storage(self.settings, durable=False)  # a lost commit means work done again
+            self._storage = open_storage(self.settings, durable=False)  # SQLite: a lost commit means work done again
         return self._storage
 
     @property
