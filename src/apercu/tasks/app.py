@@ -19,6 +19,7 @@ from celery import Celery
 
 from apercu import logs
 from apercu.config import Settings
+from apercu.storage import redis_broker
 from apercu.storage.catalog import Claim
 from apercu.storage.catalog.leases import Leases
 from apercu.storage.outages import Dependency, classify
@@ -49,6 +50,7 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
         transport_options["polling_interval"] = settings.broker_poll_interval
     app.conf.update(
         broker_url=settings.resolved_broker_url,
+        broker_transport=redis_broker.TRANSPORT if settings.broker_url.startswith(redis_broker.SCHEMES) else None,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
