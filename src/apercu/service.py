@@ -28,7 +28,7 @@ from apercu.storage.blobs import BlobInfo, BlobMissing
 from apercu.storage.catalog import DeliveryRecord, ExclusiveClaims, Holder, ImageRecord, RenderState, utcnow
 from apercu.storage.outages import classify
 from apercu.storage.watcher import Watcher
-from apercu.tasks import LEASE_MARGIN, enqueue, enqueue_render
+from apercu.tasks import LEASE_MARGIN, enqueue, enqueue_render, unqueued
 from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,8 @@ class Service:
         if url is not None and self.storage.catalog.deliveries.add(image_id, url):
             try:
                 send_due(self.celery, self.storage.catalog, image_id)
-            except Exception:  # noqa: BLE001 - recorded: the recovery sweep sends it
-                log.exception("could not queue the webhook of %s; the recovery sweep will", image_id)
+            except Exception as exc:  # noqa: BLE001 - recorded: the recovery sweep sends it
+                unqueued(exc, "could not queue the webhook of %s; the recovery sweep will", image_id)
 
     def _check_callback(self, url: str | None) -> None:
         """An upload's `callback_url`, checked as far as its text tells (its host is resolved and checked again
@@ -265,8 +265,9 @@ class Service:
         if state is RenderState.SEND:
             try:
                 enqueue_render(self.celery, image_id, size, ext, current_request_id())
-            except Exception:  # noqa: BLE001 - the request stays recorded: a later one sends it again
-                log.exception("could not queue the render of %s", key)
+            except Exception as exc:  # noqa: BLE001 - the request stays recorded: the next one sends it again
+                unqueued(exc, "could not queue the render of %s; the next request for it will", key)
+                self.storage.catalog.renders.unsent(image_id, key)
 
     def open_thumbnail(self, found: ThumbnailFile) -> IO[bytes]:
         """The thumbnail's bytes; NotFound when the image was deleted since it was found."""

@@ -5,11 +5,11 @@ webhooks, which the web uses too, are a package of their own (`apercu.webhooks`)
 
 The web imports only what is here: the queueing functions, and how long a lease outlives a task's time limit."""
 
-from apercu.tasks.app import TASK_NAME, context_of, enqueue, enqueue_render, make_celery
+from apercu.tasks.app import TASK_NAME, context_of, enqueue, enqueue_render, make_celery, unqueued
 from apercu.tasks.context import ApercuTask, WorkerContext
 from apercu.tasks.processing import LEASE_MARGIN, Processor
 
 __all__ = [
     "LEASE_MARGIN", "TASK_NAME", "ApercuTask", "Processor", "WorkerContext", "context_of", "enqueue",
-    "enqueue_render", "make_celery",
+    "enqueue_render", "make_celery", "unqueued",
 ]

@@ -6,7 +6,9 @@
   fails while no worker beats.
 - **Recovery.** At start and every `recovery_interval`, images whose work was lost are sent again: processing
   under a dead lease, or pending for longer than `recovery_grace` (their message may have died with a broker or
-  a worker), and completion webhooks overdue by as long (their message was lost). Sending twice is harmless:
+  a worker), and completion webhooks overdue by as long (their message was lost). Work whose message the broker
+  could not take (an upload's task, a task's retry, a webhook's attempt: see `tasks.app`) is marked unsent, and
+  the first sweep after the broker is back sends it, within `recovery_interval`. Sending twice is harmless:
   the claim lets one task work, and a receiver tells a repeated webhook by its delivery id.
 - **Orphans.** At start and every `orphan_interval`: staging files left by crashed uploads and thumbnail writes,
   originals and thumbnails without a row (a process killed between the file and the row, or between a
@@ -29,6 +31,7 @@ from celery import Celery
 
 from apercu import metrics
 from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
+from apercu.storage.outages import classify
 from apercu.tasks.app import context_of, enqueue
 from apercu.tasks.processing import Processor
 from apercu.webhooks import send_due
@@ -107,19 +110,24 @@ class Housekeeping:
         while not until.is_set():
             try:
                 step()
-            except Exception:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
-                log.exception("%s failed; will try again", getattr(step, "__name__", step))
+            except Exception as exc:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
+                name, dependency = getattr(step, "__name__", step), classify(exc)
+                if dependency is None:
+                    log.exception("%s failed; will try again", name)
+                else:  # an outage: one line, no traceback
+                    log.warning("%s: %s unavailable (%s: %s); will try again", name, dependency, type(exc).__name__,
+                                exc)
             until.wait(interval)
 
     def _recover_loop(self) -> None:
         """First everything unfinished whose worker is gone, then every interval what is stale."""
         grace = [0.0]
 
-        def step() -> None:
+        def recovery() -> None:
             self.recover(grace[0])
             grace[0] = float(self.settings.recovery_grace)
 
-        self._every(self.settings.recovery_interval, step, self.stopping)
+        self._every(self.settings.recovery_interval, recovery, self.stopping)
 
     def beat(self) -> None:
         self.processor.storage.catalog.workers.beat(self.worker, host_identity(), os.getpid())
