@@ -186,3 +186,28 @@ def test_a_retry_that_meets_a_dead_broker_is_handed_back_and_finished_once_it_is
         print(f"retry: success {took:.1f} s after S3 and the broker were back")
     finally:
         svc.stop()
+
+
+def test_images_queued_in_a_broker_that_restarted_empty_are_processed_once_it_is_back(
+    tmp_path: Path, own_redis: Any, receiver: Receiver  # noqa: F811 - the fixture
+) -> None:
+    """Redis is SIGKILLed while images wait in it (the worker's one thread busy with a slow webhook receiver,
+    its prefetch full) and comes back empty: their messages are gone. The worker's consumer reconnects, and
+    its recovery sweep sends every pending image again at once (before: only once pending for
+    `recovery_grace`, 300 s by default)."""
+    receiver.delay = 4.0  # the first image's webhook holds the worker's only thread
+    svc = _service(tmp_path, {
+        "APERCU_BROKER_URL": own_redis.url, "APERCU_WEBHOOK_URL": receiver.url, "APERCU_WEBHOOK_SECRET": "s3cret",
+        "APERCU_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+    })
+    try:
+        svc.upload(images.jpeg())
+        _until("the first webhook sent", lambda: len(receiver.received) == 1)
+        queued = [svc.upload(images.jpeg((64 + n, 48))).json()["id"] for n in range(6)]
+        own_redis.kill()  # what the worker had not taken yet (its prefetch is 4) is lost
+        own_redis.start()
+        back = time.monotonic()
+        _until("every image processed", lambda: all(_status(svc, i) == "success" for i in queued), every=0.2)
+        print(f"\nbroker restarted empty: {len(queued)} images processed {time.monotonic() - back:.1f} s after")
+    finally:
+        svc.stop()

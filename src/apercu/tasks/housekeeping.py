@@ -79,6 +79,9 @@ class Housekeeping:
         self.processor = Processor(settings)  # its own connections, never shared with task threads
         self.stopping = threading.Event()  # set when shutdown begins: no more sweeps
         self.finished = threading.Event()  # set when the last task has ended: no more heartbeats
+        self.grace = 0.0  # of the next recovery sweep: none at start, and after the broker's connection is back
+        self.sweep_now = threading.Event()  # wakes the recovery sweep (see `broker_connected`)
+        self._connections = 0
         self.heartbeat = threading.Thread(
             target=self._every, args=(BEAT_INTERVAL, self.beat, self.finished), name="apercu-heartbeat", daemon=True
         )
@@ -106,7 +109,20 @@ class Housekeeping:
         except Exception:  # noqa: BLE001 - then the leases free themselves after WORKER_TIMEOUT
             log.warning("could not deregister worker %s", self.worker, exc_info=True)
 
-    def _every(self, interval: float, step: Callable[[], object], until: threading.Event) -> None:
+    def broker_connected(self) -> None:
+        """The worker's consumer (re)connected to the broker. After a lost connection, the broker may have lost
+        what it held (a Redis restarted without persistence loses every queued message and every retry waiting
+        for its time): the recovery sweep runs at once and without grace, as at start, rather than leaving the
+        pending images to their `recovery_grace` (300 s by default). What the broker kept is sent twice:
+        harmless, the claim lets one task work."""
+        self._connections += 1
+        if self._connections > 1:
+            self.grace = 0.0
+            self.sweep_now.set()
+
+    def _every(
+        self, interval: float, step: Callable[[], object], until: threading.Event, wake: threading.Event | None = None
+    ) -> None:
         while not until.is_set():
             try:
                 step()
@@ -117,17 +133,20 @@ class Housekeeping:
                 else:  # an outage: one line, no traceback
                     log.warning("%s: %s unavailable (%s: %s); will try again", name, dependency, type(exc).__name__,
                                 exc)
-            until.wait(interval)
+            if wake is None:
+                until.wait(interval)
+            elif wake.wait(interval):
+                wake.clear()
 
     def _recover_loop(self) -> None:
         """First everything unfinished whose worker is gone, then every interval what is stale."""
-        grace = [0.0]
 
         def recovery() -> None:
-            self.recover(grace[0])
-            grace[0] = float(self.settings.recovery_grace)
+            self.recover(self.grace)
+            if not self.sweep_now.is_set():  # (a reconnection meanwhile asks for another sweep without grace)
+                self.grace = float(self.settings.recovery_grace)
 
-        self._every(self.settings.recovery_interval, recovery, self.stopping)
+        self._every(self.settings.recovery_interval, recovery, self.stopping, self.sweep_now)
 
     def beat(self) -> None:
         self.processor.storage.catalog.workers.beat(self.worker, host_identity(), os.getpid())
