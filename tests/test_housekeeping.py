@@ -20,7 +20,7 @@ from apercu.config import Settings
 from apercu.storage import blob_keys
 from apercu.storage.catalog import Claim, utcnow
 from apercu.storage.catalog.tables import workers
-from apercu.tasks import Processor, context_of, make_celery
+from apercu.tasks import Processor, make_celery
 from apercu.tasks.housekeeping import Housekeeping, host_identity
 
 
@@ -103,18 +103,6 @@ def test_a_restarted_worker_frees_its_dead_predecessors_leases_at_once(keeper: H
     assert keeper.recover(grace=300) == [image_id]
     registered = {w for w, _ in catalog.workers.on_host(host_identity())}
     assert keeper.worker in registered and neighbour in registered and predecessor not in registered
-
-
-def test_after_the_broker_was_lost_what_was_pending_then_is_sent_again(keeper: Housekeeping) -> None:
-    """Messages die with a broker that restarts empty: the next sweep after the consumer lost it sends again
-    what was pending then, without waiting out the recovery grace, once; what was sent since is left alone."""
-    earlier = stored(keeper.processor, uploaded_ago=5)
-    assert keeper.sweep(grace=300) == []
-    context_of(keeper.app).broker_lost_at = utcnow()
-    stored(keeper.processor)  # sent after the loss
-    assert keeper.sweep(grace=300) == [earlier]
-    assert keeper.sweep(grace=300) == []
-    assert context_of(keeper.app).broker_lost_at is None
 
 
 def test_stopping_deregisters_the_worker(keeper: Housekeeping) -> None:

@@ -11,8 +11,9 @@ upload, the refusals per code and the slowest answer during the outage are print
 assertion messages. Recovery sweeps run every 2 s here (10 s by default), so that what the outage left for them
 is sent again within the test's time.
 
-What these tests found: the worker exited when Redis went away (see `apercu.tasks.consumer`), the images whose
-messages died with Redis waited out the 300 s recovery grace (the consumer now tells the next sweep), and the
+What these tests found: the worker exited when Redis went away (see `apercu.storage.redis_broker`), the images
+whose messages died with Redis waited out the 300 s recovery grace (a reconnection now wakes the recovery sweep,
+without grace: `tasks.housekeeping.Housekeeping.broker_connected`), and the
 worker's PostgreSQL commits were not durable, so a crashed database server left images stuck for minutes (see
 `apercu.storage.catalog.engine.create_engine`).
 """

@@ -26,22 +26,12 @@ from apercu.logs import current_request_id
 from apercu.storage import Storage, blob_keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
 from apercu.storage.catalog import DeliveryRecord, ExclusiveClaims, Holder, ImageRecord, RenderState, utcnow
-from apercu.storage.outages import classify
+from apercu.storage.outages import log_failure
 from apercu.storage.watcher import Watcher
 from apercu.tasks import LEASE_MARGIN, enqueue, enqueue_render
 from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
-
-
-def _log_failure(exc: Exception, what: str, then: str) -> None:
-    """A dependency's outage is no bug: one line naming it, no traceback, for each upload it delays (a broker
-    away, a full catalog); anything else is logged with its traceback."""
-    dependency = classify(exc)
-    if dependency is None:
-        log.exception("%s; %s", what, then)
-    else:
-        log.warning("%s (%s unavailable: %s); %s", what, dependency, type(exc).__name__, then)
 
 
 class NotFound(Exception):
@@ -133,8 +123,8 @@ class Service:
         if url is not None and self.storage.catalog.deliveries.add(image_id, url):
             try:
                 send_due(self.celery, self.storage.catalog, image_id)
-            except Exception:  # noqa: BLE001 - recorded: the recovery sweep sends it
-                log.exception("could not queue the webhook of %s; the recovery sweep will", image_id)
+            except Exception as exc:  # noqa: BLE001 - recorded: the recovery sweep sends it
+                log_failure(log, exc, "could not queue the webhook of %s; the recovery sweep will", image_id)
 
     def _check_callback(self, url: str | None) -> None:
         """An upload's `callback_url`, checked as far as its text tells (its host is resolved and checked again
@@ -159,11 +149,11 @@ class Service:
         try:
             enqueue(self.celery, image_id, current_request_id())  # the worker's lines for it carry the id
         except Exception as exc:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
-            _log_failure(exc, f"could not enqueue {image_id}", "the next recovery sweep will send it")
+            log_failure(log, exc, "could not enqueue %s; the next recovery sweep will send it", image_id)
             try:
                 self.storage.catalog.leases.mark_unsent(image_id)
             except Exception as unmarked:  # noqa: BLE001 - still accepted
-                _log_failure(unmarked, f"could not mark {image_id} as unsent", "a sweep sends it after a grace period")
+                log_failure(log, unmarked, "could not mark %s as unsent; a sweep sends it later", image_id)
 
     def get(self, image_id: str, wait: float = 0.0) -> Image:
         """The image with its uploaders' webhook deliveries, after waiting up to `wait` seconds for its processing
@@ -271,8 +261,9 @@ class Service:
         if state is RenderState.SEND:
             try:
                 enqueue_render(self.celery, image_id, size, ext, current_request_id())
-            except Exception:  # noqa: BLE001 - the request stays recorded: a later one sends it again
-                log.exception("could not queue the render of %s", key)
+            except Exception as exc:  # noqa: BLE001 - the request stays recorded: the next one sends it again
+                log_failure(log, exc, "could not queue the render of %s; the next request for it will", key)
+                self.storage.catalog.renders.unsent(image_id, key)
 
     def open_thumbnail(self, found: ThumbnailFile) -> IO[bytes]:
         """The thumbnail's bytes; NotFound when the image was deleted since it was found."""

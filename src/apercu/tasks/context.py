@@ -11,7 +11,6 @@ and a worker uses it before its housekeeping starts, so the schema is created on
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cached_property
 
 from celery import Task
@@ -28,10 +27,6 @@ class WorkerContext:
     def __init__(self, settings: Settings, worker: str | None = None) -> None:
         self.settings = settings
         self.processor = Processor(settings, worker)
-        # When the consumer last lost the broker (`tasks.consumer`), until a recovery sweep has sent again what
-        # was pending then: the messages the broker held may have gone with it (a Redis restarted without
-        # persistence keeps none), so those images must not wait out the recovery grace.
-        self.broker_lost_at: datetime | None = None
 
     @property
     def storage(self) -> Storage:

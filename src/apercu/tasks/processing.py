@@ -147,6 +147,11 @@ class Processor:
         self.storage.catalog.renders.failed(image_id, blob_keys.thumbnail(image_id, size, ext), message)
         report_render(image_id, size, ext, ImageStatus.FAILURE)
 
+    def render_unsent(self, image_id: str, size: int, ext: str) -> None:
+        """A render handed back for an outage: kept as requested (never failed for it), sent again by the next
+        request for it (`storage.catalog.renders.Renders.unsent`)."""
+        self.storage.catalog.renders.unsent(image_id, blob_keys.thumbnail(image_id, size, ext))
+
     def fail_unexpectedly(self, image_id: str, owner: str, reference: str) -> None:
         """A bug of ours: the image fails with a reference to the logged traceback instead of waiting forever."""
         message = f"internal error while processing this image (reference {reference})"
