@@ -31,7 +31,7 @@ def test_the_app_and_the_server_answer_with_the_same_body() -> None:
     lines = head.decode().split("\r\n")
     assert lines[0] == "HTTP/1.1 503 Service Unavailable" and sent == body
     assert set(lines[1:]) == {"Content-Type: application/json", "Retry-After: 5", "X-Request-ID: r1",
-                              "Cache-Control: no-store", f"Content-Length: {len(body)}", "Connection: close"}
+                              f"Content-Length: {len(body)}", "Connection: close", "Cache-Control: no-store"}
 
 
 def test_the_end_of_a_head_is_found_however_it_arrives() -> None:

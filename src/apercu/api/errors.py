@@ -4,7 +4,7 @@ One type, `ApiError` (status, code, message, headers), for every refusal: routes
 wrong, the access gate (`api.access`) returns it for a request it turns away, and the HTTP server (`api.server`)
 raises it for what it refuses before Flask runs (a malformed request line, headers too large, a body that stalls
 or ends early). One body, `ApiError.body`, for all of them: the app answers with `ApiError.response`, the server
-with `ApiError.http_message`, both with `Cache-Control: no-store`. Werkzeug's own HTTP errors (404 for an unknown route, 405, 413 from the body limit)
+with `ApiError.http_message`. Werkzeug's own HTTP errors (404 for an unknown route, 405, 413 from the body limit)
 and the service's are turned into ApiErrors too; an unavailable dependency (`storage.outages.classify`) is a 503
 naming it, counted and logged once per outage by `api.outage_breaker`, and a full disk (`outages.out_of_space`,
 whichever of the local store or the SQLite catalog met it) a 507 like the access gate's; anything else is a 500
@@ -50,6 +50,8 @@ UNAVAILABLE: dict[Dependency, tuple[str, str]] = {  # a 503's code, and what its
     "broker": ("broker_unavailable", "the task broker"),
 }
 OUTAGE_RETRY_AFTER = "2"
+# Every error goes out with it: an error is about this moment (a URL that expired, a render still under way, an
+# outage), and a shared cache must not answer the next request with it.
 NO_STORE: HeaderField = ("Cache-Control", "no-store")
 
 
@@ -74,20 +76,15 @@ class ApiError(Exception):
         error = {"error": {"code": self.code, "message": self.message}}
         return json.dumps(error, separators=(",", ":")).encode() + b"\n"  # as Flask's jsonify writes it
 
-    def _sent_headers(self) -> list[HeaderField]:
-        """Its headers, and `Cache-Control: no-store` on every refusal: an error is about this one moment (a
-        401 for a missing key, a 503 during an outage, a 404 before an upload) and no cache may replay it."""
-        return [*self.headers, NO_STORE]
-
     def response(self) -> Response:
         """The answer as the application gives it."""
-        return Response(self.body(), status=self.status, headers=self._sent_headers(), mimetype=JSON)
+        return Response(self.body(), status=self.status, headers=[*self.headers, NO_STORE], mimetype=JSON)
 
     def http_message(self) -> bytes:
         """The whole HTTP/1.1 answer, as the server gives it before (or without) the application: the connection
         closes after it."""
         body = self.body()
-        extra = "".join(f"{name}: {value}\r\n" for name, value in self._sent_headers())
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (*self.headers, NO_STORE))
         head = (
             f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}\r\nContent-Type: {JSON}\r\n{extra}"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
