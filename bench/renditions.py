@@ -19,6 +19,9 @@ format's magic bytes. For each format, in neighbouring minutes of this shared ma
   each time an image comes round again), so that every request renders, in the worker, and waits for it;
 - apercu warm: the same URLs again, `--warm` requests, every one already rendered and kept.
 The `unsafe` signature is accepted because the service runs with no APERCU_URL_KEY and no API keys.
+Encoders differ where the defaults do: thumbor's AVIF is pillow-avif-plugin's (libavif, speed 6 by default),
+apercu's libheif's at effort 0 (imaging/renditions/render.py); the mean size of each side's answers is printed
+so that a rate is read with what it produced.
 
 To measure apercu from another checkout (the route is on a branch), run this file with that checkout's
 interpreter: `/path/to/checkout/.venv/bin/python bench/renditions.py`; apercu is started with the interpreter
