@@ -50,6 +50,9 @@ UNAVAILABLE: dict[Dependency, tuple[str, str]] = {  # a 503's code, and what its
     "broker": ("broker_unavailable", "the task broker"),
 }
 OUTAGE_RETRY_AFTER = "2"
+# Every error goes out with it: an error is about this moment (a URL that expired, a render still under way, an
+# outage), and a shared cache must not answer the next request with it.
+NO_STORE: HeaderField = ("Cache-Control", "no-store")
 
 
 class ApiError(Exception):
@@ -75,13 +78,13 @@ class ApiError(Exception):
 
     def response(self) -> Response:
         """The answer as the application gives it."""
-        return Response(self.body(), status=self.status, headers=list(self.headers), mimetype=JSON)
+        return Response(self.body(), status=self.status, headers=[*self.headers, NO_STORE], mimetype=JSON)
 
     def http_message(self) -> bytes:
         """The whole HTTP/1.1 answer, as the server gives it before (or without) the application: the connection
         closes after it."""
         body = self.body()
-        extra = "".join(f"{name}: {value}\r\n" for name, value in self.headers)
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (*self.headers, NO_STORE))
         head = (
             f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}\r\nContent-Type: {JSON}\r\n{extra}"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"

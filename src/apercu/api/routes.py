@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
-from apercu.api import contract, outage_breaker, page, uploads
+from apercu.api import access, contract, outage_breaker, page, uploads
 from apercu.api.inputs import (
     CALLBACK_URL,
     CURSOR,
@@ -142,9 +142,19 @@ def thumbnail(given: Given, ext: str) -> ResponseReturnValue:
         response = Response(wrap_file(request.environ, body), mimetype=OUTPUTS[ext][1], direct_passthrough=True)
         response.content_length = found.size
     response.set_etag(found.etag)
-    response.cache_control.public = True
+    if _needed_a_key():  # a shared cache must not hand it to whoever asks next, without one
+        response.cache_control.private = True
+    else:
+        response.cache_control.public = True
     response.cache_control.max_age = max_age
     return response
+
+
+def _needed_a_key() -> bool:
+    """Whether this request was answered only because it carried an API key (the gate, `api.access`, let it
+    through): keys are required and the path is not public (thumbnails are with APERCU_PUBLIC_THUMBNAILS)."""
+    the_gate = access.gate(current_app)
+    return bool(the_gate.api_keys) and not access.is_public(request.path, the_gate.public)
 
 
 @route(bp, contract.DELETE_LEGACY, contract.DELETE)
