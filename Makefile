@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-thumbnails bench-throughput fuzz clean
+.PHONY: run test lint bench bench-thumbnails bench-throughput bench-renditions fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench: $(STAMP)
 bench-throughput: $(STAMP)
 	$(BIN)/python bench/throughput.py
 
+bench-renditions: $(STAMP)
+	$(BIN)/python bench/renditions.py
+
 bench-thumbnails: $(STAMP)
 	command -v djpeg >/dev/null || (apt-get update -q && apt-get install -y -q libjpeg-turbo-progs) || true
 	$(BIN)/python bench/thumbnails.py
@@ -50,4 +53,4 @@ fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz.py $(FUZZ_ARGS)
 
 clean:
-	rm -rf $(VENV) apercu-data .pytest_cache
+	rm -rf $(VENV) apercu-data .pytest_cache bench/.venv-thumbor

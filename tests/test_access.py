@@ -166,7 +166,30 @@ def test_public_thumbnails(settings: Settings, process: Any, public: bool) -> No
         assert error_of(client.get(f"/images/{image_id}")) == (401, "unauthorized")  # the rest stays private
     else:
         assert error_of(response) == (401, "unauthorized")
-    assert client.get(f"/thumbnails/{image_id}.jpg", headers={"X-API-Key": KEY}).status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+    keyed = client.get(f"/thumbnails/{image_id}.jpg", headers={"X-API-Key": KEY})
+    assert keyed.status_code == 200
+    # Public only when no key was needed: a shared cache must not hand a keyed answer to someone without one.
+    assert keyed.cache_control.public is public and keyed.cache_control.private is not public
+    assert keyed.cache_control.max_age == 86400
+    again = client.get(f"/thumbnails/{image_id}.jpg", headers={"X-API-Key": KEY, "If-None-Match": keyed.headers["ETag"]})
+    assert again.status_code == 304 and again.cache_control.private is not public
+    variant = client.get(f"/thumbnails/{image_id}.webp?size=128", headers={"X-API-Key": KEY})
+    assert variant.status_code == 409 and variant.headers["Cache-Control"] == "no-store"  # not rendered yet
+
+
+def test_errors_are_never_stored_by_a_cache(settings: Settings) -> None:
+    client = client_for(settings, api_keys=KEY)
+    answers = [
+        client.get("/images"),  # 401
+        client.get("/no/such/route", headers={"X-API-Key": KEY}),  # 404
+        client.get(f"/images/{ID_LIKE}", headers={"X-API-Key": KEY}),  # 404 for an image
+        client.put("/images", headers={"X-API-Key": KEY}),  # 405
+        client.get("/images?limit=0", headers={"X-API-Key": KEY}),  # 400
+        upload(client, b"not an image", headers={"X-API-Key": KEY}),  # 415
+    ]
+    assert [a.status_code for a in answers] == [401, 404, 404, 405, 400, 415]
+    assert all(a.headers.getlist("Cache-Control") == ["no-store"] for a in answers)
 
 
 def test_key_file_with_comments_and_blank_lines(settings: Settings, tmp_path: Path) -> None:
@@ -503,6 +526,7 @@ def refused_mid_upload(svc: Service, extra: str = "") -> tuple[int, dict[str, st
 def test_server_refuses_an_unauthenticated_upload_before_its_body(keyed_full_disk: Service) -> None:
     status, headers, code = refused_mid_upload(keyed_full_disk)
     assert (status, code) == (401, "unauthorized") and headers["www-authenticate"] == "Bearer"
+    assert headers["cache-control"] == "no-store"  # the server's own answer, as the app's
     status, headers, code = refused_mid_upload(keyed_full_disk, "X-API-Key: wrong\r\n")
     assert (status, code) == (401, "unauthorized")
     status, headers, code = refused_mid_upload(keyed_full_disk, f"Origin: {ORIGIN}\r\n")

@@ -148,6 +148,17 @@ def test_postgres_urls_get_the_bundled_driver(postgres_url: Any) -> None:
     assert create_engine(postgres_url).dialect.driver == "psycopg"
 
 
+def test_the_workers_postgres_commits_are_durable(postgres_url: Any) -> None:
+    """A PostgreSQL server that crashes while the worker lives on must not take the worker's last claims and
+    results with it (they would leave images stuck for minutes: tests/test_outages_load.py)."""
+    from apercu.storage.catalog import create_engine
+
+    engine = create_engine(postgres_url, durable=False)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW synchronous_commit")).scalar() == "on"
+    engine.dispose()
+
+
 def test_time_limit_becomes_a_clear_failure(processor: Processor) -> None:
     """The sandbox kills an imaging process that outlives the time limit; the image fails saying so."""
     usual = processor.settings

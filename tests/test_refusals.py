@@ -25,6 +25,7 @@ def test_the_app_and_the_server_answer_with_the_same_body() -> None:
     response = refusal.response()
     assert (response.status_code, response.mimetype, response.get_data()) == (503, "application/json", body)
     assert response.headers["Retry-After"] == "5" and response.headers["X-Request-ID"] == "r1"
+    assert response.headers["Cache-Control"] == "no-store"  # no cache may replay a refusal
 
     head, _, sent = refusal.http_message().partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, ImageStat
 
 from apercu import url_signing
-from apercu.imaging.analyse import LIMITS, Options, ProcessingFailed, render_rendition
+from apercu.imaging.analyse import LIMITS, Options, ProcessingFailed, analyse, render_rendition
 from apercu.imaging.renditions import geometry
 from apercu.imaging.renditions.focal import focal_point
 from apercu.imaging.renditions.options import (
@@ -532,6 +532,24 @@ def test_the_focal_point_is_where_attention_goes() -> None:
     assert 0.7 < point["x"] < 0.9 and 0.35 < point["y"] < 0.65
     turned = focal_point(busy_corner().transpose(Image.Transpose.ROTATE_90))  # the patch is now at the top
     assert 0.35 < turned["x"] < 0.65 and turned["y"] < 0.3
+
+
+def subject_top_left() -> Image.Image:
+    """A flat background with a small, busy, high-contrast patch in its top-left quadrant: the obvious subject."""
+    img = Image.new("RGB", (400, 300), (110, 120, 130))
+    patch = Image.frombytes("RGB", (60, 60), random.Random(18).randbytes(60 * 60 * 3)).resize((90, 90))
+    img.paste(patch, (40, 30))
+    return img
+
+
+@pytest.mark.parametrize("orientation", [None, 6])
+def test_processing_records_the_focal_point_of_the_upright_image(orientation: int | None) -> None:
+    """Stored turned (orientation 6: shown turned a quarter clockwise), the subject is still top left as shown."""
+    upright = subject_top_left()
+    stored = upright if orientation is None else upright.transpose(Image.Transpose.ROTATE_90)
+    exif = images.exif_block(orientation=orientation, camera=False)
+    point = analyse(images.encode(stored, "JPEG", quality=90, exif=exif)).metadata["focal_point"]
+    assert 0.1 < point["x"] < 0.4 and 0.1 < point["y"] < 0.45, point
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "1"])

@@ -38,23 +38,13 @@ from apercu.storage.catalog import (
     utcnow,
 )
 from apercu.storage.catalog.kept import TOUCH_EVERY
-from apercu.storage.outages import classify
+from apercu.storage.outages import log_failure
 from apercu.storage.watcher import Watcher
 from apercu.tasks import LEASE_MARGIN, RenderJob, RenditionJob, ThumbnailJob, enqueue, enqueue_render
 from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
 MAX_TOUCHED = 100_000  # kept files whose last recorded use a web process remembers, before it starts over
-
-
-def _log_failure(exc: Exception, what: str, then: str) -> None:
-    """A dependency's outage is no bug: one line naming it, no traceback, for each upload it delays (a broker
-    away, a full catalog); anything else is logged with its traceback."""
-    dependency = classify(exc)
-    if dependency is None:
-        log.exception("%s; %s", what, then)
-    else:
-        log.warning("%s (%s unavailable: %s); %s", what, dependency, type(exc).__name__, then)
 
 
 class NotFound(Exception):
@@ -147,8 +137,8 @@ class Service:
         if url is not None and self.storage.catalog.deliveries.add(image_id, url):
             try:
                 send_due(self.celery, self.storage.catalog, image_id)
-            except Exception:  # noqa: BLE001 - recorded: the recovery sweep sends it
-                log.exception("could not queue the webhook of %s; the recovery sweep will", image_id)
+            except Exception as exc:  # noqa: BLE001 - recorded: the recovery sweep sends it
+                log_failure(log, exc, "could not queue the webhook of %s; the recovery sweep will", image_id)
 
     def _check_callback(self, url: str | None) -> None:
         """An upload's `callback_url`, checked as far as its text tells (its host is resolved and checked again
@@ -173,11 +163,11 @@ class Service:
         try:
             enqueue(self.celery, image_id, current_request_id())  # the worker's lines for it carry the id
         except Exception as exc:  # noqa: BLE001 - the image is durable; the worker's next recovery sweep sends it
-            _log_failure(exc, f"could not enqueue {image_id}", "the next recovery sweep will send it")
+            log_failure(log, exc, "could not enqueue %s; the next recovery sweep will send it", image_id)
             try:
                 self.storage.catalog.leases.mark_unsent(image_id)
             except Exception as unmarked:  # noqa: BLE001 - still accepted
-                _log_failure(unmarked, f"could not mark {image_id} as unsent", "a sweep sends it after a grace period")
+                log_failure(log, unmarked, "could not mark %s as unsent; a sweep sends it later", image_id)
 
     def get(self, image_id: str, wait: float = 0.0) -> Image:
         """The image with its uploaders' webhook deliveries, after waiting up to `wait` seconds for its processing
@@ -294,7 +284,7 @@ class Service:
         try:
             self.storage.catalog.kept.touch(key)
         except Exception as exc:  # noqa: BLE001 - the file is served anyway; its use is recorded next time
-            _log_failure(exc, f"could not record the use of {key}", "serving it anyway")
+            log_failure(log, exc, "could not record the use of %s; serving it anyway", key)
 
     def _not_rendered(self, job: RenderJob) -> NoReturn:
         """Why a render that ended left no blob: NotFound when its image went, NoThumbnail when it failed; else
@@ -319,8 +309,9 @@ class Service:
         if state is RenderState.SEND:
             try:
                 enqueue_render(self.celery, job, current_request_id())
-            except Exception:  # noqa: BLE001 - the request stays recorded: a later one sends it again
-                log.exception("could not queue the render of %s", job.key)
+            except Exception as exc:  # noqa: BLE001 - the request stays recorded: the next one sends it again
+                log_failure(log, exc, "could not queue the render of %s; the next request for it will", job.key)
+                self.storage.catalog.renders.unsent(job.image_id, job.key)
 
     def open_thumbnail(self, found: ThumbnailFile) -> IO[bytes]:
         """The thumbnail's bytes; NotFound when the image was deleted since it was found."""

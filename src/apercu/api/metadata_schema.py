@@ -80,6 +80,14 @@ SCHEMAS: Json = {
                                {"type": "string", "pattern": "^[0-9a-f]{16}$"}),
             "blurhash": described("A BlurHash (https://blurha.sh) of 4x3 components, to paint as a placeholder.",
                                   {"type": "string", "pattern": "^[0-9A-Za-z#$%*+,.:;=?@\\[\\]^_{|}~-]{6,}$"}),
+            "focal_point": described(
+                "Where the image's interest lies (libvips' attention: skin tones, saturated colour, edges), as "
+                "fractions of the displayed (upright) width and height, from the top left; computed once while "
+                "processing, for renditions' `g:focal`. Absent when libvips is not installed.",
+                {"type": "object", "required": ["x", "y"],
+                 "properties": {"x": {"type": "number", "minimum": 0, "maximum": 1},
+                                "y": {"type": "number", "minimum": 0, "maximum": 1}},
+                 "examples": [{"x": 0.42, "y": 0.31}]}),
             "animated": described("Present (true) for animated GIF, PNG and WebP.", {"type": "boolean"}),
             "loop": described("Loop count of an animation (0: forever).", {"type": "integer", "minimum": 0}),
             "duration_ms": described("Total duration of an animation.", {"type": "integer", "minimum": 0}),

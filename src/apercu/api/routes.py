@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
-from apercu.api import contract, outage_breaker, page, uploads
+from apercu.api import access, contract, outage_breaker, page, uploads
 from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.inputs import (
     CALLBACK_URL,
@@ -157,7 +157,10 @@ def _file_response(service: Service, found: ThumbnailFile, mimetype: str, max_ag
         response = Response(wrap_file(request.environ, body), mimetype=mimetype, direct_passthrough=True)
         response.content_length = found.size
     response.set_etag(found.etag)
-    response.cache_control.public = True
+    if _needed_a_key():  # a shared cache must not hand it to whoever asks next, without one
+        response.cache_control.private = True
+    else:
+        response.cache_control.public = True
     response.cache_control.max_age = max_age
     return response
 
@@ -212,6 +215,13 @@ def _inline(name: str, ext: str) -> str:
     ascii_name = re.sub(r'[^\x20-\x7e]|["\\%]', "_", filename)
     extended = "" if ascii_name == filename else f"; filename*=UTF-8''{quote(filename)}"
     return f'inline; filename="{ascii_name}"{extended}'
+
+
+def _needed_a_key() -> bool:
+    """Whether this request was answered only because it carried an API key (the gate, `api.access`, let it
+    through): keys are required and the path is not public (thumbnails are with APERCU_PUBLIC_THUMBNAILS)."""
+    the_gate = access.gate(current_app)
+    return bool(the_gate.api_keys) and not access.is_public(request.path, the_gate.public)
 
 
 @route(bp, contract.DELETE_LEGACY, contract.DELETE)

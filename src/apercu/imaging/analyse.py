@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
-from apercu.imaging import embedded, fingerprints, limits, makernotes, metadata, thumbnail
+from apercu.imaging import embedded, engines, fingerprints, limits, makernotes, metadata, thumbnail
 from apercu.imaging import exif as exif_json
 from apercu.imaging.formats import FORMATS, HEAD_BYTES, claimed_by, format_of, prepare_plugins, tiff_directory
+from apercu.imaging.renditions import focal
 from apercu.imaging.renditions.options import Rendition
 from apercu.imaging.renditions.render import Rendered, render
 
@@ -232,6 +233,8 @@ def _analyse(attempt: _Attempt, options: Options) -> Analysis:
     attempt.stage = "render thumbnail"
     jpeg = thumbnail.encode(frame, "JPEG", options.thumbnail_quality)
     facts["phash"], facts["blurhash"] = fingerprints.phash(frame), fingerprints.blurhash(frame)
+    if engines.vips_available():  # libvips' attention; without it, `g:focal` falls back on the centre
+        facts["focal_point"] = focal.focal_point(frame)  # ~6-12 ms, see renditions.focal
     facts["sha256"] = attempt.digest.result()
     return Analysis(attempt.reported(facts), thumbnail.Thumbnail(jpeg, frame.width, frame.height, engine))
 

@@ -25,6 +25,7 @@ rather than 503, and it is no reason to refuse reads, which still work.
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
 from collections.abc import Iterator
 from typing import Literal
@@ -115,3 +116,14 @@ def _server_error(exc: ClientError) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     code = exc.response.get("Error", {}).get("Code", "")
     return int(status) >= 500 or code in S3_UNAVAILABLE_CODES
+
+
+def log_failure(logger: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
+    """Log work that failed and is left for later (a sweep, the next request): a dependency's outage is no bug,
+    so one warning line naming it without a traceback, however often it happens; anything else, which may be a
+    bug of ours, is logged with its traceback."""
+    dependency = classify(exc)
+    if dependency is None:
+        logger.error(message, *args, exc_info=exc)
+    else:
+        logger.warning(message + " (%s unavailable: %s)", *args, dependency, type(exc).__name__)

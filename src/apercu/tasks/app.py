@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import Reject
 
 from apercu import logs
 from apercu.config import Settings
+from apercu.storage import redis_broker
 from apercu.storage.catalog import Claim
-from apercu.storage.catalog.leases import Leases
-from apercu.storage.outages import Dependency, classify
+from apercu.storage.outages import Dependency, classify, log_failure
 from apercu.tasks.context import ApercuTask, WorkerContext
 from apercu.tasks.jobs import RENDER_TASK, RENDITION_TASK, RenderJob, RenditionJob, ThumbnailJob
 from apercu.webhooks import DELIVER_TASK, send_due
@@ -60,6 +62,7 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
         transport_options |= {"socket_connect_timeout": BROKER_CONNECT_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT}
     app.conf.update(
         broker_url=settings.resolved_broker_url,
+        broker_transport=redis_broker.TRANSPORT if settings.broker_url.startswith(redis_broker.SCHEMES) else None,
         broker_transport_options=transport_options,
         broker_connection_timeout=BROKER_CONNECT_TIMEOUT,
         broker_connection_retry_on_startup=True,
@@ -110,8 +113,8 @@ def _send_webhooks(task: ApercuTask, image_id: str) -> None:
         return  # no secret, no webhooks (an upload's callback_url is refused, APERCU_WEBHOOK_URL needs one): no query
     try:
         send_due(task.app, task.context.storage.catalog, image_id)
-    except Exception:  # noqa: BLE001 - processing is done; the recovery sweep sends what could not be queued
-        log.exception("image %s: could not queue its webhooks; the recovery sweep will", image_id)
+    except Exception as exc:  # noqa: BLE001 - processing is done; the recovery sweep sends what could not be queued
+        log_failure(log, exc, "image %s: could not queue its webhooks; the recovery sweep will", image_id)
 
 
 def _processed(task: ApercuTask, image_id: str) -> str:
@@ -126,34 +129,60 @@ def _processed(task: ApercuTask, image_id: str) -> str:
             log.exception("image %s: unexpected error, recorded as failure (reference %s)", image_id, reference)
             processor.fail_unexpectedly(image_id, owner, reference)
             return "failed"
-        if task.request.retries < OUTAGE_RETRIES:
-            raise _retry_outage(task, exc, dependency, f"image {image_id}", 2**task.request.retries) from exc
-        log.error("image %s: %s still unavailable after %d retries (%s); left for recovery", image_id, dependency,
-                  OUTAGE_RETRIES, exc)
-        _release(processor.storage.catalog.leases, image_id, owner)
-        return "released"
-    if outcome is Claim.BUSY:
+        leases = processor.storage.catalog.leases
+        return _outage(task, exc, dependency, f"image {image_id}", lambda: leases.release(image_id, owner, resend=True))
+    if outcome is Claim.BUSY:  # (its message lost to a broker outage is no loss: the lease's holder settles it)
         raise task.retry(countdown=retry_in)
     return str(outcome.value)
 
 
-def _release(leases: Leases, image_id: str, owner: str) -> None:
-    """Give the image back for the recovery sweep to send again; with the catalog away too, its lease lapses
-    at its expiry instead (the sweep's other way to find it)."""
+def _outage(task: ApercuTask, exc: Exception, dependency: Dependency, what: str, hand_back: Callable[[], None]) -> str:
+    """A dependency's outage: retried by the same task id (an image under the same lease), with backoff, then
+    handed back (`hand_back`: pending again, for the recovery sweep, or the next request, to send again) and
+    never failed. One warning line per retry, no traceback: an outage is not a bug."""
+    retries = task.request.retries
+    if retries < OUTAGE_RETRIES:
+        raise _retry_outage(task, what, hand_back, exc, dependency, 2**retries) from exc
+    log.error("%s: %s still unavailable after %d retries (%s); handed back", what, dependency, OUTAGE_RETRIES, exc)
+    _hand_back(what, hand_back)
+    return "released"
+
+
+def _retry_outage(
+    task: ApercuTask, what: str, hand_back: Callable[[], None], exc: Exception, dependency: Dependency,
+    countdown: int,
+) -> Exception:
+    """One warning line per retry (no traceback: an outage is not a bug), then `_retry`, to raise."""
+    log.warning("%s: %s unavailable (%s: %s); retry %d in %d s", what, dependency, type(exc).__name__, exc,
+                task.request.retries + 1, countdown)
+    return _retry(task, what, hand_back, countdown, exc)
+
+
+def _retry(
+    task: ApercuTask, what: str, hand_back: Callable[[], None], countdown: float, exc: Exception | None = None
+) -> Exception:
+    """Celery's retry, to raise. Celery publishes the retry as a new message; when the broker cannot take it,
+    Celery rejects the message being run, and the work would be found again only once its lease or due time
+    lapsed. So it is handed back at once, for the recovery sweep to send as soon as the broker is back."""
     try:
-        leases.release(image_id, owner, resend=True)
+        retry: Exception = task.retry(exc=exc, countdown=countdown)
+    except Reject as rejected:
+        if classify(rejected.reason) != "broker":
+            raise
+        log.warning("%s: the broker cannot take its retry (%s); handed back", what, rejected.reason)
+        _hand_back(what, hand_back)
+        raise
+    return retry
+
+
+def _hand_back(what: str, hand_back: Callable[[], None]) -> None:
+    """Hand the work back; with the catalog away too, it is found once its lease or due time lapses instead."""
+    try:
+        hand_back()
     except Exception as exc:
         if classify(exc) is None:
             raise
-        log.error("image %s: could not release it either (%s); its lease will lapse", image_id, exc)
-
-
-def _retry_outage(task: ApercuTask, exc: Exception, dependency: Dependency, what: str, countdown: int) -> Exception:
-    """One warning line per retry (no traceback: an outage is not a bug), then Celery's retry, raised."""
-    log.warning("%s: %s unavailable (%s: %s); retry %d in %d s", what, dependency, type(exc).__name__, exc,
-                task.request.retries + 1, countdown)
-    retry: Exception = task.retry(exc=exc, countdown=countdown)
-    return retry
+        log.error("%s: could not hand it back either (%s); found again once its lease or due time lapses", what, exc)
 
 
 def render_thumbnail(task: ApercuTask, image_id: str, size: int, ext: str) -> str:
@@ -167,8 +196,8 @@ def render_rendition(task: ApercuTask, image_id: str, name: str) -> str:
 
 
 def _render(task: ApercuTask, job: RenderJob) -> str:
-    """Storage hiccups are retried; after the last retry the request is left to be sent again by the next
-    client asking for it once it counts as lost."""
+    """An outage is retried, then handed back: the request is kept (never failed for it), and the next client
+    asking for the variant or rendition sends it again."""
     with logs.request_context(getattr(task.request, REQUEST_ID_HEADER, None)):
         return _rendered(task, job)
 
@@ -184,28 +213,29 @@ def _rendered(task: ApercuTask, job: RenderJob) -> str:
             log.exception("image %s: unexpected error rendering %s (reference %s)", job.image_id, job.what, reference)
             processor.render_failed_unexpectedly(job, reference)
             return "failed"
-        if task.request.retries < OUTAGE_RETRIES:
-            what = f"image {job.image_id}: rendering {job.what}"
-            raise _retry_outage(task, exc, dependency, what, 2**task.request.retries) from exc
-        log.error("image %s: %s still unavailable after %d retries rendering %s (%s); left to be asked again",
-                  job.image_id, dependency, OUTAGE_RETRIES, job.what, exc)
-        return "released"
+        what = f"image {job.image_id}: rendering {job.what}"
+        return _outage(task, exc, dependency, what, lambda: processor.render_unsent(job))
     return "rendered"
 
 
 def deliver_webhook(task: ApercuTask, delivery_id: str) -> str:
     """The Celery task body: one attempt of one completion webhook, retried with backoff while it fails (and
-    while a dependency is away: the delivery's row keeps it, however long that takes)."""
+    while a dependency is away: the delivery's row keeps it, however long that takes, and its attempts count
+    only the receiver's failures). A retry the broker cannot take leaves it to the recovery sweep."""
+    what = f"webhook delivery {delivery_id}"
+
+    def hand_back() -> None:
+        task.context.storage.catalog.deliveries.mark_unsent([delivery_id])
+
     try:
         retry_in = task.context.deliveries.attempt(delivery_id)
     except Exception as exc:
         dependency = classify(exc)
         if dependency is None:
             raise
-        what = f"webhook delivery {delivery_id}"
-        raise _retry_outage(task, exc, dependency, what, min(60, 2**task.request.retries)) from exc
+        raise _retry_outage(task, what, hand_back, exc, dependency, min(60, 2**task.request.retries)) from exc
     if retry_in is not None:
-        raise task.retry(countdown=retry_in)
+        raise _retry(task, what, hand_back, retry_in)
     return "ended"
 
 

@@ -6,7 +6,9 @@
   fails while no worker beats.
 - **Recovery.** At start and every `recovery_interval`, images whose work was lost are sent again: processing
   under a dead lease, or pending for longer than `recovery_grace` (their message may have died with a broker or
-  a worker), and completion webhooks overdue by as long (their message was lost). Sending twice is harmless:
+  a worker), and completion webhooks overdue by as long (their message was lost). Work whose message the broker
+  could not take (an upload's task, a task's retry, a webhook's attempt: see `tasks.app`) is marked unsent, and
+  the first sweep after the broker is back sends it, within `recovery_interval`. Sending twice is harmless:
   the claim lets one task work, and a receiver tells a repeated webhook by its delivery id.
 - **Orphans.** At start and every `orphan_interval`: staging files left by crashed uploads and thumbnail writes,
   originals and thumbnails without a row (a process killed between the file and the row, or between a
@@ -31,6 +33,7 @@ from celery import Celery
 
 from apercu import metrics
 from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
+from apercu.storage.outages import log_failure
 from apercu.tasks.app import context_of, enqueue
 from apercu.tasks.processing import Processor
 from apercu.webhooks import send_due
@@ -80,6 +83,9 @@ class Housekeeping:
         self.processor = Processor(settings)  # its own connections, never shared with task threads
         self.stopping = threading.Event()  # set when shutdown begins: no more sweeps
         self.finished = threading.Event()  # set when the last task has ended: no more heartbeats
+        self.grace = 0.0  # of the next recovery sweep: none at start, and after the broker's connection is back
+        self.sweep_now = threading.Event()  # wakes the recovery sweep (see `broker_connected`)
+        self._connections = 0
         self.heartbeat = threading.Thread(
             target=self._every, args=(BEAT_INTERVAL, self.beat, self.finished), name="apercu-heartbeat", daemon=True
         )
@@ -111,23 +117,39 @@ class Housekeeping:
         except Exception:  # noqa: BLE001 - then the leases free themselves after WORKER_TIMEOUT
             log.warning("could not deregister worker %s", self.worker, exc_info=True)
 
-    def _every(self, interval: float, step: Callable[[], object], until: threading.Event) -> None:
+    def broker_connected(self) -> None:
+        """The worker's consumer (re)connected to the broker. After a lost connection, the broker may have lost
+        what it held (a Redis restarted without persistence loses every queued message and every retry waiting
+        for its time): the recovery sweep runs at once and without grace, as at start, rather than leaving the
+        pending images to their `recovery_grace` (300 s by default). What the broker kept is sent twice:
+        harmless, the claim lets one task work."""
+        self._connections += 1
+        if self._connections > 1:
+            self.grace = 0.0
+            self.sweep_now.set()
+
+    def _every(
+        self, interval: float, step: Callable[[], object], until: threading.Event, wake: threading.Event | None = None
+    ) -> None:
         while not until.is_set():
             try:
                 step()
-            except Exception:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
-                log.exception("%s failed; will try again", getattr(step, "__name__", step))
-            until.wait(interval)
+            except Exception as exc:  # noqa: BLE001 - a broker or database hiccup must not end housekeeping
+                log_failure(log, exc, "%s failed; will try again", getattr(step, "__name__", step))
+            if wake is None:
+                until.wait(interval)
+            elif wake.wait(interval):
+                wake.clear()
 
     def _recover_loop(self) -> None:
         """First everything unfinished whose worker is gone, then every interval what is stale."""
-        grace = [0.0]
 
-        def step() -> None:
-            self.recover(grace[0])
-            grace[0] = float(self.settings.recovery_grace)
+        def recovery() -> None:
+            self.recover(self.grace)
+            if not self.sweep_now.is_set():  # (a reconnection meanwhile asks for another sweep without grace)
+                self.grace = float(self.settings.recovery_grace)
 
-        self._every(self.settings.recovery_interval, step, self.stopping)
+        self._every(self.settings.recovery_interval, recovery, self.stopping, self.sweep_now)
 
     def beat(self) -> None:
         self.processor.storage.catalog.workers.beat(self.worker, host_identity(), os.getpid())

@@ -48,7 +48,7 @@ class Processor:
     @property
     def storage(self) -> Storage:
         if self._storage is None:
-            self._storage = open_storage(self.settings, durable=False)  # a lost commit means work done again
+            self._storage = open_storage(self.settings, durable=False)  # SQLite: a lost commit means work done again
         return self._storage
 
     @property
@@ -145,6 +145,11 @@ class Processor:
         message = f"internal error while rendering this {job.what.split()[0]} (reference {reference})"
         self.storage.catalog.renders.failed(job.image_id, job.key, message)
         report_render(job, ImageStatus.FAILURE)
+
+    def render_unsent(self, job: RenderJob) -> None:
+        """A render handed back for an outage: kept as requested (never failed for it), sent again by the next
+        request for it (`storage.catalog.renders.Renders.unsent`)."""
+        self.storage.catalog.renders.unsent(job.image_id, job.key)
 
     def fail_unexpectedly(self, image_id: str, owner: str, reference: str) -> None:
         """A bug of ours: the image fails with a reference to the logged traceback instead of waiting forever."""

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import setup_logging, worker_init, worker_shutdown, worker_shutting_down
 
 from apercu import logs, metrics
@@ -85,6 +85,16 @@ def attach_housekeeping(app: Celery, worker: str) -> Callable[[], None]:
         if (sender is None or sender.app is app) and running:
             running.pop().stop()
 
+    class BrokerConnected(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery has no type hints
+        """Started with the worker's consumer, and again each time it has reconnected to the broker."""
+
+        requires = ("celery.worker.consumer.tasks:Tasks",)
+
+        def start(self, _consumer: Any) -> None:
+            for housekeeping in running:
+                housekeeping.broker_connected()
+
+    app.steps["consumer"].add(BrokerConnected)
     worker_init.connect(start, weak=False)
     worker_shutting_down.connect(stopping, weak=False)
     worker_shutdown.connect(stop, weak=False)

@@ -72,8 +72,13 @@ class Deliveries:
 
 def send_due(app: Celery, catalog: Catalog, image_id: str | None = None, overdue_for: float = 0.0) -> int:
     """Queue the deliveries that are due: one image's, just settled, or any overdue by `overdue_for` seconds
-    (their message was lost). Returns how many were queued."""
+    (their message was lost). Returns how many were queued. When the broker refuses one, it and the rest are
+    marked unsent (the next recovery sweep sends them) before the error is raised."""
     ids = catalog.deliveries.take_due(utcnow() - timedelta(seconds=overdue_for), image_id)
-    for delivery_id in ids:
-        app.send_task(DELIVER_TASK, args=[delivery_id], queue=app.conf.task_default_queue)
+    for sent, delivery_id in enumerate(ids):
+        try:
+            app.send_task(DELIVER_TASK, args=[delivery_id], queue=app.conf.task_default_queue)
+        except Exception:
+            catalog.deliveries.mark_unsent(ids[sent:])
+            raise
     return len(ids)

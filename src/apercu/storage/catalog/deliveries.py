@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from apercu.storage.catalog.engine import Database, utcnow
-from apercu.storage.catalog.tables import IN_PROGRESS, DeliveryStatus, deliveries, images
+from apercu.storage.catalog.tables import IN_PROGRESS, NEVER, DeliveryStatus, deliveries, images
 
 TAKEN_FOR = timedelta(seconds=60)  # a delivery taken to be sent is due again this long after, in case it is lost
 
@@ -103,6 +103,13 @@ class Deliveries:
                 later = utcnow() + TAKEN_FOR
                 conn.execute(deliveries.update().where(deliveries.c.id.in_(ids)).values(due_at=later))
             return ids
+
+    def mark_unsent(self, delivery_ids: list[str]) -> None:
+        """Their attempts could not be queued (the broker away): due long ago, so that the next recovery sweep
+        sends them, rather than once they are overdue by its grace period."""
+        pending = deliveries.c.id.in_(delivery_ids) & (deliveries.c.status == DeliveryStatus.PENDING)
+        with self._db.begin() as conn:
+            conn.execute(deliveries.update().where(pending).values(due_at=NEVER))
 
     def record_attempt(
         self, delivery_id: str, status: DeliveryStatus, http_status: int | None, error: str | None,

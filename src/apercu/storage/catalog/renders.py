@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from apercu.storage.catalog.engine import Database, utcnow
 from apercu.storage.catalog.kept import record_kept
-from apercu.storage.catalog.tables import renders
+from apercu.storage.catalog.tables import NEVER, renders
 from apercu.storage.change_feed import announce_settled
 
 
@@ -58,6 +58,13 @@ class Renders:
             conn.execute(renders.delete().where(renders.c.image_id == image_id, renders.c.variant == variant))
             record_kept(conn, image_id, variant, size)
             announce_settled(conn, variant)
+
+    def unsent(self, image_id: str, variant: str) -> None:
+        """Its render could not be queued or retried (the broker or the blob store away): the next request for it
+        sends it again at once, instead of once the request counts as lost. A failed render keeps its reason."""
+        this = (renders.c.image_id == image_id) & (renders.c.variant == variant) & renders.c.error.is_(None)
+        with self._db.begin() as conn:
+            conn.execute(renders.update().where(this).values(requested_at=NEVER))
 
     def failed(self, image_id: str, variant: str, error: str) -> None:
         this = (renders.c.image_id == image_id) & (renders.c.variant == variant)
