@@ -210,10 +210,11 @@ def _rendered(task: ApercuTask, job: RenderJob) -> str:
         dependency = classify(exc)
         if dependency is None:  # so that clients stop waiting for it
             reference = uuid.uuid4().hex[:12]
-            log.exception("image %s: unexpected error rendering %s (reference %s)", job.image_id, job.what, reference)
+            log.exception("image %s: unexpected error rendering %s %s (reference %s)", job.image_id, job.kind,
+                          job.label, reference)
             processor.render_failed_unexpectedly(job, reference)
             return "failed"
-        what = f"image {job.image_id}: rendering {job.what}"
+        what = f"image {job.image_id}: rendering {job.label}"
         return _outage(task, exc, dependency, what, lambda: processor.render_unsent(job))
     return "rendered"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from apercu.imaging.renditions.options import parse
 from apercu.imaging.thumbnail import OUTPUTS
@@ -38,10 +38,12 @@ class RenderJob(ABC):
     def key(self) -> str:
         """Where it is kept in the blob store (and its name on the change feed and in `catalog.renders`)."""
 
+    kind: ClassVar[str]  # `thumbnail` or `rendition`, for log lines and messages
+
     @property
     @abstractmethod
-    def what(self) -> str:
-        """What it is, for log lines: `thumbnail 512.webp`, `rendition w:400.avif`."""
+    def label(self) -> str:
+        """Which one of its kind, for log lines: `512.webp`, `w:400.avif`."""
 
     @property
     @abstractmethod
@@ -65,9 +67,11 @@ class ThumbnailJob(RenderJob):
     def key(self) -> str:
         return blob_keys.thumbnail(self.image_id, self.size, self.format)
 
+    kind = "thumbnail"
+
     @property
-    def what(self) -> str:
-        return f"thumbnail {self.size}.{self.format}"
+    def label(self) -> str:
+        return f"{self.size}.{self.format}"
 
     @property
     def ext(self) -> str:
@@ -91,9 +95,11 @@ class RenditionJob(RenderJob):
     def key(self) -> str:
         return blob_keys.rendition(self.image_id, self.name)
 
+    kind = "rendition"
+
     @property
-    def what(self) -> str:
-        return f"rendition {self.name}"
+    def label(self) -> str:
+        return self.name
 
     @property
     def ext(self) -> str:

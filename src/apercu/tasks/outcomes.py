@@ -22,7 +22,7 @@ from apercu.tasks.sandbox import TimeLimitExceeded
 log = logging.getLogger("apercu.processing")
 KNOWN_FORMATS = frozenset(f.name.lower() for f in FORMATS)
 LINE = "image %(image_id)s (%(format)s): %(outcome)s"  # then " (reason)", " in N ms" when known
-RENDER_LINE = "image %(image_id)s: %(what)s %(outcome)s"
+RENDER_LINE = "image %(image_id)s: %(kind)s %(label)s %(outcome)s"
 
 
 @dataclass(frozen=True)
@@ -83,5 +83,6 @@ def report_render(job: RenderJob, outcome: str) -> None:
     except Exception:  # noqa: BLE001 - as in `report`
         log.warning("could not count a render of image %s", job.image_id, exc_info=True)
     log.info(RENDER_LINE, {
-        "image_id": job.image_id, "what": job.what, "outcome": outcome, "request_id": current_request_id(),
+        "image_id": job.image_id, "kind": job.kind, "label": job.label, "outcome": outcome,
+        "request_id": current_request_id(),
     })

@@ -142,7 +142,7 @@ class Processor:
         report_render(job, ImageStatus.SUCCESS)
 
     def render_failed_unexpectedly(self, job: RenderJob, reference: str) -> None:
-        message = f"internal error while rendering this {job.what.split()[0]} (reference {reference})"
+        message = f"internal error while rendering this {job.kind} (reference {reference})"
         self.storage.catalog.renders.failed(job.image_id, job.key, message)
         report_render(job, ImageStatus.FAILURE)
 
