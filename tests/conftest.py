@@ -92,13 +92,14 @@ def process(app: Any) -> Any:
 
 @pytest.fixture
 def render(app: Any) -> Any:
-    """Take the queued messages off the (embedded) broker and run the thumbnail renders among them for one image,
-    as a worker would; returns the (size, ext) rendered. Other messages are dropped (tests process directly)."""
-    from apercu.tasks.app import RENDER_TASK
+    """Take the queued messages off the (embedded) broker and run the renders among them (thumbnail variants and
+    renditions) for one image, as a worker would; returns the arguments after the id of each: (size, ext) of a
+    variant, (name,) of a rendition. Other messages are dropped (tests process directly)."""
+    from apercu.tasks.jobs import JOBS, job_of
 
     service = app.extensions["apercu"]
 
-    def run(image_id: str) -> list[tuple[int, str]]:
+    def run(image_id: str) -> list[tuple[Any, ...]]:
         rendered = []
         with service.celery.connection_for_read() as conn:
             queue = conn.SimpleQueue(service.settings.queue)
@@ -108,10 +109,10 @@ def render(app: Any) -> Any:
                 except queue.Empty:
                     break
                 message.ack()
-                args = message.payload[0]
-                if message.headers.get("task") == RENDER_TASK and args[0] == image_id:
-                    context_of(service.celery).processor.render(*args)
-                    rendered.append((args[1], args[2]))
+                task, args = message.headers.get("task"), message.payload[0]
+                if task in JOBS and args[0] == image_id:
+                    context_of(service.celery).processor.render(job_of(task, args))
+                    rendered.append(tuple(args[1:]))
             queue.close()
         return rendered
 

@@ -58,7 +58,8 @@ def error_code(response: Any) -> str:
 def test_index_lists_every_route(client: Any, app: Any) -> None:
     body = parse_json(client.get("/"))
     assert body["status"] == "ok" and body["message"] == "Server is up and running" and body["version"]
-    listed = {(e["method"], e["path"].replace("{id}", "<image_id>").replace("{asset}", "<asset>"))
+    listed = {(e["method"], e["path"].replace("{id}", "<image_id>").replace("{asset}", "<asset>")
+              .replace("{signature}", "<signature>").replace("{rendition}", "<path:rendition>"))
               for e in body["endpoints"]}
     routed = {
         (method, rule.rule)

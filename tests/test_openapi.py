@@ -15,6 +15,7 @@ import copy
 import io
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
@@ -253,6 +254,37 @@ def test_thumbnails_and_their_variants_conform(client: Any, process: Any, render
         assert contract.check("GET", path, client.get(f"/thumbnails/not-an-id.{ext}")).status_code == 404
 
 
+def test_renditions_conform(tmp_path: Path) -> None:
+    """A rendition's answers (signed `unsafe`: no URL key, no API key) and the image JSON's preset URLs; renders
+    run where the test says (the worker's code, in this process)."""
+    from apercu.tasks import RenditionJob
+
+    settings = Settings(data_dir=tmp_path / "data", queue=f"test-{uuid.uuid4().hex[:8]}", rendition_wait=0.2,
+                        presets="card=w:40/h:30/fit:cover")
+    app = create_app(settings)
+    client, path, processor = app.test_client(), "/r/{signature}/{rendition}", context_of(app.extensions["apercu"].celery).processor
+    contract = Contract(client.get("/openapi.json").get_json())
+    image_id = upload(client, images.jpeg((400, 300))).get_json()["id"]
+    processor.process(image_id, owner="test")
+    shown = contract.check("GET", "/images/{id}", client.get(f"/images/{image_id}")).get_json()
+    assert shown["renditions"] == {"card": f"/r/unsafe/p:card/{image_id}.auto"}
+    url, avif = f"/r/unsafe/w:64/{image_id}.auto", {"Accept": "image/avif"}
+    not_yet = contract.check("GET", path, client.get(url, headers=avif))
+    assert not_yet.status_code == 503 and not_yet.headers["Retry-After"]
+    for name in ("w:64.avif", "fit:cover/h:30/w:40.jpg"):
+        processor.render(RenditionJob(image_id, name))
+    found = contract.check("GET", path, client.get(url, headers=avif))
+    assert found.status_code == 200 and found.mimetype == "image/avif"
+    assert contract.check("GET", path, client.get(shown["renditions"]["card"])).status_code == 200
+    again = client.get(url, headers={**avif, "If-None-Match": found.headers["ETag"]})
+    assert contract.check("GET", path, again).status_code == 304
+    for status, refused in (
+        (400, f"/r/unsafe/w:0/{image_id}.png"), (403, f"/r/{'A' * 43}/w:64/{image_id}.png"),
+        (403, f"/r/unsafe/exp:1/w:64/{image_id}.png"), (404, f"/r/unsafe/w:64/{ID_LIKE}.png"),
+    ):
+        assert contract.check("GET", path, client.get(refused)).status_code == status
+
+
 def test_uploads_lists_and_deletes_conform(client: Any, process: Any, contract: Contract) -> None:
     key = {"Idempotency-Key": f"upload-{uuid.uuid4()}"}
     first = contract.check("POST", "/images", upload(client, images.jpeg(), headers=key))
@@ -370,6 +402,14 @@ def test_presigned_redirects_conform(tmp_path: Path, seaweedfs: Any) -> None:
     context_of(app.extensions["apercu"].celery).processor.process(image_id, owner="test")
     redirected = contract.check("GET", "/thumbnails/{id}.jpg", client.get(f"/thumbnails/{image_id}.jpg"))
     assert redirected.status_code == 302 and redirected.headers["Location"].startswith("http")
+    from apercu.tasks import RenditionJob
+
+    context_of(app.extensions["apercu"].celery).processor.render(RenditionJob(image_id, "w:50.png"))
+    rendition = contract.check("GET", "/r/{signature}/{rendition}", client.get(f"/r/unsafe/w:50/{image_id}.png"))
+    assert rendition.status_code == 302 and rendition.headers["Location"].startswith("http")
+    assert rendition.headers["Cache-Control"] == "public, max-age=300"
+    stored = urllib.request.urlopen(rendition.headers["Location"], timeout=10).read()  # noqa: S310 - loopback
+    assert Image.open(io.BytesIO(stored)).size[0] == 50
 
 
 @pytest.mark.corpus

@@ -248,7 +248,7 @@ def test_an_apps_tasks_share_one_context_of_their_own(tmp_path: Path) -> None:
     first, second = (make_celery(Settings(data_dir=tmp_path / name)) for name in ("a", "b"))
     for app in (first, second):
         tasks = [task for task in app.tasks.values() if isinstance(task, ApercuTask)]
-        assert len(tasks) == 3 and all(task.context is context_of(app) for task in tasks)
+        assert len(tasks) == 4 and all(task.context is context_of(app) for task in tasks)
     assert context_of(first) is not context_of(second)
     assert context_of(second).settings.data_dir == tmp_path / "b"
 

@@ -108,12 +108,12 @@ def test_a_render_that_ends_wakes_its_waiter_through_the_feed(catalog: Catalog, 
     time.sleep(20 * INTERVAL)
     assert calls in ([2], [1, 2])  # a look for the newcomers (both names at once); nothing committed since
     looks = len(calls)
-    catalog.renders.done(image_id, other)
+    catalog.renders.done(image_id, other, 3)
     time.sleep(5 * INTERVAL)
     assert woke == {}
     ended_at = time.monotonic()
     if end == "stored":
-        catalog.renders.done(image_id, key)
+        catalog.renders.done(image_id, key, 3)
     else:
         catalog.renders.failed(image_id, key, "cannot decode")
     waiters[key].join(5)
@@ -134,7 +134,9 @@ def test_a_render_is_settled_once_stored_failed_or_its_image_deleted(catalog: Ca
         catalog.images.add(each, None)
     pending, stored, failed = (requested(catalog, image_id, size) for size in (128, 256, 512))
     deleted = requested(catalog, gone, 128)
-    catalog.renders.done(image_id, stored)
+    catalog.renders.done(image_id, stored, 3)
+    catalog.renders.done(image_id, stored, 5)  # a render delivered twice, stored twice: kept once, as last stored
+    assert catalog.kept.total() == 5 and catalog.kept.least_used(10) == [(stored, 5)]
     catalog.renders.failed(image_id, failed, "cannot decode")
     catalog.images.delete(gone)
     names = [pending, stored, failed, deleted, image_id, gone]

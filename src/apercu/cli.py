@@ -1,10 +1,10 @@
-"""`apercu serve | web | worker | inspect | upload | db`.
+"""`apercu serve | web | worker | inspect | upload | db | sign`.
 
 `serve` is the one-command deployment: a small supervisor (`apercu.supervisor`) that runs the web server and a
 Celery worker as two child processes sharing one data directory and the embedded broker, restarts either when
 it dies, and stops both on Ctrl-C / SIGTERM. `web` and `worker` are those same two halves, for running them on
 separate machines against PostgreSQL and Redis/RabbitMQ. `db upgrade` migrates the catalog's schema, which those
-refuse to start on when it is older than they are (`db current` tells).
+refuse to start on when it is older than they are (`db current` tells). `sign` prints a rendition's signed URL.
 """
 
 from __future__ import annotations
@@ -120,6 +120,34 @@ def cmd_db(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def cmd_sign(args: argparse.Namespace) -> int:
+    """The signed URL path of a rendition (`/w:400/<id>.avif` -> `/r/<signature>/w:400/<id>.avif`), checked as the
+    web would check it; `--ttl` adds an `exp` that many seconds from now."""
+    import time
+
+    from apercu.imaging.renditions.options import BadOption, parse, split_path
+    from apercu.rendition_urls import url_for
+
+    settings = Settings.from_env()
+    path = "/" + args.path.strip("/")
+    if args.ttl is not None:
+        *options, last = path.split("/")
+        path = "/".join([*options, f"exp:{int(time.time()) + args.ttl}", last])
+    try:
+        segments, _image_id, ext = split_path(path)
+        parse(segments, ext, settings.rendition_presets, settings.max_rendition_pixels)
+    except BadOption as exc:
+        print(f"apercu sign: {exc}", file=sys.stderr)
+        return 2
+    url = url_for(settings, path)
+    if url is None:
+        print("apercu sign: API keys are required and APERCU_URL_KEY is not set: no URL can be signed",
+              file=sys.stderr)
+        return 2
+    print(url)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apercu", description="Image ingestion service.")
     parser.add_argument("--version", action="version", version=f"apercu {__version__}")
@@ -145,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     upload = commands.add_parser("upload", help="send files or folders to a running apercu and wait for the results")
     upload.set_defaults(handler=cmd_upload)
     upload_client.add_arguments(upload)
+    sign = commands.add_parser("sign", help="print the signed URL path of a rendition (with APERCU_URL_KEY)")
+    sign.set_defaults(handler=cmd_sign)
+    sign.add_argument("path", help="options and file, e.g. w:400/h:300/fit:cover/<id>.avif")
+    sign.add_argument("--ttl", type=int, help="the URL expires this many seconds from now (adds exp:<time>)")
     db = commands.add_parser("db", help="the catalog's schema (APERCU_DATABASE_URL, or the data directory's SQLite)")
     actions = db.add_subparsers(dest="action", required=True)
     for action, help_text in (

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from apercu import url_signing
+from apercu.imaging.renditions.options import BadOption, parse_presets
+
 if TYPE_CHECKING:
     from apercu.imaging.analyse import Options
 
@@ -103,6 +106,8 @@ PORT = between(1, 65535)
 SIZE = between(16, 4096, "size")  # px, a thumbnail's longest side
 COLOUR = Rule(re.compile(r"#?[0-9a-fA-F]{6}").fullmatch, "a colour like #rrggbb")
 ORIGIN = Rule(_is_origin, "an origin like https://example.com:8443", "origin")
+URL_KEY = Rule(lambda key: not key or len(key.encode()) >= url_signing.MIN_KEY_BYTES,
+               f"at least {url_signing.MIN_KEY_BYTES} bytes of UTF-8 (or empty: no signed URLs)")
 # visible ASCII but the comma, which separates APERCU_API_KEYS; APERCU_API_KEYS_FILE's keys are held to it too
 API_KEY = Rule(re.compile(r"[\x21-\x2b\x2d-\x7e]+").fullmatch, "visible ASCII characters without spaces or commas",
                "key")
@@ -175,6 +180,11 @@ class Settings:
     webhook_allowed_hosts: frozenset[str] = setting(frozenset(), fold=str.lower)  # may resolve to private addresses
     webhook_attempts: int = setting(8, at_least(1))  # deliveries are tried this many times...
     webhook_backoff: float = setting(5.0, above(0))  # ...waiting this long after the first failure, then twice as long
+    url_key: str = setting("", URL_KEY, secret=True)  # signs rendition URLs (/r/<signature>/...): see url_signing
+    presets: str = ""  # named rendition options, `card=w:400/h:300/fit:cover;hero=w:1600/q:70`, for `p:<name>`
+    max_rendition_pixels: int = setting(25_000_000, at_least(1))  # a rendition asking for more output is a 400
+    rendition_wait: float = setting(20.0, above(0))  # seconds a first request waits for its render, then 503
+    renditions_max_mb: float = setting(1024.0, at_least(0))  # what renders keep beyond this goes, least used first
 
     def __post_init__(self) -> None:
         """Parse what was given as text and check every value (SettingError): a Settings is always one to run."""
@@ -184,6 +194,10 @@ class Settings:
             object.__setattr__(self, f.name, _value(f.name, kinds[f.name], spec, getattr(self, f.name)))
         if self.webhook_url and not self.webhook_secret:
             raise SettingError("APERCU_WEBHOOK_URL needs APERCU_WEBHOOK_SECRET: webhooks are always signed")
+        try:
+            self.rendition_presets  # noqa: B018 - parsed (and cached) now, so that a bad preset stops the start
+        except BadOption as exc:
+            raise SettingError(f"APERCU_PRESETS: {exc}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -221,6 +235,11 @@ class Settings:
     def sizes(self) -> tuple[int, ...]:
         """Every size ?size=N may ask for, in order: the listed ones and the default."""
         return tuple(sorted({*self.thumbnail_sizes, self.thumbnail_size}))
+
+    @cached_property
+    def rendition_presets(self) -> dict[str, tuple[str, ...]]:
+        """APERCU_PRESETS: each preset's option segments, by name (checked when these settings were built)."""
+        return parse_presets(self.presets)
 
     @property
     def background(self) -> tuple[int, int, int]:

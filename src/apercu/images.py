@@ -6,7 +6,7 @@ Both the API (GET /images/<id>, every item of GET /images) and the worker (the b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, NotRequired, TypedDict, overload
 
@@ -71,6 +71,10 @@ class ImageJson(TypedDict):
         "minimum": 0, "maximum": PHASH_BITS,
         "description": "Only in `GET /images?similar_to=` results: bits of the perceptual hash that differ from the "
         "reference image's."}]]
+    renditions: NotRequired[Annotated[dict[str, str], {
+        "description": "A signed rendition URL (`/r/{signature}/p:{name}/{id}.auto`) per preset of `APERCU_PRESETS`, "
+        "by the preset's name; absent when none is configured, or no URL can be signed (API keys required and no "
+        "`APERCU_URL_KEY`)."}]]
     webhooks: NotRequired[Annotated[list[DeliveryJson], {
         "description": "Only in `GET /images/{id}`, when completion webhooks were due for this image: each delivery "
         "and how it went."}]]
@@ -89,6 +93,7 @@ class Image:
     metadata: dict[str, Any] | None
     thumbnail: dict[str, Any] | None
     deliveries: tuple[DeliveryRecord, ...] = ()
+    renditions: dict[str, str] = field(default_factory=dict)  # a signed URL by preset name (`rendition_urls`)
 
     @property
     def settled(self) -> bool:
@@ -132,6 +137,8 @@ def image_json(image: Image) -> ImageJson:
         thumb = image.thumbnail
         body["thumbnail"] = {"width": thumb["width"], "height": thumb["height"], "bytes": thumb["bytes"],
                              "url": thumbnail_url}
+    if image.renditions:
+        body["renditions"] = dict(image.renditions)
     if image.deliveries:
         body["webhooks"] = [delivery_json(d) for d in image.deliveries]
     return body

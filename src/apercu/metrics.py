@@ -93,7 +93,8 @@ FAILURES = Counter(
     "(a bug: see the logged reference).",
     ["reason"],
 )
-RENDERS = Counter("apercu_thumbnail_renders", "Thumbnail variants (?size=N, .webp) rendered, by format and outcome.",
+RENDERS = Counter("apercu_thumbnail_renders", "Thumbnail variants (?size=N, .webp) and renditions (/r/) rendered, "
+                  "by format and outcome.",
                   ["format", "outcome"])
 RESENT = Counter("apercu_recovery_resent", "Images sent to the workers again by the recovery sweep.")
 for _reason in FAILURE_REASONS:  # every reason as a series from the start, so that rates work from the first one

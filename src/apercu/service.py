@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import IO, NoReturn
 
@@ -22,16 +22,29 @@ from celery import Celery
 from apercu import webhooks
 from apercu.config import Settings
 from apercu.images import Image, client_view
+from apercu.imaging.renditions.geometry import plan
+from apercu.imaging.renditions.options import Rendition
 from apercu.logs import current_request_id
+from apercu.rendition_urls import preset_urls
 from apercu.storage import Storage, blob_keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
-from apercu.storage.catalog import DeliveryRecord, ExclusiveClaims, Holder, ImageRecord, RenderState, utcnow
+from apercu.storage.catalog import (
+    DeliveryRecord,
+    ExclusiveClaims,
+    Holder,
+    ImageRecord,
+    ImageStatus,
+    RenderState,
+    utcnow,
+)
+from apercu.storage.catalog.kept import TOUCH_EVERY
 from apercu.storage.outages import log_failure
 from apercu.storage.watcher import Watcher
-from apercu.tasks import LEASE_MARGIN, enqueue, enqueue_render
+from apercu.tasks import LEASE_MARGIN, RenderJob, RenditionJob, ThumbnailJob, enqueue, enqueue_render
 from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
+MAX_TOUCHED = 100_000  # kept files whose last recorded use a web process remembers, before it starts over
 
 
 class NotFound(Exception):
@@ -80,6 +93,7 @@ class Service:
     storage: Storage
     celery: Celery
     watcher: Watcher
+    touched: dict[str, float] = field(default_factory=dict)  # kept files' last recorded use (`_used`), monotonic
 
     def replay(self, key: str) -> Submitted | None:
         """The image an earlier upload with this idempotency key created, while the key is kept; else None."""
@@ -183,7 +197,10 @@ class Service:
         return self._image_of(record)
 
     def _image_of(self, record: ImageRecord) -> Image:
-        return client_view(record, self.settings.gps)
+        image = client_view(record, self.settings.gps)
+        if self.settings.rendition_presets:
+            image = replace(image, renditions=preset_urls(self.settings, record.id))
+        return image
 
     def with_sha256(self, sha256: str, limit: int) -> list[Image]:
         """The images whose original has these bytes, newest first."""
@@ -225,24 +242,55 @@ class Service:
             raise NoThumbnail(f"processing failed ({image.error})")
         if ext == "jpg" and size == self.settings.thumbnail_size and "key" in image.thumbnail:
             return ThumbnailFile(image.thumbnail["key"], image.thumbnail["etag"], image.thumbnail["bytes"])
-        return self._variant(image_id, size, ext, started + wait - time.monotonic())
+        return self._variant(ThumbnailJob(image_id, size, ext), started + wait - time.monotonic())
 
-    def _variant(self, image_id: str, size: int, ext: str, wait: float) -> ThumbnailFile:
-        """The variant once stored; else its render is requested (queued once however many ask) and, with `wait`
-        left, waited for on the watcher, as an image's processing is (a worker announces its end)."""
-        key = blob_keys.thumbnail(image_id, size, ext)
-        if (info := self._stat(key)) is None:
-            self._request_render(image_id, key, size, ext)
-            if wait <= 0 or not self.watcher.wait(key, wait):
+    def rendition(self, image_id: str, rendition: Rendition) -> tuple[ThumbnailFile, Image]:
+        """A rendition (resolved to a format) and its image: rendered by a worker on first request and kept,
+        the request waiting up to `APERCU_RENDITION_WAIT` seconds for that and for the image's processing
+        (NotReady after that). NotFound for no image, NoThumbnail when processing or the render failed,
+        BadOption for an output larger than `APERCU_MAX_RENDITION_PIXELS` (before anything is rendered)."""
+        started, wait = time.monotonic(), self.settings.rendition_wait
+        image = self._waited(image_id, wait)
+        if not image.settled:
+            raise NotReady(image.status)
+        if image.status is not ImageStatus.SUCCESS or image.metadata is None:
+            raise NoThumbnail(f"processing failed ({image.error})")
+        plan(rendition, image.metadata["width"], image.metadata["height"], self.settings.max_rendition_pixels)
+        job = RenditionJob(image_id, rendition.key())
+        return self._variant(job, started + wait - time.monotonic()), image
+
+    def _variant(self, job: RenderJob, wait: float) -> ThumbnailFile:
+        """The variant once stored (its use recorded for the sweep); else its render is requested (queued once
+        however many ask) and, with `wait` left, waited for on the watcher, as an image's processing is (a worker
+        announces its end)."""
+        if (info := self._stat(job.key)) is None:
+            self._request_render(job)
+            if wait <= 0 or not self.watcher.wait(job.key, wait):
                 raise NotReady("rendering")
-            info = self._stat(key) or self._not_rendered(image_id, key, size, ext)
-        return ThumbnailFile(key, info.etag, info.size)
+            info = self._stat(job.key) or self._not_rendered(job)
+        else:
+            self._used(job.key)
+        return ThumbnailFile(job.key, info.etag, info.size)
 
-    def _not_rendered(self, image_id: str, key: str, size: int, ext: str) -> NoReturn:
+    def _used(self, key: str) -> None:
+        """Tell the catalog a kept file was used, at most every `TOUCH_EVERY` per file from this process (the
+        sweep needs no more precision, and a request no write); never failing the request that uses it."""
+        now = time.monotonic()
+        if now - self.touched.get(key, -TOUCH_EVERY) < TOUCH_EVERY:
+            return
+        if len(self.touched) > MAX_TOUCHED:
+            self.touched.clear()
+        self.touched[key] = now
+        try:
+            self.storage.catalog.kept.touch(key)
+        except Exception as exc:  # noqa: BLE001 - the file is served anyway; its use is recorded next time
+            log_failure(log, exc, "could not record the use of %s; serving it anyway", key)
+
+    def _not_rendered(self, job: RenderJob) -> NoReturn:
         """Why a render that ended left no blob: NotFound when its image went, NoThumbnail when it failed; else
         the blob went missing since it was stored, and it is asked for again."""
-        self._image(image_id)
-        self._request_render(image_id, key, size, ext)
+        self._image(job.image_id)
+        self._request_render(job)
         raise NotReady("rendering")
 
     def _stat(self, key: str) -> BlobInfo | None:
@@ -251,19 +299,19 @@ class Service:
         except BlobMissing:
             return None
 
-    def _request_render(self, image_id: str, key: str, size: int, ext: str) -> None:
+    def _request_render(self, job: RenderJob) -> None:
         """Queue the render unless it is queued already (many first requests, one render), or say why it failed.
         A request older than a task's time limit is taken for lost and sent again."""
         lost_before = utcnow() - timedelta(seconds=self.settings.task_time_limit + LEASE_MARGIN)
-        state, error = self.storage.catalog.renders.request(image_id, key, lost_before)
+        state, error = self.storage.catalog.renders.request(job.image_id, job.key, lost_before)
         if state is RenderState.FAILED:
             raise NoThumbnail(error)
         if state is RenderState.SEND:
             try:
-                enqueue_render(self.celery, image_id, size, ext, current_request_id())
+                enqueue_render(self.celery, job, current_request_id())
             except Exception as exc:  # noqa: BLE001 - the request stays recorded: the next one sends it again
-                log_failure(log, exc, "could not queue the render of %s; the next request for it will", key)
-                self.storage.catalog.renders.unsent(image_id, key)
+                log_failure(log, exc, "could not queue the render of %s; the next request for it will", job.key)
+                self.storage.catalog.renders.unsent(job.image_id, job.key)
 
     def open_thumbnail(self, found: ThumbnailFile) -> IO[bytes]:
         """The thumbnail's bytes; NotFound when the image was deleted since it was found."""

@@ -42,6 +42,7 @@ PUBLIC_PATHS = (
     "/openapi.json",
     "/docs",  # Swagger UI
     "/docs/*",
+    "/r/*",  # renditions: their signature stands in for the key (the route checks it: `rendition_urls.accepts`)
 )
 THUMBNAILS = "/thumbnails/*"  # public too with APERCU_PUBLIC_THUMBNAILS (for <img> tags that cannot send a key)
 UPLOAD = ("POST", "/images")  # the one request backpressure applies to

@@ -24,6 +24,7 @@ from apercu.api.models import (
 )
 from apercu.api.operation import Operation
 from apercu.imaging.formats import FORMATS
+from apercu.imaging.renditions.options import MEDIA_TYPES
 from apercu.imaging.thumbnail import OUTPUTS
 
 Json = dict[str, Any]
@@ -148,6 +149,15 @@ GET = Operation(
 )
 
 
+def kept_file_answers(cached: Json) -> Json:
+    """The answers of a kept file besides its bytes: the store's presigned redirect, and 304."""
+    return {
+        "302": {"description": "With `APERCU_S3_PRESIGN` set: a redirect to a presigned URL of the object store.",
+                "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}} | cached},
+        "304": {"description": "Not modified (`If-None-Match` matched the ETag).", "headers": cached},
+    }
+
+
 def thumbnail(ext: str) -> Operation:
     name, mime = OUTPUTS[ext]
     return Operation(
@@ -156,10 +166,7 @@ def thumbnail(ext: str) -> Operation:
         {
             "200": {"description": "The thumbnail.", "headers": CACHED,
                     "content": {mime: {"schema": {"type": "string", "contentMediaType": mime}}}},
-            "302": {"description": "With `APERCU_S3_PRESIGN` set: a redirect to a presigned URL of the object store.",
-                    "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}}
-                    | CACHED},
-            "304": {"description": "Not modified (`If-None-Match` matched the ETag).", "headers": CACHED},
+            **kept_file_answers(CACHED),
             "400": shared("BadRequest"),
             "404": error("No image with this id; or no thumbnail: processing failed, or this variant could not be "
                          "rendered (`no_thumbnail`, with the reason)."),
@@ -178,12 +185,41 @@ def delete(path: str, operation_id: str, summary: str) -> Operation:
     return Operation(
         "DELETE", path, operation_id, "images", summary,
         {"204": {"description": "Deleted."}, "404": shared("NotFound")},
-        "Removes the record, then the original and every thumbnail.", (inputs.IMAGE_ID,),
+        "Removes the record, then the original and every thumbnail and rendition.", (inputs.IMAGE_ID,),
         needs=("catalog", "storage"),
     )
 
 
 THUMBNAILS = tuple(thumbnail(ext) for ext in OUTPUTS)
+IMMUTABLE = {"Cache-Control": {"description": "`public, max-age=31536000, immutable` (an image's renditions never "
+                               "change); half the presigned URL's life for a redirect.", "schema": {"type": "string"}},
+             "ETag": header("ETag")}
+RENDITION = Operation(
+    "GET", "/r/{signature}/{rendition}", "getRendition", "renditions",
+    "Any size, crop and format of an image, by a signed URL (`/r/<signature>/<options>/<id>.<ext>`)",
+    {
+        "200": {"description": "The rendition.", "headers": IMMUTABLE | {
+                    "Content-Disposition": {"description": "`inline; filename=\"<original name>.<ext>\"`.",
+                                            "schema": {"type": "string"}},
+                    "Vary": {"description": "`Accept`, for `.auto`.", "schema": {"type": "string"}}},
+                "content": {mime: {"schema": {"type": "string", "contentMediaType": mime}}
+                            for mime in MEDIA_TYPES.values()}},
+        **kept_file_answers(IMMUTABLE),
+        "400": shared("BadRequest"),
+        "403": error("`bad_signature`: the signature is not this path's (or `unsafe` where it is not accepted); "
+                     "`url_expired`: the URL's `exp` has passed."),
+        "404": error("No image with this id; or no rendition (`no_rendition`, with the reason): processing failed, "
+                     "or this rendition could not be rendered."),
+        "503": error("Still processing or rendering after `APERCU_RENDITION_WAIT` seconds (`not_ready`), or a "
+                     "dependency is unavailable (see `Unavailable`): retry after `Retry-After` seconds.", RETRY),
+    },
+    "Renders on first request, in a worker's imaging sandbox, waiting for it (and for the image's processing); "
+    "kept in the blob store and streamed afterwards. Options in any order; unknown or out-of-range ones, and an "
+    "output of more than `APERCU_MAX_RENDITION_PIXELS`, are a 400 naming the option. Needs no API key: the "
+    "signature stands in for one. Upright, in sRGB, without metadata.",
+    (inputs.SIGNATURE, inputs.RENDITION),
+    needs=("catalog", "storage"),  # not the broker: a render it could not take is asked for again
+)
 DELETE_LEGACY = delete("/delete/{id}", "deleteImageLegacy", "Delete an image, its thumbnail and its record")
 DELETE = delete("/images/{id}", "deleteImage", "Same as DELETE /delete/{id}")
 HEALTHZ = Operation("GET", "/healthz", "healthz", "service", "Liveness: 200 while the process runs",
@@ -208,5 +244,5 @@ DOCS_ASSET = Operation(
     inputs=(ASSET,),
 )
 
-OPERATIONS = (INDEX, UPLOAD, LIST, GET, *THUMBNAILS, DELETE_LEGACY, DELETE, HEALTHZ, READYZ, METRICS, OPENAPI, DOCS,
-              DOCS_ASSET)
+OPERATIONS = (INDEX, UPLOAD, LIST, GET, *THUMBNAILS, RENDITION, DELETE_LEGACY, DELETE, HEALTHZ, READYZ, METRICS,
+              OPENAPI, DOCS, DOCS_ASSET)

@@ -46,10 +46,16 @@ class Declared(ABC):
     message: str
     status: int = 400
     variable: str = ""  # a path input's name in the Flask rule, when not `name`: the HTTP metrics label by rule
+    converter: str = ""  # a path input's Flask converter, when not the default's (`path`: slashes included)
 
     @property
     def sent_as(self) -> str:
         return self.variable or self.name
+
+    @property
+    def in_rule(self) -> str:
+        """How the Flask rule writes this path input: `<image_id>`, `<path:rendition>`."""
+        return f"<{self.converter}:{self.sent_as}>" if self.converter else f"<{self.sent_as}>"
 
     @abstractmethod
     def schema(self) -> Json: ...
@@ -281,6 +287,19 @@ class Size(Integer):
                        message=f"size must be one of {', '.join(map(str, sizes))}")
 
 
+SIGNATURE = Text(
+    "signature", "path", "`base64url(HMAC-SHA256(APERCU_URL_KEY, rendition))` without padding, where `rendition` is "
+    "the rest of the path with its leading `/`; `unsafe` where no URL key is set and no API key is required.",
+    "bad_signature", "the signature does not match this URL", status=403, max_length=64,
+)
+RENDITION = Text(
+    "rendition", "path", "Options in any order, each `name:value[:value]` and followed by `/`, then `<id>.<ext>`: "
+    "`w:<px>`, `h:<px>`, `dpr:<1-4>`, `fit:<inside|cover|pad|stretch>`, `g:<centre|n|ne|e|se|s|sw|w|nw|smart|focal>` "
+    "or `g:fp:<x>:<y>`, `crop:<x>:<y>:<w>:<h>`, `rot:<90|180|270>`, `q:<1-100>`, `bg:<rrggbb>`, `blur:<sigma>`, "
+    "`sharpen:<sigma>`, `exp:<unix seconds>`, `p:<preset>`; `<ext>` is `jpg`, `png`, `webp`, `avif` or `auto` (by "
+    "`Accept`). Its slashes are not escaped.",
+    "invalid_option", "the rendition's path is too long", max_length=2048, converter="path",
+)
 SIZE = Size(
     "size", "query", "Longest side in pixels: one of the configured sizes (`APERCU_THUMBNAIL_SIZES`, plus "
     "`APERCU_THUMBNAIL_SIZE`, the default). Other sizes than the default are rendered on first request.",

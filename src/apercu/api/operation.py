@@ -51,8 +51,8 @@ class Operation:
     @property
     def rule(self) -> str:
         """The Flask rule of the path: /images/{id} -> /images/<image_id>."""
-        variables = {i.name: i.sent_as for i in self.inputs if i.where == "path"}
-        return re.sub(r"\{(\w+)\}", lambda m: f"<{variables[m[1]]}>", self.path)
+        variables = {i.name: i.in_rule for i in self.inputs if i.where == "path"}
+        return re.sub(r"\{(\w+)\}", lambda m: variables[m[1]], self.path)
 
 
 class Given:

@@ -3,8 +3,11 @@ contract with existing clients: change none of them) and reads its inputs throug
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
@@ -13,6 +16,7 @@ from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
 from apercu.api import access, contract, outage_breaker, page, uploads
+from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.inputs import (
     CALLBACK_URL,
     CURSOR,
@@ -20,7 +24,9 @@ from apercu.api.inputs import (
     IMAGE_ID,
     LIMIT,
     MAX_DISTANCE,
+    RENDITION,
     SHA256,
+    SIGNATURE,
     SIMILAR_TO,
     SIZE,
     WAIT,
@@ -37,15 +43,19 @@ from apercu.api.models import (
 )
 from apercu.api.openapi import document, endpoints
 from apercu.api.operation import Given, route
-from apercu.images import image_json
+from apercu.images import ID_PATTERN, image_json
+from apercu.imaging.renditions.options import AUTO, BadOption, Rendition, negotiate, parse, split_path
 from apercu.imaging.thumbnail import OUTPUTS
-from apercu.service import InvalidCallback, Service
+from apercu.rendition_urls import accepts
+from apercu.service import InvalidCallback, NoThumbnail, NotReady, Service, ThumbnailFile
 from apercu.storage.catalog import WORKER_TIMEOUT
 from apercu.storage.outages import classify
 
 bp = Blueprint("api", __name__)
 
 THUMBNAIL_MAX_AGE = 86400
+RENDITION_MAX_AGE = 31536000  # a year, the longest HTTP caches honour: an id's renditions never change
+RENDERING_RETRY_AFTER = "2"
 
 
 def _apercu() -> Service:
@@ -130,16 +140,21 @@ def thumbnail(given: Given, ext: str) -> ResponseReturnValue:
     size = given[SIZE]
     service = _apercu()
     found = service.thumbnail(given[IMAGE_ID], size, ext, given[WAIT])
-    max_age = THUMBNAIL_MAX_AGE
+    return _file_response(service, found, OUTPUTS[ext][1], THUMBNAIL_MAX_AGE)
+
+
+def _file_response(service: Service, found: ThumbnailFile, mimetype: str, max_age: int) -> BaseResponse:
+    """A kept file as an answer: 304 for its ETag, a redirect to the store (`APERCU_S3_PRESIGN`), or its bytes;
+    public, cached for `max_age` (a redirect for half its URL's life: a cached one must not outlive it)."""
     response: BaseResponse
     if found.etag in request.if_none_match:
         response = Response(status=304)
     elif url := service.thumbnail_url(found):
         response = redirect(url, 302)
-        max_age = service.settings.s3_presign // 2  # a cached redirect must not outlive the URL it points to
+        max_age = service.settings.s3_presign // 2
     else:
         body = service.open_thumbnail(found)
-        response = Response(wrap_file(request.environ, body), mimetype=OUTPUTS[ext][1], direct_passthrough=True)
+        response = Response(wrap_file(request.environ, body), mimetype=mimetype, direct_passthrough=True)
         response.content_length = found.size
     response.set_etag(found.etag)
     if _needed_a_key():  # a shared cache must not hand it to whoever asks next, without one
@@ -148,6 +163,58 @@ def thumbnail(given: Given, ext: str) -> ResponseReturnValue:
         response.cache_control.public = True
     response.cache_control.max_age = max_age
     return response
+
+
+@route(bp, contract.RENDITION)
+def rendition(given: Given) -> ResponseReturnValue:
+    """A rendition by its signed URL: checked (signature, options, expiry, output size) before anything is
+    looked up or rendered; rendered on first request, the request waiting for it (`Service.rendition`)."""
+    service = _apercu()
+    path = "/" + given[RENDITION]
+    if not accepts(service.settings, given[SIGNATURE], path):
+        raise SIGNATURE.refused()
+    image_id, wanted = _wanted(path, service)
+    try:
+        found, image = service.rendition(image_id, wanted)
+    except BadOption as exc:
+        raise RENDITION.refused(str(exc)) from None
+    except NoThumbnail as exc:
+        raise ApiError(404, f"no rendition: {exc}", "no_rendition") from None
+    except NotReady as exc:
+        message = f"the rendition is not ready yet (status: {exc.status}): ask again in a moment"
+        raise ApiError(503, message, "not_ready", [("Retry-After", RENDERING_RETRY_AFTER)]) from None
+    response = _file_response(service, found, wanted.media_type, RENDITION_MAX_AGE)
+    if response.status_code != 302:
+        response.cache_control.immutable = True
+    if given[RENDITION].endswith(f".{AUTO}"):
+        response.vary.add("Accept")
+    response.headers["Content-Disposition"] = _inline(image.filename or image_id, wanted.ext)
+    return response
+
+
+def _wanted(path: str, service: Service) -> tuple[str, Rendition]:
+    """The image id and the rendition a URL's (signed) path asks for, `auto` resolved by `Accept`."""
+    settings = service.settings
+    try:
+        segments, image_id, ext = split_path(path)
+        wanted = parse(segments, ext, settings.rendition_presets, settings.max_rendition_pixels)
+    except BadOption as exc:
+        raise RENDITION.refused(str(exc)) from None
+    if wanted.expired(time.time()):
+        raise ApiError(403, f"this URL expired at {wanted.exp} (unix time)", "url_expired")
+    if not re.fullmatch(ID_PATTERN, image_id):
+        raise ApiError(404, NO_IMAGE)
+    return image_id, wanted.resolved(negotiate(request.headers.get("Accept"))) if wanted.ext == AUTO else wanted
+
+
+def _inline(name: str, ext: str) -> str:
+    """`inline; filename="<stem>.<ext>"`: the original's name without its folder and extension, in ASCII (and
+    as UTF-8 too, `filename*`, when it is not ASCII)."""
+    stem = re.split(r"[/\\]", name)[-1].rpartition(".")
+    filename = f"{stem[0] or stem[2]}.{ext}"
+    ascii_name = re.sub(r'[^\x20-\x7e]|["\\%]', "_", filename)
+    extended = "" if ascii_name == filename else f"; filename*=UTF-8''{quote(filename)}"
+    return f'inline; filename="{ascii_name}"{extended}'
 
 
 def _needed_a_key() -> bool:

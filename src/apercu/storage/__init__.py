@@ -42,14 +42,16 @@ class Storage:
         return key
 
     def delete_files(self, image_id: str) -> None:
-        """The original and every thumbnail; what is already gone is fine."""
+        """The original and every thumbnail and rendition; what is already gone is fine."""
         self.blobs.delete(blob_keys.original(image_id))
-        for key in list(self.blobs.keys(blob_keys.thumbnails_of(image_id))):
-            self.blobs.delete(key)
+        for prefix in blob_keys.derived_of(image_id):
+            for key in list(self.blobs.keys(prefix)):
+                self.blobs.delete(key)
 
     def stored(self, older_than: float) -> Iterator[tuple[str, str]]:
-        """(image id, key) of every original and thumbnail last written more than `older_than` seconds ago."""
-        for prefix in (blob_keys.ORIGINALS, blob_keys.THUMBNAILS):
+        """(image id, key) of every original, thumbnail and rendition last written more than `older_than` seconds
+        ago."""
+        for prefix in blob_keys.PREFIXES:
             for key in self.blobs.keys(prefix, older_than):
                 yield blob_keys.image_id_of(key), key
 

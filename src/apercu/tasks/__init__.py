@@ -7,9 +7,10 @@ The web imports only what is here: the queueing functions, and how long a lease 
 
 from apercu.tasks.app import TASK_NAME, context_of, enqueue, enqueue_render, make_celery
 from apercu.tasks.context import ApercuTask, WorkerContext
+from apercu.tasks.jobs import RenderJob, RenditionJob, ThumbnailJob
 from apercu.tasks.processing import LEASE_MARGIN, Processor
 
 __all__ = [
-    "LEASE_MARGIN", "TASK_NAME", "ApercuTask", "Processor", "WorkerContext", "context_of", "enqueue",
-    "enqueue_render", "make_celery",
+    "LEASE_MARGIN", "TASK_NAME", "ApercuTask", "Processor", "RenderJob", "RenditionJob", "ThumbnailJob",
+    "WorkerContext", "context_of", "enqueue", "enqueue_render", "make_celery",
 ]

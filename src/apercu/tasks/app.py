@@ -1,6 +1,7 @@
 """The Celery app and its tasks, the same on the embedded SQLite broker, Redis and RabbitMQ: processing an image,
-rendering another size or format of its thumbnail when a client first asks for one, and one attempt of a
-completion webhook (`apercu.webhooks`). The tasks work with their app's typed context (`tasks.context`).
+rendering another size or format of its thumbnail or a rendition when a client first asks for one (`tasks.jobs`),
+and one attempt of a completion webhook (`apercu.webhooks`). The tasks work with their app's typed context
+(`tasks.context`).
 
 The processing task is safe to deliver twice: the catalog lease (`storage.catalog.leases.Leases.claim`) decides who
 works; a render delivered twice renders twice, and the second write replaces the first with the same bytes.
@@ -25,10 +26,10 @@ from apercu.storage import redis_broker
 from apercu.storage.catalog import Claim
 from apercu.storage.outages import Dependency, classify, log_failure
 from apercu.tasks.context import ApercuTask, WorkerContext
+from apercu.tasks.jobs import RENDER_TASK, RENDITION_TASK, RenderJob, RenditionJob, ThumbnailJob
 from apercu.webhooks import DELIVER_TASK, send_due
 
 TASK_NAME = "apercu.process_image"
-RENDER_TASK = "apercu.render_thumbnail"
 # A dependency's outage (`storage.outages.classify`) is retried with backoff by the same task id, which still
 # owns the lease: 2^n s, 1 + 2 + 4 + 8 + 16 = 31 s in all before an image is left for recovery.
 OUTAGE_RETRIES = 5
@@ -81,6 +82,7 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
     common = {"base": ApercuTask, "bind": True, "shared": False, "context": WorkerContext(settings, worker)}
     app.task(name=TASK_NAME, max_retries=None, **common)(process_image)
     app.task(name=RENDER_TASK, max_retries=OUTAGE_RETRIES, **common)(render_thumbnail)
+    app.task(name=RENDITION_TASK, max_retries=OUTAGE_RETRIES, **common)(render_rendition)
     app.task(name=DELIVER_TASK, max_retries=None, **common)(deliver_webhook)  # attempts are counted in the row
     return app
 
@@ -184,25 +186,36 @@ def _hand_back(what: str, hand_back: Callable[[], None]) -> None:
 
 
 def render_thumbnail(task: ApercuTask, image_id: str, size: int, ext: str) -> str:
-    """The Celery task body: one thumbnail variant. An outage is retried, then handed back: the request is
-    kept (never failed for it), and the next client asking for the variant sends it again."""
+    """The Celery task body: one thumbnail variant (see `_render`)."""
+    return _render(task, ThumbnailJob(image_id, size, ext))
+
+
+def render_rendition(task: ApercuTask, image_id: str, name: str) -> str:
+    """The Celery task body: one rendition, by its canonical name (`Rendition.key`; see `_render`)."""
+    return _render(task, RenditionJob(image_id, name))
+
+
+def _render(task: ApercuTask, job: RenderJob) -> str:
+    """An outage is retried, then handed back: the request is kept (never failed for it), and the next client
+    asking for the variant or rendition sends it again."""
     with logs.request_context(getattr(task.request, REQUEST_ID_HEADER, None)):
-        return _render_thumbnail(task, image_id, size, ext)
+        return _rendered(task, job)
 
 
-def _render_thumbnail(task: ApercuTask, image_id: str, size: int, ext: str) -> str:
+def _rendered(task: ApercuTask, job: RenderJob) -> str:
     processor = task.context.processor
     try:
-        processor.render(image_id, size, ext)
+        processor.render(job)
     except Exception as exc:  # noqa: BLE001 - an outage is retried; a bug of ours fails the request
         dependency = classify(exc)
         if dependency is None:  # so that clients stop waiting for it
             reference = uuid.uuid4().hex[:12]
-            log.exception("image %s: unexpected error rendering %d.%s (reference %s)", image_id, size, ext, reference)
-            processor.render_failed_unexpectedly(image_id, size, ext, reference)
+            log.exception("image %s: unexpected error rendering %s %s (reference %s)", job.image_id, job.kind,
+                          job.label, reference)
+            processor.render_failed_unexpectedly(job, reference)
             return "failed"
-        what = f"image {image_id}: rendering {size}.{ext}"
-        return _outage(task, exc, dependency, what, lambda: processor.render_unsent(image_id, size, ext))
+        what = f"image {job.image_id}: rendering {job.label}"
+        return _outage(task, exc, dependency, what, lambda: processor.render_unsent(job))
     return "rendered"
 
 
@@ -231,10 +244,9 @@ def enqueue(app: Celery, image_id: str, request_id: str | None = None) -> None:
     app.send_task(TASK_NAME, args=[image_id], queue=app.conf.task_default_queue, headers=_headers(request_id))
 
 
-def enqueue_render(app: Celery, image_id: str, size: int, ext: str, request_id: str | None = None) -> None:
-    app.send_task(
-        RENDER_TASK, args=[image_id, size, ext], queue=app.conf.task_default_queue, headers=_headers(request_id)
-    )
+def enqueue_render(app: Celery, job: RenderJob, request_id: str | None = None) -> None:
+    name, args = job.task
+    app.send_task(name, args=args, queue=app.conf.task_default_queue, headers=_headers(request_id))
 
 
 def _headers(request_id: str | None) -> dict[str, str]:

@@ -14,6 +14,8 @@
   originals and thumbnails without a row (a process killed between the file and the row, or between a
   concurrent delete and its cleanup), rows whose original is gone, and expired idempotency keys. Everything
   younger than `orphan_grace` is left alone, so work in flight is never mistaken for debris.
+- **Renditions.** Every KEPT_INTERVAL: what renders keep (renditions, thumbnail variants) beyond
+  `renditions_max_mb`, least recently used first (`catalog.kept`); a later request renders it again.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ PAGE = 500
 T = TypeVar("T")
 # More rows than this without their original, in one page, looks like storage that is not mounted: touch nothing.
 MAX_MISSING_ORIGINALS = 50
+KEPT_INTERVAL = 60.0  # seconds between sweeps of what renders keep: one SUM over a small table
+MIB = 1024 * 1024
 
 
 def host_identity() -> str:
@@ -90,6 +94,10 @@ class Housekeeping:
             threading.Thread(
                 target=self._every, args=(settings.orphan_interval, self.sweep_orphans, self.stopping),
                 name="apercu-orphans", daemon=True,
+            ),
+            threading.Thread(
+                target=self._every, args=(KEPT_INTERVAL, self.sweep_kept, self.stopping), name="apercu-kept",
+                daemon=True,
             ),
         ]
 
@@ -178,6 +186,26 @@ class Housekeeping:
         storage.catalog.workers.forget_silent_since(utcnow() - timedelta(days=1))
         if removed:
             log.info("orphan sweep removed %d leftover(s)", removed)
+        return removed
+
+    def sweep_kept(self) -> int:
+        """Remove the least recently used renders' files until they hold at most `renditions_max_mb` (rows
+        first, then blobs: see `catalog.kept`); returns how many went."""
+        kept, blobs = self.processor.storage.catalog.kept, self.processor.storage.blobs
+        excess, removed = kept.total() - self.settings.renditions_max_mb * MIB, 0
+        while excess > 0 and (page := kept.least_used(PAGE)):
+            chosen = []
+            for key, size in page:
+                if excess <= 0:
+                    break
+                chosen.append(key)
+                excess -= size
+            kept.forget(chosen)
+            for key in chosen:
+                blobs.delete(key)
+            removed += len(chosen)
+        if removed:
+            log.info("removed %d least recently used rendition(s) beyond APERCU_RENDITIONS_MAX_MB", removed)
         return removed
 
     def _files_without_rows(self, grace: float) -> int:

@@ -16,12 +16,13 @@ from apercu.imaging.analyse import ProcessingFailed
 from apercu.imaging.formats import FORMATS
 from apercu.logs import current_request_id
 from apercu.storage.catalog import ImageStatus
+from apercu.tasks.jobs import RenderJob
 from apercu.tasks.sandbox import TimeLimitExceeded
 
 log = logging.getLogger("apercu.processing")
 KNOWN_FORMATS = frozenset(f.name.lower() for f in FORMATS)
 LINE = "image %(image_id)s (%(format)s): %(outcome)s"  # then " (reason)", " in N ms" when known
-RENDER_LINE = "image %(image_id)s: thumbnail %(size)d.%(ext)s %(outcome)s"
+RENDER_LINE = "image %(image_id)s: %(kind)s %(label)s %(outcome)s"
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,12 @@ def report(image_id: str, outcome: Outcome, seconds: float | None) -> None:
     log.info(LINE + because + (" in %(duration_ms).1f ms" if seconds is not None else ""), fields)
 
 
-def report_render(image_id: str, size: int, ext: str, outcome: str) -> None:
+def report_render(job: RenderJob, outcome: str) -> None:
     try:
-        metrics.RENDERS.labels(ext, outcome).inc()
+        metrics.RENDERS.labels(job.ext, outcome).inc()
     except Exception:  # noqa: BLE001 - as in `report`
-        log.warning("could not count a render of image %s", image_id, exc_info=True)
+        log.warning("could not count a render of image %s", job.image_id, exc_info=True)
     log.info(RENDER_LINE, {
-        "image_id": image_id, "size": size, "ext": ext, "outcome": outcome, "request_id": current_request_id(),
+        "image_id": job.image_id, "kind": job.kind, "label": job.label, "outcome": outcome,
+        "request_id": current_request_id(),
     })

@@ -20,10 +20,10 @@ from datetime import timedelta
 from apercu.config import Settings
 from apercu.imaging.analyse import Analysis, ProcessingFailed
 from apercu.imaging.gps import allowed_metadata
-from apercu.imaging.thumbnail import OUTPUTS
-from apercu.storage import Storage, blob_keys, open_storage
+from apercu.storage import Storage, open_storage
 from apercu.storage.blobs import BlobMissing
 from apercu.storage.catalog import Claim, ImageStatus, utcnow
+from apercu.tasks.jobs import RenderJob
 from apercu.tasks.outcomes import Outcome, failed, failed_with, report, report_render, succeeded
 from apercu.tasks.sandbox import ChildDied, Sandbox, TimeLimitExceeded
 
@@ -119,38 +119,37 @@ class Processor:
         if not self.storage.catalog.leases.finish(image_id, owner, metadata, thumb, webhook_url=webhook_url):
             self.storage.forget_if_unrecorded(image_id)
 
-    def render(self, image_id: str, size: int, ext: str) -> None:
-        """Another size or format of a processed image's thumbnail, asked for by a first request: stored under
+    def render(self, job: RenderJob) -> None:
+        """A thumbnail variant or a rendition of a processed image, asked for by a first request: stored under
         its key, or the request's record says why it cannot be (the web answers that instead of waiting)."""
-        key, fmt = blob_keys.thumbnail(image_id, size, ext), OUTPUTS[ext][0]
         renders = self.storage.catalog.renders
         try:
-            original = self.storage.open_original(image_id)
+            original = self.storage.open_original(job.image_id)
         except BlobMissing:  # (a delete meanwhile took the request's row with the image: this changes nothing)
-            renders.failed(image_id, key, "the original file is missing from storage")
-            report_render(image_id, size, ext, ImageStatus.FAILURE)
+            renders.failed(job.image_id, job.key, "the original file is missing from storage")
+            report_render(job, ImageStatus.FAILURE)
             return
         try:
             with original:
-                thumb = self.sandbox.render_variant(original, self.options, self.settings.task_time_limit, size, fmt)
+                data = job.render(self, original)
         except (ProcessingFailed, TimeLimitExceeded, ChildDied) as exc:
-            renders.failed(image_id, key, str(exc))
-            report_render(image_id, size, ext, ImageStatus.FAILURE)
+            renders.failed(job.image_id, job.key, str(exc))
+            report_render(job, ImageStatus.FAILURE)
             return
-        self.storage.put_thumbnail(image_id, size, ext, thumb.data)
-        renders.done(image_id, key)
-        self.storage.forget_if_unrecorded(image_id)
-        report_render(image_id, size, ext, ImageStatus.SUCCESS)
+        self.storage.blobs.put(job.key, data)
+        renders.done(job.image_id, job.key, len(data))
+        self.storage.forget_if_unrecorded(job.image_id)
+        report_render(job, ImageStatus.SUCCESS)
 
-    def render_failed_unexpectedly(self, image_id: str, size: int, ext: str, reference: str) -> None:
-        message = f"internal error while rendering this thumbnail (reference {reference})"
-        self.storage.catalog.renders.failed(image_id, blob_keys.thumbnail(image_id, size, ext), message)
-        report_render(image_id, size, ext, ImageStatus.FAILURE)
+    def render_failed_unexpectedly(self, job: RenderJob, reference: str) -> None:
+        message = f"internal error while rendering this {job.kind} (reference {reference})"
+        self.storage.catalog.renders.failed(job.image_id, job.key, message)
+        report_render(job, ImageStatus.FAILURE)
 
-    def render_unsent(self, image_id: str, size: int, ext: str) -> None:
+    def render_unsent(self, job: RenderJob) -> None:
         """A render handed back for an outage: kept as requested (never failed for it), sent again by the next
         request for it (`storage.catalog.renders.Renders.unsent`)."""
-        self.storage.catalog.renders.unsent(image_id, blob_keys.thumbnail(image_id, size, ext))
+        self.storage.catalog.renders.unsent(job.image_id, job.key)
 
     def fail_unexpectedly(self, image_id: str, owner: str, reference: str) -> None:
         """A bug of ours: the image fails with a reference to the logged traceback instead of waiting forever."""

@@ -21,11 +21,21 @@ import os
 import resource
 import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing import reduction
 from typing import IO, Any
 
-from apercu.imaging.analyse import LIMITS, Analysis, Options, ProcessingFailed, analyse, render_variant
+from apercu.imaging.analyse import (
+    LIMITS,
+    Analysis,
+    Options,
+    ProcessingFailed,
+    analyse,
+    render_rendition,
+    render_variant,
+)
+from apercu.imaging.renditions.options import Rendition
+from apercu.imaging.renditions.render import Rendered
 from apercu.imaging.thumbnail import Thumbnail
 
 MIB = 1024 * 1024
@@ -65,8 +75,14 @@ def _child_main(conn: multiprocessing.connection.Connection, memory_limit: int) 
         os._exit(OUT_OF_MEMORY)
 
 
+def _rendition(
+    data: bytes, options: Options, rendition: Rendition, max_pixels: int, focal_point: Mapping[str, float] | None
+) -> Rendered:
+    return render_rendition(data, rendition, options, max_output_pixels=max_pixels, focal_point=focal_point)
+
+
 # What a child can be asked to do: imaging entry points taking (data, options, *arguments).
-OPERATIONS: dict[str, Callable[..., Any]] = {"analyse": analyse, "variant": render_variant}
+OPERATIONS: dict[str, Callable[..., Any]] = {"analyse": analyse, "variant": render_variant, "rendition": _rendition}
 
 
 def _serve(conn: multiprocessing.connection.Connection) -> None:
@@ -126,6 +142,14 @@ class Sandbox:
     ) -> Thumbnail:
         """`imaging.render_variant` of the open file `original`, in the child."""
         result: Thumbnail = self._call("variant", original, options, time_limit, size, fmt)
+        return result
+
+    def render_rendition(
+        self, original: IO[bytes], options: Options, time_limit: float, rendition: Rendition, max_pixels: int,
+        focal_point: Mapping[str, float] | None,
+    ) -> Rendered:
+        """`imaging.render_rendition` of the open file `original`, in the child."""
+        result: Rendered = self._call("rendition", original, options, time_limit, rendition, max_pixels, focal_point)
         return result
 
     def _call(

@@ -6,7 +6,8 @@ One module per aggregate, all on one engine (`engine.Database`) and one set of t
 - `leases`: processing claims, outcomes, re-sending lost work: `catalog.leases`;
 - `workers`: the worker registry behind leases and readiness: `catalog.workers`;
 - `deliveries`: completion webhooks' deliveries: `catalog.deliveries`;
-- `renders`: thumbnail variants asked for and not stored yet: `catalog.renders`;
+- `renders`: thumbnail variants and renditions asked for and not stored yet: `catalog.renders`;
+- `kept`: what those renders stored, and when each was last used (the sweep's, least used first): `catalog.kept`;
 - `claims`: idempotency keys and content claims of new images: `catalog.claims`;
 - `settling`: what `?wait=N` waits for (images settling, renders ending) and the feed announcing it:
   `catalog.settling`.
@@ -22,6 +23,7 @@ from apercu.storage.catalog.claims import Claims, ExclusiveClaims, Holder
 from apercu.storage.catalog.deliveries import Deliveries, DeliveryRecord
 from apercu.storage.catalog.engine import Database, create_engine, utcnow
 from apercu.storage.catalog.images import ImageRecord, Images
+from apercu.storage.catalog.kept import Kept
 from apercu.storage.catalog.leases import Claim, ClaimResult, Leases
 from apercu.storage.catalog.renders import RenderRequest, Renders, RenderState
 from apercu.storage.catalog.settling import Settling
@@ -46,6 +48,7 @@ class Catalog:
         self.workers = Workers(db)
         self.deliveries = Deliveries(db)
         self.renders = Renders(db)
+        self.kept = Kept(db)
         self.claims = Claims(db)
         self.settling = Settling(db)
 

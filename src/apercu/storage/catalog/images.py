@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from apercu.storage.catalog.engine import Database, hamming, phash_to_int, utcnow
-from apercu.storage.catalog.tables import ImageStatus, contents, deliveries, images, renders
+from apercu.storage.catalog.tables import ImageStatus, contents, deliveries, images, kept, renders
 from apercu.storage.change_feed import announce_settled
 
 
@@ -88,10 +88,12 @@ class Images:
         return ImageRecord.of(row) if row else None
 
     def delete(self, image_id: str) -> bool:
-        """The image and everything recorded about it (renders, its content claim, its deliveries), at once."""
+        """The image and everything recorded about it (renders and what they kept, its content claim, its
+        deliveries), at once."""
         with self._db.begin() as conn:
             deleted = conn.execute(images.delete().where(images.c.id == image_id)).rowcount
             conn.execute(renders.delete().where(renders.c.image_id == image_id))
+            conn.execute(kept.delete().where(kept.c.image_id == image_id))
             conn.execute(contents.delete().where(contents.c.image_id == image_id))
             conn.execute(deliveries.delete().where(deliveries.c.image_id == image_id))
             if deleted:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 
 from apercu.storage.catalog.engine import Database, utcnow
+from apercu.storage.catalog.kept import record_kept
 from apercu.storage.catalog.tables import NEVER, renders
 from apercu.storage.change_feed import announce_settled
 
@@ -51,10 +52,11 @@ class Renders:
         except sa.exc.IntegrityError:
             return RenderRequest(RenderState.PENDING)  # a concurrent first request recorded it a moment before us
 
-    def done(self, image_id: str, variant: str) -> None:
-        """The variant is stored (its blob written before this)."""
+    def done(self, image_id: str, variant: str, size: int) -> None:
+        """The variant is stored (its blob of `size` bytes written before this): kept from now on (`catalog.kept`)."""
         with self._db.begin() as conn:
             conn.execute(renders.delete().where(renders.c.image_id == image_id, renders.c.variant == variant))
+            record_kept(conn, image_id, variant, size)
             announce_settled(conn, variant)
 
     def unsent(self, image_id: str, variant: str) -> None:

@@ -84,6 +84,19 @@ renders = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
 )
 
+# What the renders stored (thumbnail variants, renditions): a row each, with its size and when it was last asked
+# for, for the sweep that bounds what they hold (APERCU_RENDITIONS_MAX_MB), least recently used first.
+kept = sa.Table(
+    "apercu_kept",
+    metadata_obj,
+    sa.Column("key", sa.String(128), primary_key=True),  # the blob key
+    sa.Column("image_id", sa.String(32), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("used_at", sa.DateTime, nullable=False),  # touched at most every `kept.TOUCH_EVERY` by each web
+    sa.Index("apercu_kept_used_at", "used_at"),
+    sa.Index("apercu_kept_image_id", "image_id"),
+)
+
 # Deduplication (APERCU_DEDUP=reuse): the one image kept for each content, claimed in the upload's transaction
 # so that two identical uploads at once end with one image.
 contents = sa.Table(

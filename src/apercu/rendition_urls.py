@@ -1,0 +1,46 @@
+"""Which rendition URLs a deployment signs and accepts: `/r/<signature>/<options>/<id>.<ext>`.
+
+With `APERCU_URL_KEY` set, the signature is `url_signing.sign` of the path after it, and nothing else is
+accepted. Without one, the signature `unsafe` is accepted, but only where no API key is required either: with
+keys, a signed URL is what stands in for one (an `<img>` tag cannot send a header), so an unsigned one would open
+every image to anyone. The rule is here once, for the route that checks, and for what hands URLs out (the
+image's JSON, `apercu sign`).
+"""
+
+from __future__ import annotations
+
+from apercu import url_signing
+from apercu.config import Settings
+
+PREFIX = "/r/"
+
+
+def keys_required(settings: Settings) -> bool:
+    return bool(settings.api_keys or settings.api_keys_file)
+
+
+def signature_for(settings: Settings, path: str) -> str | None:
+    """The signature of `path` (leading `/`) under these settings; None when this deployment accepts none."""
+    if settings.url_key:
+        return url_signing.sign(path, settings.url_key)
+    return None if keys_required(settings) else url_signing.UNSAFE
+
+
+def url_for(settings: Settings, path: str) -> str | None:
+    """The URL path of a rendition (`/r/<signature><path>`), or None when no URL can be signed."""
+    signature = signature_for(settings, path)
+    return None if signature is None else f"{PREFIX}{signature}{path}"
+
+
+def accepts(settings: Settings, signature: str, path: str) -> bool:
+    """Whether a request's signature is good for its path (compared in constant time when a key is set)."""
+    if settings.url_key:
+        return url_signing.verify(signature, path, settings.url_key)
+    return signature == url_signing.UNSAFE and not keys_required(settings)
+
+
+def preset_urls(settings: Settings, image_id: str) -> dict[str, str]:
+    """A signed URL per configured preset (`/r/<signature>/p:<name>/<id>.auto`): what the image's JSON lists.
+    They name the preset, not its options, so that a changed preset changes what they show."""
+    found = {name: url_for(settings, f"/p:{name}/{image_id}.auto") for name in settings.rendition_presets}
+    return {name: url for name, url in found.items() if url is not None}

@@ -1,0 +1,54 @@
+"""What the renders keep (thumbnail variants and renditions): each blob's size and when it was last asked for, so
+that a sweep can bound what they hold (APERCU_RENDITIONS_MAX_MB), least recently used first.
+
+A row is written with the render's end (`renders.Renders.done`, one transaction), touched by the web at most every
+TOUCH_EVERY per process and file (`Kept.touch`: a request that finds a kept file costs no write otherwise), and
+removed with its image (`images.Images.delete`) or by the worker's sweep (`tasks.housekeeping`), which removes the
+row first, then the blob: a request in between asks for a render again, as for any missing blob.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from apercu.storage.catalog.engine import Database, utcnow
+from apercu.storage.catalog.tables import kept
+
+TOUCH_EVERY = 600.0  # seconds: how stale a file's last use may be in the catalog (LRU needs no more precision)
+
+
+def record_kept(conn: sa.Connection, image_id: str, key: str, size: int) -> None:
+    """Record (or, for a render stored twice, refresh) a kept file, in the caller's transaction."""
+    now = utcnow()
+    values = {"key": key, "image_id": image_id, "bytes": size, "used_at": now}
+    again = {"bytes": size, "used_at": now}
+    if conn.dialect.name == "postgresql":
+        conn.execute(postgresql.insert(kept).values(values).on_conflict_do_update(index_elements=["key"], set_=again))
+    else:
+        conn.execute(sqlite.insert(kept).values(values).on_conflict_do_update(index_elements=["key"], set_=again))
+
+
+class Kept:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def touch(self, key: str) -> None:
+        """The file was asked for now."""
+        with self._db.begin() as conn:
+            conn.execute(kept.update().where(kept.c.key == key).values(used_at=utcnow()))
+
+    def total(self) -> int:
+        """Bytes held by every kept file."""
+        with self._db.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(kept.c.bytes), 0))).scalar_one())
+
+    def least_used(self, limit: int) -> list[tuple[str, int]]:
+        """(key, bytes) of up to `limit` files, least recently used first."""
+        query = sa.select(kept.c.key, kept.c.bytes).order_by(kept.c.used_at, kept.c.key).limit(limit)
+        with self._db.connect() as conn:
+            return [(row.key, row.bytes) for row in conn.execute(query)]
+
+    def forget(self, keys: list[str]) -> None:
+        with self._db.begin() as conn:
+            conn.execute(kept.delete().where(kept.c.key.in_(keys)))
