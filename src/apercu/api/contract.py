@@ -58,8 +58,9 @@ HEADERS: Json = {
                     "schema": {"type": "integer", "minimum": 0}},
     "ETag": {"description": "The thumbnail's entity tag, for `If-None-Match`.", "required": True,
              "schema": {"type": "string"}},
-    "Cache-Control": {"description": "`public, max-age=N`: a day for stored bytes, half the presigned URL's life "
-                      "for a redirect.", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "`public, max-age=N` (`private` when the request needed an API key): a day for "
+                      "stored bytes, half the presigned URL's life for a redirect. Every error is `no-store`.",
+                      "schema": {"type": "string"}},
     "ImageLocation": {"description": "The image's URL (`/images/{id}`).", "required": True,
                       "schema": {"type": "string", "format": "uri-reference"}},
 }
