@@ -2,8 +2,9 @@
 (Debian's Chromium, driven by Playwright) against a real `apercu serve`.
 
 The browser tests upload through the file picker (opened from the keyboard) and by a drop, wait for the gallery's
-thumbnails to be really decoded, read one image's facts, delete the other through the confirmation dialog, and
-leave screenshots in test-output/ for a person to look at. Chromium comes from Debian (`make test` installs it);
+tiles (signed `auto` renditions, 1x or 2x) to be really decoded, read one image's facts, delete the other through
+the confirmation dialog, and leave screenshots in test-output/ for a person to look at. With API keys on, the
+pictures come by signed URLs without the key, or, with no URL key to sign with, fetched with it into blob: URLs. Chromium comes from Debian (`make test` installs it);
 without it these tests skip on a laptop and fail in CI (APERCU_REQUIRE_SERVICES=1).
 """
 
@@ -292,6 +293,8 @@ def test_upload_browse_inspect_and_delete_in_a_browser(browser: Any, service: Se
 
     phone_page.goto(f"{url}#/images/{detail_id}")
     phone_page.wait_for_function("() => document.querySelector('.preview__img')?.naturalWidth > 0")
+    assert "/w:1200/dpr:2/" in phone_page.eval_on_selector(".preview__img", "img => img.currentSrc")
+    expect(phone_page.locator(".preview__note")).to_have_text("Preview 1200 × 800")  # its own pixels, not CSS ones
     phone_page.screenshot(path=str(OUTPUT / "detail-phone.png"), full_page=True)
     phone.close()
 

@@ -1,6 +1,7 @@
-// The page's only way to the service: fetch and XMLHttpRequest with the API key (if any) as X-API-Key, a 401
-// turned into one question for a key (shared by every request refused at the same time) and a retry, and a few
-// long polls at a time so that waiting never takes every connection the browser allows to one host.
+// The page's way to the service (besides <img> tags' signed rendition URLs, which need no key): fetch and
+// XMLHttpRequest with the API key (if any) as X-API-Key, a 401 turned into one question for a key (shared by every
+// request refused at the same time) and a retry, and a few long polls at a time so that waiting never takes every
+// connection the browser allows to one host.
 
 import { sleep } from "./dom.js";
 

@@ -26,6 +26,13 @@ const BLOCKS = [
 ];
 
 /** A <dl> of the [label, content] rows whose content (text, a number or a node) is not empty. */
+/** The shown picture's size in its own pixels: a 2x source's naturalWidth is in CSS pixels, half of them. */
+function pixels(img, urls) {
+  const [density] = Object.entries(urls || {}).find(([, url]) => img.currentSrc.endsWith(url)) || ["1x"];
+  const scale = parseFloat(density);
+  return `${Math.round(img.naturalWidth * scale)} × ${Math.round(img.naturalHeight * scale)}`;
+}
+
 function facts(rows) {
   const list = h("dl", { class: "facts" });
   for (const [label, content] of rows) {
@@ -215,7 +222,7 @@ export class Detail {
     // The preview rendition (1200 px wide, 1x and 2x), else a larger thumbnail (rendered on first request, hence
     // ?wait), else the stored default thumbnail.
     loadView(img, image.views?.preview, `/thumbnails/${image.id}.jpg?size=${PREVIEW_SIZE}&wait=10`, { tries: 1 })
-      .then(() => { note.textContent = `Preview ${img.naturalWidth} × ${img.naturalHeight}`; })
+      .then(() => { note.textContent = `Preview ${pixels(img, image.views?.preview)}`; })
       .catch(() => loadThumbnail(img, `/thumbnails/${image.id}.jpg`))
       .catch(() => nothing("The thumbnail could not be loaded"));
     return figure;
