@@ -2,8 +2,9 @@
 (Debian's Chromium, driven by Playwright) against a real `apercu serve`.
 
 The browser tests upload through the file picker (opened from the keyboard) and by a drop, wait for the gallery's
-thumbnails to be really decoded, read one image's facts, delete the other through the confirmation dialog, and
-leave screenshots in test-output/ for a person to look at. Chromium comes from Debian (`make test` installs it);
+tiles (signed `auto` renditions, 1x or 2x) to be really decoded, read one image's facts, delete the other through
+the confirmation dialog, and leave screenshots in test-output/ for a person to look at. With API keys on, the
+pictures come by signed URLs without the key, or, with no URL key to sign with, fetched with it into blob: URLs. Chromium comes from Debian (`make test` installs it);
 without it these tests skip on a laptop and fail in CI (APERCU_REQUIRE_SERVICES=1).
 """
 
@@ -21,6 +22,10 @@ from conftest import REQUIRE_SERVICES, parse_json, unavailable
 from live import Service
 from PIL import Image, ImageDraw
 
+from apercu.config import Settings
+from apercu.rendition_urls import view_urls
+from apercu.url_signing import verify
+
 pytestmark = pytest.mark.integration
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,6 +33,8 @@ OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 TIMEOUT_MS = 60_000
 API_KEY = "secret-key"
+URL_KEY = "a-url-key-of-at-least-32-bytes-long"
+ID = "0123456789abcdef0123456789abcdef"
 
 
 # --- negotiation, without a browser ----------------------------------------------------------------------------
@@ -71,6 +78,24 @@ def test_page_assets_are_served_from_the_package(client: Any) -> None:
         assert response.status_code == 200 and response.mimetype == mimetype, path
     missing = client.get("/static/js/nothing.js")
     assert missing.status_code == 404 and parse_json(missing)["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("url_key", "api_keys"), [("", ()), (URL_KEY, (API_KEY,)), (URL_KEY, ()), ("", (API_KEY,))])
+def test_the_pages_views_are_rendition_urls_signed_where_a_signature_is_possible(
+    tmp_path: Path, url_key: str, api_keys: tuple[str, ...]
+) -> None:
+    views = view_urls(Settings(data_dir=tmp_path, url_key=url_key, api_keys=api_keys), ID)
+    if api_keys and not url_key:
+        assert views == {}  # nothing can be signed: the page fetches thumbnails with its key (blob: URLs)
+        return
+    paths = {"tile": "/w:256/h:256/fit:cover/dpr:{}/" + ID + ".auto", "preview": "/w:1200/dpr:{}/" + ID + ".auto"}
+    assert {view: sorted(urls) for view, urls in views.items()} == {"tile": ["1x", "2x"], "preview": ["1x", "2x"]}
+    for view, urls in views.items():
+        for density, url in urls.items():
+            path = paths[view].format(density[0])
+            signature, rest = url.removeprefix("/r/").split("/", 1)
+            assert "/" + rest == path
+            assert verify(signature, path, url_key) if url_key else signature == "unsafe"
 
 
 # --- the page in a browser -------------------------------------------------------------------------------------
@@ -191,6 +216,13 @@ def shown_facts(page: Any) -> dict[str, str]:
     )
 
 
+def shown_tiles(page: Any) -> list[dict[str, Any]]:
+    """Each gallery <img>: the URL it shows, its decoded size, its width and height attributes, its loading."""
+    return list(page.eval_on_selector_all("#gallery .card img", """imgs => imgs.map((img) => ({
+        src: img.currentSrc, natural: [img.naturalWidth, img.naturalHeight],
+        size: [img.getAttribute("width"), img.getAttribute("height")], loading: img.loading }))"""))
+
+
 def image_ids(page: Any) -> list[str]:
     return list(page.eval_on_selector_all("#gallery .card", "cards => cards.map((card) => card.dataset.id)"))
 
@@ -213,6 +245,10 @@ def test_upload_browse_inspect_and_delete_in_a_browser(browser: Any, service: Se
     expect(page.locator(".upload")).to_have_count(2)
     expect(page.locator('.upload[data-status="success"]')).to_have_count(2)
     wait_for_thumbnails(page, 2)
+    # No keys at all: the tiles are `unsafe` rendition URLs, 256 px squares at this screen's density, lazily loaded.
+    for tile in shown_tiles(page):
+        assert tile["src"].startswith(f"{url}r/unsafe/w:256/h:256/fit:cover/dpr:1/") and tile["src"].endswith(".auto")
+        assert (tile["natural"], tile["size"], tile["loading"]) == ([256, 256], ["256", "256"], "lazy")
     names = page.locator("#gallery .card__name").all_text_contents()
     assert sorted(names) == ["harbour.png", "lighthouse.jpg"]
     expect(page.locator('#gallery .card[data-status="success"]')).to_have_count(2)
@@ -224,6 +260,8 @@ def test_upload_browse_inspect_and_delete_in_a_browser(browser: Any, service: Se
     phone_page = phone.new_page()
     phone_page.goto(url)
     wait_for_thumbnails(phone_page, 2)
+    # The 2x URLs on a phone (naturalWidth is in CSS pixels: a 2x source's device pixels over 2).
+    assert all("/dpr:2/" in tile["src"] and tile["natural"][0] > 0 for tile in shown_tiles(phone_page))
     phone_page.screenshot(path=str(OUTPUT / "gallery-phone.png"), full_page=True)
 
     # One image's page: the facts read from its metadata, grouped.
@@ -232,7 +270,9 @@ def test_upload_browse_inspect_and_delete_in_a_browser(browser: Any, service: Se
     page.wait_for_function(
         "() => { const img = document.querySelector('.preview__img'); return img && img.complete && img.naturalWidth > 0; }"
     )
-    assert page.eval_on_selector(".preview__img", "img => img.naturalWidth") == 512  # the larger preview size
+    preview = page.eval_on_selector(".preview__img", "img => [img.currentSrc, img.naturalWidth, img.width, img.height]")
+    assert "/r/unsafe/w:1200/dpr:1/" in preview[0] and preview[1] == 1200  # the preview view, at this density
+    assert preview[2] / preview[3] == 1200 / 800  # the image's proportions, from its width and height attributes
     facts = shown_facts(page)
     assert facts["Format"] == "JPEG (image/jpeg)"
     assert facts["Dimensions"] == "1200 × 800 px"
@@ -253,6 +293,8 @@ def test_upload_browse_inspect_and_delete_in_a_browser(browser: Any, service: Se
 
     phone_page.goto(f"{url}#/images/{detail_id}")
     phone_page.wait_for_function("() => document.querySelector('.preview__img')?.naturalWidth > 0")
+    assert "/w:1200/dpr:2/" in phone_page.eval_on_selector(".preview__img", "img => img.currentSrc")
+    expect(phone_page.locator(".preview__note")).to_have_text("Preview 1200 × 800")  # its own pixels, not CSS ones
     phone_page.screenshot(path=str(OUTPUT / "detail-phone.png"), full_page=True)
     phone.close()
 
@@ -286,10 +328,11 @@ def test_upload_browse_inspect_and_delete_in_a_browser(browser: Any, service: Se
     context.close()
 
 
-def test_page_asks_for_an_api_key_and_sends_it(browser: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("url_key", [URL_KEY, ""], ids=["url-key", "no-url-key"])
+def test_page_asks_for_an_api_key_and_sends_it(browser: Any, tmp_path: Path, url_key: str) -> None:
     from playwright.sync_api import expect
 
-    svc = Service(tmp_path / "data", {"APERCU_API_KEYS": API_KEY}).start("serve")
+    svc = Service(tmp_path / "data", {"APERCU_API_KEYS": API_KEY, "APERCU_URL_KEY": url_key}).start("serve")
     try:
         url = f"http://127.0.0.1:{svc.port}/"
         assert svc.get("/images").status == 401  # keys are on: the API itself is closed...
@@ -299,6 +342,8 @@ def test_page_asks_for_an_api_key_and_sends_it(browser: Any, tmp_path: Path) -> 
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = new_page(context)
         errors = watch_errors(page)
+        thumbnails: list[str] = []  # what was asked of /thumbnails/, the path that needs the API key
+        page.on("request", lambda req: thumbnails.append(req.url) if "/thumbnails/" in req.url else None)
         page.goto(url)
 
         # The gallery's first request is refused: the page asks for a key; a wrong one is refused in turn.
@@ -316,11 +361,20 @@ def test_page_asks_for_an_api_key_and_sends_it(browser: Any, tmp_path: Path) -> 
         pick_files(page, [jpeg])
         expect(page.locator('.upload[data-status="success"]')).to_have_count(1)
         wait_for_thumbnails(page, 1)
-        # <img> cannot send the header: the thumbnail came through fetch() with the key, shown from a blob: URL.
-        assert page.eval_on_selector("#gallery .card img", "img => img.src").startswith("blob:")
         page.locator("#gallery").get_by_role("link", name="lighthouse.jpg").click()
         page.wait_for_function("() => document.querySelector('.preview__img')?.naturalWidth > 0")
         expect(page.get_by_role("heading", name="lighthouse.jpg")).to_be_visible()
+        preview = page.eval_on_selector(".preview__img", "img => img.currentSrc")
+        page.get_by_role("link", name="All images").click()
+        [tile] = shown_tiles(page)
+        if url_key:
+            # <img> cannot send the header: a signed rendition URL (from the image's JSON) stands in for the key.
+            assert tile["src"].startswith(f"{url}r/") and "/unsafe/" not in tile["src"] and tile["natural"][0] > 0
+            assert preview.startswith(f"{url}r/") and "/w:1200/" in preview
+            assert thumbnails == []  # neither fetched with the key (no blob: URL) nor asked for at all
+        else:
+            # Nothing can be signed: the thumbnail came through fetch() with the key, shown from a blob: URL.
+            assert tile["src"].startswith("blob:") and preview.startswith("blob:") and thumbnails
 
         # Kept across visits; forgetting it brings the question back.
         page.goto(url)

@@ -75,6 +75,10 @@ class ImageJson(TypedDict):
         "description": "A signed rendition URL (`/r/{signature}/p:{name}/{id}.auto`) per preset of `APERCU_PRESETS`, "
         "by the preset's name; absent when none is configured, or no URL can be signed (API keys required and no "
         "`APERCU_URL_KEY`)."}]]
+    views: NotRequired[Annotated[dict[str, dict[str, str]], {
+        "description": "The signed `auto` rendition URLs the web page shows, by view (`tile`: "
+        "`w:256/h:256/fit:cover`, `preview`: `w:1200`) and density (`1x`, `2x`: `dpr:1`, `dpr:2`), for an "
+        "`<img srcset>`; absent when no URL can be signed (API keys required and no `APERCU_URL_KEY`)."}]]
     webhooks: NotRequired[Annotated[list[DeliveryJson], {
         "description": "Only in `GET /images/{id}`, when completion webhooks were due for this image: each delivery "
         "and how it went."}]]
@@ -94,6 +98,7 @@ class Image:
     thumbnail: dict[str, Any] | None
     deliveries: tuple[DeliveryRecord, ...] = ()
     renditions: dict[str, str] = field(default_factory=dict)  # a signed URL by preset name (`rendition_urls`)
+    views: dict[str, dict[str, str]] = field(default_factory=dict)  # the page's, by view and density (ditto)
 
     @property
     def settled(self) -> bool:
@@ -139,6 +144,8 @@ def image_json(image: Image) -> ImageJson:
                              "url": thumbnail_url}
     if image.renditions:
         body["renditions"] = dict(image.renditions)
+    if image.views:
+        body["views"] = {view: dict(urls) for view, urls in image.views.items()}
     if image.deliveries:
         body["webhooks"] = [delivery_json(d) for d in image.deliveries]
     return body

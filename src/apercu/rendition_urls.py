@@ -44,3 +44,23 @@ def preset_urls(settings: Settings, image_id: str) -> dict[str, str]:
     They name the preset, not its options, so that a changed preset changes what they show."""
     found = {name: url_for(settings, f"/p:{name}/{image_id}.auto") for name in settings.rendition_presets}
     return {name: url for name, url in found.items() if url is not None}
+
+
+# What the web page shows (`api/static/js`): a grid tile and the detail view's preview, each at 1x and 2x density.
+PAGE_VIEWS = {"tile": "w:256/h:256/fit:cover", "preview": "w:1200"}
+DENSITIES = (1, 2)
+
+
+def view_urls(settings: Settings, image_id: str) -> dict[str, dict[str, str]]:
+    """Signed `auto` URLs of the page's views, by view and density (`{"tile": {"1x": url, "2x": url}, ...}`):
+    the image's JSON carries them so that the page shows a private image by a plain `<img srcset>` without
+    holding the URL key. Empty where no URL can be signed (keys required, no URL key): the page then fetches
+    thumbnails with its API key, as before."""
+    urls: dict[str, dict[str, str]] = {}
+    for view, options in PAGE_VIEWS.items():
+        for density in DENSITIES:
+            url = url_for(settings, f"/{options}/dpr:{density}/{image_id}.auto")
+            if url is None:
+                return {}  # the same settings sign none of them
+            urls.setdefault(view, {})[f"{density}x"] = url
+    return urls

@@ -25,7 +25,7 @@ from apercu.images import Image, client_view
 from apercu.imaging.renditions.geometry import plan
 from apercu.imaging.renditions.options import Rendition
 from apercu.logs import current_request_id
-from apercu.rendition_urls import preset_urls
+from apercu.rendition_urls import preset_urls, view_urls
 from apercu.storage import Storage, blob_keys
 from apercu.storage.blobs import BlobInfo, BlobMissing
 from apercu.storage.catalog import (
@@ -197,10 +197,8 @@ class Service:
         return self._image_of(record)
 
     def _image_of(self, record: ImageRecord) -> Image:
-        image = client_view(record, self.settings.gps)
-        if self.settings.rendition_presets:
-            image = replace(image, renditions=preset_urls(self.settings, record.id))
-        return image
+        return replace(client_view(record, self.settings.gps), renditions=preset_urls(self.settings, record.id),
+                       views=view_urls(self.settings, record.id))
 
     def with_sha256(self, sha256: str, limit: int) -> list[Image]:
         """The images whose original has these bytes, newest first."""

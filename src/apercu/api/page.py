@@ -21,8 +21,9 @@ STATIC_FOLDER = HERE / "static"
 TEMPLATE_FOLDER = HERE / "templates"
 STATIC_URL_PATH = "/static"  # public, with `/`, in access.PUBLIC_PATHS: the page loads before it has a key
 
-# The page loads its scripts, styles and images from this origin only; thumbnails come through blob: URLs when
-# an API key has to be sent with them; nothing may frame it.
+# The page loads its scripts, styles and images from this origin only: images by signed rendition URLs (the image
+# JSON's `views`), or through blob: URLs where a thumbnail must be fetched with an API key (keys required and no
+# APERCU_URL_KEY to sign with); nothing may frame it.
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",

@@ -1,6 +1,7 @@
-// The page's only way to the service: fetch and XMLHttpRequest with the API key (if any) as X-API-Key, a 401
-// turned into one question for a key (shared by every request refused at the same time) and a retry, and a few
-// long polls at a time so that waiting never takes every connection the browser allows to one host.
+// The page's way to the service (besides <img> tags' signed rendition URLs, which need no key): fetch and
+// XMLHttpRequest with the API key (if any) as X-API-Key, a 401 turned into one question for a key (shared by every
+// request refused at the same time) and a retry, and a few long polls at a time so that waiting never takes every
+// connection the browser allows to one host.
 
 import { sleep } from "./dom.js";
 
@@ -192,7 +193,22 @@ export function upload(file, onProgress) {
   }));
 }
 
-// --- thumbnails ----------------------------------------------------------------------------------------------
+// --- renditions and thumbnails -------------------------------------------------------------------------------
+
+/**
+ * Put one of an image's views into an <img>. `urls` are the image JSON's `views[view]`, signed rendition URLs by
+ * density ({"1x": ..., "2x": ...}): shown as a plain src and srcset, which needs no API key (the signature stands
+ * in for it) and which the browser caches (the URLs never change). Without them (API keys required and no URL key
+ * on the server: nothing can be signed) or when they fail, the thumbnail at `thumbnail` through loadThumbnail.
+ */
+export function loadView(img, urls, thumbnail, options) {
+  if (!urls) return loadThumbnail(img, thumbnail, options);
+  img.srcset = Object.entries(urls).map(([density, url]) => `${url} ${density}`).join(", ");
+  return show(img, urls["1x"]).catch(() => {
+    img.removeAttribute("srcset"); // else it would still win over the fallback's src
+    return loadThumbnail(img, thumbnail, options);
+  });
+}
 
 const blobs = new WeakMap();
 

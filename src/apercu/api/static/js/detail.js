@@ -1,7 +1,7 @@
 // One image's page (#/images/<id>): a larger preview beside its facts in groups (the file, camera and exposure,
 // location), then every metadata block (EXIF, XMP, IPTC, ICC, text) and the raw JSON, collapsed; and delete.
 
-import { ApiError, getJSON, isFinal, loadThumbnail, releaseThumbnail, request, watchImage } from "./api.js";
+import { ApiError, getJSON, isFinal, loadThumbnail, loadView, releaseThumbnail, request, watchImage } from "./api.js";
 import { announce, h } from "./dom.js";
 import * as fmt from "./format.js";
 
@@ -26,6 +26,13 @@ const BLOCKS = [
 ];
 
 /** A <dl> of the [label, content] rows whose content (text, a number or a node) is not empty. */
+/** The shown picture's size in its own pixels: a 2x source's naturalWidth is in CSS pixels, half of them. */
+function pixels(img, urls) {
+  const [density] = Object.entries(urls || {}).find(([, url]) => img.currentSrc.endsWith(url)) || ["1x"];
+  const scale = parseFloat(density);
+  return `${Math.round(img.naturalWidth * scale)} × ${Math.round(img.naturalHeight * scale)}`;
+}
+
 function facts(rows) {
   const list = h("dl", { class: "facts" });
   for (const [label, content] of rows) {
@@ -195,7 +202,8 @@ export class Detail {
   }
 
   preview(image) {
-    const img = h("img", { class: "preview__img", alt: `Preview of ${image.filename || "the image"}` });
+    const { width, height } = image.metadata || {}; // the upright size: the <img> keeps its shape while loading
+    const img = h("img", { class: "preview__img", alt: `Preview of ${image.filename || "the image"}`, width, height });
     const empty = h("p", { class: "preview__empty", hidden: true });
     const note = h("p", { class: "preview__note" });
     const figure = h("figure", { class: "preview" }, h("div", { class: "preview__frame" }, img, empty), note);
@@ -211,9 +219,10 @@ export class Detail {
     }
     const thumb = image.thumbnail;
     note.textContent = thumb ? `Thumbnail ${thumb.width} × ${thumb.height}, ${fmt.bytes(thumb.bytes)}` : "";
-    // The larger size first (rendered on first request, hence ?wait), else the stored default thumbnail.
-    loadThumbnail(img, `/thumbnails/${image.id}.jpg?size=${PREVIEW_SIZE}&wait=10`, { tries: 1 })
-      .then(() => { note.textContent = `Preview ${img.naturalWidth} × ${img.naturalHeight}`; })
+    // The preview rendition (1200 px wide, 1x and 2x), else a larger thumbnail (rendered on first request, hence
+    // ?wait), else the stored default thumbnail.
+    loadView(img, image.views?.preview, `/thumbnails/${image.id}.jpg?size=${PREVIEW_SIZE}&wait=10`, { tries: 1 })
+      .then(() => { note.textContent = `Preview ${pixels(img, image.views?.preview)}`; })
       .catch(() => loadThumbnail(img, `/thumbnails/${image.id}.jpg`))
       .catch(() => nothing("The thumbnail could not be loaded"));
     return figure;

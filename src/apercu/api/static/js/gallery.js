@@ -1,11 +1,13 @@
 // The gallery: one card per image, newest first, a page at a time (GET /images?limit=&cursor=). Cards of images
-// still being processed follow their status; a card's thumbnail is loaded once the image is ready.
+// still being processed follow their status; a card's tile (a 256 px square rendition, 1x and 2x) is loaded
+// once the image is ready, lazily as it nears the viewport.
 
-import { ApiError, getJSON, isFinal, loadThumbnail, releaseThumbnail, watchImage } from "./api.js";
+import { ApiError, getJSON, isFinal, loadView, releaseThumbnail, watchImage } from "./api.js";
 import { clear, h } from "./dom.js";
 import * as fmt from "./format.js";
 
 const PAGE_SIZE = 24;
+const TILE = 256; // the `tile` view's box (rendition_urls.PAGE_VIEWS), in CSS pixels
 
 export class Gallery {
   constructor() {
@@ -99,7 +101,7 @@ export class Gallery {
   }
 
   createCard(image) {
-    const img = h("img", { alt: "", decoding: "async" });
+    const img = h("img", { alt: "", decoding: "async", loading: "lazy", width: TILE, height: TILE });
     const placeholder = h("span", { class: "thumb__placeholder", "aria-hidden": "true" });
     const name = h("span", { class: "card__name" });
     const meta = h("span", { class: "card__meta" });
@@ -124,7 +126,7 @@ export class Gallery {
     card.placeholder.textContent = image.status === "failure" ? "No thumbnail" : image.status === "success" ? "" : "…";
     if (image.status === "success" && !card.thumbnailLoading) {
       card.thumbnailLoading = true;
-      loadThumbnail(card.img, `/thumbnails/${image.id}.jpg`)
+      loadView(card.img, image.views?.tile, `/thumbnails/${image.id}.jpg`)
         .then(() => card.item.classList.add("card--loaded"))
         .catch(() => { card.placeholder.textContent = "No thumbnail"; });
     }
