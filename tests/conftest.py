@@ -213,23 +213,32 @@ def s3_bucket(seaweedfs: Any) -> str:
     return str(seaweedfs.new_bucket())
 
 
+@contextlib.contextmanager
+def _own_server(make: Any, what: str) -> Iterator[Any]:
+    """A server of `own_servers` made by `make()`, started, and stopped (SIGKILL is fine: it is the test's own)."""
+    from own_servers import ServerUnavailable
+
+    try:
+        server = make()
+        server.start()
+    except ServerUnavailable as exc:
+        unavailable(f"{what} cannot run here: {exc}", REQUIRE_SERVICES)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def own_postgres() -> Iterator[Any]:
     """A PostgreSQL cluster of this test's own (`own_servers.OwnPostgres`), to kill and start again. In a
     directory of its own under /tmp: pytest's temporary directories are closed to the `postgres` user."""
-    from own_servers import OwnPostgres, ServerUnavailable
+    from own_servers import OwnPostgres
 
     directory = Path(tempfile.mkdtemp(prefix="apercu-pg-"))
     try:
-        try:
-            server = OwnPostgres(directory)
-            server.start()
-        except ServerUnavailable as exc:
-            unavailable(f"PostgreSQL cannot run here: {exc}", REQUIRE_SERVICES)
-        try:
+        with _own_server(lambda: OwnPostgres(directory), "PostgreSQL") as server:
             yield server
-        finally:
-            server.stop()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -237,14 +246,7 @@ def own_postgres() -> Iterator[Any]:
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[Any]:
     """A Redis of this test's own (`own_servers.OwnRedis`) on a free port, to kill and start again."""
-    from own_servers import OwnRedis, ServerUnavailable
+    from own_servers import OwnRedis
 
-    try:
-        server = OwnRedis(tmp_path)
-        server.start()
-    except ServerUnavailable as exc:
-        unavailable(f"Redis cannot run here: {exc}", REQUIRE_SERVICES)
-    try:
+    with _own_server(lambda: OwnRedis(tmp_path), "Redis") as server:
         yield server
-    finally:
-        server.kill()

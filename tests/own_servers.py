@@ -88,10 +88,13 @@ class OwnRedis:
         raise RuntimeError(f"redis-server did not answer on port {self.port}")
 
     def kill(self) -> None:
+        """SIGKILL it (and wait for it to be gone); `start()` brings it back. Also how it is stopped at the end."""
         if self.process is not None:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+    stop = kill  # nothing of it is kept: stopping it is killing it
 
 
 def socket_to(port: int) -> contextlib.closing[socket.socket]:
