@@ -11,17 +11,31 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, Any, ClassVar, Protocol
 
+from apercu.config import Settings
+from apercu.imaging.analyse import Options
 from apercu.imaging.renditions.options import parse
 from apercu.imaging.thumbnail import OUTPUTS
-from apercu.storage import blob_keys
-
-if TYPE_CHECKING:
-    from apercu.tasks.processing import Processor
+from apercu.storage import Storage, blob_keys
+from apercu.tasks.sandbox import Sandbox
 
 RENDER_TASK = "apercu.render_thumbnail"
 RENDITION_TASK = "apercu.render_rendition"
+
+
+class Processor(Protocol):
+    """What a job renders with: `tasks.processing.Processor` (named here by what it offers, so that the
+    processor may import the jobs)."""
+
+    settings: Settings
+    options: Options
+
+    @property
+    def sandbox(self) -> Sandbox: ...
+
+    @property
+    def storage(self) -> Storage: ...
 
 
 @dataclass(frozen=True)
