@@ -42,8 +42,6 @@ def counting_queries(catalog: Catalog) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("settle", ["fail", "delete"])
-
 def first_look_then_idle(calls: list[int]) -> None:
     """Wait for the poller's first look (a loaded machine may start its thread late), then some twenty polls of
     an idle catalog."""
@@ -52,6 +50,8 @@ def first_look_then_idle(calls: list[int]) -> None:
         time.sleep(INTERVAL)
     time.sleep(20 * INTERVAL)
 
+
+@pytest.mark.parametrize("settle", ["fail", "delete"])
 def test_a_settled_image_wakes_its_waiter_without_a_query_per_poll(catalog: Catalog, settle: str) -> None:
     image_id, other = uuid.uuid4().hex, uuid.uuid4().hex
     catalog.images.add(image_id, None)
