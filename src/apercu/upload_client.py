@@ -193,7 +193,10 @@ def stream_body(
 
 
 def _readable(sock: socket.socket) -> bool:
-    return bool(select.select([sock], [], [], 0)[0])
+    """poll(), not select(): select() refuses descriptors past 1023."""
+    readable = select.poll()
+    readable.register(sock, select.POLLIN)
+    return bool(readable.poll(0))
 
 
 class Client:
