@@ -42,9 +42,10 @@ def cmd_web(args: argparse.Namespace) -> int:
     settings = _observed(args, "web")
     from apercu.api.server import serve
     from apercu.storage.migrations.schema import SchemaError
+    from apercu.supervisor import announce_ready
 
     try:
-        serve(settings)
+        serve(settings, on_ready=announce_ready)
     except SchemaError as exc:  # a schema this version does not run on: say so, without a traceback
         print(f"apercu web: {exc}", file=sys.stderr)
         return 1
@@ -53,9 +54,13 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _observed(args, "worker")
+    from celery.signals import worker_ready
+
     from apercu.storage.migrations.schema import SchemaError
+    from apercu.supervisor import announce_ready
     from apercu.tasks.runner import run_worker
 
+    worker_ready.connect(lambda **_: announce_ready(), weak=False)  # its catalog, heartbeat and broker are up
     try:
         run_worker(settings)
     except SchemaError as exc:

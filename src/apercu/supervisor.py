@@ -5,13 +5,18 @@ SIGTERM if the supervisor itself is killed. A half that dies is started again wh
 at once after a long run, then with a doubling backoff while it keeps dying young, so a crash loop costs little.
 Nothing accepted is lost across a restart: the catalog holds every image, and the new worker takes over the
 dead one's leases at start (see `tasks.housekeeping`). Only a half that exits by itself with an error during its
-very first start stops everything: that is a configuration error (a bad database URL, a port in use), not a
-crash to ride out. A half killed by a signal is always restarted.
+very first start, before it said it was ready, stops everything: that is a configuration error (a bad database
+URL, a port in use), not a crash to ride out. A half killed by a signal is always restarted.
+
+A half says it is ready (`announce_ready`: the web once it listens, the worker once its catalog and heartbeat are
+up) by writing to a pipe the supervisor hands it (_APERCU_READY_FD). That, not a time since the start, is what
+separates a configuration error from a crash: a loaded machine may take many seconds to import and connect.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 STOP_TIMEOUT = 30.0
-FIRST_START = 5.0  # dying within this long of the first start is a configuration error
+READY_FD = "_APERCU_READY_FD"  # the pipe a half writes to once ready; not APERCU_*, which are all settings
 STABLE_AFTER = 30.0  # a half that ran this long before dying is restarted at once
 TICK = 0.2
 PR_SET_PDEATHSIG = 1
@@ -37,13 +42,38 @@ class Half:
     starts: int = 0
     quick_deaths: int = 0
     restart_at: float | None = None
+    ever_ready: bool = False
+    _ready_pipe: int | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "apercu", self.role], env=self.env, start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        self._close_pipe()
+        self._ready_pipe, writer = os.pipe()
+        os.set_blocking(self._ready_pipe, False)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "apercu", self.role], env={**self.env, READY_FD: str(writer)},
+                start_new_session=True, preexec_fn=_die_with_parent, pass_fds=(writer,),
+            )
+        finally:
+            os.close(writer)
         self.started, self.starts, self.restart_at = time.monotonic(), self.starts + 1, None
+
+    def failed_to_start(self, code: int) -> bool:
+        """Exited with an error on its first start before ever saying it was ready: a configuration error."""
+        return code > 0 and self.starts == 1 and not self.heard_ready()
+
+    def heard_ready(self) -> bool:
+        if not self.ever_ready and self._ready_pipe is not None:
+            try:
+                self.ever_ready = bool(os.read(self._ready_pipe, 1))
+            except BlockingIOError:
+                pass  # nothing written yet
+        return self.ever_ready
+
+    def _close_pipe(self) -> None:
+        if self._ready_pipe is not None:
+            os.close(self._ready_pipe)
+            self._ready_pipe = None
 
     def exited(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -74,7 +104,7 @@ def supervise(roles: list[str], env: dict[str, str], backoff_max: float) -> int:
     while not stopping:
         for half in halves:
             code = half.exited()
-            if code is not None and code > 0 and half.starts == 1 and time.monotonic() - half.started < FIRST_START:
+            if code is not None and half.failed_to_start(code):
                 print(f"apercu: {half.role} failed to start (exit code {code}); stopping", file=sys.stderr)
                 stopping, exit_code = True, code or 1
             elif code is not None:
@@ -84,6 +114,18 @@ def supervise(roles: list[str], env: dict[str, str], backoff_max: float) -> int:
         time.sleep(TICK)
     _stop_all([h.process for h in halves if h.process is not None])
     return exit_code
+
+
+def announce_ready() -> None:
+    """In a supervised half: tell the supervisor this half is up (once; nothing when not supervised)."""
+    fd = os.environ.pop(READY_FD, None)
+    if fd is None:
+        return
+    try:
+        os.write(int(fd), b"r")
+        os.close(int(fd))
+    except (OSError, ValueError):
+        pass  # the supervisor is gone, or the variable was not ours: nobody to tell
 
 
 def _die_with_parent() -> None:

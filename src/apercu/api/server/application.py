@@ -3,6 +3,7 @@ log lines through apercu's logging, and `serve`, what `apercu web` runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,10 @@ def _child_exit(_server: Any, worker: Any) -> None:
 class WebServer(BaseApplication):  # type: ignore[misc, unused-ignore]  # gunicorn has no type stubs
     """gunicorn configured from apercu's settings alone."""
 
-    def __init__(self, settings: Settings, connections: int) -> None:
+    def __init__(self, settings: Settings, connections: int, on_ready: Callable[[], None]) -> None:
         self.settings = settings
         self.connections = connections
+        self.on_ready = on_ready
         super().__init__()
 
     def load_config(self) -> None:
@@ -57,6 +59,7 @@ class WebServer(BaseApplication):  # type: ignore[misc, unused-ignore]  # gunico
             "accesslog": None,  # api.observe logs every request, with its request id
             "logger_class": GunicornLogger,
             "child_exit": _child_exit,
+            "when_ready": lambda _server: self.on_ready(),  # in the master, once it listens
             "control_socket_disable": True,
         }
         for name, value in config.items():
@@ -66,9 +69,9 @@ class WebServer(BaseApplication):  # type: ignore[misc, unused-ignore]  # gunico
         return create_app(self.settings)
 
 
-def serve(settings: Settings) -> None:
-    """Run the web server in the foreground until SIGTERM or Ctrl-C."""
+def serve(settings: Settings, on_ready: Callable[[], None] = lambda: None) -> None:
+    """Run the web server in the foreground until SIGTERM or Ctrl-C; `on_ready` once it listens."""
     if settings.request_timeout <= 0:
         raise ValueError(f"APERCU_REQUEST_TIMEOUT={settings.request_timeout} must be positive")
     create_app(settings)  # fail fast, in the foreground, on a bad database URL or data directory
-    WebServer(settings, connection_budget(settings.web_connections)).run()
+    WebServer(settings, connection_budget(settings.web_connections), on_ready).run()
