@@ -17,19 +17,31 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Annotated, Literal
 
 from celery import Celery
 
 from apercu.config import Settings, webhook_key
-from apercu.images import Image, client_view, image_json, iso
+from apercu.images import DATE_TIME, Image, ImageJson, client_view, image_json, iso
 from apercu.storage.catalog import Catalog, DeliveryStatus, ImageStatus, utcnow
 from apercu.webhooks import addresses, transport
 
 DELIVER_TASK = "apercu.deliver_webhook"  # the worker's task that makes one attempt (`tasks.app`)
 Post = Callable[[addresses.Target, bytes, bytes, str], transport.Answer]  # (target, body, key, delivery id)
+EventType = Literal["image.succeeded", "image.failed"]
 # A body's `type`, by the status the image settled in (a delivery is due only once it has settled).
-EVENT_TYPES = {ImageStatus.SUCCESS: "image.succeeded", ImageStatus.FAILURE: "image.failed"}
+EVENT_TYPES: dict[ImageStatus, EventType] = {
+    ImageStatus.SUCCESS: "image.succeeded", ImageStatus.FAILURE: "image.failed"}
 log = logging.getLogger(__name__)
+
+
+class ImageEventJson(ImageJson):
+    """A completion webhook's body: a Standard Webhooks payload whose data, the image as `GET /images/{id}` shows
+    it (without `webhooks`), is in the top level beside the event's type and time."""
+
+    type: Annotated[EventType, {"description": "`image.succeeded` (status `success`) or `image.failed` (`failure`)."}]
+    timestamp: Annotated[str, DATE_TIME, {"description": "When the image settled (its `processed_at`), UTC; the "
+                                          "same on every attempt, unlike the `webhook-timestamp` header."}]
 
 
 class Deliveries:
@@ -79,7 +91,7 @@ class Deliveries:
 def payload(image: Image) -> bytes:
     """The body of a settled image's webhook: its event type and time, then the image's JSON (see above)."""
     settled = iso(image.processed_at or utcnow())  # (settling sets processed_at: `or` only narrows the type)
-    body = {"type": EVENT_TYPES[image.status], "timestamp": settled, **image_json(image)}
+    body: ImageEventJson = {"type": EVENT_TYPES[image.status], "timestamp": settled, **image_json(image)}
     return json.dumps(body, allow_nan=False).encode()
 
 
