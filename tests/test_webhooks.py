@@ -311,6 +311,18 @@ def delivered(svc: Any, image_id: str, timeout: float = 30.0) -> dict[str, Any]:
         time.sleep(0.1)
 
 
+def conforms_to_the_document(svc: Any, headers: dict[str, str], posted: dict[str, Any]) -> None:
+    """The delivery is what the service's OpenAPI document says of its webhook: the body valid against its schema
+    (closed: no field it does not describe), each documented header present and valid."""
+    from test_openapi import Contract
+
+    contract = Contract(svc.get("/openapi.json").json())
+    webhook = contract.doc["webhooks"]["imageSettled"]["post"]
+    contract.validate(posted, webhook["requestBody"]["content"]["application/json"]["schema"])
+    for header in webhook["parameters"]:
+        contract.validate(headers[header["name"]], header["schema"])
+
+
 @pytest.mark.integration
 def test_a_settled_image_is_posted_signed_to_its_callback(tmp_path: Any, receiver: Receiver) -> None:
     import images
@@ -331,6 +343,7 @@ def test_a_settled_image_is_posted_signed_to_its_callback(tmp_path: Any, receive
         posted = json.loads(sent)
         assert posted["type"] == "image.succeeded" and posted["timestamp"] == body["processed_at"]
         assert posted["id"] == image_id and posted["status"] == "success"
+        conforms_to_the_document(svc, headers, posted)
         assert posted["metadata"] == body["metadata"] and posted["thumbnail"] == body["thumbnail"]
         assert "webhooks" not in posted and "webhooks" not in json.loads(by_path["/operator"][1])
     finally:
