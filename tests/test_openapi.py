@@ -599,7 +599,7 @@ def test_the_live_service_answers_processed_images_as_documented(live: Service) 
 @pytest.mark.integration
 def test_swagger_ui_renders_every_operation_from_the_service_alone(live: Service) -> None:
     """In a real browser, under the page's Content-Security-Policy: Swagger UI renders the document (one block per
-    operation, no error), runs a request, and every request the page makes goes to the service itself."""
+    operation and webhook, no error), runs a request, and every request the page makes goes to the service itself."""
     if not CHROMIUM.is_file():
         unavailable(f"Chromium not found at {CHROMIUM}", REQUIRE_SERVICES)
     from playwright.sync_api import sync_playwright
@@ -617,7 +617,8 @@ def test_swagger_ui_renders_every_operation_from_the_service_alone(live: Service
             page.goto(f"{origin}/docs")
             page.wait_for_selector(".opblock", timeout=30_000)
             page.wait_for_load_state("networkidle")
-            assert page.locator(".opblock").count() == len(live.get("/").json()["endpoints"])
+            webhooks = len(live.get("/openapi.json").json()["webhooks"])  # rendered as operations too
+            assert page.locator(".opblock").count() == len(live.get("/").json()["endpoints"]) + webhooks
             assert "OAS 3.1" in page.locator(".info").inner_text()
             assert page.locator(".errors-wrapper").count() == 0
             # "Try it out" reaches the service through the document's relative server URL.

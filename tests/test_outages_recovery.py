@@ -19,7 +19,7 @@ from typing import Any
 import images
 import sqlalchemy as sa
 from live import Service
-from test_webhooks import Receiver, receiver  # noqa: F401 - the fixture, used by name
+from test_webhooks import SECRET, Receiver, receiver  # noqa: F401 - the fixture, used by name
 
 from apercu.config import Settings
 from apercu.storage import blob_keys
@@ -122,7 +122,7 @@ def test_a_webhook_of_an_image_settled_while_the_broker_is_away_is_delivered_onc
     period, 300 s by default)."""
     svc = _service(tmp_path, {
         **own_seaweedfs.service_env(), "APERCU_BROKER_URL": own_redis.url, "APERCU_WEBHOOK_URL": receiver.url,
-        "APERCU_WEBHOOK_SECRET": "s3cret", "APERCU_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "APERCU_WEBHOOK_SECRET": SECRET, "APERCU_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
     })
     try:
         image_id = _claimed_on_frozen_s3(svc, own_seaweedfs)
@@ -177,7 +177,7 @@ def test_a_delivery_whose_catalog_goes_away_is_delivered_once_it_is_back_without
     receiver.delay = 2.0
     svc = _service(tmp_path, {
         "APERCU_DATABASE_URL": own_postgres.url, "APERCU_WEBHOOK_URL": receiver.url,
-        "APERCU_WEBHOOK_SECRET": "s3cret", "APERCU_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "APERCU_WEBHOOK_SECRET": SECRET, "APERCU_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
     })
     try:
         image_id = svc.upload(images.jpeg()).json()["id"]
@@ -193,7 +193,7 @@ def test_a_delivery_whose_catalog_goes_away_is_delivered_once_it_is_back_without
         _until("its delivery recorded", lambda: _delivery(own_postgres.url, image_id) == ("delivered", 1))
         print(f"\nwebhook: recorded delivered {time.monotonic() - back:.1f} s after the catalog was back")
         assert len(receiver.received) >= 2  # sent again: its first answer could not be recorded
-        assert len({headers["X-Apercu-Delivery"] for _, headers, _ in receiver.received}) == 1
+        assert len({headers["webhook-id"] for _, headers, _ in receiver.received}) == 1
     finally:
         svc.stop()
 
@@ -229,7 +229,7 @@ def test_images_queued_in_a_broker_that_restarted_empty_are_processed_once_it_is
     `recovery_grace`, 300 s by default)."""
     receiver.delay = 2.5  # the first image's webhook holds the worker's only thread
     svc = _service(tmp_path, {
-        "APERCU_BROKER_URL": own_redis.url, "APERCU_WEBHOOK_URL": receiver.url, "APERCU_WEBHOOK_SECRET": "s3cret",
+        "APERCU_BROKER_URL": own_redis.url, "APERCU_WEBHOOK_URL": receiver.url, "APERCU_WEBHOOK_SECRET": SECRET,
         "APERCU_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
     })
     try:

@@ -16,6 +16,8 @@ a process with a bad setting does not start.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import math
 import os
@@ -102,6 +104,40 @@ def _is_origin(text: str) -> bool:
     return bool(parts.scheme and parts.netloc) and not (parts.path or parts.query or parts.fragment or "@" in text)
 
 
+WHSEC = "whsec_"  # Standard Webhooks' form of an HMAC secret: this prefix, then the key's bytes in base64
+WHSEC_MIN_BYTES = 24  # the least that form holds (the spec: 24 to 64 random bytes)
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC-SHA256 key APERCU_WEBHOOK_SECRET stands for: in the Standard Webhooks form `whsec_<base64>`, the
+    decoded bytes (what a receiver's `standardwebhooks` library makes of the same text), else the text's UTF-8
+    bytes, as before that form was known. ValueError for a `whsec_` text that is not the base64 (padded or not) of
+    24 bytes or more: taken as plain text it would sign with a key no receiver's library derives from it."""
+    if not secret.startswith(WHSEC):
+        return secret.encode()
+    text = secret.removeprefix(WHSEC)
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError("not base64") from None
+    if len(key) < WHSEC_MIN_BYTES:
+        raise ValueError(f"{len(key)} bytes")
+    return key
+
+
+def _is_webhook_secret(secret: str) -> bool:
+    try:
+        webhook_key(secret)
+    except ValueError:
+        return False
+    return True
+
+
+WEBHOOK_SECRET = Rule(_is_webhook_secret, f"{WHSEC} followed by the base64 of {WHSEC_MIN_BYTES} or more bytes (the "
+                      f"Standard Webhooks form, e.g. {WHSEC}$(openssl rand -base64 32); a plain secret may not begin "
+                      f"with {WHSEC})")
+
+
 PORT = between(1, 65535)
 SIZE = between(16, 4096, "size")  # px, a thumbnail's longest side
 COLOUR = Rule(re.compile(r"#?[0-9a-fA-F]{6}").fullmatch, "a colour like #rrggbb")
@@ -176,7 +212,7 @@ class Settings:
     dedup: Dedup = "off"  # or "reuse": an upload of bytes already stored answers 200 with the stored image
     exiftool: bool = False  # metadata.makernotes, read by ExifTool (`exiftool` on PATH) in the imaging process
     webhook_url: str = ""  # told of every image that reaches success or failure (beside an upload's callback_url)
-    webhook_secret: str = setting("", secret=True)  # the HMAC-SHA256 key of X-Apercu-Signature; webhooks need one
+    webhook_secret: str = setting("", WEBHOOK_SECRET, secret=True)  # signs webhooks (`webhook_key`); they need one
     webhook_allowed_hosts: frozenset[str] = setting(frozenset(), fold=str.lower)  # may resolve to private addresses
     webhook_attempts: int = setting(8, at_least(1))  # deliveries are tried this many times...
     webhook_backoff: float = setting(5.0, above(0))  # ...waiting this long after the first failure, then twice as long

@@ -45,7 +45,7 @@ class ThumbnailJson(TypedDict):
 class DeliveryJson(TypedDict):
     """One completion webhook: a signed POST of the image's JSON to `url`, retried with backoff."""
 
-    id: Annotated[str, {"description": "Sent as `X-Apercu-Delivery`, the same on every attempt."}]
+    id: Annotated[str, {"description": "Sent as `webhook-id` (Standard Webhooks), the same on every attempt."}]
     url: Annotated[str, {"format": "uri"}]
     status: Annotated[str, {
         "enum": [status.value for status in DeliveryStatus],

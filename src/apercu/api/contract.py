@@ -1,6 +1,7 @@
 """The published contract: every operation of the API, in the order the document and `GET /` list them: what
-each says of itself (its summary, its inputs, its answers), which exists nowhere else. The routes bind their
-views to these (`api.operation.route`); the document's components come from the inputs and the response models.
+each says of itself (its summary, its inputs, its answers), which exists nowhere else; and the webhook the service
+sends (`WEBHOOKS`). The routes bind their views to these (`api.operation.route`); the document's components come
+from the inputs and the response models.
 
 Answers name their bodies by model (a TypedDict of `api.models`), which the document turns into schemas, and the
 answers shared by several operations by name (`shared`), which `RESPONSES` defines.
@@ -26,6 +27,7 @@ from apercu.api.operation import Operation
 from apercu.imaging.formats import FORMATS
 from apercu.imaging.renditions.options import MEDIA_TYPES
 from apercu.imaging.thumbnail import OUTPUTS
+from apercu.webhooks.deliveries import ImageEventJson
 
 Json = dict[str, Any]
 LABELS = {"WEBP": "WebP"}  # a format's name as people write it, where it is not Pillow's
@@ -247,3 +249,32 @@ DOCS_ASSET = Operation(
 
 OPERATIONS = (INDEX, UPLOAD, LIST, GET, *THUMBNAILS, RENDITION, DELETE_LEGACY, DELETE, HEALTHZ, READYZ, METRICS,
               OPENAPI, DOCS, DOCS_ASSET)
+
+
+def webhook_header(name: str, description: str, schema: Json) -> Json:
+    return {"name": name, "in": "header", "required": True, "description": description, "schema": schema}
+
+
+# What the service sends (OpenAPI 3.1 `webhooks`): the completion webhook, signed by the Standard Webhooks scheme.
+WEBHOOKS: Json = {"imageSettled": {"post": {
+    "operationId": "imageSettled", "tags": ["images"],
+    "summary": "Completion webhook: an image reached success or failure",
+    "description": "POSTed by the worker to an upload's `callback_url` and to `APERCU_WEBHOOK_URL` (when the "
+    "deployment sets `APERCU_WEBHOOK_SECRET`), signed by the Standard Webhooks scheme "
+    "(https://www.standardwebhooks.com): verify it with any of its libraries, keyed with the same secret. Retried "
+    "with backoff until answered 2xx (`APERCU_WEBHOOK_ATTEMPTS`); redirects are not followed. Also sent, "
+    "deprecated: `X-Apercu-Delivery`, `X-Apercu-Timestamp`, `X-Apercu-Signature` (the body alone: no defence "
+    "against a replay).",
+    "parameters": [
+        webhook_header("webhook-id", "The delivery (`webhooks[].id` of the image): the same on every attempt, to "
+                       "drop repeats by.", {"type": "string", "pattern": "^[0-9a-f]{32}$"}),
+        webhook_header("webhook-timestamp", "This attempt's time, Unix seconds: refuse one too far from now.",
+                       {"type": "string", "pattern": "^[0-9]+$"}),
+        webhook_header("webhook-signature", "`v1,` and the base64 HMAC-SHA256 of `<webhook-id>.<webhook-timestamp>."
+                       "<body>`, keyed with `APERCU_WEBHOOK_SECRET` (`whsec_<base64>`: the decoded bytes; plain "
+                       "text: its UTF-8 bytes).", {"type": "string", "pattern": "^v1,[A-Za-z0-9+/]{43}=$"}),
+    ],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": ImageEventJson}}},
+    "responses": {"2XX": {"description": "Taken. Any other answer, or none within 10 s, is a failed attempt."}},
+    "security": [],
+}}}

@@ -271,8 +271,10 @@ FILE = File(
     empty_code="empty_file", empty_message="the uploaded file is empty",
 )
 CALLBACK_URL = Url(
-    "callback_url", "form", "Told when the image reaches success or failure: a signed POST of its JSON (needs "
-    "`APERCU_WEBHOOK_SECRET`; public http(s) hosts only, unless `APERCU_WEBHOOK_ALLOWED_HOSTS`).",
+    "callback_url", "form", "Told when the image reaches success or failure: a POST of its JSON with the event's "
+    "`type` (`image.succeeded`, `image.failed`) and `timestamp`, signed by the Standard Webhooks scheme (headers "
+    "`webhook-id`, `webhook-timestamp`, `webhook-signature`; needs `APERCU_WEBHOOK_SECRET`; public http(s) hosts "
+    "only, unless `APERCU_WEBHOOK_ALLOWED_HOSTS`).",
     "invalid_callback_url", "callback_url is not a URL this service calls",
 )
 

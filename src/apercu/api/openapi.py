@@ -16,7 +16,16 @@ from flask import Flask
 from apercu import __version__
 from apercu.api import metadata_schema
 from apercu.api.access import is_public, public_paths
-from apercu.api.contract import HEADERS, OPERATIONS, OUTAGE_REFUSALS, RESPONSES, SERVER_REFUSALS, error, shared
+from apercu.api.contract import (
+    HEADERS,
+    OPERATIONS,
+    OUTAGE_REFUSALS,
+    RESPONSES,
+    SERVER_REFUSALS,
+    WEBHOOKS,
+    error,
+    shared,
+)
 from apercu.api.errors import CODES
 from apercu.api.inputs import Declared, File, Json, codes
 from apercu.api.models import EndpointJson
@@ -122,6 +131,7 @@ def document(app: Flask) -> Json:
     for operation in operations:
         written = with_access(operation.path, operation_object(operation, schemas), public)
         paths.setdefault(operation.path, {})[operation.method.lower()] = written
+    webhooks = resolved(WEBHOOKS, schemas)  # (before the components, which hold the schemas it reaches)
     parts = components(operations, settings, schemas)
     return copy.deepcopy({
         "openapi": "3.1.0",
@@ -146,6 +156,7 @@ def document(app: Flask) -> Json:
             {"name": "docs", "description": "This document and its interactive rendering."},
         ],
         "paths": paths,
+        "webhooks": webhooks,
         "components": parts,
         "security": [{}, {"ApiKey": []}, {"Bearer": []}],
     })

@@ -1,9 +1,14 @@
 """Completion webhooks of settled images: each delivery attempted, retried with exponential backoff, and ended
 as `delivered` or `failed`, its record saying how it went (shown in the image's JSON).
 
+The body is a Standard Webhooks payload with its data squashed into the top level (which the spec allows): the
+event's `type` (`image.succeeded`, `image.failed`) and `timestamp` (when the image settled), beside the image's
+JSON as `GET /images/<id>` shows it, as the body always was, so that receivers reading the image fields keep
+working.
+
 At least once: the rows are written in the transaction that settles the image (`catalog.leases`), sent right
 after by the task that processed it, and sent again by the recovery sweep when their message was lost; a
-receiver tells repeats apart by `X-Apercu-Delivery`. Delivery never holds up processing: it is a task of its own.
+receiver tells repeats apart by `webhook-id`. Delivery never holds up processing: it is a task of its own.
 """
 
 from __future__ import annotations
@@ -12,17 +17,31 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Annotated, Literal
 
 from celery import Celery
 
-from apercu.config import Settings
-from apercu.images import client_view, image_json
-from apercu.storage.catalog import Catalog, DeliveryStatus, utcnow
+from apercu.config import Settings, webhook_key
+from apercu.images import DATE_TIME, Image, ImageJson, client_view, image_json, iso
+from apercu.storage.catalog import Catalog, DeliveryStatus, ImageStatus, utcnow
 from apercu.webhooks import addresses, transport
 
 DELIVER_TASK = "apercu.deliver_webhook"  # the worker's task that makes one attempt (`tasks.app`)
-Post = Callable[[addresses.Target, bytes, str, str], transport.Answer]  # (target, body, secret, delivery id)
+Post = Callable[[addresses.Target, bytes, bytes, str], transport.Answer]  # (target, body, key, delivery id)
+EventType = Literal["image.succeeded", "image.failed"]
+# A body's `type`, by the status the image settled in (a delivery is due only once it has settled).
+EVENT_TYPES: dict[ImageStatus, EventType] = {
+    ImageStatus.SUCCESS: "image.succeeded", ImageStatus.FAILURE: "image.failed"}
 log = logging.getLogger(__name__)
+
+
+class ImageEventJson(ImageJson):
+    """A completion webhook's body: a Standard Webhooks payload whose data, the image as `GET /images/{id}` shows
+    it (without `webhooks`), is in the top level beside the event's type and time."""
+
+    type: Annotated[EventType, {"description": "`image.succeeded` (status `success`) or `image.failed` (`failure`)."}]
+    timestamp: Annotated[str, DATE_TIME, {"description": "When the image settled (its `processed_at`), UTC; the "
+                                          "same on every attempt, unlike the `webhook-timestamp` header."}]
 
 
 class Deliveries:
@@ -41,11 +60,10 @@ class Deliveries:
         if record is None:
             catalog.deliveries.record_attempt(delivery_id, DeliveryStatus.FAILED, None, "the image was deleted")
             return None
-        image = client_view(record, settings.gps)  # without `webhooks`: a receiver is not told of the others
-        body = json.dumps(image_json(image), allow_nan=False).encode()
+        body = payload(client_view(record, settings.gps))  # without `webhooks`: a receiver is not told of the others
         try:
             target = addresses.resolve(delivery.url, settings.webhook_allowed_hosts)
-            answer = self.post(target, body, settings.webhook_secret, delivery_id)
+            answer = self.post(target, body, webhook_key(settings.webhook_secret), delivery_id)
         except addresses.Refused as exc:
             catalog.deliveries.record_attempt(delivery_id, DeliveryStatus.FAILED, None, f"refused: {exc}")
             return None
@@ -68,6 +86,13 @@ class Deliveries:
         catalog.deliveries.record_attempt(delivery_id, DeliveryStatus.PENDING, status, error, retry_in)
         log.info("webhook %s: attempt %d failed (%r); again in %g s", delivery_id, attempts, error, retry_in)
         return retry_in
+
+
+def payload(image: Image) -> bytes:
+    """The body of a settled image's webhook: its event type and time, then the image's JSON (see above)."""
+    settled = iso(image.processed_at or utcnow())  # (settling sets processed_at: `or` only narrows the type)
+    body: ImageEventJson = {"type": EVENT_TYPES[image.status], "timestamp": settled, **image_json(image)}
+    return json.dumps(body, allow_nan=False).encode()
 
 
 def send_due(app: Celery, catalog: Catalog, image_id: str | None = None, overdue_for: float = 0.0) -> int:
