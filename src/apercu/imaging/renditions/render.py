@@ -3,9 +3,15 @@ rotate, resize, fit, filter and encode with libvips.
 
 Decoding is the thumbnails' (`thumbnail.upright`): the engine measured fastest for the format, shrink-on-load
 where the decoder can, sRGB through the embedded profile, upright by EXIF orientation, first frame only, with
-Pillow as the fallback for what libvips cannot read (HEIF, BMP, TGA, odd shapes). The geometry is
-`geometry.plan`'s, the rule the web checks an output size with. The output carries pixels only: no EXIF, XMP,
-ICC or comment; alpha is kept in PNG, WebP and AVIF and flattened on `bg` in JPEG.
+Pillow as the fallback for what libvips cannot read (HEIF, BMP, TGA, odd shapes). One difference: a JPEG that
+Pillow decodes is drafted (DCT-scaled while decoding) to the smallest scale that still covers the output, as
+thumbor does, not with the thumbnails' margin (`engines.DRAFT_MARGIN`, 1.9x), which decodes a 2 MP photo at full
+size for 512 px. Measured on that photo (and a generated one) fitted in 512x512, PSNR of the output against a
+float lanczos3 resize of the full image: JPEG q80 33.64 -> 33.65 dB (40.83 -> 40.84), PNG 45.71 -> 45.56 dB
+(49.02 -> 49.06), for 22% less CPU (22.8 -> 17.8 ms per JPEG rendition): the encoder's loss hides the difference.
+
+The geometry is `geometry.plan`'s, the rule the web checks an output size with. The output carries pixels only:
+no EXIF, XMP, ICC or comment; alpha is kept in PNG, WebP and AVIF and flattened on `bg` in JPEG.
 
 AVIF is encoded by libvips' heifsave (the AV1 encoder of pyvips-binary's libheif) at AVIF_EFFORT, measured on a
 2 MP photo (orientation/Landscape_1.jpg of the corpus, 1800x1200) fitted in 512x512 at q65, median of 5 on a
@@ -74,6 +80,7 @@ def render(
         raise limits.ImageRejected(str(exc)) from exc
     margin = CROP_MARGIN if p.crop != (0, 0, width, height) else 1.0
     size = max(1, math.ceil(max(width, height) * min(1.0, p.decode_scale * margin) - 1e-6))
+    _draft(img, size)
     frame = to_vips(_region(thumbnail.upright(img, data, size=size, orientation=orientation)[0], p, width, height))
     if p.rot:
         frame = frame.rot(f"d{p.rot}")
@@ -86,6 +93,17 @@ def render(
     if r.sharpen:
         frame = _on_colour(frame, lambda f: f.sharpen(sigma=r.sharpen))
     return Rendered(_encode(frame, r), r.media_type, frame.width, frame.height)
+
+
+def _draft(img: Image.Image, size: int) -> None:
+    """A JPEG that Pillow will decode, DCT-scaled to no less than `size` on its longest side (see the module's
+    docstring). The engine's own draft then finds the image small enough already. libvips' decode (CMYK) is left
+    alone: it reads the file's bytes, and refuses an image whose header reads larger than Pillow's."""
+    if img.format not in ("JPEG", "MPO") or engines.engines_for(img)[0] is not engines.PILLOW:
+        return
+    scale = size / max(img.size)
+    if scale < 1:
+        img.draft(img.mode, (max(1, math.ceil(img.width * scale)), max(1, math.ceil(img.height * scale))))
 
 
 def to_vips(frame: Image.Image) -> Any:
