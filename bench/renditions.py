@@ -20,8 +20,14 @@ format's magic bytes. For each format, in neighbouring minutes of this shared ma
 - apercu warm: the same URLs again, `--warm` requests, every one already rendered and kept.
 The `unsafe` signature is accepted because the service runs with no APERCU_URL_KEY and no API keys.
 Encoders differ where the defaults do: thumbor's AVIF is pillow-avif-plugin's (libavif, speed 6 by default),
-apercu's libheif's at effort 0 (imaging/renditions/render.py); the mean size of each side's answers is printed
-so that a rate is read with what it produced.
+apercu's libheif's at effort 0, and thumbor's WebP is Pillow's method 4, apercu's libwebp effort 2
+(imaging/renditions/render.py); the mean size of each side's answers is printed so that a rate is read with what
+it produced.
+
+A second table gives each server's CPU per request, read from /proc for its process and all its descendants:
+apercu's by role (its web processes; its worker; the worker's children, the imaging processes; the rest), and
+apercu's idle CPU (ms per second, over IDLE_SECONDS after the uploads settled: polling, heartbeats). On a shared
+machine a rate moves with the neighbours' load; CPU per request moves much less.
 
 To measure apercu from another checkout (the route is on a branch), run this file with that checkout's
 interpreter: `/path/to/checkout/.venv/bin/python bench/renditions.py`; apercu is started with the interpreter
