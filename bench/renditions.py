@@ -20,8 +20,14 @@ format's magic bytes. For each format, in neighbouring minutes of this shared ma
 - apercu warm: the same URLs again, `--warm` requests, every one already rendered and kept.
 The `unsafe` signature is accepted because the service runs with no APERCU_URL_KEY and no API keys.
 Encoders differ where the defaults do: thumbor's AVIF is pillow-avif-plugin's (libavif, speed 6 by default),
-apercu's libheif's at effort 0 (imaging/renditions/render.py); the mean size of each side's answers is printed
-so that a rate is read with what it produced.
+apercu's libheif's at effort 0, and thumbor's WebP is Pillow's method 4, apercu's libwebp effort 2
+(imaging/renditions/render.py); the mean size of each side's answers is printed so that a rate is read with what
+it produced.
+
+A second table gives each server's CPU per request, read from /proc for its process and all its descendants:
+apercu's by role (its web processes; its worker; the worker's children, the imaging processes; the rest), and
+apercu's idle CPU (ms per second, over IDLE_SECONDS after the uploads settled: polling, heartbeats). On a shared
+machine a rate moves with the neighbours' load; CPU per request moves much less.
 
 To measure apercu from another checkout (the route is on a branch), run this file with that checkout's
 interpreter: `/path/to/checkout/.venv/bin/python bench/renditions.py`; apercu is started with the interpreter
@@ -66,6 +72,8 @@ THUMBOR_VENV = BENCH / ".venv-thumbor"
 THUMBOR_PACKAGES = [f"thumbor=={THUMBOR_VERSION}", "pillow-avif-plugin==1.*"]
 THUMBOR_PROCESSES = 2
 START_TIMEOUT = 60.0
+IDLE_SECONDS = 5.0
+ROLES = ("web", "worker", "imaging", "other", "total")
 
 
 @dataclass(frozen=True)
@@ -98,12 +106,76 @@ OUTPUTS = {
 class Rate:
     per_second: float
     mean_kb: float
+    cpu_ms: dict[str, float] | None = None  # CPU per request by role (`ProcessTree.roles`), when measured
+
+
+# CPU from /proc: what each of a server's processes spent, by role.
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class ProcessTree:
+    """A server's process and all its descendants (web processes, the worker, its fork server and imaging
+    processes; thumbor's forked processes), their CPU read from /proc/<pid>/stat."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+
+    def pids(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (stat := _stat(int(entry))):
+                children.setdefault(int(stat[1]), []).append(int(entry))
+        found, todo = [], [self.root]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        return found
+
+    def roles(self) -> dict[str, float]:
+        """CPU seconds so far by role: `web`, `worker`, `imaging` (the worker's children), `other`."""
+        spent: dict[str, float] = {}
+        for pid in self.pids():
+            stat = _stat(pid)
+            if stat is not None:
+                role = _role(pid)
+                spent[role] = spent.get(role, 0.0) + (int(stat[11]) + int(stat[12])) / TICK
+        return spent
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command's name (state first), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _role(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "other"
+    for role in ("web", "worker"):
+        if f"apercu {role}" in command:
+            return role
+    return "imaging" if "multiprocessing" in command else "other"
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: float) -> dict[str, float]:
+    """Milliseconds of CPU per request (or per second: `requests` seconds) by role, and `total`."""
+    per = {role: (after.get(role, 0.0) - before.get(role, 0.0)) * 1000 / requests for role in after}
+    return {**per, "total": sum(per.values())}
 
 
 # The load: 2 clients taking the next URL of a list until none is left.
 
-def measure(port: int, urls: list[str], output: Output) -> Rate:
-    """Requests per second over `urls`, each answer checked (200, the format's magic bytes)."""
+def measure(port: int, urls: list[str], output: Output, tree: ProcessTree | None = None) -> Rate:
+    """Requests per second over `urls`, each answer checked (200, the format's magic bytes); with `tree`, the
+    server's CPU per request."""
     pending = iter(urls)  # next() on a list iterator is atomic under the GIL
     sizes: list[int] = []
 
@@ -115,11 +187,13 @@ def measure(port: int, urls: list[str], output: Output) -> Rate:
         sizes.append(len(body))
 
     clients = Clients(port, CLIENTS)
+    before = tree.roles() if tree else {}
     try:
         outcome = clients.run(len(urls), fetch)
     finally:
         clients.close()
-    return Rate(len(urls) / outcome.seconds, statistics.mean(sizes) / 1000)
+    cpu = cpu_per_request(before, tree.roles(), len(urls)) if tree else None
+    return Rate(len(urls) / outcome.seconds, statistics.mean(sizes) / 1000, cpu)
 
 
 # The photos.
@@ -207,7 +281,8 @@ def thumbor_rate(thumbor: Thumbor, names: list[str], output: Output, count: int)
     """`count` requests cycling over the photos (thumbor renders each one), after one warm-up per photo."""
     urls = [output.thumbor_path(name) for name in names]
     measure(thumbor.port, urls, output)
-    return measure(thumbor.port, list(itertools.islice(itertools.cycle(urls), count)), output)
+    tree = ProcessTree(thumbor.process.pid)
+    return measure(thumbor.port, list(itertools.islice(itertools.cycle(urls), count)), output, tree)
 
 
 # apercu.
@@ -225,6 +300,13 @@ class Apercu:
             assert status == "success", (path, status)
             self.ids.append(image_id)
         self.widths = itertools.count(BOX, -1)  # every cold URL new: one pixel narrower each round
+        self.tree = ProcessTree(self.service.processes[0].pid)
+
+    def idle_cpu(self, seconds: float = IDLE_SECONDS) -> dict[str, float]:
+        """Milliseconds of CPU per second by role while nothing is asked (polling, heartbeats)."""
+        before = self.tree.roles()
+        time.sleep(seconds)
+        return cpu_per_request(before, self.tree.roles(), seconds)
 
     def missing_route(self) -> str | None:
         """Why the rendition route cannot be measured here (it does not answer), or None."""
@@ -253,7 +335,7 @@ def apercu_rates(apercu: Apercu, output: Output, cold: int, warm: int) -> tuple[
     URLs again, `warm` requests in all."""
     measure(apercu.service.port, apercu.cold_urls(output, len(apercu.ids)), output)
     urls = apercu.cold_urls(output, cold)
-    cold_rate = measure(apercu.service.port, urls, output)
+    cold_rate = measure(apercu.service.port, urls, output, apercu.tree)
     return cold_rate, measure(apercu.service.port, list(itertools.islice(itertools.cycle(urls), warm)), output)
 
 
@@ -282,6 +364,18 @@ def print_table(rows: dict[str, tuple[Rate | None, Rate | None, Rate | None]]) -
               f"| {size(cold)} | {size(thumbor)} |")
 
 
+def print_cpu(rows: dict[str, tuple[Rate | None, Rate | None, Rate | None]], idle: dict[str, float] | None) -> None:
+    """The servers' CPU per request by role (ms; thumbor's all `other`), and apercu's idle CPU (ms per s)."""
+    print(f"\n| CPU ms per request | {' | '.join(ROLES)} |")
+    print("|---|" + "---|" * len(ROLES))
+    for ext, (cold, _, thumbor) in rows.items():
+        for name, measured in ((f"{ext} apercu cold", cold), (f"{ext} thumbor", thumbor)):
+            if measured and measured.cpu_ms:
+                print(f"| {name} | " + " | ".join(f"{measured.cpu_ms.get(r, 0.0):.1f}" for r in ROLES) + " |")
+    if idle:
+        print("| apercu idle, ms per s | " + " | ".join(f"{idle.get(r, 0.0):.1f}" for r in ROLES) + " |")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=40, help="measured requests per format: thumbor, apercu cold")
@@ -308,6 +402,7 @@ def run(args: argparse.Namespace, folder: Path) -> None:
     if why_not:
         print(f"apercu not measured: {why_not}\n")
     rows: dict[str, tuple[Rate | None, Rate | None, Rate | None]] = {}
+    idle = apercu.idle_cpu() if apercu else None
     try:
         for ext in args.formats:
             output = OUTPUTS[ext]
@@ -320,6 +415,7 @@ def run(args: argparse.Namespace, folder: Path) -> None:
             print(f"{ext}: apercu cold {rate(cold)}, warm {rate(warm)}, thumbor {rate(base)} req/s", flush=True)
         print()
         print_table(rows)
+        print_cpu(rows, idle)
         if apercu and not why_not:
             files, stored = apercu.kept()
             print(f"\napercu's kept renditions after the run: {files} files, {stored / 1e6:.1f} MB")

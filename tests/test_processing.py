@@ -291,6 +291,31 @@ def test_embedded_broker_delivers_each_message_once_across_connections(tmp_path:
         assert queue.get(timeout=2).payload == {"n": "again"} and queue.qsize() == 0
 
 
+def test_embedded_broker_wakes_its_consumer_on_a_publish_not_on_its_next_poll(tmp_path: Path) -> None:
+    """With a poll every 5 s at most, an idle consumer (its polls backed off to seconds apart) still gets a
+    message published from another connection at once: the commit bell wakes it."""
+    from kombu import Connection
+
+    import apercu.storage.sqlite_broker  # noqa: F401 - registers the URL scheme
+
+    url, options = f"apercu-sqlite+sqlite:///{tmp_path / 'broker.sqlite'}", {"polling_interval": 5.0}
+    published: list[float] = []
+
+    def publish() -> None:
+        with Connection(url) as publisher:
+            publisher.SimpleQueue("q").put({"n": 1})
+        published.append(time.monotonic())
+
+    with Connection(url, transport_options=options) as consumer:
+        queue = consumer.SimpleQueue("q")
+        timer = threading.Timer(4.2, publish)  # by then polls are 4 s apart: the next one would come at ~8.2 s
+        timer.start()
+        message = queue.get(timeout=30)
+        received = time.monotonic()
+        timer.join()
+    assert message.payload == {"n": 1} and received - published[0] < 2.0
+
+
 def test_an_image_over_the_memory_limit_fails_clearly(processor: Processor) -> None:
     """The imaging process's memory is bounded: a canvas too big for it is the file's failure, and the next
     image still works."""
