@@ -205,7 +205,8 @@ class Gate:
         self.min_free_mb = settings.min_free_mb
         self.scopes = Scopes()
         self._token = digest_of(settings.metrics_token) if settings.metrics_token else None
-        self._combined = (catalog_keys.snapshot(), api_keys)  # (what it was made of, every key)
+        self._combined: tuple[KeySnapshot | None, ApiKeys] = (None, api_keys)  # (the snapshot it has, every key)
+        self.keys()  # the catalog's keys are read at start: a catalog that cannot answer stops it
 
     @classmethod
     def for_app(cls, app: Flask) -> Gate:
