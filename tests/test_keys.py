@@ -101,9 +101,10 @@ def test_the_gate_remembers_the_caller_on_every_request(settings: Settings, iden
         ("front acme read SECRET,KEY", "line 2 is not visible ASCII"),
         ("SECRET,KEY", "line 2 is not visible ASCII"),
         ("front acme read other-key\nfront acme write SECRET-KEY", "line 3: the name 'front' is line 2's already"),
+        (f"front acme read SECRET-KEY\nback acme admin sha256:{sha('SECRET-KEY')}", "line 3: the key is line 2's"),
     ],
     ids=["3-fields", "5-fields", "out-of-order", "unknown-scope", "bad-name", "bad-tenant", "short-digest",
-         "comma-in-key", "comma-in-bare-key", "name-twice"],
+         "comma-in-key", "comma-in-bare-key", "name-twice", "key-twice"],
 )
 def test_a_bad_line_stops_the_start_naming_the_line_never_the_key(
     settings: Settings, tmp_path: Path, line: str, complaint: str
@@ -112,7 +113,8 @@ def test_a_bad_line_stops_the_start_naming_the_line_never_the_key(
     with pytest.raises(SettingError) as raised:
         create_app(settings.with_overrides(api_keys_file=path))
     assert complaint in str(raised.value)
-    assert "SECRET" not in str(raised.value) and "5EC12E7" not in str(raised.value)
+    message = str(raised.value)
+    assert "SECRET" not in message and "5EC12E7" not in message and sha("SECRET-KEY") not in message
 
 
 # -- scopes -----------------------------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ class ApiKeys:
         found: dict[Digest, Caller] = {}
         for digest, who in keys:
             found.setdefault(digest, who)
+        self._entries = tuple(found.items())
         self._digests = tuple(found)
         self._callers: tuple[Caller | None, ...] = (None, *found.values())  # index 0: no match
 
@@ -98,10 +99,10 @@ class ApiKeys:
         return bool(self._digests)
 
     def __add__(self, other: ApiKeys) -> ApiKeys:
-        return ApiKeys([*self.entries(), *other.entries()])
+        return ApiKeys(self._entries + other.entries())
 
-    def entries(self) -> list[tuple[Digest, Caller]]:
-        return [(digest, who) for digest, who in zip(self._digests, self._callers[1:], strict=True) if who]
+    def entries(self) -> tuple[tuple[Digest, Caller], ...]:
+        return self._entries
 
     def match(self, candidate: str | None) -> Caller | None:
         """The identity of the key `candidate` is, or None."""
@@ -162,13 +163,16 @@ def _keys_in_file(path: str) -> list[tuple[Digest, Caller]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingError(f"APERCU_API_KEYS_FILE={path!r} cannot be read: {exc}") from None
     found: list[tuple[Digest, Caller]] = []
-    lines: dict[str, int] = {}  # the line of each name
+    names: dict[str, int] = {}  # the line of each name, and of each key (its digest)
+    digests: dict[Digest, int] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip() and not line.strip().startswith("#"):
             where = f"APERCU_API_KEYS_FILE line {number}"
             digest, who = parse_key_line(line, where, f"keys-file-line-{number}")
-            if lines.setdefault(who.name, number) != number:
-                raise SettingError(f"{where}: the name {who.name!r} is line {lines[who.name]}'s already")
+            if names.setdefault(who.name, number) != number:
+                raise SettingError(f"{where}: the name {who.name!r} is line {names[who.name]}'s already")
+            if digests.setdefault(digest, number) != number:  # which identity would it carry?
+                raise SettingError(f"{where}: the key is line {digests[digest]}'s already")
             found.append((digest, who))
     if not found:
         raise SettingError(f"APERCU_API_KEYS_FILE={path!r} holds no key")

@@ -89,8 +89,8 @@ def with_access(operation: Operation, written: Json, public: tuple[str, ...]) ->
         return {**written, "responses": dict(sorted(responses.items()))}
     responses["403"] = shared("Forbidden")
     security = [{}, {"ApiKey": [operation.scope]}, {"Bearer": [operation.scope]}]
-    description = f"{written.get('description', '')} Needs a key with the `{operation.scope}` scope (or `admin`) " \
-                  "when the deployment requires keys.".strip()
+    needs = f"Needs a key with the `{operation.scope}` scope (or `admin`) when the deployment requires keys."
+    description = f"{written.get('description', '')} {needs}".strip()
     return {**written, "description": description, "security": security,
             "responses": dict(sorted(responses.items()))}
 
