@@ -8,14 +8,16 @@ the embedded catalog and PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import images
 import pytest
@@ -23,6 +25,7 @@ from conftest import parse_json
 from live import Service, free_port
 from test_access import ID_LIKE, client_for, error_of, refused_mid_upload, unread_upload, upload
 
+from apercu import cli
 from apercu.api import access, caller, contract, create_app
 from apercu.api.caller import ANONYMOUS, NOBODY
 from apercu.config import SettingError, Settings
@@ -257,8 +260,12 @@ def test_a_metrics_token_on_public_metrics_is_refused(settings: Settings) -> Non
 
 
 def apercu_keys(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "apercu", "keys", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
+    """`apercu keys ...` as the operator runs it (its `main`, in this process: a CLI process costs seconds on a
+    loaded machine, and the webs it must reach are other apps or processes anyway)."""
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["keys", *args])
+    done = subprocess.CompletedProcess(["apercu", "keys", *args], code, out.getvalue(), err.getvalue())
     if check:
         assert done.returncode == 0, done.stderr
     return done
