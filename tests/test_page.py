@@ -22,6 +22,7 @@ from conftest import REQUIRE_SERVICES, parse_json, unavailable
 from live import Service
 from PIL import Image, ImageDraw
 
+from apercu.api import create_app
 from apercu.config import Settings
 from apercu.rendition_urls import view_urls
 from apercu.url_signing import verify
@@ -84,7 +85,8 @@ def test_page_assets_are_served_from_the_package(client: Any) -> None:
 def test_the_pages_views_are_rendition_urls_signed_where_a_signature_is_possible(
     tmp_path: Path, url_key: str, api_keys: tuple[str, ...]
 ) -> None:
-    views = view_urls(Settings(data_dir=tmp_path, url_key=url_key, api_keys=api_keys), ID)
+    settings = Settings(data_dir=tmp_path, url_key=url_key, api_keys=api_keys)
+    views = view_urls(settings, create_app(settings).extensions["apercu"].storage.catalog.keys, ID)
     if api_keys and not url_key:
         assert views == {}  # nothing can be signed: the page fetches thumbnails with its key (blob: URLs)
         return

@@ -1,21 +1,28 @@
-"""`apercu serve | web | worker | inspect | upload | db | sign`.
+"""`apercu serve | web | worker | inspect | upload | db | sign | keys`.
 
 `serve` is the one-command deployment: a small supervisor (`apercu.supervisor`) that runs the web server and a
 Celery worker as two child processes sharing one data directory and the embedded broker, restarts either when
 it dies, and stops both on Ctrl-C / SIGTERM. `web` and `worker` are those same two halves, for running them on
 separate machines against PostgreSQL and Redis/RabbitMQ. `db upgrade` migrates the catalog's schema, which those
 refuse to start on when it is older than they are (`db current` tells). `sign` prints a rendition's signed URL.
+`keys create | list | revoke` manage the API keys kept in the catalog (see `api.access` for how they are used).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apercu import __version__, upload_client
 from apercu.config import SettingError, Settings
+
+if TYPE_CHECKING:
+    from apercu.storage.catalog import Catalog
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -144,13 +151,105 @@ def cmd_sign(args: argparse.Namespace) -> int:
     except BadOption as exc:
         print(f"apercu sign: {exc}", file=sys.stderr)
         return 2
-    url = url_for(settings, path)
+    with _catalog(settings) as catalog:  # whether keys are required, without a URL key: the catalog may hold some
+        url = url_for(settings, catalog.keys, path)
     if url is None:
         print("apercu sign: API keys are required and APERCU_URL_KEY is not set: no URL can be signed",
               file=sys.stderr)
         return 2
     print(url)
     return 0
+
+
+@contextlib.contextmanager
+def _catalog(settings: Settings) -> Iterator[Catalog]:
+    """The deployment's catalog, its schema brought to head as a web's start would (SQLite), or refused
+    (SchemaError) when behind on PostgreSQL."""
+    from apercu.storage.catalog import Catalog
+    from apercu.storage.migrations.schema import create_schema
+
+    if not settings.database_url:  # the embedded catalog, in the data directory
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog.from_url(settings.resolved_database_url)
+    try:
+        create_schema(catalog.engine)
+        yield catalog
+    finally:
+        catalog.engine.dispose()
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """`keys create`: a new key, printed once (only its SHA-256 is kept); `keys list`: every key but the key itself;
+    `keys revoke`: a key that every web stops accepting within seconds (`storage.catalog.keys.RELOAD_EVERY`)."""
+    from apercu.storage.migrations.schema import SchemaError
+
+    try:
+        with _catalog(_settings(args)) as catalog:
+            return KEY_ACTIONS[args.action](catalog, args)
+    except SchemaError as exc:
+        print(f"apercu keys {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _create_key(catalog: Catalog, args: argparse.Namespace) -> int:
+    import hashlib
+    import secrets
+
+    from apercu.api.caller import BadIdentity, checked_name, parse_scopes
+    from apercu.storage.catalog.keys import KeyNameTaken
+
+    try:
+        name, tenant = checked_name(args.name, "the name"), checked_name(args.tenant, "the tenant")
+        scopes = parse_scopes(args.scopes)
+        key = secrets.token_urlsafe(32)
+        catalog.keys.create(name, tenant, scopes, hashlib.sha256(key.encode()).hexdigest())
+    except (BadIdentity, KeyNameTaken) as exc:
+        print(f"apercu keys create: {exc}", file=sys.stderr)
+        return 2
+    print(key)
+    print(f"API key {name!r} (tenant {tenant!r}, scopes {','.join(scopes)}) created: this is the only time the key "
+          "is shown", file=sys.stderr)
+    return 0
+
+
+def _list_keys(catalog: Catalog, _args: argparse.Namespace) -> int:
+    rows = [("NAME", "TENANT", "SCOPES", "CREATED", "REVOKED")]
+    for key in catalog.keys.all():
+        revoked = key.revoked_at.isoformat(" ", "seconds") if key.revoked_at else "-"
+        rows.append((key.name, key.tenant, ",".join(key.scopes), key.created_at.isoformat(" ", "seconds"), revoked))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _revoke_key(catalog: Catalog, args: argparse.Namespace) -> int:
+    revoked = catalog.keys.revoke(args.name)
+    if revoked is None:
+        print(f"apercu keys revoke: no key is named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"API key {args.name!r} " + ("revoked" if revoked else "was revoked already"))
+    return 0
+
+
+KEY_ACTIONS = {"create": _create_key, "list": _list_keys, "revoke": _revoke_key}
+
+
+def add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from apercu.api.caller import DEFAULT_TENANT
+
+    keys = commands.add_parser("keys", help="API keys kept in the catalog: create, list, revoke")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key and print it (once: the catalog keeps its SHA-256)")
+    create.add_argument("--name", required=True, help="the key's name (in logs, `keys list`, `keys revoke`)")
+    create.add_argument("--tenant", default=DEFAULT_TENANT, help=f"its images' tenant (default: {DEFAULT_TENANT})")
+    create.add_argument("--scopes", required=True, help="comma list of read, write, delete, admin")
+    actions.add_parser("list", help="every key's name, tenant, scopes, creation and revocation (never the key)")
+    revoke = actions.add_parser("revoke", help="stop accepting a key (every web, within seconds)")
+    revoke.add_argument("name", help="the key's name")
+    for sub in actions.choices.values():
+        sub.set_defaults(handler=cmd_keys)
+        sub.add_argument("--data-dir", help="where the embedded catalog lives (without APERCU_DATABASE_URL)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = actions.add_parser(action, help=help_text)
         sub.set_defaults(handler=cmd_db)
         sub.add_argument("--data-dir", help="where the embedded catalog lives (without APERCU_DATABASE_URL)")
+    add_keys_parser(commands)
     return parser
 
 

@@ -147,6 +147,7 @@ URL_KEY = Rule(lambda key: not key or len(key.encode()) >= url_signing.MIN_KEY_B
 # visible ASCII but the comma, which separates APERCU_API_KEYS; APERCU_API_KEYS_FILE's keys are held to it too
 API_KEY = Rule(re.compile(r"[\x21-\x2b\x2d-\x7e]+").fullmatch, "visible ASCII characters without spaces or commas",
                "key")
+TOKEN = Rule(lambda token: not token or API_KEY.test(token), f"{API_KEY.allowed} (or empty: none)")
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,9 @@ class Settings:
     log_format: LogFormat = "text"  # or "json": one JSON object per line
     metrics_port: int = setting(0, between(0, 65535))  # >0: a worker also serves its own metrics on this port
     api_keys: tuple[str, ...] = setting((), API_KEY, secret=True)  # comma-separated; none (nor a file): no key needed
-    api_keys_file: str = ""  # one key per line
+    api_keys_file: str = ""  # a key per line: `<name> <tenant> <scopes> <key>`, or a bare key (admin); see api.access
+    metrics_public: bool = True  # false: /metrics needs an admin key or APERCU_METRICS_TOKEN
+    metrics_token: str = setting("", TOKEN, secret=True)  # what a scraper sends as `Authorization: Bearer <token>`
     public_thumbnails: bool = False  # thumbnails readable without a key when keys are set
     gps: Gps = "keep"  # or "drop": no GPS in stored or returned metadata
     max_pending: int = setting(0, at_least(0))  # more images than this waiting: uploads get 503 (0: no limit)
@@ -228,6 +231,9 @@ class Settings:
         for f in fields(self):
             spec: Spec = f.metadata.get("spec", PLAIN)
             object.__setattr__(self, f.name, _value(f.name, kinds[f.name], spec, getattr(self, f.name)))
+        if self.metrics_token and self.metrics_public:
+            raise SettingError("APERCU_METRICS_TOKEN is set but APERCU_METRICS_PUBLIC is not false: /metrics would "
+                               "stay open to anyone")
         if self.webhook_url and not self.webhook_secret:
             raise SettingError("APERCU_WEBHOOK_URL needs APERCU_WEBHOOK_SECRET: webhooks are always signed")
         try:

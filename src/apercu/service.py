@@ -197,8 +197,9 @@ class Service:
         return self._image_of(record)
 
     def _image_of(self, record: ImageRecord) -> Image:
-        return replace(client_view(record, self.settings.gps), renditions=preset_urls(self.settings, record.id),
-                       views=view_urls(self.settings, record.id))
+        keys = self.storage.catalog.keys
+        return replace(client_view(record, self.settings.gps), renditions=preset_urls(self.settings, keys, record.id),
+                       views=view_urls(self.settings, keys, record.id))
 
     def with_sha256(self, sha256: str, limit: int) -> list[Image]:
         """The images whose original has these bytes, newest first."""

@@ -73,6 +73,8 @@ RESPONSES: Json = {  # BadRequest lists the codes of every input, and is the doc
     "Unauthorized": error("An API key is required (the deployment sets `APERCU_API_KEYS` or `APERCU_API_KEYS_FILE`) "
                           "and the request carried none, or an unknown one.",
                           {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "enum": ["Bearer"]}}}),
+    "Forbidden": error("The API key does not hold the scope this operation needs (`insufficient_scope`, naming it): "
+                       "see the operation's `security`."),
     "NotFound": error("No image with this id (never was, deleted, or not an id at all)."),
     "NotReady": error("Not processed yet, or this size or format is still being rendered: ask again after "
                       "`Retry-After` seconds, or use `?wait=`.", RETRY),
@@ -127,7 +129,7 @@ UPLOAD = Operation(
     f"{FORMAT_NAMES}, recognised from its content. The 202 means stored and recorded; metadata and thumbnail "
     "follow (poll `links.self`, or `?wait=`).",
     (inputs.IDEMPOTENCY_KEY, inputs.FILE, inputs.CALLBACK_URL),
-    needs=("catalog", "storage"),  # not the broker: the recovery sweep queues what it could not take
+    scope="write", needs=("catalog", "storage"),  # not the broker: the recovery sweep queues what it could not take
 )
 LIST = Operation(
     "GET", "/images", "listImages", "images",
@@ -141,14 +143,14 @@ LIST = Operation(
                      "failed, or it predates perceptual hashes)."),
     },
     inputs=(inputs.LIMIT, inputs.CURSOR, inputs.SHA256, inputs.SIMILAR_TO, inputs.MAX_DISTANCE),
-    needs=("catalog",),
+    scope="read", needs=("catalog",),
 )
 GET = Operation(
     "GET", "/images/{id}", "getImage", "images",
     f"Status and metadata of one image (?wait=N holds until processed, up to {inputs.MAX_WAIT} s)",
     {"200": json_body("The image.", ImageJson), "400": shared("BadRequest"), "404": shared("NotFound")},
     inputs=(inputs.IMAGE_ID, inputs.WAIT),
-    needs=("catalog",),
+    scope="read", needs=("catalog",),
 )
 
 
@@ -180,7 +182,7 @@ def thumbnail(ext: str) -> Operation:
         "or the answer once it is there with `?wait=`) and kept.",
         (inputs.SIZE, inputs.IMAGE_ID, inputs.WAIT),  # parsed in this order
         {"ext": ext},
-        needs=("catalog", "storage"),  # not the broker: a render it could not take is asked for again
+        scope="read", needs=("catalog", "storage"),  # not the broker: a render it could not take is asked for again
     )
 
 
@@ -189,7 +191,7 @@ def delete(path: str, operation_id: str, summary: str) -> Operation:
         "DELETE", path, operation_id, "images", summary,
         {"204": {"description": "Deleted."}, "404": shared("NotFound")},
         "Removes the record, then the original and every thumbnail and rendition.", (inputs.IMAGE_ID,),
-        needs=("catalog", "storage"),
+        scope="delete", needs=("catalog", "storage"),
     )
 
 
@@ -231,9 +233,15 @@ READYZ = Operation(
     "GET", "/readyz", "readyz", "service", "Readiness: 200 only when catalog, storage and broker answer and a worker "
     "is alive", {"200": json_body("Ready: every check is `ok`.", ReadinessJson),
                  "503": json_body("Not ready: the failing checks say why.", ReadinessJson)},
+    "A failed check says `unavailable` or `failed`; with an `admin` key, also the error (which may name hosts).",
 )
-METRICS = Operation("GET", "/metrics", "metrics", "service", "Prometheus metrics (text exposition format)",
-                    {"200": content("The metrics.", "text/plain")})
+METRICS = Operation(
+    "GET", "/metrics", "metrics", "service", "Prometheus metrics (text exposition format)",
+    {"200": content("The metrics.", "text/plain")},
+    "Open to anyone by default. With `APERCU_METRICS_PUBLIC=false`, it needs an `admin` key or "
+    "`APERCU_METRICS_TOKEN` (a scraper's `Authorization: Bearer <token>`).",
+    scope="admin",  # only asked with APERCU_METRICS_PUBLIC=false: public otherwise
+)
 OPENAPI = Operation(
     "GET", "/openapi.json", "openapi", "docs", "This API as an OpenAPI 3.1 document",
     {"200": json_body("This document.", {"type": "object", "required": ["openapi", "info", "paths"]})},

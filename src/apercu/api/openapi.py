@@ -84,16 +84,24 @@ def operation_object(operation: Operation, schemas: Schemas) -> Json:
     return written | {"responses": resolved(operation.responses, schemas)}
 
 
-def with_access(path: str, operation: Json, public: tuple[str, ...]) -> Json:
+def with_access(operation: Operation, written: Json, public: tuple[str, ...]) -> Json:
     """The operation with what the HTTP server, outages and API keys add: the server's own refusals (408, 414, 431)
     and a dependency's outage (503, unless the operation documents its own) on every operation; nothing asked of a
-    public path (`access.PUBLIC_PATHS`), a 401 possible everywhere else."""
+    public path (`access.PUBLIC_PATHS`), a 401 possible everywhere else, and, for an operation that declares a
+    scope, that scope as its security requirement's role (OpenAPI 3.1 allows roles for API keys) and a 403."""
     server = {status: shared(name) for status, name in (OUTAGE_REFUSALS | SERVER_REFUSALS).items()}
-    responses = server | dict(operation["responses"])
-    if is_public(path, public):
-        return {**operation, "security": [], "responses": dict(sorted(responses.items()))}
+    responses = server | dict(written["responses"])
+    if is_public(operation.path, public):
+        return {**written, "security": [], "responses": dict(sorted(responses.items()))}
     responses["401"] = shared("Unauthorized")
-    return {**operation, "responses": dict(sorted(responses.items()))}
+    if operation.scope is None:
+        return {**written, "responses": dict(sorted(responses.items()))}
+    responses["403"] = shared("Forbidden")
+    security = [{}, {"ApiKey": [operation.scope]}, {"Bearer": [operation.scope]}]
+    needs = f"Needs a key with the `{operation.scope}` scope (or `admin`) when the deployment requires keys."
+    description = f"{written.get('description', '')} {needs}".strip()
+    return {**written, "description": description, "security": security,
+            "responses": dict(sorted(responses.items()))}
 
 
 def bad_request(operations: tuple[Operation, ...]) -> Json:
@@ -129,7 +137,7 @@ def document(app: Flask) -> Json:
     public = public_paths(settings)
     paths: Json = {}
     for operation in operations:
-        written = with_access(operation.path, operation_object(operation, schemas), public)
+        written = with_access(operation, operation_object(operation, schemas), public)
         paths.setdefault(operation.path, {})[operation.method.lower()] = written
     webhooks = resolved(WEBHOOKS, schemas)  # (before the components, which hold the schemas it reaches)
     parts = components(operations, settings, schemas)
@@ -143,7 +151,9 @@ def document(app: Flask) -> Json:
             "ICC...) as JSON and its thumbnails once a worker has processed it. Errors are always JSON: "
             "`{\"error\": {\"code\": ..., \"message\": ...}}`. API keys are optional: when the deployment sets "
             "some, every operation that documents a 401 needs one, as `X-API-Key: <key>` or `Authorization: Bearer "
-            "<key>`; the service's status, health, metrics and documentation stay open. Every answer carries an "
+            "<key>`, holding the scope its `security` names (`read`, `write`, `delete`; `admin` holds every scope "
+            "and sees every tenant), else 403 `insufficient_scope`; the service's status, health, metrics (unless "
+            "closed by the deployment) and documentation stay open. Every answer carries an "
             "`X-Request-ID` (the client's own when it sends a sane one), which the service's log lines repeat."
             f" Uploads up to {settings.max_upload_bytes} bytes.",
             "license": {"name": "MIT", "identifier": "MIT"},

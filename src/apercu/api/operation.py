@@ -2,8 +2,10 @@
 view to it, and the view reads its inputs through `Given`, which parses them with their declarations and
 refuses to read one the operation does not declare.
 
-An operation also declares the dependencies it `needs` (the catalog, the blob store, the broker): while one of
-them is known down, `route` refuses the request with its 503 before the view runs (`api.outage_breaker.admit`).
+An operation also declares the scope a key must hold to call it (`scope`: the access gate, `api.access`, enforces
+it before the body, and the document states it), and the dependencies it `needs` (the catalog, the blob store,
+the broker): while one of them is known down, `route` refuses the request with its 503 before the view runs
+(`api.outage_breaker.admit`).
 
 The document (`api.openapi`) and `GET /`'s endpoint list are made from the same declarations, in their order;
 `routed` checks them against the app's routes (every route declared, every declaration routed), so a route can
@@ -22,6 +24,7 @@ from flask import Blueprint, Flask, current_app, request
 from flask.typing import ResponseReturnValue
 
 from apercu.api import outage_breaker
+from apercu.api.caller import Scope
 from apercu.api.inputs import Declared, Input, Json, Where
 from apercu.config import Settings
 from apercu.storage.outages import Dependency
@@ -47,6 +50,9 @@ class Operation:
     # What it cannot answer without: refused at once while one is known down. Not the broker for an upload, which
     # is accepted without it (the recovery sweep queues it later); nothing for the probes, the document, the page.
     needs: tuple[Dependency, ...] = ()
+    # What a key must hold to call it when keys are required (`api.access` refuses 403 `insufficient_scope`
+    # otherwise, before the body): None where no key is ever asked (public paths, signed renditions).
+    scope: Scope | None = None
 
     @property
     def rule(self) -> str:

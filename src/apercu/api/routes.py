@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
-from apercu.api import access, contract, outage_breaker, page, uploads
+from apercu.api import access, caller, contract, outage_breaker, page, uploads
 from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.inputs import (
     CALLBACK_URL,
@@ -171,7 +171,7 @@ def rendition(given: Given) -> ResponseReturnValue:
     looked up or rendered; rendered on first request, the request waiting for it (`Service.rendition`)."""
     service = _apercu()
     path = "/" + given[RENDITION]
-    if not accepts(service.settings, given[SIGNATURE], path):
+    if not accepts(service.settings, service.storage.catalog.keys, given[SIGNATURE], path):
         raise SIGNATURE.refused()
     image_id, wanted = _wanted(path, service)
     try:
@@ -221,7 +221,7 @@ def _needed_a_key() -> bool:
     """Whether this request was answered only because it carried an API key (the gate, `api.access`, let it
     through): keys are required and the path is not public (thumbnails are with APERCU_PUBLIC_THUMBNAILS)."""
     the_gate = access.gate(current_app)
-    return bool(the_gate.api_keys) and not access.is_public(request.path, the_gate.public)
+    return the_gate.keys_required() and not access.is_public(request.path, the_gate.public)
 
 
 @route(bp, contract.DELETE_LEGACY, contract.DELETE)
@@ -239,8 +239,11 @@ def healthz(_given: Given) -> ResponseReturnValue:
 @route(bp, contract.READYZ)
 def readyz(_given: Given) -> ResponseReturnValue:
     """Every check, always (this is the probe itself: never refused for a dependency known down); a check that
-    passes closes that dependency's breaker (`api.outage_breaker.confirmed`)."""
+    passes closes that dependency's breaker (`api.outage_breaker.confirmed`). Only an admin key's caller is told
+    what failed (`_why_not`)."""
     app = _apercu()
+    who = caller.current()
+    detailed = who.admin and caller.presented_key(who)
     checks: dict[str, Callable[[], Any]] = {
         "catalog": app.storage.catalog.ping,
         "storage": app.storage.blobs.check,
@@ -252,7 +255,7 @@ def readyz(_given: Given) -> ResponseReturnValue:
         try:
             check()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            results[name] = _why_not(exc)
+            results[name] = _why_not(exc, detailed)
         else:
             results[name] = "ok"
             outage_breaker.confirmed(name)
@@ -267,13 +270,14 @@ class NoLiveWorker(RuntimeError):
     """No worker has beaten lately: nothing would process an upload."""
 
 
-def _why_not(exc: Exception) -> str:
-    """What the public /readyz says of a failed check: our own reason, or the exception's class alone (a driver's
-    text can carry addresses, SQL and hints; the web's log has what an operator needs)."""
+def _why_not(exc: Exception, detailed: bool) -> str:
+    """What /readyz says of a failed check: our own reason, else whether the dependency is unavailable or the
+    check failed and the exception's class; its text only to an admin (a driver's text can carry addresses, SQL
+    and hints; the web's log has what an operator needs)."""
     if isinstance(exc, NoLiveWorker):
         return str(exc)
-    outage = classify(exc)
-    return f"unavailable ({type(exc).__name__})" if outage else f"failed ({type(exc).__name__})"
+    what = f"{'unavailable' if classify(exc) else 'failed'} ({type(exc).__name__}"
+    return f"{what}: {exc})" if detailed else f"{what})"
 
 
 def _live_workers(catalog: Any) -> None:

@@ -9,6 +9,7 @@ One module per aggregate, all on one engine (`engine.Database`) and one set of t
 - `renders`: thumbnail variants and renditions asked for and not stored yet: `catalog.renders`;
 - `kept`: what those renders stored, and when each was last used (the sweep's, least used first): `catalog.kept`;
 - `claims`: idempotency keys and content claims of new images: `catalog.claims`;
+- `keys`: API keys made by `apercu keys create`, and what every web process last read of them: `catalog.keys`;
 - `settling`: what `?wait=N` waits for (images settling, renders ending) and the feed announcing it:
   `catalog.settling`.
 
@@ -24,6 +25,7 @@ from apercu.storage.catalog.deliveries import Deliveries, DeliveryRecord
 from apercu.storage.catalog.engine import Database, create_engine, utcnow
 from apercu.storage.catalog.images import ImageRecord, Images
 from apercu.storage.catalog.kept import Kept
+from apercu.storage.catalog.keys import Keys
 from apercu.storage.catalog.leases import Claim, ClaimResult, Leases
 from apercu.storage.catalog.renders import RenderRequest, Renders, RenderState
 from apercu.storage.catalog.settling import Settling
@@ -51,6 +53,7 @@ class Catalog:
         self.kept = Kept(db)
         self.claims = Claims(db)
         self.settling = Settling(db)
+        self.keys = Keys(db)
 
     @classmethod
     def from_url(cls, url: str, durable: bool = True) -> Catalog:

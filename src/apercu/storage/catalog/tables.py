@@ -123,3 +123,17 @@ deliveries = sa.Table(
     sa.Index("ix_apercu_deliveries_image", "image_id"),
     sa.Index("ix_apercu_deliveries_due", "status", "due_at"),
 )
+
+# API keys made by `apercu keys create`: each key's identity and the SHA-256 of the key (never the key). A revoked
+# key keeps its row (`revoked_at`), and no row is ever deleted: (rows, revoked rows) then only grows, and is the
+# version every web compares every few seconds to notice a change (`keys.Keys.snapshot`).
+api_keys = sa.Table(
+    "apercu_api_keys",
+    metadata_obj,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("scopes", sa.String(64), nullable=False),  # comma-separated: read,write,delete,admin
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),  # hex digest of the key
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("revoked_at", sa.DateTime, nullable=True),
+)
