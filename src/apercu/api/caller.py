@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from flask import g
 
-DEFAULT_TENANT = "default"  # the tenant of every image uploaded without keys, and of keys set the old way
+from apercu.storage.catalog import DEFAULT_TENANT  # every image uploaded without keys, and of keys set the old way
+
 SCOPES = ("read", "write", "delete", "admin")  # admin: every tenant, and the operator's endpoints
 _ATTRIBUTE = "apercu_caller"
 
