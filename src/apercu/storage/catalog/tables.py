@@ -61,7 +61,7 @@ images = sa.Table(
     sa.Index("ix_apercu_images_newest", "uploaded_at", "id"),
     sa.Index("ix_apercu_images_tenant_newest", "tenant", "uploaded_at", "id"),  # a tenant's list, newest first
     sa.Index("ix_apercu_images_status", "status"),
-    sa.Index("ix_apercu_images_sha256", "sha256"),
+    sa.Index("ix_apercu_images_sha256", "sha256", "tenant", "uploaded_at", "id"),  # (see the tenants revision)
 )
 
 workers = sa.Table(

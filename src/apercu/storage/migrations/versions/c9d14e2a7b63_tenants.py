@@ -5,9 +5,13 @@ Revises: a3c5e9f1d2b4
 Create Date: 2026-12-07
 
 apercu_images.tenant (every existing row: 'default', the one tenant of a deployment without keys), indexed with
-the list's order for a tenant's list. apercu_idempotency_keys and apercu_contents get a tenant too, first in their
-primary keys, so that the same key or bytes in two tenants are two images: both tables are made anew (SQLite
-cannot change a primary key in place), their rows copied as the 'default' tenant's.
+the list's order for a tenant's list; ix_apercu_images_sha256 gets the tenant and that order after the sha256 for a
+tenant's ?sha256= (with the sha256 alone, SQLite chose the tenant's list index and scanned the tenant: 39 ms for
+45k images of one tenant, 0.17 ms with this index; PostgreSQL uses it too).
+
+apercu_idempotency_keys and apercu_contents get a tenant too, first in their primary keys, so that the same key or
+bytes in two tenants are two images: both tables are made anew (SQLite cannot change a primary key in place),
+their rows copied as the 'default' tenant's.
 """
 
 from collections.abc import Sequence
@@ -44,6 +48,8 @@ def upgrade() -> None:
     with op.batch_alter_table("apercu_images") as batch:
         batch.add_column(sa.Column("tenant", sa.String(64), nullable=False, server_default=DEFAULT_TENANT))
         batch.create_index("ix_apercu_images_tenant_newest", ["tenant", "uploaded_at", "id"])
+        batch.drop_index("ix_apercu_images_sha256")
+        batch.create_index("ix_apercu_images_sha256", ["sha256", "tenant", "uploaded_at", "id"])
     for table, columns in _claims().items():
         _remake(table, [_tenant(), *columns])
 
@@ -54,6 +60,8 @@ def downgrade() -> None:
         _remake(table, columns, f"WHERE tenant = '{DEFAULT_TENANT}'")
     with op.batch_alter_table("apercu_images") as batch:
         batch.drop_index("ix_apercu_images_tenant_newest")
+        batch.drop_index("ix_apercu_images_sha256")
+        batch.create_index("ix_apercu_images_sha256", ["sha256"])
         batch.drop_column("tenant")
 
 
