@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from alembic import command
 from conftest import parse_json
 from test_fingerprints import scene
+from test_rendition_route import worker
 from test_search import jpeg
 
 from apercu.api import caller, create_app
@@ -39,6 +40,14 @@ CALLERS = {
 }
 WHO = "X-Test-Caller"  # test-only: which of CALLERS is calling (none: the app's own caller, ANONYMOUS without keys)
 MISSING = "0123456789abcdef0123456789abcdef"
+URL_KEY = "u" * 32
+
+
+@pytest.fixture
+def settings(tmp_path: Any) -> Settings:
+    """With a URL key, so that images carry the page's signed `views`, and webhooks to this machine."""
+    return Settings(data_dir=tmp_path / "data", queue=f"test-{uuid.uuid4().hex[:8]}", url_key=URL_KEY,
+                    rendition_wait=10, webhook_secret="s", webhook_allowed_hosts="127.0.0.1")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -144,6 +153,17 @@ def test_another_tenants_image_is_looked_up_as_a_missing_one(app: Any, statement
     assert "apercu_images.tenant =" in statements[0]
 
 
+def test_a_signed_rendition_url_is_not_scoped_to_a_tenant(app: Any, render: Any) -> None:
+    """The signature is the grant: a view's URL that a tenant's page shows works for whoever holds it, as before
+    keys (the image's own JSON, with those URLs, stays its tenant's)."""
+    theirs = uploaded(app, "a", images.jpeg((640, 480)))
+    tile = parse_json(get(app, "a", f"/images/{theirs}"))["views"]["tile"]["1x"]
+    assert get(app, "b", f"/images/{theirs}").status_code == 404
+    with worker(render, theirs):
+        answer = get(app, "b", tile)
+    assert answer.status_code == 200 and answer.mimetype.startswith("image/")
+
+
 def test_lists_and_searches_show_only_the_callers_tenant(app: Any) -> None:
     same = jpeg(scene(7))
     a_first, a_same = uploaded(app, "a", images.jpeg((200, 100))), uploaded(app, "a", same)
@@ -180,6 +200,19 @@ def test_dedup_never_answers_with_another_tenants_image(app: Any) -> None:
     assert parse_json(other)["id"] != parse_json(first)["id"]
     assert again.status_code == 200 and parse_json(again) == parse_json(other) | {"duplicate": True}
     assert upload(app, "a", data).headers["Location"].endswith(parse_json(first)["id"])
+
+
+def test_a_duplicates_webhook_is_registered_on_its_own_tenants_image(app: Any) -> None:
+    """An uploader whose bytes another tenant stored is told of its own image, and nothing is added to theirs."""
+    data, hook = images.jpeg((500, 300)), "http://127.0.0.1:9/"
+    first = parse_json(upload(app, "a", data))["id"]
+    own = parse_json(app.test_client().post("/images", headers=as_("b"), data={
+        "file": (io.BytesIO(data), "x.jpg"), "callback_url": hook + "b"}))["id"]
+    again = app.test_client().post("/images", headers=as_("b"), data={
+        "file": (io.BytesIO(data), "x.jpg"), "callback_url": hook + "b-again"})
+    assert parse_json(again)["id"] == own != first
+    assert "webhooks" not in parse_json(get(app, "a", f"/images/{first}"))
+    assert [d["url"] for d in parse_json(get(app, "b", f"/images/{own}"))["webhooks"]] == [hook + "b-again"]
 
 
 def test_the_same_idempotency_key_in_two_tenants_makes_two_images(app: Any) -> None:
