@@ -276,7 +276,7 @@ def test_a_catalog_delete_in_another_tenant_touches_nothing_of_the_image(service
     assert catalog.claims.image_with_content("ab" * 32, "a") is None
 
 
-BEFORE_TENANTS = "a3c5e9f1d2b4"
+BEFORE_TENANTS = str(migrations.script().get_revision("c9d14e2a7b63").down_revision)  # (the revision it follows)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
