@@ -12,7 +12,14 @@ from typing import Annotated, Any, NotRequired, TypedDict, overload
 
 from apercu.imaging.fingerprints import PHASH_BITS
 from apercu.imaging.gps import allowed_metadata
-from apercu.storage.catalog import IN_PROGRESS, DeliveryRecord, DeliveryStatus, ImageRecord, ImageStatus
+from apercu.storage.catalog import (
+    DEFAULT_TENANT,
+    IN_PROGRESS,
+    DeliveryRecord,
+    DeliveryStatus,
+    ImageRecord,
+    ImageStatus,
+)
 from apercu.typed_schema import Named, Ref
 
 ID_PATTERN = "^[0-9a-f]{32}$"  # an image id: a UUID4's 32 lower-case hex digits (`service.Service.submit`)
@@ -82,6 +89,9 @@ class ImageJson(TypedDict):
     webhooks: NotRequired[Annotated[list[DeliveryJson], {
         "description": "Only in `GET /images/{id}`, when completion webhooks were due for this image: each delivery "
         "and how it went."}]]
+    tenant: NotRequired[Annotated[str, {
+        "description": "Only to an `admin` key (which sees every tenant's images): the tenant the image belongs to, "
+        "its uploading key's."}]]
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,7 @@ class Image:
     deliveries: tuple[DeliveryRecord, ...] = ()
     renditions: dict[str, str] = field(default_factory=dict)  # a signed URL by preset name (`rendition_urls`)
     views: dict[str, dict[str, str]] = field(default_factory=dict)  # the page's, by view and density (ditto)
+    tenant: str = DEFAULT_TENANT  # whose it is (its uploading key's tenant)
 
     @property
     def settled(self) -> bool:
@@ -112,7 +123,7 @@ def client_view(record: ImageRecord, gps: str) -> Image:
     metadata = record.image_metadata
     return Image(
         record.id, record.status, record.filename, record.uploaded_at, record.processed_at, record.error,
-        None if metadata is None else allowed_metadata(metadata, gps), record.thumbnail,
+        None if metadata is None else allowed_metadata(metadata, gps), record.thumbnail, tenant=record.tenant,
     )
 
 
@@ -124,8 +135,10 @@ def iso(stamp: datetime | None) -> str | None:
     return None if stamp is None else stamp.isoformat(timespec="milliseconds") + "Z"
 
 
-def image_json(image: Image) -> ImageJson:
-    """The public shape of one image (`api.models.ImageJson`, checked by mypy here)."""
+def image_json(image: Image, with_tenant: bool = False) -> ImageJson:
+    """The public shape of one image (`api.models.ImageJson`, checked by mypy here); its tenant only `with_tenant`
+    (an admin's answer: a tenant's own clients need not learn the operator's name for them, and a webhook's body,
+    sent to whatever URL an uploader gave, says no more than their GET)."""
     self_url, thumbnail_url = f"/images/{image.id}", f"/thumbnails/{image.id}.jpg"
     body: ImageJson = {
         "id": image.id,
@@ -148,6 +161,8 @@ def image_json(image: Image) -> ImageJson:
         body["views"] = {view: dict(urls) for view, urls in image.views.items()}
     if image.deliveries:
         body["webhooks"] = [delivery_json(d) for d in image.deliveries]
+    if with_tenant:
+        body["tenant"] = image.tenant
     return body
 
 

@@ -5,6 +5,11 @@ Routes only translate HTTP to these calls and their answers (typed records, and 
 the rules live here: an accepted upload is stored, recorded, then queued (or left to the recovery sweep when the
 broker is down); a delete removes the record first, then the files; a variant is rendered once, on first request.
 Webhooks, authentication and metrics each hang on one place here.
+
+Every operation a client asks for is confined to a tenant the route passes: an upload is the caller's tenant's
+(`tenant: str`); reads, searches and deletes see one tenant's images (`tenant: str | None`, None for every
+tenant: admin), another tenant's being NotFound exactly as a missing one (the catalog's `within`). A rendition by
+its signed URL is not scoped: the signature is the grant.
 """
 
 from __future__ import annotations
@@ -95,32 +100,36 @@ class Service:
     watcher: Watcher
     touched: dict[str, float] = field(default_factory=dict)  # kept files' last recorded use (`_used`), monotonic
 
-    def replay(self, key: str) -> Submitted | None:
-        """The image an earlier upload with this idempotency key created, while the key is kept; else None."""
-        found = self.storage.catalog.claims.image_for_key(key, self._keys_expire_before())
+    def replay(self, key: str, *, tenant: str) -> Submitted | None:
+        """The image an earlier upload of `tenant` with this idempotency key created, while the key is kept; else
+        None."""
+        found = self.storage.catalog.claims.image_for_key(key, self._keys_expire_before(), tenant)
         return None if found is None else Submitted(self._image_of(found), created=False)
 
     def _keys_expire_before(self) -> datetime:
         return utcnow() - timedelta(seconds=self.settings.idempotency_ttl)
 
     def submit(
-        self, upload: IO[bytes], filename: str | None, key: str | None = None, callback_url: str | None = None
+        self, upload: IO[bytes], filename: str | None, key: str | None = None, callback_url: str | None = None,
+        *, tenant: str,
     ) -> Submitted:
-        """Store an upload already checked to be an image, record it, queue it. With an idempotency key that a
-        concurrent upload recorded first, that upload's image is the answer and this copy is dropped; with
-        deduplication, so is a stored image with the same bytes (looked up first, so that nothing is stored)."""
+        """Store an upload already checked to be an image, record it as `tenant`'s, queue it. With an idempotency
+        key that a concurrent upload recorded first, that upload's image is the answer and this copy is dropped;
+        with deduplication, so is a stored image of the tenant with the same bytes (looked up first, so that
+        nothing is stored)."""
         self._check_callback(callback_url)
         claims = ExclusiveClaims(key, self._keys_expire_before() if key else None, self._content_of(upload))
-        if claims.sha256 and (same := self.storage.catalog.claims.image_with_content(claims.sha256)):
+        if claims.sha256 and (same := self.storage.catalog.claims.image_with_content(claims.sha256, tenant)):
             self._add_callback(same.id, callback_url)
             return Submitted(self._image_of(same), created=False, duplicate=True)
         image_id = uuid.uuid4().hex
         self.storage.put_original(image_id, upload)
         try:
             if claims == ExclusiveClaims():
-                record, holder = self.storage.catalog.images.add(image_id, filename, callback_url), None
+                record, holder = self.storage.catalog.images.add(image_id, filename, callback_url, tenant), None
             else:
-                record, holder = self.storage.catalog.claims.add_image(image_id, filename, claims, callback_url)
+                record, holder = self.storage.catalog.claims.add_image(
+                    image_id, filename, claims, callback_url, tenant)
         except Exception:
             self.storage.delete_files(image_id)
             raise
@@ -169,19 +178,20 @@ class Service:
             except Exception as unmarked:  # noqa: BLE001 - still accepted
                 log_failure(log, unmarked, "could not mark %s as unsent; a sweep sends it later", image_id)
 
-    def get(self, image_id: str, wait: float = 0.0) -> Image:
+    def get(self, image_id: str, wait: float = 0.0, *, tenant: str | None) -> Image:
         """The image with its uploaders' webhook deliveries, after waiting up to `wait` seconds for its processing
-        to end; NotFound when there is none."""
-        image = self._waited(image_id, wait)
+        to end; NotFound when `tenant` has none (None: any tenant)."""
+        image = self._waited(image_id, wait, tenant)
         if self.settings.webhook_secret:  # (without one there are no webhooks: no query)
             image = replace(image, deliveries=self._uploaders_deliveries(image_id))
         return image
 
-    def _waited(self, image_id: str, wait: float) -> Image:
-        image = self._image(image_id)
+    def _waited(self, image_id: str, wait: float, tenant: str | None) -> Image:
+        """(Another tenant's image is NotFound before any wait: it is not waited for.)"""
+        image = self._image(image_id, tenant)
         if not image.settled and wait > 0:
             self.watcher.wait(image_id, wait)
-            image = self._image(image_id)
+            image = self._image(image_id, tenant)
         return image
 
     def _uploaders_deliveries(self, image_id: str) -> tuple[DeliveryRecord, ...]:
@@ -190,8 +200,8 @@ class Service:
         found = self.storage.catalog.deliveries.of_image(image_id)
         return tuple(d for d in found if d.url != self.settings.webhook_url)
 
-    def _image(self, image_id: str) -> Image:
-        record = self.storage.catalog.images.get(image_id)
+    def _image(self, image_id: str, tenant: str | None) -> Image:
+        record = self.storage.catalog.images.get(image_id, tenant)
         if record is None:
             raise NotFound(image_id)
         return self._image_of(record)
@@ -201,40 +211,46 @@ class Service:
         return replace(client_view(record, self.settings.gps), renditions=preset_urls(self.settings, keys, record.id),
                        views=view_urls(self.settings, keys, record.id))
 
-    def with_sha256(self, sha256: str, limit: int) -> list[Image]:
-        """The images whose original has these bytes, newest first."""
-        return [self._image_of(record) for record in self.storage.catalog.images.with_sha256(sha256, limit)]
+    def with_sha256(self, sha256: str, limit: int, *, tenant: str | None) -> list[Image]:
+        """The images of `tenant` whose original has these bytes, newest first."""
+        found = self.storage.catalog.images.with_sha256(sha256, limit, tenant)
+        return [self._image_of(record) for record in found]
 
-    def similar(self, image_id: str, max_distance: int, limit: int) -> list[tuple[Image, int]]:
-        """Images that look like this one (perceptual hashes within `max_distance` bits), nearest first, itself
-        included at distance 0. NotReady while it is processed, NoFingerprint when it has no perceptual hash."""
-        image = self._image(image_id)
+    def similar(self, image_id: str, max_distance: int, limit: int, *, tenant: str | None) -> list[tuple[Image, int]]:
+        """Images of `tenant` that look like this one of its own (perceptual hashes within `max_distance` bits),
+        nearest first, itself included at distance 0. NotReady while it is processed, NoFingerprint when it has no
+        perceptual hash."""
+        image = self._image(image_id, tenant)
         if not image.settled:
             raise NotReady(image.status)
         phash = (image.metadata or {}).get("phash")
         if not isinstance(phash, str):
             raise NoFingerprint("this image has no perceptual hash (its processing failed, or predates them)")
-        found = self.storage.catalog.images.similar(phash, max_distance, limit)
+        found = self.storage.catalog.images.similar(phash, max_distance, limit, tenant)
         return [(self._image_of(record), distance) for record, distance in found]
 
-    def page(self, limit: int, after: tuple[datetime, str] | None = None) -> list[Image]:
-        """Newest first; `after` is the (uploaded_at, id) of the last image of the previous page."""
-        return [self._image_of(record) for record in self.storage.catalog.images.page(limit, after)]
+    def page(self, limit: int, after: tuple[datetime, str] | None = None, *, tenant: str | None) -> list[Image]:
+        """`tenant`'s images, newest first; `after` is the (uploaded_at, id) of the last image of the previous
+        page."""
+        return [self._image_of(record) for record in self.storage.catalog.images.page(limit, after, tenant)]
 
-    def delete(self, image_id: str) -> None:
+    def delete(self, image_id: str, *, tenant: str | None) -> None:
         """The record first, then the files: a worker that finishes meanwhile sees the record gone and removes
         what it wrote (see `Storage.forget_if_unrecorded`). The blob store is asked first whether it answers, so
         that its outage refuses the delete (503) before the record is gone, rather than after."""
         self.storage.blobs.exists(blob_keys.original(image_id))
-        if not self.storage.catalog.images.delete(image_id):
+        if not self.storage.catalog.images.delete(image_id, tenant):
             raise NotFound(image_id)
         self.storage.delete_files(image_id)
 
-    def thumbnail(self, image_id: str, size: int, ext: str, wait: float = 0.0) -> ThumbnailFile:
+    def thumbnail(
+        self, image_id: str, size: int, ext: str, wait: float = 0.0, *, tenant: str | None
+    ) -> ThumbnailFile:
         """The stored thumbnail, or another size or format of it (rendered by a worker on first request and
-        kept). NotReady while processing or rendering, NoThumbnail when that failed, NotFound for no image."""
+        kept). NotReady while processing or rendering, NoThumbnail when that failed, NotFound for no image of
+        `tenant`'s."""
         started = time.monotonic()
-        image = self._waited(image_id, wait)  # (not `get`: a thumbnail needs no webhook deliveries looked up)
+        image = self._waited(image_id, wait, tenant)  # (not `get`: a thumbnail needs no webhook deliveries)
         if not image.settled:
             raise NotReady(image.status)
         if image.thumbnail is None:
@@ -247,9 +263,10 @@ class Service:
         """A rendition (resolved to a format) and its image: rendered by a worker on first request and kept,
         the request waiting up to `APERCU_RENDITION_WAIT` seconds for that and for the image's processing
         (NotReady after that). NotFound for no image, NoThumbnail when processing or the render failed,
-        BadOption for an output larger than `APERCU_MAX_RENDITION_PIXELS` (before anything is rendered)."""
+        BadOption for an output larger than `APERCU_MAX_RENDITION_PIXELS` (before anything is rendered). Whoever's
+        the image is: the URL's signature grants it."""
         started, wait = time.monotonic(), self.settings.rendition_wait
-        image = self._waited(image_id, wait)
+        image = self._waited(image_id, wait, None)
         if not image.settled:
             raise NotReady(image.status)
         if image.status is not ImageStatus.SUCCESS or image.metadata is None:
@@ -287,8 +304,9 @@ class Service:
 
     def _not_rendered(self, job: RenderJob) -> NoReturn:
         """Why a render that ended left no blob: NotFound when its image went, NoThumbnail when it failed; else
-        the blob went missing since it was stored, and it is asked for again."""
-        self._image(job.image_id)
+        the blob went missing since it was stored, and it is asked for again. (Whoever's: the request that asked
+        for the render was allowed the image.)"""
+        self._image(job.image_id, None)
         self._request_render(job)
         raise NotReady("rendering")
 

@@ -14,7 +14,8 @@ from typing import Literal
 
 from flask import g
 
-DEFAULT_TENANT = "default"  # the tenant of every image uploaded without keys, and of keys set the old way
+from apercu.storage.catalog import DEFAULT_TENANT  # every image uploaded without keys, and of keys set the old way
+
 SCOPES = ("read", "write", "delete", "admin")  # admin: every tenant, and the operator's endpoints
 Scope = Literal["read", "write", "delete", "admin"]  # one of SCOPES, as an operation declares what it needs
 _ATTRIBUTE = "apercu_caller"

@@ -43,7 +43,7 @@ from apercu.api.models import (
 )
 from apercu.api.openapi import document, endpoints
 from apercu.api.operation import Given, route
-from apercu.images import ID_PATTERN, image_json
+from apercu.images import ID_PATTERN, Image, image_json
 from apercu.imaging.renditions.options import AUTO, BadOption, Rendition, negotiate, parse, split_path
 from apercu.imaging.thumbnail import OUTPUTS
 from apercu.rendition_urls import accepts
@@ -85,13 +85,13 @@ def upload(given: Given) -> ResponseReturnValue:
     """Store and record an upload, then queue it: 202. With an `Idempotency-Key`, a retry gets the first try's
     image (`Idempotent-Replayed: true`) instead of a second one, for `APERCU_IDEMPOTENCY_TTL` seconds; with
     `APERCU_DEDUP=reuse`, bytes already stored get their image: 200 with `"duplicate": true`."""
-    service = _apercu()
+    service, tenant = _apercu(), caller.current().tenant  # (the caller's own tenant, admin's too)
     key = given.get(IDEMPOTENCY_KEY)
-    submitted = service.replay(key) if key else None
+    submitted = service.replay(key, tenant=tenant) if key else None
     if submitted is None:
         upload, filename = uploads.checked_file(request, service.settings.max_upload_bytes)
         try:
-            submitted = service.submit(upload, filename, key, given.get(CALLBACK_URL))
+            submitted = service.submit(upload, filename, key, given.get(CALLBACK_URL), tenant=tenant)
         except InvalidCallback as exc:
             raise CALLBACK_URL.refused(str(exc)) from None
     image = image_json(submitted.image)
@@ -106,25 +106,38 @@ def upload(given: Given) -> ResponseReturnValue:
     return response
 
 
+def _seen() -> str | None:
+    """The tenant whose images the caller reads, searches and deletes; None: every tenant's (admin)."""
+    return caller.current().tenant_filter
+
+
+def _shown(image: Image) -> ImageJson:
+    """An image's JSON as this caller sees it: with its tenant for an admin key (not for a deployment without
+    keys, whose one tenant its clients need not be told of)."""
+    who = caller.current()
+    return image_json(image, with_tenant=who.admin and who != caller.ANONYMOUS)
+
+
 @route(bp, contract.GET)
 def get_image(given: Given) -> ResponseReturnValue:
-    return jsonify(image_json(_apercu().get(given[IMAGE_ID], given[WAIT])))
+    return jsonify(_shown(_apercu().get(given[IMAGE_ID], given[WAIT], tenant=_seen())))
 
 
 @route(bp, contract.LIST)
 def list_images(given: Given) -> ResponseReturnValue:
     """Newest first with cursor pagination; or the images with one SHA-256 (?sha256=), or those that look like
-    one image (?similar_to=<id>&max_distance=N, nearest first, each with its `distance` in bits): one page."""
-    limit = given[LIMIT]
+    one image (?similar_to=<id>&max_distance=N, nearest first, each with its `distance` in bits): one page, of the
+    caller's tenant."""
+    limit, tenant = given[LIMIT], _seen()
     if SHA256 in given:
-        return _page([image_json(r) for r in _apercu().with_sha256(given[SHA256], limit)])
+        return _page([_shown(r) for r in _apercu().with_sha256(given[SHA256], limit, tenant=tenant)])
     if SIMILAR_TO in given:
-        near = _apercu().similar(given[SIMILAR_TO], given[MAX_DISTANCE], limit)
-        return _page([image_json(r) | {"distance": d} for r, d in near])
-    found = _apercu().page(limit + 1, given.get(CURSOR))
+        near = _apercu().similar(given[SIMILAR_TO], given[MAX_DISTANCE], limit, tenant=tenant)
+        return _page([_shown(r) | {"distance": d} for r, d in near])
+    found = _apercu().page(limit + 1, given.get(CURSOR), tenant=tenant)
     items, more = found[:limit], len(found) > limit
     next_cursor = Cursor.encode(items[-1].uploaded_at, items[-1].id) if more else None
-    return _page([image_json(r) for r in items], next_cursor, f"/images?limit={limit}&cursor={next_cursor}")
+    return _page([_shown(r) for r in items], next_cursor, f"/images?limit={limit}&cursor={next_cursor}")
 
 
 def _page(items: list[ImageJson], next_cursor: str | None = None, next_url: str = "") -> ResponseReturnValue:
@@ -139,7 +152,7 @@ def thumbnail(given: Given, ext: str) -> ResponseReturnValue:
     kept; meanwhile 409 with Retry-After, or the answer once it is there with ?wait=N."""
     size = given[SIZE]
     service = _apercu()
-    found = service.thumbnail(given[IMAGE_ID], size, ext, given[WAIT])
+    found = service.thumbnail(given[IMAGE_ID], size, ext, given[WAIT], tenant=_seen())
     return _file_response(service, found, OUTPUTS[ext][1], THUMBNAIL_MAX_AGE)
 
 
@@ -226,7 +239,7 @@ def _needed_a_key() -> bool:
 
 @route(bp, contract.DELETE_LEGACY, contract.DELETE)
 def delete(given: Given) -> ResponseReturnValue:
-    _apercu().delete(given[IMAGE_ID])
+    _apercu().delete(given[IMAGE_ID], tenant=_seen())
     return Response(status=204)
 
 

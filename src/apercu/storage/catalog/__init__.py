@@ -29,13 +29,13 @@ from apercu.storage.catalog.keys import Keys
 from apercu.storage.catalog.leases import Claim, ClaimResult, Leases
 from apercu.storage.catalog.renders import RenderRequest, Renders, RenderState
 from apercu.storage.catalog.settling import Settling
-from apercu.storage.catalog.tables import IN_PROGRESS, DeliveryStatus, ImageStatus
+from apercu.storage.catalog.tables import DEFAULT_TENANT, IN_PROGRESS, DeliveryStatus, ImageStatus
 from apercu.storage.catalog.workers import WORKER_TIMEOUT, RegisteredWorker, Workers
 
 __all__ = [
-    "IN_PROGRESS", "WORKER_TIMEOUT", "Catalog", "Claim", "ClaimResult", "DeliveryRecord", "DeliveryStatus",
-    "ExclusiveClaims", "Holder", "ImageRecord", "ImageStatus", "RegisteredWorker", "RenderRequest", "RenderState",
-    "create_engine", "utcnow",
+    "DEFAULT_TENANT", "IN_PROGRESS", "WORKER_TIMEOUT", "Catalog", "Claim", "ClaimResult", "DeliveryRecord",
+    "DeliveryStatus", "ExclusiveClaims", "Holder", "ImageRecord", "ImageStatus", "RegisteredWorker", "RenderRequest",
+    "RenderState", "create_engine", "utcnow",
 ]
 
 

@@ -2,18 +2,31 @@
 
 How an image's state changes while it is processed (claims, leases, its outcome) is `leases`' business; what a
 new image may not share with another (an idempotency key, its bytes) is `claims`'.
+
+Every image is its tenant's (the uploading key's). What a client reads, lists, searches and deletes is confined to
+its tenant by one rule, `within`: the tenant is in the query's WHERE, so another tenant's image is not found by
+the same query that finds none at all (no fetch-then-compare to time apart). `tenant=None` is every tenant: admin,
+and the worker and housekeeping, which serve every tenant alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from apercu.storage.catalog.engine import Database, hamming, phash_to_int, utcnow
-from apercu.storage.catalog.tables import ImageStatus, contents, deliveries, images, kept, renders
+from apercu.storage.catalog.tables import (
+    DEFAULT_TENANT,
+    ImageStatus,
+    contents,
+    deliveries,
+    images,
+    kept,
+    renders,
+)
 from apercu.storage.change_feed import announce_settled
 
 
@@ -37,6 +50,7 @@ class ImageRecord:
     sha256: str | None
     phash: int | None
     callback_url: str | None
+    tenant: str
 
     @classmethod
     def of(cls, row: sa.Row[Any]) -> ImageRecord:
@@ -46,30 +60,39 @@ class ImageRecord:
             fields["id"], fields["filename"], ImageStatus(fields["status"]), fields["error"], fields["uploaded_at"],
             fields["processed_at"], fields["enqueued_at"], fields["attempts"], fields["lease_owner"],
             fields["lease_until"], fields["lease_worker"], fields["image_metadata"], fields["thumbnail"],
-            fields["sha256"], fields["phash"], fields["callback_url"],
+            fields["sha256"], fields["phash"], fields["callback_url"], fields["tenant"],
         )
+
+
+Scoped = TypeVar("Scoped", sa.Select[Any], sa.Delete)
+
+
+def within(statement: Scoped, tenant: str | sa.BindParameter[str] | None) -> Scoped:
+    """The statement confined to one tenant's images (None: every tenant's): the one rule of tenants."""
+    return statement if tenant is None else statement.where(images.c.tenant == tenant)
 
 
 # The statements of the hot paths (an upload, a GET), built once with bound parameters: building a
 # statement anew for every call cost SQLAlchemy ten to twenty times what SQLite spends running it (see `leases`).
 GET = sa.select(images).where(images.c.id == sa.bindparam("image_id"))
+GET_WITHIN = within(GET, sa.bindparam("tenant"))
 INSERT = images.insert()
 NEWEST_FIRST = (images.c.uploaded_at.desc(), images.c.id.desc())
 
 
 def insert(
     conn: sa.Connection, image_id: str, filename: str | None, now: datetime, sha256: str | None = None,
-    callback_url: str | None = None,
+    callback_url: str | None = None, tenant: str = DEFAULT_TENANT,
 ) -> ImageRecord:
-    """A new pending image, inside the caller's transaction."""
+    """A new pending image of `tenant`, inside the caller's transaction."""
     record = ImageRecord(
         id=image_id, filename=filename, status=ImageStatus.PENDING, error=None, uploaded_at=now, processed_at=None,
         enqueued_at=now, attempts=0, lease_owner=None, lease_until=None, lease_worker=None, image_metadata=None,
-        thumbnail=None, sha256=sha256, phash=None, callback_url=callback_url,
+        thumbnail=None, sha256=sha256, phash=None, callback_url=callback_url, tenant=tenant,
     )
     conn.execute(INSERT, {
         "id": image_id, "filename": filename, "status": ImageStatus.PENDING, "uploaded_at": now, "enqueued_at": now,
-        "attempts": 0, "sha256": sha256, "callback_url": callback_url,
+        "attempts": 0, "sha256": sha256, "callback_url": callback_url, "tenant": tenant,
     })
     return record
 
@@ -78,20 +101,28 @@ class Images:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def add(self, image_id: str, filename: str | None, callback_url: str | None = None) -> ImageRecord:
+    def add(
+        self, image_id: str, filename: str | None, callback_url: str | None = None, tenant: str = DEFAULT_TENANT
+    ) -> ImageRecord:
         with self._db.begin() as conn:
-            return insert(conn, image_id, filename, utcnow(), callback_url=callback_url)
+            return insert(conn, image_id, filename, utcnow(), callback_url=callback_url, tenant=tenant)
 
-    def get(self, image_id: str) -> ImageRecord | None:
+    def get(self, image_id: str, tenant: str | None = None) -> ImageRecord | None:
+        """The image, if it is `tenant`'s (None: whoever's)."""
         with self._db.connect() as conn:
-            row = conn.execute(GET, {"image_id": image_id}).first()
+            if tenant is None:
+                row = conn.execute(GET, {"image_id": image_id}).first()
+            else:
+                row = conn.execute(GET_WITHIN, {"image_id": image_id, "tenant": tenant}).first()
         return ImageRecord.of(row) if row else None
 
-    def delete(self, image_id: str) -> bool:
-        """The image and everything recorded about it (renders and what they kept, its content claim, its
-        deliveries), at once."""
+    def delete(self, image_id: str, tenant: str | None = None) -> bool:
+        """The image, if it is `tenant`'s (None: whoever's), and everything recorded about it (renders and what
+        they kept, its content claim, its deliveries), at once."""
         with self._db.begin() as conn:
-            deleted = conn.execute(images.delete().where(images.c.id == image_id)).rowcount
+            deleted = conn.execute(within(images.delete().where(images.c.id == image_id), tenant)).rowcount
+            if not deleted and tenant is not None:
+                return False  # (no image of this tenant's: another tenant's is not touched)
             conn.execute(renders.delete().where(renders.c.image_id == image_id))
             conn.execute(kept.delete().where(kept.c.image_id == image_id))
             conn.execute(contents.delete().where(contents.c.image_id == image_id))
@@ -100,9 +131,12 @@ class Images:
                 announce_settled(conn, image_id)
             return bool(deleted)
 
-    def page(self, limit: int, after: tuple[datetime, str] | None = None) -> list[ImageRecord]:
-        """Newest first; `after` is the (uploaded_at, id) of the last row of the previous page."""
-        query = sa.select(images).order_by(*NEWEST_FIRST).limit(limit)
+    def page(
+        self, limit: int, after: tuple[datetime, str] | None = None, tenant: str | None = None
+    ) -> list[ImageRecord]:
+        """Newest first (ix_apercu_images_tenant_newest for a tenant); `after` is the (uploaded_at, id) of the last
+        row of the previous page."""
+        query = within(sa.select(images), tenant).order_by(*NEWEST_FIRST).limit(limit)
         if after is not None:
             stamp, last_id = after
             query = query.where(
@@ -114,20 +148,21 @@ class Images:
         with self._db.connect() as conn:
             return [ImageRecord.of(r) for r in conn.execute(query)]
 
-    def with_sha256(self, sha256: str, limit: int) -> list[ImageRecord]:
+    def with_sha256(self, sha256: str, limit: int, tenant: str | None = None) -> list[ImageRecord]:
         """Images whose original has this SHA-256 (known once processed, or at upload with deduplication)."""
-        query = sa.select(images).where(images.c.sha256 == sha256).order_by(*NEWEST_FIRST).limit(limit)
+        query = within(sa.select(images).where(images.c.sha256 == sha256), tenant).order_by(*NEWEST_FIRST).limit(limit)
         with self._db.connect() as conn:
             return [ImageRecord.of(r) for r in conn.execute(query)]
 
-    def similar(self, phash: str, max_distance: int, limit: int) -> list[tuple[ImageRecord, int]]:
+    def similar(
+        self, phash: str, max_distance: int, limit: int, tenant: str | None = None
+    ) -> list[tuple[ImageRecord, int]]:
         """Processed images whose perceptual hash is within `max_distance` bits of `phash`, nearest first, with
         their distance: one scan computing the distance in the database (~10k rows in a few ms)."""
         distance = hamming(images.c.phash, phash_to_int(phash), self._db.dialect).label("distance")
-        query = (
-            sa.select(images, distance).where(images.c.phash.is_not(None), distance <= max_distance)
-            .order_by(distance, *NEWEST_FIRST).limit(limit)
-        )
+        query = within(
+            sa.select(images, distance).where(images.c.phash.is_not(None), distance <= max_distance), tenant
+        ).order_by(distance, *NEWEST_FIRST).limit(limit)
         with self._db.connect() as conn:
             return [(ImageRecord.of(r), r.distance) for r in conn.execute(query)]
 

@@ -30,6 +30,13 @@ class DeliveryStatus(enum.StrEnum):
 
 IN_PROGRESS = (ImageStatus.PENDING, ImageStatus.PROCESSING)  # an image in either is not settled yet
 NEVER = datetime(1970, 1, 1)  # an `enqueued_at` that the next recovery sweep finds overdue
+DEFAULT_TENANT = "default"  # the tenant of every image uploaded without keys (and of rows from before tenants)
+
+
+def _tenant(primary_key: bool = False) -> sa.Column[str]:
+    """Whose a row is (an image, and what a new image claims for itself alone): the uploading key's tenant."""
+    return sa.Column("tenant", sa.String(64), nullable=False, server_default=DEFAULT_TENANT, primary_key=primary_key)
+
 
 images = sa.Table(
     "apercu_images",
@@ -50,9 +57,11 @@ images = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=True),  # of the original: known once processed (at upload with dedup)
     sa.Column("phash", sa.BigInteger, nullable=True),  # metadata.phash as a signed 64-bit integer
     sa.Column("callback_url", sa.Text, nullable=True),  # the uploader's completion webhook
+    _tenant(),
     sa.Index("ix_apercu_images_newest", "uploaded_at", "id"),
+    sa.Index("ix_apercu_images_tenant_newest", "tenant", "uploaded_at", "id"),  # a tenant's list, newest first
     sa.Index("ix_apercu_images_status", "status"),
-    sa.Index("ix_apercu_images_sha256", "sha256"),
+    sa.Index("ix_apercu_images_sha256", "sha256", "tenant", "uploaded_at", "id"),  # (see the tenants revision)
 )
 
 workers = sa.Table(
@@ -68,6 +77,7 @@ workers = sa.Table(
 idempotency_keys = sa.Table(
     "apercu_idempotency_keys",
     metadata_obj,
+    _tenant(primary_key=True),  # a key is unique per tenant: two tenants' same key are two uploads
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("image_id", sa.String(32), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
@@ -102,6 +112,7 @@ kept = sa.Table(
 contents = sa.Table(
     "apercu_contents",
     metadata_obj,
+    _tenant(primary_key=True),  # deduplication within a tenant: no answer names another tenant's image
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Column("image_id", sa.String(32), nullable=False),
 )
