@@ -14,7 +14,7 @@ from typing import Literal
 
 from flask import g
 
-from apercu.storage.catalog import DEFAULT_TENANT  # every image uploaded without keys, and of keys set the old way
+from apercu.storage.catalog import DEFAULT_TENANT as DEFAULT_TENANT  # re-exported: the tenant without keys
 
 SCOPES = ("read", "write", "delete", "admin")  # admin: every tenant, and the operator's endpoints
 Scope = Literal["read", "write", "delete", "admin"]  # one of SCOPES, as an operation declares what it needs

@@ -115,7 +115,7 @@ def _shown(image: Image) -> ImageJson:
     """An image's JSON as this caller sees it: with its tenant for an admin key (not for a deployment without
     keys, whose one tenant its clients need not be told of)."""
     who = caller.current()
-    return image_json(image, with_tenant=who.admin and who != caller.ANONYMOUS)
+    return image_json(image, with_tenant=who.admin and caller.presented_key(who))
 
 
 @route(bp, contract.GET)

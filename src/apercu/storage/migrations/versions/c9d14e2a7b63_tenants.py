@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c9d14e2a7b63"
-down_revision: str | Sequence[str] | None = "a3c5e9f1d2b4"
+down_revision: str | Sequence[str] | None = "c8e2b5d17f40"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
