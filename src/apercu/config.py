@@ -51,6 +51,7 @@ BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false
 NOT_SETTINGS = {
     "APERCU_URL": "apercu upload: the service it sends to",
     "APERCU_API_KEY": "apercu upload: the key it sends",
+    "APERCU_READY_FD": "apercu serve: the pipe each half says it is ready on (`supervisor.announce_ready`)",
     "APERCU_CORPUS": "tests and benches: the directory of sample images",
     "APERCU_REQUIRE_CORPUS": "tests: 1 fails (rather than skips) a test that needs the corpus (CI)",
     "APERCU_REQUIRE_SERVICES": "tests: 1 fails (rather than skips) a test that needs PostgreSQL, Redis, RabbitMQ",

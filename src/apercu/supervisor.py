@@ -9,7 +9,7 @@ very first start, before it said it was ready, stops everything: that is a confi
 URL, a port in use), not a crash to ride out. A half killed by a signal is always restarted.
 
 A half says it is ready (`announce_ready`: the web once it listens, the worker once its catalog and heartbeat are
-up) by writing to a pipe the supervisor hands it (_APERCU_READY_FD). That, not a time since the start, is what
+up) by writing to a pipe the supervisor hands it (APERCU_READY_FD). That, not a time since the start, is what
 separates a configuration error from a crash: a loaded machine may take many seconds to import and connect.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 STOP_TIMEOUT = 30.0
-READY_FD = "_APERCU_READY_FD"  # the pipe a half writes to once ready; not APERCU_*, which are all settings
+READY_FD = "APERCU_READY_FD"  # the pipe a half writes to once ready (config.NOT_SETTINGS says so)
 STABLE_AFTER = 30.0  # a half that ran this long before dying is restarted at once
 TICK = 0.2
 PR_SET_PDEATHSIG = 1
