@@ -50,6 +50,7 @@ BUSY_RETRY_AFTER = 5  # seconds: about how long a worker takes to make a dent in
 EXTENSION = "apercu.access"
 
 Header = Callable[[str], str | None]  # a request header by name (case-insensitive), None when absent
+UploadCheck = Callable[[Header, str], ApiError | None]  # another rule for an upload's head, given the client address
 
 
 def is_public(path: str, patterns: Iterable[str]) -> bool:
@@ -121,6 +122,7 @@ class Gate:
         self.public = public_paths(settings)
         self.max_pending = settings.max_pending
         self.min_free_mb = settings.min_free_mb
+        self.upload_checks: list[UploadCheck] = []  # added by api.rate_limit
 
     @classmethod
     def for_app(cls, app: Flask) -> Gate:
@@ -130,14 +132,14 @@ class Gate:
         load = Load(pending_count(service.storage.catalog.images.counts), settings.data_dir)
         return cls(settings, load_api_keys(settings), Cors(settings.cors_origins), load)
 
-    def check(self, method: str, path: str, header: Header) -> ApiError | None:
+    def check(self, method: str, path: str, header: Header, address: str = "") -> ApiError | None:
         """Key first (an anonymous caller learns nothing about the load), then, for an upload, backpressure."""
         if self.api_keys and not self._needs_no_key(method, path, header):
             key = presented_api_key(header)
             if not self.api_keys.accepts(key):
                 return self._unauthorized(key is None)
         if (method, path) == UPLOAD:
-            return self._backpressure()
+            return next(filter(None, (c(header, address) for c in self.upload_checks)), None) or self._backpressure()
         return None
 
     def _needs_no_key(self, method: str, path: str, header: Header) -> bool:
@@ -197,7 +199,8 @@ def register(app: Flask) -> None:
             answer = Response(status=204, headers=cors.preflight_headers(header("Origin")))
             answer.headers.remove("Content-Type")  # no body, so no type
             return answer
-        refusal = the_gate.check(request.method, request.environ.get("PATH_INFO", ""), header)
+        path, address = request.environ.get("PATH_INFO", ""), request.remote_addr or ""
+        refusal = the_gate.check(request.method, path, header, address)
         if refusal is None:
             return None
         return refusal.response()
