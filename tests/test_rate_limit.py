@@ -7,12 +7,15 @@ from __future__ import annotations
 import io
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import images
 import pytest
 import redis
 from conftest import parse_json
+from live import Service
+from test_access import refused_mid_upload
 
 from apercu.api import access, create_app, rate_limit
 from apercu.config import Settings
@@ -181,3 +184,23 @@ def test_served_uncounted_while_the_store_is_away(settings: Settings, caplog: py
     assert len([r for r in caplog.records if "cannot be reached" in r.message]) == 1  # once per outage
     limiter = rate_limit.limiter(app)
     assert limiter is not None and limiter.away_until == NOW + rate_limit.RETRY_AFTER_FAILURE
+
+
+@pytest.mark.integration
+def test_the_server_refuses_an_upload_over_its_limit_before_its_body(tmp_path: Path) -> None:
+    """apercu's own server, two web processes on one SQLite catalog: the second upload of a minute is refused
+    from its head, whichever process receives it, and not a byte of its 50 MB body is stored."""
+    env = {"APERCU_UPLOAD_RATE_LIMIT": "1", "APERCU_MIN_FREE_MB": "0", "APERCU_WEB_WORKERS": "2"}
+    svc = Service(tmp_path / "data", env).start("web")
+    try:
+        deadline = time.monotonic() + 15
+        while time.time() % 60 > 45 and time.monotonic() < deadline:  # both uploads within one minute
+            time.sleep(0.1)
+        first = svc.upload(images.jpeg(), "a.jpg")
+        assert first.status == 202 and first.headers["RateLimit-Remaining"] == "0"
+        for _ in range(2):  # a new connection each: either web process may take it
+            status, headers, code = refused_mid_upload(svc)
+            assert (status, code) == (429, "rate_limited")
+            assert int(headers["retry-after"]) <= 60 and headers["ratelimit-limit"] == "1"
+    finally:
+        assert svc.stop() == [0], svc.log.read_text()[-3000:]

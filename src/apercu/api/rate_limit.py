@@ -176,8 +176,7 @@ def register(app: Flask) -> None:
     settings: Settings = service.settings
     if not (settings.rate_limit or settings.upload_rate_limit):
         return
-    counts = open_counts(settings.resolved_broker_url, settings.queue, service.storage.catalog,
-                         settings.resolved_database_url)
+    counts = open_counts(settings.resolved_broker_url, settings.queue, settings.resolved_database_url)
     the_limiter = app.extensions[EXTENSION] = Limiter(settings, counts)
     the_gate = access.gate(app)
 
