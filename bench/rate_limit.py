@@ -1,45 +1,33 @@
 """What the rate limiter costs a request: `GET /images` (an empty list: one catalog query) through the Flask test
 client, without limits and with `APERCU_RATE_LIMIT` set (high enough never to refuse), counted in each store.
 
-    .venv/bin/python bench/rate_limit.py [--requests 3000] [--postgres URL] [--redis URL]
+    .venv/bin/python bench/rate_limit.py [--requests 3000] [--redis URL]
 
 For each store: this process's CPU time per request (what a web process spends) and the wall time per request
 (which includes the store's round trip, and, for PostgreSQL and Redis, their own work in their own processes),
-without and with the limiter, best of three runs each. PostgreSQL runs in a schema of its own, dropped after.
+without and with the limiter, best of three runs each. PostgreSQL (127.0.0.1:5432, database `test`) runs in a
+schema of its own, dropped after.
 Prints numbers; never fails.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from apercu.api import create_app
-from apercu.config import Settings
+from service import postgres_schema_url  # noqa: E402
+
+from apercu.api import create_app  # noqa: E402
+from apercu.config import Settings  # noqa: E402
 
 NEVER = 10**9  # requests per second: counted, never refused
-
-
-@contextlib.contextmanager
-def postgres_schema(url: str) -> Iterator[str]:
-    schema = f"apercu_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def per_request(settings: Settings, requests: int) -> tuple[float, float]:
@@ -66,7 +54,6 @@ def measure(name: str, settings: Settings, requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     print(f"GET /images, µs per request ({args.requests} requests, best of 3)")
@@ -74,8 +61,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base: dict[str, Any] = {"queue": f"bench-{uuid.uuid4().hex[:8]}", "log_level": "WARNING"}
         measure("sqlite", Settings(data_dir=Path(tmp) / "sqlite", **base), args.requests)
-        with postgres_schema(args.postgres) as url:
+        url, drop = postgres_schema_url()
+        try:
             measure("postgresql", Settings(data_dir=Path(tmp) / "pg", database_url=url, **base), args.requests)
+        finally:
+            drop()
         measure("redis", Settings(data_dir=Path(tmp) / "redis", broker_url=args.redis, **base), args.requests)
 
 

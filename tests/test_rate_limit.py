@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,21 @@ def test_shared_by_two_apps_on_redis(settings: Settings, redis_url: str) -> None
     shared_by_two_apps(settings.with_overrides(broker_url=redis_url))
     counters = list(redis.Redis.from_url(redis_url).scan_iter(f"apercu:{settings.queue}:rate:*"))
     assert len(counters) == 1  # one counter for the one caller, under this deployment's queue
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql", "redis"])
+def test_concurrent_requests_from_two_apps_never_pass_the_limit(
+    settings: Settings, store: str, request: pytest.FixtureRequest
+) -> None:
+    """The count is one atomic step in every store: 24 requests at once through two apps, 10 allowed, 10 pass."""
+    if store == "postgresql":
+        settings = settings.with_overrides(database_url=request.getfixturevalue("fresh_postgres_url"))
+    elif store == "redis":
+        settings = settings.with_overrides(broker_url=request.getfixturevalue("redis_url"))
+    apps = [app_for(settings, rate_limit=10) for _ in range(2)]
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda n: apps[n % 2].test_client().get("/images").status_code, range(24)))
+    assert sorted(codes) == [200] * 10 + [429] * 14
 
 
 def test_the_catalog_sweeps_idle_counters(settings: Settings) -> None:

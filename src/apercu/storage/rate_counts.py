@@ -71,10 +71,11 @@ class RedisCounts:
 
 class CatalogCounts:
     """A row per counter in apercu_rate_counts, upserted (INSERT ... ON CONFLICT DO UPDATE ... RETURNING: one
-    statement, atomic on SQLite and PostgreSQL alike). The statements are built once: per request, only run."""
+    statement, atomic on SQLite and PostgreSQL alike, so it runs in autocommit: no BEGIN and COMMIT round trips).
+    The statements are built once: per request, only run."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         insert: Any = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(rate_counts)
         insert = insert.values(key=sa.bindparam("key"), window_start=sa.bindparam("start"), hits=1)
         same_window = rate_counts.c.window_start == insert.excluded.window_start
@@ -89,7 +90,7 @@ class CatalogCounts:
         self.swept = 0
 
     def hit(self, key: str, start: int, length: int) -> int:
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             count = int(conn.execute(self._hit, {"key": key, "start": start}).scalar_one())
             if start - self.swept >= SWEEP_EVERY:
                 self.swept = start
