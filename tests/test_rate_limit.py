@@ -16,6 +16,7 @@ import pytest
 import redis
 from conftest import parse_json
 from live import Service
+from own_servers import blackhole
 from test_access import refused_mid_upload
 
 from apercu.api import access, create_app, rate_limit
@@ -201,6 +202,42 @@ def test_served_uncounted_while_the_store_is_away(settings: Settings, caplog: py
     limiter = rate_limit.limiter(app)
     assert limiter is not None and limiter.away_until == NOW + rate_limit.RETRY_AFTER_FAILURE
 
+
+
+@pytest.mark.parametrize("store", ["redis", "postgres"])
+def test_served_uncounted_while_the_store_is_down_then_counted_again(
+    settings: Settings, store: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store of the test's own, killed and started again: meanwhile answers come, uncounted (/openapi.json needs
+    no catalog), with one log line each way."""
+    server = request.getfixturevalue(f"own_{store}")
+    place = "broker_url" if store == "redis" else "database_url"
+    app = app_for(settings, rate_limit=2, **{place: server.url})
+    client = app.test_client()
+    assert limits_of(client.get("/openapi.json")) == ("2", "1", "1")
+    server.kill()
+    with caplog.at_level(logging.WARNING, logger=rate_limit.__name__):
+        answers = [client.get("/openapi.json") for _ in range(3)]
+        assert all(a.status_code == 200 and "RateLimit-Limit" not in a.headers for a in answers)
+        server.start()
+        frozen(app, NOW + rate_limit.RETRY_AFTER_FAILURE)  # the limiter tries the store again, in a new second
+        assert limits_of(client.get("/openapi.json")) == ("2", "1", "1")
+    messages = [r.message for r in caplog.records]
+    assert len([m for m in messages if "cannot be reached" in m]) == 1, messages
+    assert len([m for m in messages if "answers again" in m]) == 1, messages
+
+
+def test_a_store_that_never_answers_costs_one_request_a_fraction_of_a_second(settings: Settings) -> None:
+    with blackhole() as port:
+        client = app_for(settings, rate_limit=2, broker_url=f"redis://127.0.0.1:{port}/0").test_client()
+        started = time.monotonic()
+        first = client.get("/openapi.json")
+        waited = time.monotonic() - started
+        assert first.status_code == 200 and "RateLimit-Limit" not in first.headers
+        assert waited < 2.0  # the store's timeout (0.25 s), not a hang
+        started = time.monotonic()
+        assert client.get("/openapi.json").status_code == 200  # the store is left alone meanwhile
+        assert time.monotonic() - started < waited
 
 @pytest.mark.integration
 def test_the_server_refuses_an_upload_over_its_limit_before_its_body(tmp_path: Path) -> None:
