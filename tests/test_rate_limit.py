@@ -257,3 +257,20 @@ def test_the_server_refuses_an_upload_over_its_limit_before_its_body(tmp_path: P
             assert int(headers["retry-after"]) <= 60 and headers["ratelimit-limit"] == "1"
     finally:
         assert svc.stop() == [0], svc.log.read_text()[-3000:]
+
+
+def test_the_document_lists_429_where_a_limit_counts_and_the_answers_conform(settings: Settings) -> None:
+    from test_openapi import Contract
+
+    assert not any("429" in operation["responses"] for item in create_app(settings).test_client()
+                   .get("/openapi.json").get_json()["paths"].values() for operation in item.values())  # no limit
+    app = app_for(settings, rate_limit=1, upload_rate_limit=1)
+    client = app.test_client()
+    contract = Contract(client.get("/openapi.json").get_json())  # the one request of this second
+    paths = contract.doc["paths"]
+    assert "429" in paths["/images"]["post"]["responses"] and "429" in paths["/images"]["get"]["responses"]
+    assert "429" not in paths["/healthz"]["get"]["responses"] and "429" not in paths["/metrics"]["get"]["responses"]
+    for method, path, answer in (("GET", "/images", client.get("/images")), ("POST", "/images", upload(client))):
+        assert contract.check(method, path, answer).status_code == 429
+    only_uploads = app_for(settings, upload_rate_limit=1).test_client().get("/openapi.json").get_json()["paths"]
+    assert "429" in only_uploads["/images"]["post"]["responses"] and "429" not in only_uploads["/images"]["get"]["responses"]

@@ -34,6 +34,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import sqlalchemy as sa
@@ -161,6 +162,15 @@ def network_of(address: str) -> str:
             return str(parsed.ipv4_mapped)
         return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
     return str(parsed)
+
+
+def documented(method: str, path: str, operation: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """An operation of the OpenAPI document (`api.openapi`) with its 429, when a limit of `settings` counts it."""
+    counted = settings.rate_limit and not is_public(path, NOT_COUNTED)
+    if not (counted or (settings.upload_rate_limit and (method.upper(), path) == UPLOAD)):
+        return operation
+    responses = {**operation["responses"], "429": {"$ref": "#/components/responses/RateLimited"}}
+    return {**operation, "responses": dict(sorted(responses.items()))}
 
 
 def limiter(app: Flask) -> Limiter | None:
