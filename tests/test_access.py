@@ -434,7 +434,8 @@ def test_an_allowed_origin_gets_cors_headers(settings: Settings) -> None:
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "Origin" in response.headers["Vary"]
     exposed = {h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
-    assert exposed == {"Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed"}
+    assert exposed == {"Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed", "RateLimit-Limit",
+                       "RateLimit-Remaining", "RateLimit-Reset"}
     refused = client.get("/images", headers={"Origin": ORIGIN})  # a page can read why it was refused
     assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == ORIGIN
 

@@ -212,6 +212,8 @@ class Settings:
     gps: Gps = "keep"  # or "drop": no GPS in stored or returned metadata
     max_pending: int = setting(0, at_least(0))  # more images than this waiting: uploads get 503 (0: no limit)
     min_free_mb: int = setting(512, at_least(0))  # less free space than this on the data disk: uploads get 507
+    rate_limit: int = setting(0, at_least(0))  # requests per second per key (per address without one): 429 (0: none)
+    upload_rate_limit: int = setting(0, at_least(0))  # uploads per minute per key, the same way (0: none)
     cors_origins: frozenset[str] = setting(frozenset(), ORIGIN, fold=str.lower)  # may call the API from a browser
     dedup: Dedup = "off"  # or "reuse": an upload of bytes already stored answers 200 with the stored image
     exiftool: bool = False  # metadata.makernotes, read by ExifTool (`exiftool` on PATH) in the imaging process

@@ -7,7 +7,18 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from apercu.api import access, docs, errors, metrics_endpoint, observe, outage_breaker, page, routes
+from apercu.api import (
+    access,
+    cache_policy,
+    docs,
+    errors,
+    metrics_endpoint,
+    observe,
+    outage_breaker,
+    page,
+    rate_limit,
+    routes,
+)
 from apercu.api.uploads import MULTIPART_SLACK, UploadRequest
 from apercu.config import Settings
 from apercu.service import Service
@@ -44,6 +55,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     outage_breaker.install(app, {"storage": storage.blobs.check, "catalog": storage.catalog.ping,
                                  "broker": lambda: routes.ping_broker(celery)})
     access.register(app)  # API keys, backpressure and CORS: before any route, and before any body is read
+    rate_limit.register(app)  # after the gate: it counts admitted requests, against their key
+    cache_policy.register(app)  # what caches may keep of every answer
     app.register_blueprint(routes.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(metrics_endpoint.bp)

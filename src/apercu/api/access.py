@@ -70,6 +70,7 @@ FILE_LINE = "`<name> <tenant> <scopes> <key>` or a bare key"
 
 Header = Callable[[str], str | None]  # a request header by name (case-insensitive), None when absent
 Digest = bytes  # SHA-256 of a key
+UploadCheck = Callable[[Header, str], ApiError | None]  # another rule for an upload's head, given the client address
 
 
 def is_public(path: str, patterns: Iterable[str]) -> bool:
@@ -211,6 +212,7 @@ class Gate:
         self._token = digest_of(settings.metrics_token) if settings.metrics_token else None
         self._combined: tuple[KeySnapshot | None, ApiKeys] = (None, api_keys)  # (the snapshot it has, every key)
         self.keys()  # the catalog's keys are read at start: a catalog that cannot answer stops it
+        self.upload_checks: list[UploadCheck] = []  # added by api.rate_limit
 
     @classmethod
     def for_app(cls, app: Flask) -> Gate:
@@ -233,12 +235,12 @@ class Gate:
             self._combined = (snapshot, keys)
         return keys
 
-    def check(self, method: str, path: str, header: Header) -> ApiError | None:
+    def check(self, method: str, path: str, header: Header, address: str = "") -> ApiError | None:
         """The refusal of a request head, or None (what the server asks before it receives a body)."""
-        decided = self.decide(method, path, header)
+        decided = self.decide(method, path, header, address)
         return decided if isinstance(decided, ApiError) else None
 
-    def decide(self, method: str, path: str, header: Header) -> Caller | ApiError:
+    def decide(self, method: str, path: str, header: Header, address: str = "") -> Caller | ApiError:
         """Key and scope first (an anonymous caller learns nothing about the load), then, for an upload,
         backpressure."""
         presented = presented_api_key(header)
@@ -254,8 +256,13 @@ class Gate:
             scope = self.scopes.of(method, path)
             if scope is not None and not who.may(scope):
                 return insufficient_scope(scope)
-        refusal = self._backpressure() if (method, path) == UPLOAD else None
+        refusal = self._upload_refusal(header, address) if (method, path) == UPLOAD else None
         return refusal or who
+
+    def _upload_refusal(self, header: Header, address: str) -> ApiError | None:
+        """The other rules for an upload's head (`upload_checks`: the rate limit), then backpressure."""
+        refusals = (check(header, address) for check in self.upload_checks)
+        return next(filter(None, refusals), None) or self._backpressure()
 
     def _scraper(self, presented: str | None) -> Caller | ApiError:
         """/metrics with APERCU_METRICS_PUBLIC=false: APERCU_METRICS_TOKEN's bearer, or an admin key; never a caller
@@ -348,7 +355,8 @@ def register(app: Flask) -> None:
             answer = Response(status=204, headers=cors.preflight_headers(header("Origin")))
             answer.headers.remove("Content-Type")  # no body, so no type
             return answer
-        decided = the_gate.decide(request.method, request.environ.get("PATH_INFO", ""), header)
+        path, address = request.environ.get("PATH_INFO", ""), request.remote_addr or ""
+        decided = the_gate.decide(request.method, path, header, address)
         if isinstance(decided, ApiError):
             return decided.response()
         caller.remember(decided)

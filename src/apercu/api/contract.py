@@ -98,6 +98,17 @@ RESPONSES["Unavailable"] = error(
     f"A dependency (the blob store, the catalog database or the task broker) is unavailable (`error.code` says "
     f"which: {UNAVAILABLE_CODES}): no bug, nothing was changed; retry after `Retry-After` seconds.", RETRY)
 OUTAGE_REFUSALS = {"503": "Unavailable"}
+# A rate limit's answer (`api.rate_limit`), on the operations a configured limit counts (`rate_limit.documented`).
+RATE_LIMIT_HEADERS = {
+    name: {"description": description, "required": True, "schema": {"type": "integer", "minimum": 0}}
+    for name, description in (("RateLimit-Limit", "Requests the limit allows per window."),
+                              ("RateLimit-Remaining", "Requests left in this window."),
+                              ("RateLimit-Reset", "Seconds until the window ends."))
+}
+RESPONSES["RateLimited"] = error(
+    "More requests than `APERCU_RATE_LIMIT` a second, or uploads than `APERCU_UPLOAD_RATE_LIMIT` a minute, from this "
+    "API key (or, without one, this address): code `rate_limited`; retry after `Retry-After` seconds.",
+    RETRY | RATE_LIMIT_HEADERS)
 BY_ID = {"parameters": {"id": "$response.body#/id"}}
 FORMAT_NAMES = f"{', '.join(LABELS.get(f.name, f.name) for f in FORMATS[:-1])} or {FORMATS[-1].name}"
 

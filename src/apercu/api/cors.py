@@ -12,7 +12,8 @@ from __future__ import annotations
 
 METHODS = ("GET", "POST", "DELETE")
 REQUEST_HEADERS = ("Content-Type", "X-API-Key", "Authorization", "Idempotency-Key", "X-Request-ID")
-EXPOSED_HEADERS = ("Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed")
+EXPOSED_HEADERS = ("Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed", "RateLimit-Limit",
+                   "RateLimit-Remaining", "RateLimit-Reset")
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 Headers = list[tuple[str, str]]

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask
 
 from apercu import __version__
-from apercu.api import metadata_schema
+from apercu.api import metadata_schema, rate_limit
 from apercu.api.access import is_public, public_paths
 from apercu.api.contract import (
     HEADERS,
@@ -138,6 +138,7 @@ def document(app: Flask) -> Json:
     paths: Json = {}
     for operation in operations:
         written = with_access(operation, operation_object(operation, schemas), public)
+        written = rate_limit.documented(operation.method, operation.path, written, settings)
         paths.setdefault(operation.path, {})[operation.method.lower()] = written
     webhooks = resolved(WEBHOOKS, schemas)  # (before the components, which hold the schemas it reaches)
     parts = components(operations, settings, schemas)

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from apercu import __version__
-from apercu.api import access, caller, contract, outage_breaker, page, uploads
+from apercu.api import caller, contract, outage_breaker, page, uploads
 from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.inputs import (
     CALLBACK_URL,
@@ -158,7 +158,8 @@ def thumbnail(given: Given, ext: str) -> ResponseReturnValue:
 
 def _file_response(service: Service, found: ThumbnailFile, mimetype: str, max_age: int) -> BaseResponse:
     """A kept file as an answer: 304 for its ETag, a redirect to the store (`APERCU_S3_PRESIGN`), or its bytes;
-    public, cached for `max_age` (a redirect for half its URL's life: a cached one must not outlive it)."""
+    public, cached for `max_age` (a redirect for half its URL's life: a cached one must not outlive it); private
+    when a key was needed (`api.cache_policy`, for every answer)."""
     response: BaseResponse
     if found.etag in request.if_none_match:
         response = Response(status=304)
@@ -170,10 +171,7 @@ def _file_response(service: Service, found: ThumbnailFile, mimetype: str, max_ag
         response = Response(wrap_file(request.environ, body), mimetype=mimetype, direct_passthrough=True)
         response.content_length = found.size
     response.set_etag(found.etag)
-    if _needed_a_key():  # a shared cache must not hand it to whoever asks next, without one
-        response.cache_control.private = True
-    else:
-        response.cache_control.public = True
+    response.cache_control.public = True
     response.cache_control.max_age = max_age
     return response
 
@@ -228,13 +226,6 @@ def _inline(name: str, ext: str) -> str:
     ascii_name = re.sub(r'[^\x20-\x7e]|["\\%]', "_", filename)
     extended = "" if ascii_name == filename else f"; filename*=UTF-8''{quote(filename)}"
     return f'inline; filename="{ascii_name}"{extended}'
-
-
-def _needed_a_key() -> bool:
-    """Whether this request was answered only because it carried an API key (the gate, `api.access`, let it
-    through): keys are required and the path is not public (thumbnails are with APERCU_PUBLIC_THUMBNAILS)."""
-    the_gate = access.gate(current_app)
-    return the_gate.keys_required() and not access.is_public(request.path, the_gate.public)
 
 
 @route(bp, contract.DELETE_LEGACY, contract.DELETE)

@@ -157,6 +157,8 @@ def admit(request: Any, header: Header, gate: Gate) -> None:
     client still sends is drained and dropped, never stored. A bodiless request has nothing to protect: the
     application's own before_request hook applies the same rule to it, and it keeps its connection, its CORS
     headers and everything else an answer from the application gets."""
-    refusal = gate.check(request.method, unquote_to_wsgi_str(request.path), header)
+    peer = request.peer_addr  # the client's address, as gunicorn makes REMOTE_ADDR of it
+    address = peer[0] if isinstance(peer, tuple) else str(peer)
+    refusal = gate.check(request.method, unquote_to_wsgi_str(request.path), header, address)
     if refusal is not None:
         raise refusal.with_headers(*gate.cors.response_headers(header("Origin")))

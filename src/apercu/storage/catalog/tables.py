@@ -148,3 +148,15 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("revoked_at", sa.DateTime, nullable=True),
 )
+
+# Rate limits (APERCU_RATE_LIMIT, APERCU_UPLOAD_RATE_LIMIT) when the deployment has no Redis: one row per limit and
+# caller (`key`: "<limit>:<caller>"), counting the caller's requests in the current fixed window, which starts at
+# `window_start` (unix seconds). An upsert restarts the count when the window moved on; rows idle for an hour are swept.
+rate_counts = sa.Table(
+    "apercu_rate_counts",
+    metadata_obj,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("window_start", sa.BigInteger, nullable=False),
+    sa.Column("hits", sa.Integer, nullable=False),
+    sa.Index("ix_apercu_rate_counts_window", "window_start"),
+)

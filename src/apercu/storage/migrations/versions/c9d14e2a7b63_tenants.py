@@ -1,7 +1,7 @@
 """Tenants: every image is its uploading key's tenant's, and so are its idempotency key and its content claim.
 
 Revision ID: c9d14e2a7b63
-Revises: a3c5e9f1d2b4
+Revises: c8e2b5d17f40
 Create Date: 2026-12-07
 
 apercu_images.tenant (every existing row: 'default', the one tenant of a deployment without keys), indexed with
