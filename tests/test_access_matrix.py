@@ -161,7 +161,8 @@ def headers_of(key: Key | None, document: Json) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Call:
-    """One request of an operation: `path` with `{target}` where an image id goes (None: it names none)."""
+    """One request of an operation: `path` and `query` with `{target}` where an image id goes, `target` the name of
+    the parameter that takes it (None: it names no image)."""
 
     path: str
     target: str | None
@@ -191,7 +192,7 @@ def calls(op: Op, view: str) -> list[Call]:
         elif p["in"] == "path" or p.get("required"):
             raise Unknown(f"{op.name}: the matrix does not know how to fill the parameter {p['name']!r}")
     upload = _is_upload(op)
-    base = Call(path, target and "id", tuple(query), upload)
+    base = Call(path, target, tuple(query), upload)
     return [base, *(Call(path, name, (*query, (name, "{target}")), upload) for name in variants)]
 
 

@@ -54,12 +54,16 @@ def catalog_settings(request: pytest.FixtureRequest, settings: Settings) -> Sett
     return settings
 
 
-@pytest.fixture
-def app(catalog_settings: Settings, tmp_path: Any) -> Any:
+def keyed_app(settings: Settings, tmp_path: Any, **overrides: Any) -> Any:
     """An app whose keys are KEYS."""
     keys = tmp_path / "keys"
     keys.write_text(KEYS)
-    return create_app(catalog_settings.with_overrides(api_keys_file=str(keys)))
+    return create_app(settings.with_overrides(api_keys_file=str(keys), **overrides))
+
+
+@pytest.fixture
+def app(catalog_settings: Settings, tmp_path: Any) -> Any:
+    return keyed_app(catalog_settings, tmp_path)
 
 
 @pytest.fixture
@@ -114,6 +118,18 @@ def test_another_tenants_image_is_a_404_like_a_missing_one(app: Any) -> None:
     assert app.test_client().delete(f"/delete/{theirs}", headers=as_("b")).status_code == 404
     assert get(app, "a", f"/images/{theirs}").status_code == 200  # still there, untouched
     assert get(app, "a", f"/thumbnails/{theirs}.jpg").status_code == 200
+
+
+def test_public_thumbnails_are_served_to_whoever_asks(catalog_settings: Settings, tmp_path: Any) -> None:
+    """APERCU_PUBLIC_THUMBNAILS: a thumbnail's URL works without a key and with any tenant's, as <img> tags need
+    (it was a 404 for every tenant but the default one); the image itself stays its tenant's."""
+    app = keyed_app(catalog_settings, tmp_path, public_thumbnails=True)
+    theirs = uploaded(app, "a", images.jpeg((320, 240)))
+    for who in (None, "b", "a"):
+        answer = get(app, who, f"/thumbnails/{theirs}.jpg")
+        assert (answer.status_code, answer.mimetype) == (200, "image/jpeg"), who
+    assert get(app, "b", f"/images/{theirs}").status_code == 404
+    assert get(app, None, f"/images/{theirs}").status_code == 401
 
 
 def test_another_tenants_pending_image_is_not_waited_for(app: Any) -> None:
