@@ -2,7 +2,7 @@
 callers, on the embedded catalog (SQLite) and on PostgreSQL, each answer held to what the document declares.
 
 The matrix is generated from `GET /openapi.json`, never from a table of routes: its operations are the document's
-paths and methods, and the status each caller expects follows from the operation's declarations alone (`expected`):
+paths and methods (not its `webhooks`, which the service sends rather than serves), and the status each caller expects follows from the operation's declarations alone (`expected`):
 - `security: []` (a public path): whoever calls, key or none, any tenant, gets the operation's answer;
 - otherwise no key is a 401; a key without the scope the `security` requirement names is a 403
   `insufficient_scope` naming it (`admin` holds every scope);
