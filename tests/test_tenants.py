@@ -3,9 +3,8 @@ a missing one (same body, the same one query), in reads, thumbnails, waits, list
 similar_to and idempotency keys work within a tenant; admin sees every tenant; without keys nothing changes. On
 the embedded catalog (SQLite) and PostgreSQL, through the API and through the service.
 
-Who calls: until the access gate remembers the matched key's `Caller` (branch keys19), the test app sets it from a
-test-only header in a `before_request` hook (`as_`). Once keys are in, `as_` can send each caller's real key
-instead (an `APERCU_API_KEYS_FILE` line `<name> <tenant> <scopes> <key>` per entry of CALLERS) and the hook go.
+Who calls: a real key of the app's `APERCU_API_KEYS_FILE` (KEYS: `<name> <tenant> <scopes> <key>`), sent by `as_`;
+the test of a deployment without keys has an app without the file (`keyless`).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from test_fingerprints import scene
 from test_rendition_route import worker
 from test_search import jpeg
 
-from apercu.api import caller, create_app
+from apercu.api import create_app
 from apercu.config import Settings
 from apercu.service import NotFound, Service
 from apercu.storage import migrations
@@ -33,12 +32,8 @@ from apercu.storage.catalog import DEFAULT_TENANT, Catalog, ExclusiveClaims, cre
 from apercu.storage.migrations.schema import migrate
 from apercu.tasks import context_of
 
-CALLERS = {
-    "a": caller.Caller("app-a", "a", frozenset({"read", "write", "delete"})),
-    "b": caller.Caller("app-b", "b", frozenset({"read", "write", "delete"})),
-    "admin": caller.Caller("ops", "ops", frozenset({"admin"})),
-}
-WHO = "X-Test-Caller"  # test-only: which of CALLERS is calling (none: the app's own caller, ANONYMOUS without keys)
+# Who calls, by the key `as_` sends (key-<who>): tenants a and b, and an admin in a tenant of its own.
+KEYS = "app-a a read,write,delete key-a\napp-b b read,write,delete key-b\nops ops admin key-admin\n"
 MISSING = "0123456789abcdef0123456789abcdef"
 URL_KEY = "u" * 32
 
@@ -51,20 +46,30 @@ def settings(tmp_path: Any) -> Settings:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def app(request: pytest.FixtureRequest, settings: Settings) -> Any:
+def catalog_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The settings with dedup, on the embedded catalog or PostgreSQL."""
     settings = settings.with_overrides(dedup="reuse")
     if request.param == "postgres":
         settings = settings.with_overrides(database_url=request.getfixturevalue("fresh_postgres_url"))
-    app = create_app(settings)
+    return settings
 
-    @app.before_request
-    def _caller() -> None:
-        from flask import request as flask_request
 
-        if (name := flask_request.headers.get(WHO)) is not None:
-            caller.remember(CALLERS[name])
+def keyed_app(settings: Settings, tmp_path: Any, **overrides: Any) -> Any:
+    """An app whose keys are KEYS."""
+    keys = tmp_path / "keys"
+    keys.write_text(KEYS)
+    return create_app(settings.with_overrides(api_keys_file=str(keys), **overrides))
 
-    return app
+
+@pytest.fixture
+def app(catalog_settings: Settings, tmp_path: Any) -> Any:
+    return keyed_app(catalog_settings, tmp_path)
+
+
+@pytest.fixture
+def keyless(catalog_settings: Settings) -> Any:
+    """An app without keys, as every deployment was before them."""
+    return create_app(catalog_settings)
 
 
 @pytest.fixture
@@ -74,8 +79,8 @@ def service(app: Any) -> Service:
 
 
 def as_(who: str | None) -> dict[str, str]:
-    """The headers of a request by `who` (None: no caller, as without keys)."""
-    return {} if who is None else {WHO: who}
+    """The headers of a request by `who` (None: no key)."""
+    return {} if who is None else {"X-API-Key": f"key-{who}"}
 
 
 def upload(app: Any, who: str | None, data: bytes, **headers: str) -> Any:
@@ -113,6 +118,18 @@ def test_another_tenants_image_is_a_404_like_a_missing_one(app: Any) -> None:
     assert app.test_client().delete(f"/delete/{theirs}", headers=as_("b")).status_code == 404
     assert get(app, "a", f"/images/{theirs}").status_code == 200  # still there, untouched
     assert get(app, "a", f"/thumbnails/{theirs}.jpg").status_code == 200
+
+
+def test_public_thumbnails_are_served_to_whoever_asks(catalog_settings: Settings, tmp_path: Any) -> None:
+    """APERCU_PUBLIC_THUMBNAILS: a thumbnail's URL works without a key and with any tenant's, as <img> tags need
+    (it was a 404 for every tenant but the default one); the image itself stays its tenant's."""
+    app = keyed_app(catalog_settings, tmp_path, public_thumbnails=True)
+    theirs = uploaded(app, "a", images.jpeg((320, 240)))
+    for who in (None, "b", "a"):
+        answer = get(app, who, f"/thumbnails/{theirs}.jpg")
+        assert (answer.status_code, answer.mimetype) == (200, "image/jpeg"), who
+    assert get(app, "b", f"/images/{theirs}").status_code == 404
+    assert get(app, None, f"/images/{theirs}").status_code == 401
 
 
 def test_another_tenants_pending_image_is_not_waited_for(app: Any) -> None:
@@ -227,9 +244,10 @@ def test_the_same_idempotency_key_in_two_tenants_makes_two_images(app: Any) -> N
     assert get(app, "a", f"/images/{parse_json(other)['id']}").status_code == 404
 
 
-def test_without_keys_there_is_one_tenant_and_nothing_changes(app: Any, service: Service) -> None:
-    """No caller remembered (no keys): every image is the default tenant's, every client sees all of them, and
-    the JSON is as it was (no tenant in it)."""
+def test_without_keys_there_is_one_tenant_and_nothing_changes(keyless: Any) -> None:
+    """No keys: every image is the default tenant's, every client sees all of them, and the JSON is as it was (no
+    tenant in it)."""
+    app, service = keyless, keyless.extensions["apercu"]
     first, second = uploaded(app, None, images.jpeg((100, 100))), uploaded(app, None, images.jpeg((90, 90)))
     assert {getattr(service.storage.catalog.images.get(i), "tenant", None) for i in (first, second)} == {
         DEFAULT_TENANT}

@@ -107,7 +107,11 @@ def upload(given: Given) -> ResponseReturnValue:
 
 
 def _seen() -> str | None:
-    """The tenant whose images the caller reads, searches and deletes; None: every tenant's (admin)."""
+    """The tenant whose images the caller reads, searches and deletes; None: every tenant's (admin, and a public
+    path: thumbnails with APERCU_PUBLIC_THUMBNAILS are for whoever holds their URL, key or none, as for <img> tags
+    that cannot send one; a caller's tenant there would hide every image but the default tenant's)."""
+    if access.is_public(request.path, access.gate(current_app).public):
+        return None
     return caller.current().tenant_filter
 
 
