@@ -21,6 +21,7 @@ import pytest
 from conftest import REQUIRE_SERVICES, parse_json, unavailable
 from live import Service
 from PIL import Image, ImageDraw
+from test_openapi import Contract
 
 from apercu.api import create_app
 from apercu.config import Settings
@@ -36,6 +37,14 @@ TIMEOUT_MS = 60_000
 API_KEY = "secret-key"
 URL_KEY = "a-url-key-of-at-least-32-bytes-long"
 ID = "0123456789abcdef0123456789abcdef"
+READER, WRITER, ADMIN = "r3ader-key-for-the-page", "wr1ter-key-for-the-page", "adm1n-key-for-the-page"
+
+
+def keys_file(folder: Path) -> str:
+    """A real key file: a read-only key and a read-write one in the tenant `acme`, an admin in `default`."""
+    path = folder / "keys"
+    path.write_text(f"viewer acme read {READER}\neditor acme read,write,delete {WRITER}\nops default admin {ADMIN}\n")
+    return str(path)
 
 
 # --- negotiation, without a browser ----------------------------------------------------------------------------
@@ -67,6 +76,32 @@ def test_index_negotiates_html_for_browsers_and_json_for_api_clients(client: Any
         body = parse_json(response)
         assert response.mimetype == "application/json"
         assert body["status"] == "ok" and body["message"] == "Server is up and running" and body["endpoints"]
+
+
+def test_index_tells_a_key_who_it_is_and_nothing_without_one(settings: Settings, tmp_path: Path) -> None:
+    """What the page asks to learn what its key may do: `caller` in `GET /`, only for the key presented."""
+    client = create_app(settings.with_overrides(api_keys_file=keys_file(tmp_path))).test_client()
+    contract = Contract(client.get("/openapi.json").get_json())
+    schema = contract.doc["components"]["schemas"]
+    assert schema["Index"]["properties"]["caller"]["$ref"] == "#/components/schemas/Caller"
+    assert schema["Caller"]["required"] == ["name", "tenant", "scopes"]
+    expected = {
+        READER: {"name": "viewer", "tenant": "acme", "scopes": ["read"]},
+        WRITER: {"name": "editor", "tenant": "acme", "scopes": ["read", "write", "delete"]},
+        ADMIN: {"name": "ops", "tenant": "default", "scopes": ["read", "write", "delete", "admin"]},  # admin holds all
+    }
+    for key, caller in expected.items():
+        for headers in ({"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
+            response = contract.check("GET", "/", client.get("/", headers=headers))
+            assert parse_json(response)["caller"] == caller
+            assert response.cache_control.private and not response.cache_control.public
+            assert {"Accept", "X-API-Key", "Authorization"} <= set(response.vary)
+    for headers in ({}, {"X-API-Key": "not-a-key"}, {"X-API-Key": f"sha256:{'0' * 64}"}):
+        response = contract.check("GET", "/", client.get("/", headers=headers))  # public: 200, saying nothing of keys
+        assert "caller" not in parse_json(response) and not response.cache_control.private
+        assert {"X-API-Key", "Authorization"} <= set(response.vary)  # a keyed answer is never served for it
+    open_app = create_app(settings).test_client()  # no keys at all: every operation is open, nothing to tell
+    assert "caller" not in parse_json(open_app.get("/", headers={"X-API-Key": READER}))
 
 
 def test_page_assets_are_served_from_the_package(client: Any) -> None:

@@ -116,7 +116,9 @@ INDEX = Operation(
     "GET", "/", "index", "service", "Service status and this list of endpoints",
     {"200": {"description": "Up.", "content": {"application/json": {"schema": IndexJson},
                                                 "text/html": {"schema": {"type": "string"}}}}},
-    "JSON for programs; a browser (`Accept: text/html`) gets a web page to upload and browse images.",
+    "JSON for programs; a browser (`Accept: text/html`) gets a web page to upload and browse images. Needs no "
+    "key; sent with a valid one, the JSON also says whose it is and what it may do (`caller`), for a client to "
+    "offer only that.",
 )
 UPLOAD = Operation(
     "POST", "/images", "uploadImage", "images",

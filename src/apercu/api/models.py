@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, NotRequired, TypedDict
 
+from apercu.api.caller import NAME, Scope
 from apercu.api.inputs import MAX_PAGE
 from apercu.images import (
     ID_PATTERN,
@@ -62,11 +63,27 @@ class EndpointJson(TypedDict):
     description: str
 
 
+class CallerJson(TypedDict):
+    """The API key this request carried, as the service knows it: what a client (the web page) needs to offer only
+    what the key may do. Only ever the presented key's own identity."""
+
+    name: Annotated[str, {"pattern": f"^{NAME.pattern}$", "description": "The key's name (`apercu keys list`)."}]
+    tenant: Annotated[str, {"pattern": f"^{NAME.pattern}$", "description": "The key's tenant: its uploads are this "
+                            "tenant's, and it sees only this tenant's images (`admin`: every tenant's)."}]
+    scopes: Annotated[list[Scope], {"uniqueItems": True, "description":
+                                    "Every scope the key holds (`admin` holds them all, so an admin key lists "
+                                    "each): an operation's `security` names the one it needs."}]
+
+
 class IndexJson(TypedDict):
     status: str
     message: str
     version: str
     endpoints: list[EndpointJson]
+    caller: NotRequired[Annotated[CallerJson, {
+        "description": "Present when the request carried a valid API key (`X-API-Key` or `Authorization: Bearer`): "
+        "who it is and what it may do. Absent without one, and where the deployment has no keys (then every "
+        "operation is open)."}]]
 
 
 class HealthJson(TypedDict):

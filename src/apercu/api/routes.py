@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
@@ -34,6 +34,7 @@ from apercu.api.inputs import (
 )
 from apercu.api.models import (
     AcceptedJson,
+    CallerJson,
     HealthJson,
     ImageJson,
     ImagePageJson,
@@ -56,6 +57,7 @@ bp = Blueprint("api", __name__)
 THUMBNAIL_MAX_AGE = 86400
 RENDITION_MAX_AGE = 31536000  # a year, the longest HTTP caches honour: an id's renditions never change
 RENDERING_RETRY_AFTER = "2"
+KEY_HEADERS = ("X-API-Key", "Authorization")  # where a key is sent (`access.presented_api_key`)
 
 
 def _apercu() -> Service:
@@ -70,9 +72,20 @@ def index(_given: Given) -> ResponseReturnValue:
         return page.html()
     body: IndexJson = {"status": "ok", "message": "Server is up and running", "version": __version__,
                        "endpoints": endpoints(current_app)}
+    who = caller.current()
+    if caller.presented_key(who):
+        body["caller"] = _caller_json(who)
     response = jsonify(body)
-    response.vary.add("Accept")  # the same URL answers HTML to browsers: caches must keep the two apart
+    response.vary.update(("Accept", *KEY_HEADERS))  # HTML to browsers; `caller` by the key sent
+    if caller.presented_key(who):
+        response.cache_control.private = True  # one key's identity: no shared cache may hand it to another
     return response
+
+
+def _caller_json(who: caller.Caller) -> CallerJson:
+    """What `GET /` tells a key's holder of the key: never anything of another key."""
+    held: list[caller.Scope] = [scope for scope in get_args(caller.Scope) if who.may(scope)]
+    return {"name": who.name, "tenant": who.tenant, "scopes": held}
 
 
 @route(bp, contract.OPENAPI)
