@@ -124,13 +124,14 @@ class Service:
     def get(self, path: str, **kwargs: Any) -> Reply:
         return self.request("GET", path, **kwargs)
 
-    def upload(self, data: bytes, filename: str = "image") -> Reply:
+    def upload(self, data: bytes, filename: str = "image", headers: dict[str, str] | None = None) -> Reply:
         boundary = uuid.uuid4().hex
         body = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-        return self.request("POST", "/images", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        content_type = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        return self.request("POST", "/images", body, content_type | (headers or {}))
 
     def wait_final(self, image_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """The image once processing ended (success or failure), polling with ?wait=."""

@@ -4,8 +4,13 @@
 The browser tests upload through the file picker (opened from the keyboard) and by a drop, wait for the gallery's
 tiles (signed `auto` renditions, 1x or 2x) to be really decoded, read one image's facts, delete the other through
 the confirmation dialog, and leave screenshots in test-output/ for a person to look at. With API keys on, the
-pictures come by signed URLs without the key, or, with no URL key to sign with, fetched with it into blob: URLs. Chromium comes from Debian (`make test` installs it);
-without it these tests skip on a laptop and fail in CI (APERCU_REQUIRE_SERVICES=1).
+pictures come by signed URLs without the key, or, with no URL key to sign with, fetched with it into blob: URLs.
+With a real key file of scoped keys: a read-only key browses with no upload or delete control (a note says why), a
+read-write key uploads and deletes; when the operator takes its scopes away (403) or the key (401) while the page
+is open, the page says so and adapts, or asks for a key again. What the page learns of its key (`caller` in
+`GET /`) is checked with the Flask test client against the OpenAPI document.
+Chromium comes from Debian (`make browser` installs it); without it these tests skip on a laptop and fail in CI
+(APERCU_REQUIRE_SERVICES=1).
 """
 
 from __future__ import annotations
@@ -209,6 +214,9 @@ def watch_errors(page: Any) -> list[str]:
 
 def pick_files(page: Any, files: list[Path]) -> None:
     """Open the picker the way a keyboard user does: focus the drop zone, press Enter."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#dropzone")).to_be_visible()  # shown once the page knows the key may upload
     page.locator("#dropzone").focus()
     with page.expect_file_chooser() as chooser:
         page.keyboard.press("Enter")
@@ -264,16 +272,21 @@ def image_ids(page: Any) -> list[str]:
     return list(page.eval_on_selector_all("#gallery .card", "cards => cards.map((card) => card.dataset.id)"))
 
 
+def open_page(browser: Any, svc: Service) -> tuple[Any, list[str], str]:
+    """A desktop-sized page on the service's `/`, its script errors watched; with the URL it opened."""
+    OUTPUT.mkdir(exist_ok=True)  # for the screenshots
+    url = f"http://127.0.0.1:{svc.port}/"
+    page = new_page(browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce"))
+    errors = watch_errors(page)
+    page.goto(url)
+    return page, errors, url
+
+
 def test_upload_browse_inspect_and_delete_in_a_browser(browser: Any, service: Service, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    OUTPUT.mkdir(exist_ok=True)
     jpeg, png = sample_files(tmp_path)
-    url = f"http://127.0.0.1:{service.port}/"
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
-    page = new_page(context)
-    errors = watch_errors(page)
-    page.goto(url)
+    page, errors, url = open_page(browser, service)
     expect(page.get_by_role("heading", name="Images", exact=True)).to_be_visible()
     expect(page.locator("#gallery-empty")).to_be_visible()
 
@@ -362,7 +375,7 @@ def test_upload_browse_inspect_and_delete_in_a_browser(browser: Any, service: Se
     page.reload()
     wait_for_thumbnails(page, 1)
     assert errors == []
-    context.close()
+    page.context.close()
 
 
 @pytest.mark.parametrize("url_key", [URL_KEY, ""], ids=["url-key", "no-url-key"])
@@ -423,3 +436,127 @@ def test_page_asks_for_an_api_key_and_sends_it(browser: Any, tmp_path: Path, url
         context.close()
     finally:
         svc.stop()
+
+
+# --- the page with keys of different scopes (a real key file) --------------------------------------------------
+
+
+@pytest.fixture
+def keyed_service(tmp_path: Path) -> Iterator[Service]:
+    """`apercu serve` with a key file of named, scoped keys, and a URL key: pictures come by signed URLs."""
+    svc = Service(tmp_path / "data", {"APERCU_API_KEYS_FILE": keys_file(tmp_path), "APERCU_URL_KEY": URL_KEY})
+    yield svc.start("serve")
+    svc.stop()
+
+
+def enter_key(page: Any, key: str, refused: bool = False) -> None:
+    """Answer the page's question for a key (asked on a 401; `refused`: the stored key was refused)."""
+    from playwright.sync_api import expect
+
+    dialog = page.get_by_role("dialog", name="API key needed")
+    expect(dialog).to_be_visible()
+    if refused:
+        expect(page.locator("#key-message")).to_contain_text("refused the API key this browser had")
+    dialog.get_by_label("API key").fill(key)
+    dialog.get_by_role("button", name="Use this key").click()
+    expect(dialog).to_be_hidden()
+
+
+def restart_with_keys(svc: Service, lines: str) -> None:
+    """What an operator does to change a key file's keys: edit it, restart (on the same port: the page's origin)."""
+    Path(svc.env["APERCU_API_KEYS_FILE"]).write_text(lines)
+    svc.stop()
+    svc.start("serve")
+
+
+def assert_signed_tiles(page: Any, url: str) -> None:
+    for tile in shown_tiles(page):
+        assert tile["src"].startswith(f"{url}r/") and "/unsafe/" not in tile["src"] and tile["natural"][0] > 0
+
+
+def test_a_read_only_key_browses_without_upload_or_delete(browser: Any, keyed_service: Service,
+                                                          tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    jpeg, _ = sample_files(tmp_path)
+    assert keyed_service.upload(jpeg.read_bytes(), jpeg.name, {"X-API-Key": WRITER}).status == 202
+    page, errors, url = open_page(browser, keyed_service)
+    thumbnails: list[str] = []  # what was asked of /thumbnails/, the path that needs the API key
+    page.on("request", lambda req: thumbnails.append(req.url) if "/thumbnails/" in req.url else None)
+    enter_key(page, READER)  # (nothing is listed, so no picture asked for, before the key)
+
+    # The gallery and its pictures, by signed URLs; nothing to upload with, and a note saying why.
+    wait_for_thumbnails(page, 1)
+    assert_signed_tiles(page, url)
+    note = page.locator("#scope-note")
+    expect(note).to_have_text("The API key “viewer” is read-only: you can browse images, but not upload or delete them.")
+    expect(page.locator("#dropzone")).to_be_hidden()
+    expect(page.locator(".upload-panel")).to_be_hidden()
+    expect(page.get_by_role("button", name="Refresh")).to_be_visible()
+    page.screenshot(path=str(OUTPUT / "gallery-read-only.png"), full_page=True)
+
+    # The image's page from the keyboard: its facts and preview, and no Delete button.
+    page.locator("#gallery .card__link").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="lighthouse.jpg")).to_be_focused()
+    page.wait_for_function("() => document.querySelector('.preview__img')?.naturalWidth > 0")
+    assert page.eval_on_selector(".preview__img", "img => img.currentSrc").startswith(f"{url}r/")
+    assert shown_facts(page)["Make"] == "Apercu Test Camera"
+    expect(page.locator("article.detail")).to_be_visible()
+    expect(page.get_by_role("button", name="Delete…")).to_have_count(0)
+    expect(note).to_be_visible()
+    page.screenshot(path=str(OUTPUT / "detail-read-only.png"), full_page=True)
+    page.get_by_role("link", name="All images").press("Enter")
+    expect(page.locator("#gallery .card__link")).to_be_focused()
+    assert thumbnails == [] and errors == []
+    page.context.close()
+
+
+def test_a_read_write_key_uploads_and_deletes_then_loses_its_scopes(browser: Any, keyed_service: Service,
+                                                                   tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    jpeg, png = sample_files(tmp_path)
+    page, errors, url = open_page(browser, keyed_service)
+    enter_key(page, WRITER)
+    note = page.locator("#scope-note")
+    expect(page.locator("#gallery-empty")).to_be_visible()
+    expect(note).to_be_hidden()
+
+    pick_files(page, [jpeg])
+    drop_file(page, png, "image/png")
+    expect(page.locator('.upload[data-status="success"]')).to_have_count(2)
+    wait_for_thumbnails(page, 2)
+    assert_signed_tiles(page, url)
+    page.locator("#gallery").get_by_role("link", name="harbour.png").click()
+    png_id = page.locator("article.detail").get_attribute("data-id")
+    page.get_by_role("button", name="Delete…").click()
+    page.get_by_role("dialog", name="Delete this image?").get_by_role("button", name="Delete", exact=True).click()
+    expect(page).to_have_url(url + "#/")
+    expect(page.locator("#gallery .card")).to_have_count(1)
+    assert keyed_service.get(f"/images/{png_id}", headers={"X-API-Key": WRITER}).status == 404
+
+    # The operator makes the key read-only while the page is open: what it still offers is refused (403),
+    # said in words, and taken away.
+    lines = f"viewer acme read {READER}\n"
+    restart_with_keys(keyed_service, f"{lines}editor acme read {WRITER}\n")
+    drop_file(page, png, "image/png")
+    refused = page.locator('.upload[data-status="failure"]')
+    expect(refused).to_contain_text("Not uploaded: this API key does not hold the 'write' scope")
+    expect(page.locator("#dropzone")).to_be_hidden()
+    expect(refused).to_be_visible()  # the upload's row stays, to say what happened
+    expect(note).to_contain_text("“editor” is read-only")
+    page.locator("#gallery").get_by_role("link", name="lighthouse.jpg").click()
+    expect(page.get_by_role("heading", name="lighthouse.jpg")).to_be_focused()
+    expect(page.get_by_role("button", name="Delete…")).to_have_count(0)
+
+    # Then revokes it: the next request is refused (401), and the page asks for a key again.
+    restart_with_keys(keyed_service, lines)
+    page.get_by_role("link", name="All images").click()
+    page.get_by_role("button", name="Refresh").click()
+    enter_key(page, READER, refused=True)
+    wait_for_thumbnails(page, 1)
+    expect(note).to_contain_text("“viewer” is read-only")
+    assert page.evaluate("() => localStorage.getItem('apercu.apiKey')") == READER
+    assert errors == []
+    page.context.close()

@@ -5,6 +5,10 @@ without an Accept header and JSON clients keep the JSON status they always got (
 HTML, CSS and JavaScript modules under `static/`, with no build step and nothing fetched from elsewhere, so it
 works offline and ships inside the package. It talks to the same public API as any client, and must load without
 an API key (it asks for one when the API answers 401): `/` and `/static/*` are among access.PUBLIC_PATHS.
+
+It offers only what its key may do: `GET /` (JSON, sent with the key) tells the key's holder its name, tenant and
+scopes (`caller`, `routes.index`), and the page hides the upload controls without `write` and Delete without
+`delete` (static/js/scopes.js). The service stays the judge: a 403 `insufficient_scope` makes the page ask again.
 """
 
 from __future__ import annotations

@@ -69,6 +69,17 @@ function headersWith(key) {
   return headers;
 }
 
+/**
+ * The ApiError of a refused answer's status and (parsed) body. A 403 `insufficient_scope` means the key may no
+ * longer do what the page offered (its scopes changed): `apercu:scope` tells the page to ask again what it may do.
+ */
+function apiError(status, body) {
+  const error = body && body.error;
+  const refused = new ApiError(status, error?.code || "http_error", error?.message || `HTTP ${status}`);
+  if (status === 403 && refused.code === "insufficient_scope") document.dispatchEvent(new CustomEvent("apercu:scope"));
+  return refused;
+}
+
 async function errorOf(response) {
   let body = null;
   try {
@@ -76,8 +87,17 @@ async function errorOf(response) {
   } catch {
     // not JSON: a proxy's page, say
   }
-  const error = body && body.error;
-  return new ApiError(response.status, error?.code || "http_error", error?.message || `HTTP ${response.status}`);
+  return apiError(response.status, body);
+}
+
+/**
+ * Who the key in use is, as `GET /` tells its holder: {name, tenant, scopes}, or null when the service says
+ * nothing (no keys on this service, no key yet, or one it does not take: a request that needs one then asks).
+ */
+export async function whoAmI() {
+  const response = await fetch("/", { headers: headersWith(apiKey()), cache: "no-store" });
+  if (!response.ok) throw await errorOf(response);
+  return (await response.json()).caller || null;
 }
 
 // --- requests ------------------------------------------------------------------------------------------------
@@ -180,8 +200,7 @@ export function upload(file, onProgress) {
           // 200 with "duplicate": the service already had these bytes (APERCU_DEDUP=reuse): that image is ours
           resolve(body);
         } else {
-          const error = body && body.error;
-          reject(new ApiError(xhr.status, error?.code || "http_error", error?.message || `HTTP ${xhr.status}`));
+          reject(apiError(xhr.status, body));
         }
       });
       xhr.addEventListener("error", () => reject(new ApiError(0, "network", "the connection to the service failed")));

@@ -5,6 +5,7 @@ import { isId } from "./api.js";
 import { Detail } from "./detail.js";
 import { Gallery } from "./gallery.js";
 import { setUpKeys } from "./keys.js";
+import { learnScopes } from "./scopes.js";
 import { Uploads } from "./uploads.js";
 
 const galleryView = document.getElementById("gallery-view");
@@ -44,7 +45,13 @@ function route() {
 }
 
 window.addEventListener("hashchange", route);
-// A new key (entered after a 401, or forgotten) may show other images: list them again.
-document.addEventListener("apercu:key", () => gallery.reload());
+// A new key (entered after a 401, or forgotten) may do other things and show other images: ask and list again.
+document.addEventListener("apercu:key", () => {
+  learnScopes();
+  gallery.reload();
+});
+// A key refused a scope the page thought it had (its scopes changed): ask again what it may do.
+document.addEventListener("apercu:scope", () => learnScopes());
+await learnScopes(); // first: nothing is offered that the key may not do
 route();
 gallery.reload();

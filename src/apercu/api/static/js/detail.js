@@ -4,6 +4,7 @@
 import { ApiError, getJSON, isFinal, loadThumbnail, loadView, releaseThumbnail, request, watchImage } from "./api.js";
 import { announce, h } from "./dom.js";
 import * as fmt from "./format.js";
+import { may } from "./scopes.js";
 
 const PREVIEW_SIZE = 512;
 const CAMERA = [
@@ -173,7 +174,7 @@ export class Detail {
   header(image, id) {
     const title = h("h2", { class: "detail__title", id: "detail-title", tabindex: "-1" }, image ? image.filename || id : "Image not found");
     const remove = image && h("button", { type: "button", class: "button button--danger", id: "delete-button",
-      onclick: () => this.confirmDelete(image) }, "Delete…");
+      dataset: { scope: "delete" }, hidden: !may("delete"), onclick: () => this.confirmDelete(image) }, "Delete…");
     return h("div", { class: "detail__head" },
       h("a", { class: "back", href: "#/" }, h("span", { "aria-hidden": "true" }, "← "), "All images"),
       h("div", { class: "detail__heading" }, title,
