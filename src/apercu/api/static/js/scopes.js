@@ -30,9 +30,14 @@ export async function learnScopes() {
   applyScopes(document);
 }
 
-/** Hide the controls under `root` that need a scope the key does not hold, and say what the key cannot do. */
-export function applyScopes(root) {
-  for (const control of root.querySelectorAll("[data-scope]")) control.hidden = !may(control.dataset.scope);
+/** Hide the controls that need a scope the key does not hold, and say what the key cannot do. */
+function applyScopes(root) {
+  for (const control of root.querySelectorAll("[data-scope]")) {
+    const held = may(control.dataset.scope);
+    // The focus must not vanish with a control (a Delete just refused): it goes to the content, for the keyboard.
+    if (!held && control.contains(document.activeElement)) document.getElementById("main").focus();
+    control.hidden = !held;
+  }
   const note = document.getElementById("scope-note");
   const cannot = Object.keys(DOING).filter((scope) => !may(scope));
   note.hidden = !cannot.length;
