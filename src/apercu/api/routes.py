@@ -57,7 +57,6 @@ bp = Blueprint("api", __name__)
 THUMBNAIL_MAX_AGE = 86400
 RENDITION_MAX_AGE = 31536000  # a year, the longest HTTP caches honour: an id's renditions never change
 RENDERING_RETRY_AFTER = "2"
-KEY_HEADERS = ("X-API-Key", "Authorization")  # where a key is sent (`access.presented_api_key`)
 
 
 def _apercu() -> Service:
@@ -73,12 +72,10 @@ def index(_given: Given) -> ResponseReturnValue:
     body: IndexJson = {"status": "ok", "message": "Server is up and running", "version": __version__,
                        "endpoints": endpoints(current_app)}
     who = caller.current()
-    if caller.presented_key(who):
+    if caller.presented_key(who):  # (private to its holder, and varying on the key: `api.cache_policy`)
         body["caller"] = _caller_json(who)
     response = jsonify(body)
-    response.vary.update(("Accept", *KEY_HEADERS))  # HTML to browsers; `caller` by the key sent
-    if caller.presented_key(who):
-        response.cache_control.private = True  # one key's identity: no shared cache may hand it to another
+    response.vary.add("Accept")  # the same URL answers HTML to browsers: caches must keep the two apart
     return response
 
 
