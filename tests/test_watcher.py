@@ -150,3 +150,17 @@ def test_a_render_is_settled_once_stored_failed_or_its_image_deleted(catalog: Ca
     catalog.images.delete(gone)
     names = [pending, stored, failed, deleted, image_id, gone]
     assert catalog.settling.settled_among(names) == {stored, failed, deleted, gone}
+
+
+def test_a_render_stored_since_the_caller_looked_is_not_asked_for_again(catalog: Catalog) -> None:
+    """A request that found no file while a worker was storing it must not take the row the worker's `done` just
+    removed for "never asked": that rendered the variant twice for concurrent first requests. It hears KEPT; once
+    the kept record is forgotten (its file gone from the store), the next request sends the render again."""
+    image_id = uuid.uuid4().hex
+    catalog.images.add(image_id, None)
+    key = requested(catalog, image_id, 256)
+    catalog.renders.done(image_id, key, 3)
+    again = utcnow() - timedelta(hours=1)
+    assert catalog.renders.request(image_id, key, again).state is RenderState.KEPT
+    catalog.kept.forget([key])
+    assert catalog.renders.request(image_id, key, again).state is RenderState.SEND

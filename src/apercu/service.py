@@ -279,8 +279,7 @@ class Service:
         """The variant once stored (its use recorded for the sweep); else its render is requested (queued once
         however many ask) and, with `wait` left, waited for on the watcher, as an image's processing is (a worker
         announces its end)."""
-        if (info := self._stat(job.key)) is None:
-            self._request_render(job)
+        if (info := self._stat(job.key)) is None and (info := self._request_render(job)) is None:
             if wait <= 0 or not self.watcher.wait(job.key, wait):
                 raise NotReady("rendering")
             info = self._stat(job.key) or self._not_rendered(job)
@@ -316,11 +315,17 @@ class Service:
         except BlobMissing:
             return None
 
-    def _request_render(self, job: RenderJob) -> None:
-        """Queue the render unless it is queued already (many first requests, one render), or say why it failed.
-        A request older than a task's time limit is taken for lost and sent again."""
+    def _request_render(self, job: RenderJob) -> BlobInfo | None:
+        """Queue the render unless it is queued already (many first requests, one render), or say why it failed;
+        the file when a render stored it since the caller looked. A request older than a task's time limit is
+        taken for lost and sent again; a file recorded as kept that is not there is forgotten and rendered again."""
         lost_before = utcnow() - timedelta(seconds=self.settings.task_time_limit + LEASE_MARGIN)
         state, error = self.storage.catalog.renders.request(job.image_id, job.key, lost_before)
+        if state is RenderState.KEPT:
+            if (info := self._stat(job.key)) is not None:
+                return info
+            self.storage.catalog.kept.forget([job.key])  # gone from the store since: render it again
+            state, error = self.storage.catalog.renders.request(job.image_id, job.key, lost_before)
         if state is RenderState.FAILED:
             raise NoThumbnail(error)
         if state is RenderState.SEND:
@@ -329,6 +334,7 @@ class Service:
             except Exception as exc:  # noqa: BLE001 - the request stays recorded: the next one sends it again
                 log_failure(log, exc, "could not queue the render of %s; the next request for it will", job.key)
                 self.storage.catalog.renders.unsent(job.image_id, job.key)
+        return None
 
     def open_thumbnail(self, found: ThumbnailFile) -> IO[bytes]:
         """The thumbnail's bytes; NotFound when the image was deleted since it was found."""

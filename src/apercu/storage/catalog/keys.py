@@ -96,19 +96,25 @@ class Keys:
         return int(rows), int(revoked)
 
     def snapshot(self) -> KeySnapshot:
-        """The active keys, as read at most RELOAD_EVERY seconds ago (see the module docstring). The first call
-        reads them (and raises if the catalog cannot answer); later, a failed check keeps the last snapshot until
-        the next one, and one thread checks while the others go on with what was read."""
+        """The active keys, as read about RELOAD_EVERY seconds ago (see the module docstring). The first call
+        reads them (and raises if the catalog cannot answer); later, a check runs in a thread of its own while
+        every caller goes on with what was read: a request never waits on the catalog for the keys (a catalog
+        that does not answer would hold each request for a connect timeout before its own query did the same,
+        and the server's event loop, which asks before a body is read, for as long), and a failed check keeps
+        the last snapshot until the next one."""
         if self._snapshot is None:
             self._snapshot = self._read(self.version())
             self._checked = time.monotonic()
         elif time.monotonic() - self._checked >= RELOAD_EVERY and self._refreshing.acquire(blocking=False):
-            try:
-                self._refresh()
-            finally:
-                self._checked = time.monotonic()
-                self._refreshing.release()
+            threading.Thread(target=self._refresh_in_background, name="apercu-keys", daemon=True).start()
         return self._snapshot
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self._refresh()
+        finally:
+            self._checked = time.monotonic()
+            self._refreshing.release()
 
     def _refresh(self) -> None:
         try:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from apercu.storage.catalog.engine import Database, utcnow
 from apercu.storage.catalog.kept import record_kept
-from apercu.storage.catalog.tables import NEVER, renders
+from apercu.storage.catalog.tables import NEVER, kept, renders
 from apercu.storage.change_feed import announce_settled
 
 
@@ -23,6 +23,7 @@ class RenderState(enum.StrEnum):
     SEND = "send"  # the caller is to queue the render
     PENDING = "pending"  # one is queued
     FAILED = "failed"  # it could not be rendered: see the error
+    KEPT = "kept"  # it was stored since the caller looked: look again (`Kept` records it with its row's removal)
 
 
 class RenderRequest(NamedTuple):
@@ -36,12 +37,17 @@ class Renders:
 
     def request(self, image_id: str, variant: str, lost_before: datetime) -> RenderRequest:
         """SEND when the caller is to queue the render: the first request, or the last one was made before
-        `lost_before` and is taken for lost; PENDING while one is queued; FAILED with the reason."""
+        `lost_before` and is taken for lost; PENDING while one is queued; FAILED with the reason; KEPT when a
+        render stored it after the caller found no file (`done` removes the row and records it kept at once: a
+        request that took the missing row for "never asked" would render it twice). The row is looked at before
+        the record of kept files, so that a `done` committed between the two is seen in the second."""
         now = utcnow()
         this = (renders.c.image_id == image_id) & (renders.c.variant == variant)
         try:
             with self._db.begin() as conn:
                 row = conn.execute(sa.select(renders.c.error).where(this)).first()
+                if row is None and conn.execute(sa.select(kept.c.key).where(kept.c.key == variant)).first():
+                    return RenderRequest(RenderState.KEPT)
                 if row is None:
                     conn.execute(renders.insert().values(image_id=image_id, variant=variant, requested_at=now))
                     return RenderRequest(RenderState.SEND)
