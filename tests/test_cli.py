@@ -61,3 +61,12 @@ def test_broken_files_exit_zero(tmp_path: Path) -> None:
     assert result.returncode == 0
     line = json.loads(result.stdout)
     assert line["error"].startswith("cannot decode") and line["metadata"]["format"] == "JPEG"
+
+
+def test_parsing_the_command_line_leaves_the_metrics_library_unloaded() -> None:
+    """`apercu web` and `apercu worker` point prometheus_client at the shared metrics directory once they have
+    their settings, and that only works before anything imports it: a subcommand's parser that imported the
+    API (as `keys` once did, for a default) left every process counting alone, and a scrape saw one process."""
+    code = "import sys, apercu.cli as c; c.build_parser(); print('prometheus_client' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -236,7 +236,7 @@ KEY_ACTIONS = {"create": _create_key, "list": _list_keys, "revoke": _revoke_key}
 
 
 def add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from apercu.api.caller import DEFAULT_TENANT
+    from apercu.storage.catalog.tables import DEFAULT_TENANT  # (not via apercu.api: see `_observed`)
 
     keys = commands.add_parser("keys", help="API keys kept in the catalog: create, list, revoke")
     actions = keys.add_subparsers(dest="action", required=True)
