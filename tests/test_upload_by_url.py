@@ -228,6 +228,36 @@ def test_three_redirects_are_followed(client: Any, process: Any, origin: Origin)
     assert origin.requests == ["/hop/2", "/hop/1", "/hop/0", "/image.jpg"]
 
 
+def test_keys_scopes_and_tenants_apply_as_to_an_upload(
+    settings: Settings, tmp_path: Path, origin: Origin
+) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("front acme read r3ader-key\ningest acme write,read wr1ter-key\nother zeta read,write 0ther-key\n")
+    client = create_app(settings.with_overrides(api_keys_file=str(keys))).test_client()
+    url = origin.url + "/image.jpg"
+    assert by_url(client, url).status_code == 401
+    assert by_url(client, url, headers={"X-API-Key": "r3ader-key"}).status_code == 403
+    accepted = by_url(client, url, headers={"X-API-Key": "wr1ter-key"})
+    assert accepted.status_code == 202
+    path = f"/images/{accepted.json['id']}"
+    assert client.get(path, headers={"X-API-Key": "r3ader-key"}).json["source_url"] == url  # acme's image
+    assert client.get(path, headers={"X-API-Key": "0ther-key"}).status_code == 404  # not zeta's
+    assert origin.requests == []
+
+
+def test_an_attempt_that_died_mid_fetch_is_fetched_again(app: Any, client: Any, process: Any, origin: Origin) -> None:
+    """A worker that died while fetching stored nothing and holds a lease that runs out: the next attempt (the
+    recovery sweep's) fetches from the start and processes the image."""
+    image_id = by_url(client, origin.url + "/image.jpg").json["id"]
+    leases = app.extensions["apercu"].storage.catalog.leases
+    assert leases.claim(image_id, "died", 0.05, 3).outcome.name == "CLAIMED"
+    assert client.get(f"/images/{image_id}").json["status"] == "processing"
+    time.sleep(0.1)  # the dead attempt's lease running out (what the test waits for is time itself)
+    process(image_id)
+    body = client.get(f"/images/{image_id}").json
+    assert body["status"] == "success" and origin.requests == ["/image.jpg"]
+
+
 # -- every way a fetch fails -----------------------------------------------------------------------------------------
 
 
