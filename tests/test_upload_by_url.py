@@ -63,6 +63,8 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
             self.endless()
         elif path == "/silent":
             time.sleep(5)
+        elif path == "/trickle":
+            self.trickle()
         elif path.startswith("/hop/"):
             left = int(path.rsplit("/", 1)[1])
             self.redirect(f"/hop/{left - 1}" if left > 0 else "/image.jpg")
@@ -97,6 +99,18 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
             pass
         finally:
             self.server.endless_done.set()
+
+    def trickle(self) -> None:
+        """An image's first bytes, then a byte every 0.1 s: each read in time, the whole never."""
+        self.send_response(200)
+        self.end_headers()
+        try:
+            self.wfile.write(JPEG[:1024])
+            for byte in JPEG[1024:]:
+                self.wfile.write(bytes([byte]))
+                time.sleep(0.1)
+        except OSError:
+            pass
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -293,6 +307,15 @@ def test_a_server_that_never_answers_times_out(client: Any, process: Any, origin
     body = fetched(client, process, origin.url + "/silent")
     assert body["status"] == "failure" and "did not answer in time" in body["error"]
     assert time.monotonic() - started < 3  # the read timeout (0.5 s), not the server's 5 s
+
+
+def test_a_server_trickling_its_body_is_cut_at_the_deadline(client: Any, process: Any, origin: Origin) -> None:
+    """No read waits longer than its timeout, and the body has no Content-Length: the deadline (3 s) still ends
+    it, and what came before it is not taken for the whole."""
+    started = time.monotonic()
+    body = fetched(client, process, origin.url + "/trickle")
+    assert body["status"] == "failure" and "longer than its deadline" in body["error"], body["error"]
+    assert time.monotonic() - started < 5
 
 
 def test_fetches_are_counted_by_outcome(client: Any, process: Any, origin: Origin) -> None:

@@ -15,9 +15,11 @@ from apercu.outbound.addresses import Target
 
 
 def connect(target: Target, timeout: float) -> http.client.HTTPConnection:
-    """A connection to the checked address, naming the URL's host (Host header, TLS server name)."""
+    """A connection to the checked address, naming the URL's host (Host header, TLS server name), connected."""
     if target.scheme == "https":
-        return _PinnedHTTPS(target, timeout)
+        pinned = _PinnedHTTPS(target, timeout)
+        pinned.connect()
+        return pinned
     conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
     conn.sock = socket.create_connection((target.address, target.port), timeout=timeout)
     return conn
@@ -25,9 +27,10 @@ def connect(target: Target, timeout: float) -> http.client.HTTPConnection:
 
 @contextmanager
 def deadline(conn: http.client.HTTPConnection, seconds: float) -> Iterator[None]:
-    """Past `seconds`, the connection's socket is shut down, so that a read blocked on it returns (an OSError);
-    the connection is closed on the way out."""
-    timer = threading.Timer(seconds, _cut, (conn,))
+    """Past `seconds`, the connection's socket is shut down, so that a read blocked on it returns (an OSError, or
+    the end of the body); the connection is closed on the way out. The socket is taken now: http.client hands it
+    to a response that reads to the connection's close, and forgets it (`conn.sock` is None then)."""
+    timer = threading.Timer(seconds, _cut, (conn.sock,))
     timer.start()
     try:
         yield
@@ -36,10 +39,10 @@ def deadline(conn: http.client.HTTPConnection, seconds: float) -> Iterator[None]
         conn.close()
 
 
-def _cut(conn: http.client.HTTPConnection) -> None:
+def _cut(sock: socket.socket | None) -> None:
     try:
-        if conn.sock is not None:
-            conn.sock.shutdown(socket.SHUT_RDWR)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass  # already closed
 

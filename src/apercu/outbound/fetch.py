@@ -62,13 +62,18 @@ def _get(url: str, sink: IO[bytes], allowed_hosts: frozenset[str], max_bytes: in
                 if response.status != 200:
                     raise FetchFailed("http_status", f"the server answered HTTP {response.status}")
                 _stream(response, sink, max_bytes)
-                return None
     except TimeoutError:
         raise FetchFailed("timeout", "the server did not answer in time") from None
     except (OSError, http.client.HTTPException) as exc:
-        if time.monotonic() >= ends:
-            raise FetchFailed("timeout", "the fetch took longer than its deadline") from None
+        _check(ends)
         raise FetchFailed("error", f"{type(exc).__name__}: {exc}"[:300]) from None
+    _check(ends)  # a body without Content-Length cut at the deadline ends like a whole one: it is not
+    return None
+
+
+def _check(ends: float) -> None:
+    if time.monotonic() >= ends:
+        raise FetchFailed("timeout", "the fetch took longer than its deadline")
 
 
 def _stream(response: http.client.HTTPResponse, sink: IO[bytes], max_bytes: int) -> None:
