@@ -18,8 +18,9 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from apercu import outbound as addresses
 from apercu.config import SettingError, Settings, webhook_key
-from apercu.webhooks import addresses, transport
+from apercu.webhooks import transport
 
 # What the service is configured with in these tests, in the Standard Webhooks form, and the key it stands for.
 SECRET = "whsec_" + base64.b64encode(b"apercu's webhook test key: 32 B.").decode()

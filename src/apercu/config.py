@@ -222,6 +222,9 @@ class Settings:
     webhook_allowed_hosts: frozenset[str] = setting(frozenset(), fold=str.lower)  # may resolve to private addresses
     webhook_attempts: int = setting(8, at_least(1))  # deliveries are tried this many times...
     webhook_backoff: float = setting(5.0, above(0))  # ...waiting this long after the first failure, then twice as long
+    fetch_allowed_hosts: frozenset[str] = setting(frozenset(), fold=str.lower)  # upload by URL: may be non-public
+    fetch_timeout: float = setting(10.0, above(0))  # upload by URL: seconds to connect, and between two reads...
+    fetch_deadline: float = setting(60.0, above(0))  # ...and for the whole fetch, redirects included
     url_key: str = setting("", URL_KEY, secret=True)  # signs rendition URLs (/r/<signature>/...): see url_signing
     presets: str = ""  # named rendition options, `card=w:400/h:300/fit:cover;hero=w:1600/q:70`, for `p:<name>`
     max_rendition_pixels: int = setting(25_000_000, at_least(1))  # a rendition asking for more output is a 400

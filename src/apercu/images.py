@@ -89,6 +89,9 @@ class ImageJson(TypedDict):
     webhooks: NotRequired[Annotated[list[DeliveryJson], {
         "description": "Only in `GET /images/{id}`, when completion webhooks were due for this image: each delivery "
         "and how it went."}]]
+    source_url: NotRequired[Annotated[str, {
+        "description": "Only for an upload by URL (`POST /images` with `url`): the URL its original was fetched "
+        "from."}]]
     tenant: NotRequired[Annotated[str, {
         "description": "Only to an `admin` key (which sees every tenant's images): the tenant the image belongs to, "
         "its uploading key's."}]]
@@ -110,6 +113,7 @@ class Image:
     renditions: dict[str, str] = field(default_factory=dict)  # a signed URL by preset name (`rendition_urls`)
     views: dict[str, dict[str, str]] = field(default_factory=dict)  # the page's, by view and density (ditto)
     tenant: str = DEFAULT_TENANT  # whose it is (its uploading key's tenant)
+    source_url: str | None = None  # an upload by URL's
 
     @property
     def settled(self) -> bool:
@@ -124,6 +128,7 @@ def client_view(record: ImageRecord, gps: str) -> Image:
     return Image(
         record.id, record.status, record.filename, record.uploaded_at, record.processed_at, record.error,
         None if metadata is None else allowed_metadata(metadata, gps), record.thumbnail, tenant=record.tenant,
+        source_url=record.source_url,
     )
 
 
@@ -161,6 +166,8 @@ def image_json(image: Image, with_tenant: bool = False) -> ImageJson:
         body["views"] = {view: dict(urls) for view, urls in image.views.items()}
     if image.deliveries:
         body["webhooks"] = [delivery_json(d) for d in image.deliveries]
+    if image.source_url is not None:
+        body["source_url"] = image.source_url
     if with_tenant:
         body["tenant"] = image.tenant
     return body

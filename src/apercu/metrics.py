@@ -85,20 +85,30 @@ PROCESSING_SECONDS = Histogram(
     ["format", "outcome"],
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
-FAILURE_REASONS = ("decode", "limits", "timeout", "crashed", "missing_original", "internal")
+FAILURE_REASONS = ("decode", "limits", "timeout", "crashed", "missing_original", "fetch", "internal")
 FAILURES = Counter(
     "apercu_failures",
     "Images whose processing failed, by reason: decode (unreadable or corrupt file), limits (more pixels or "
-    "memory than allowed), timeout, crashed (imaging interrupted max_attempts times), missing_original, internal "
-    "(a bug: see the logged reference).",
+    "memory than allowed), timeout, crashed (imaging interrupted max_attempts times), missing_original, fetch "
+    "(an upload by URL whose bytes could not be had), internal (a bug: see the logged reference).",
     ["reason"],
 )
 RENDERS = Counter("apercu_thumbnail_renders", "Thumbnail variants (?size=N, .webp) and renditions (/r/) rendered, "
                   "by format and outcome.",
                   ["format", "outcome"])
+FETCH_OUTCOMES = ("success", "refused", "http_status", "redirects", "timeout", "too_large", "not_an_image", "error")
+FETCHES = Counter(
+    "apercu_url_fetches",
+    "Fetches of uploads by URL (POST /images with `url`) by the worker, by outcome: success, refused (an address "
+    "the policy refuses), http_status, redirects (too many), timeout, too_large, not_an_image, error (the "
+    "connection failed).",
+    ["outcome"],
+)
 RESENT = Counter("apercu_recovery_resent", "Images sent to the workers again by the recovery sweep.")
 for _reason in FAILURE_REASONS:  # every reason as a series from the start, so that rates work from the first one
     FAILURES.labels(_reason)
+for _outcome in FETCH_OUTCOMES:
+    FETCHES.labels(_outcome)
 
 # -- the catalog, read at scrape time -----------------------------------------------------------------------------
 

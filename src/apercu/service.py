@@ -20,11 +20,13 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import PurePosixPath
 from typing import IO, NoReturn
+from urllib.parse import urlsplit
 
 from celery import Celery
 
-from apercu import webhooks
+from apercu import outbound, webhooks
 from apercu.config import Settings
 from apercu.images import Image, client_view
 from apercu.imaging.renditions.geometry import plan
@@ -66,6 +68,10 @@ class NotReady(Exception):
 
 class InvalidCallback(Exception):
     """An upload's `callback_url` that will never be called; the message says why."""
+
+
+class InvalidSourceUrl(Exception):
+    """An upload's `url` that will never be fetched (refused by its text alone); the message says why."""
 
 
 class NoFingerprint(Exception):
@@ -125,11 +131,7 @@ class Service:
         image_id = uuid.uuid4().hex
         self.storage.put_original(image_id, upload)
         try:
-            if claims == ExclusiveClaims():
-                record, holder = self.storage.catalog.images.add(image_id, filename, callback_url, tenant), None
-            else:
-                record, holder = self.storage.catalog.claims.add_image(
-                    image_id, filename, claims, callback_url, tenant)
+            record, holder = self._record(image_id, filename, claims, callback_url, tenant)
         except Exception:
             self.storage.delete_files(image_id)
             raise
@@ -141,6 +143,35 @@ class Service:
                 self._add_callback(record.id, callback_url)
         return Submitted(self._image_of(record), created=holder is None, duplicate=holder is Holder.CONTENT)
 
+    def submit_url(
+        self, url: str, key: str | None = None, callback_url: str | None = None, *, tenant: str,
+    ) -> Submitted:
+        """Record an upload by URL as `tenant`'s, without its original, and queue it: the worker fetches the
+        bytes, then processes them as any upload's (see `tasks.processing`). The URL is checked here as far as its
+        text tells (InvalidSourceUrl: no connection is made for a URL that can never be fetched), and again,
+        resolved, by the fetch. An idempotency key works as for any upload; deduplication, which needs the bytes,
+        does not apply."""
+        self._check_callback(callback_url)
+        try:
+            outbound.check(url, self.settings.fetch_allowed_hosts)
+        except outbound.Refused as exc:
+            raise InvalidSourceUrl(f"url: {exc}") from None
+        image_id, filename = uuid.uuid4().hex, PurePosixPath(urlsplit(url).path).name or None
+        claims = ExclusiveClaims(key, self._keys_expire_before() if key else None)
+        record, holder = self._record(image_id, filename, claims, callback_url, tenant, url)
+        if holder is None:
+            self._enqueue_or_leave_to_recovery(image_id)
+        return Submitted(self._image_of(record), created=holder is None)
+
+    def _record(
+        self, image_id: str, filename: str | None, claims: ExclusiveClaims, callback_url: str | None, tenant: str,
+        source_url: str | None = None,
+    ) -> tuple[ImageRecord, Holder | None]:
+        """A new image's row, unless another image holds one of its claims: then that image's, and what it holds."""
+        if claims == ExclusiveClaims():
+            return self.storage.catalog.images.add(image_id, filename, callback_url, tenant, source_url), None
+        return self.storage.catalog.claims.add_image(image_id, filename, claims, callback_url, tenant, source_url)
+
     def _add_callback(self, image_id: str, url: str | None) -> None:
         """A duplicate's uploader is told too, when the image settles (at once if it has)."""
         if url is not None and self.storage.catalog.deliveries.add(image_id, url):
@@ -151,7 +182,7 @@ class Service:
 
     def _check_callback(self, url: str | None) -> None:
         """An upload's `callback_url`, checked as far as its text tells (its host is resolved and checked again
-        at every delivery: see `webhooks.addresses`)."""
+        at every delivery: see `outbound.addresses`)."""
         if url is None:
             return
         if not self.settings.webhook_secret:

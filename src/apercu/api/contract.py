@@ -122,7 +122,7 @@ INDEX = Operation(
 )
 UPLOAD = Operation(
     "POST", "/images", "uploadImage", "images",
-    "Upload an image (multipart field 'file'); 202 with its id, processed asynchronously",
+    "Upload an image (multipart field 'file', or by `url`); 202 with its id, processed asynchronously",
     {
         "202": json_body(
             "Accepted: stored and recorded, queued for processing. With an `Idempotency-Key` seen before, the first "
@@ -140,8 +140,10 @@ UPLOAD = Operation(
         "503": shared("Busy"), "507": shared("DiskFull"),
     },
     f"{FORMAT_NAMES}, recognised from its content. The 202 means stored and recorded; metadata and thumbnail "
-    "follow (poll `links.self`, or `?wait=`).",
-    (inputs.IDEMPOTENCY_KEY, inputs.FILE, inputs.CALLBACK_URL),
+    "follow (poll `links.self`, or `?wait=`). By `url` (a form field, or a JSON body `{\"url\": \"...\"}`), the "
+    "202 means recorded: a worker fetches the bytes, then processes them as an upload's (a URL refused by its text "
+    "alone is a 400 `invalid_url`).",
+    (inputs.IDEMPOTENCY_KEY, inputs.FILE, inputs.CALLBACK_URL, inputs.SOURCE_URL),
     scope="write", needs=("catalog", "storage"),  # not the broker: the recovery sweep queues what it could not take
 )
 LIST = Operation(

@@ -23,7 +23,7 @@ from apercu.api.errors import CODES, NO_IMAGE, ApiError
 from apercu.config import Settings
 from apercu.images import ID_PATTERN
 from apercu.imaging.fingerprints import PHASH_BITS
-from apercu.webhooks.addresses import MAX_URL
+from apercu.outbound import MAX_URL
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -192,8 +192,8 @@ class Cursor(Input["tuple[datetime, str] | None"]):
 
 @dataclass(frozen=True)
 class Url(Input[str]):
-    """A URL the service will call: taken as sent here, then checked by the service against the webhook address
-    policy (`webhooks.addresses.check`, with the deployment's allowed hosts), whose reason is the message."""
+    """A URL the service will call: taken as sent here, then checked by the service against the outbound address
+    policy (`outbound.addresses.check`, with the deployment's allowed hosts), whose reason is the message."""
 
     def parse(self, raw: str) -> str:
         return raw
@@ -266,8 +266,8 @@ IDEMPOTENCY_KEY = Text(
     pattern="^[!-~]([ -~]*[!-~])?$", min_length=1, max_length=255,
 )
 FILE = File(
-    "file", "form", "The image; its part's filename is kept for display.",
-    "missing_file", "multipart form field 'file' is required",
+    "file", "form", "The image; its part's filename is kept for display. Required unless `url` is sent.",
+    "missing_file", "multipart form field 'file' (or 'url') is required",
     empty_code="empty_file", empty_message="the uploaded file is empty",
 )
 CALLBACK_URL = Url(
@@ -276,6 +276,17 @@ CALLBACK_URL = Url(
     "`webhook-id`, `webhook-timestamp`, `webhook-signature`; needs `APERCU_WEBHOOK_SECRET`; public http(s) hosts "
     "only, unless `APERCU_WEBHOOK_ALLOWED_HOSTS`).",
     "invalid_callback_url", "callback_url is not a URL this service calls",
+)
+
+SOURCE_URL = Url(
+    "url", "form", "Upload by URL, instead of `file` (or as the JSON body `{\"url\": \"...\"}`): the worker "
+    "fetches the image from this http(s) URL (at most 3 redirects, `APERCU_FETCH_TIMEOUT` per read, "
+    "`APERCU_FETCH_DEADLINE` in all, `APERCU_MAX_UPLOAD_BYTES`), then processes it as an upload; the image shows it "
+    "as `source_url`. No user name or password in it, and public hosts only, unless `APERCU_FETCH_ALLOWED_HOSTS`: "
+    "an address refused by its text alone (a private, loopback or link-local IP, `localhost`) is a 400 "
+    "`invalid_url` at once; one refused once resolved, and a fetch that fails, end the image as `failure` saying "
+    "why.",
+    "invalid_url", "url is not a URL this service fetches",
 )
 
 

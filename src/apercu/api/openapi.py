@@ -27,7 +27,7 @@ from apercu.api.contract import (
     shared,
 )
 from apercu.api.errors import CODES
-from apercu.api.inputs import Declared, File, Json, codes
+from apercu.api.inputs import SOURCE_URL, Declared, File, Json, codes
 from apercu.api.models import EndpointJson
 from apercu.api.multipart import MalformedBody
 from apercu.api.operation import Operation, routed
@@ -62,12 +62,20 @@ def resolved(node: Any, schemas: Schemas) -> Any:
 
 
 def request_body(form: list[Declared]) -> Json:
-    """The multipart body of the form inputs; file parts are required."""
+    """The multipart body of the form inputs, with a file part, or (when the operation takes one) the source `url`
+    instead; and then the same fields but files as a JSON object, the `url` required."""
     properties = {field.name: {**field.schema(), "description": field.description} for field in form}
     files = [field.name for field in form if isinstance(field, File)]
-    schema = {"type": "object", "required": files, "properties": properties}
     encoding = {name: {"contentType": FILE_TYPES} for name in files}
-    return {"required": True, "content": {"multipart/form-data": {"schema": schema, "encoding": encoding}}}
+    if SOURCE_URL not in form:
+        schema = {"type": "object", "required": files, "properties": properties}
+        return {"required": True, "content": {"multipart/form-data": {"schema": schema, "encoding": encoding}}}
+    either = [{"required": [name]} for name in [*files, SOURCE_URL.name]]
+    multipart = {"type": "object", "anyOf": either, "properties": properties}
+    texts = {name: field for name, field in properties.items() if name not in files}
+    json_body = {"type": "object", "required": [SOURCE_URL.name], "properties": texts}
+    return {"required": True, "content": {"multipart/form-data": {"schema": multipart, "encoding": encoding},
+                                          "application/json": {"schema": json_body}}}
 
 
 def operation_object(operation: Operation, schemas: Schemas) -> Json:

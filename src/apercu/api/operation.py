@@ -25,6 +25,7 @@ from flask.typing import ResponseReturnValue
 
 from apercu.api import outage_breaker
 from apercu.api.caller import Scope
+from apercu.api.errors import CODES, ApiError
 from apercu.api.inputs import Declared, Input, Json, Where
 from apercu.config import Settings
 from apercu.storage.outages import Dependency
@@ -98,7 +99,18 @@ def _sent(where: Where, name: str) -> str | None:
         return (request.view_args or {}).get(name)
     if where == "header":
         return request.headers.get(name)
+    if where == "form" and request.is_json:
+        return _json_field(name)
     return (request.args if where == "query" else request.form).get(name)
+
+
+def _json_field(name: str) -> str | None:
+    """A form input sent in a JSON object body instead (`POST /images` with `{"url": ...}`): text or absent."""
+    body = request.get_json(silent=True)
+    value = body.get(name) if isinstance(body, dict) else None
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, f"the JSON body's {name!r} must be a string", code=CODES[400])
+    return value
 
 
 def route(bp: Blueprint, *operations: Operation) -> Callable[[View], View]:

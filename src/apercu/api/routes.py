@@ -20,6 +20,7 @@ from apercu.api.errors import NO_IMAGE, ApiError
 from apercu.api.inputs import (
     CALLBACK_URL,
     CURSOR,
+    FILE,
     IDEMPOTENCY_KEY,
     IMAGE_ID,
     LIMIT,
@@ -29,6 +30,7 @@ from apercu.api.inputs import (
     SIGNATURE,
     SIMILAR_TO,
     SIZE,
+    SOURCE_URL,
     WAIT,
     Cursor,
 )
@@ -48,7 +50,15 @@ from apercu.images import ID_PATTERN, Image, image_json
 from apercu.imaging.renditions.options import AUTO, BadOption, Rendition, negotiate, parse, split_path
 from apercu.imaging.thumbnail import OUTPUTS
 from apercu.rendition_urls import accepts
-from apercu.service import InvalidCallback, NoThumbnail, NotReady, Service, ThumbnailFile
+from apercu.service import (
+    InvalidCallback,
+    InvalidSourceUrl,
+    NoThumbnail,
+    NotReady,
+    Service,
+    Submitted,
+    ThumbnailFile,
+)
 from apercu.storage.catalog import WORKER_TIMEOUT
 from apercu.storage.outages import classify
 
@@ -99,11 +109,7 @@ def upload(given: Given) -> ResponseReturnValue:
     key = given.get(IDEMPOTENCY_KEY)
     submitted = service.replay(key, tenant=tenant) if key else None
     if submitted is None:
-        upload, filename = uploads.checked_file(request, service.settings.max_upload_bytes)
-        try:
-            submitted = service.submit(upload, filename, key, given.get(CALLBACK_URL), tenant=tenant)
-        except InvalidCallback as exc:
-            raise CALLBACK_URL.refused(str(exc)) from None
+        submitted = _submitted(given, service, key, tenant)
     image = image_json(submitted.image)
     body: AcceptedJson = {"id": image["id"], "status": image["status"], "links": image["links"]}
     if submitted.duplicate:
@@ -114,6 +120,22 @@ def upload(given: Given) -> ResponseReturnValue:
     if not submitted.created and not submitted.duplicate:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _submitted(given: Given, service: Service, key: str | None, tenant: str) -> Submitted:
+    """A new upload: the file sent, or by the `url` sent (as a form field or in a JSON body), one or the other."""
+    source = given.get(SOURCE_URL)
+    try:
+        if source is None:
+            upload, filename = uploads.checked_file(request, service.settings.max_upload_bytes)
+            return service.submit(upload, filename, key, given.get(CALLBACK_URL), tenant=tenant)
+        if FILE.name in request.files:
+            raise SOURCE_URL.refused("send either a file or a url, not both")
+        return service.submit_url(source, key, given.get(CALLBACK_URL), tenant=tenant)
+    except InvalidCallback as exc:
+        raise CALLBACK_URL.refused(str(exc)) from None
+    except InvalidSourceUrl as exc:
+        raise SOURCE_URL.refused(str(exc)) from None
 
 
 def _seen() -> str | None:

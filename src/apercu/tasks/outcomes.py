@@ -77,6 +77,14 @@ def report(image_id: str, outcome: Outcome, seconds: float | None) -> None:
     log.info(LINE + because + (" in %(duration_ms).1f ms" if seconds is not None else ""), fields)
 
 
+def report_fetch(outcome: str) -> None:
+    """Count an upload by URL's fetch by outcome (one of metrics.FETCH_OUTCOMES), as `report` counts."""
+    try:
+        metrics.FETCHES.labels(outcome).inc()
+    except Exception:  # noqa: BLE001 - as in `report`
+        log.warning("could not count a fetch", exc_info=True)
+
+
 def report_render(job: RenderJob, outcome: str) -> None:
     try:
         metrics.RENDERS.labels(job.ext, outcome).inc()

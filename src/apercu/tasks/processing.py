@@ -1,5 +1,9 @@
 """One image's processing: claim the row -> load the original -> imaging in a sandbox -> record the outcome.
 
+An upload by URL is recorded without its original: the attempt that finds none fetches it first (`outbound.fetch`,
+sniffed like any upload) and stores it, then goes on as for any image; a fetch that fails is the image's failure,
+saying why. A worker that dies mid-fetch stored nothing: the attempt after the lease's recovery fetches again.
+
 Every way out leaves the image in a final state, or free for the next attempt at once:
 - the file's own failure (`ProcessingFailed`, the time limit) is recorded as `failure` with its message;
 - a crashed imaging process (`ChildDied`: a segfault, a SIGKILL, the OOM killer) is retried on the spot, under
@@ -13,18 +17,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 import threading
 import time
 from datetime import timedelta
+from typing import IO
 
 from apercu.config import Settings
 from apercu.imaging.analyse import Analysis, ProcessingFailed
+from apercu.imaging.formats import sniff
 from apercu.imaging.gps import allowed_metadata
+from apercu.outbound.fetch import FetchFailed, fetch
 from apercu.storage import Storage, open_storage
 from apercu.storage.blobs import BlobMissing
 from apercu.storage.catalog import Claim, ImageStatus, utcnow
 from apercu.tasks.jobs import RenderJob
-from apercu.tasks.outcomes import Outcome, failed, failed_with, report, report_render, succeeded
+from apercu.tasks.outcomes import Outcome, failed, failed_with, report, report_fetch, report_render, succeeded
 from apercu.tasks.sandbox import ChildDied, Sandbox, TimeLimitExceeded
 
 log = logging.getLogger(__name__)
@@ -87,10 +95,13 @@ class Processor:
     def _work(self, image_id: str, owner: str) -> Outcome:
         leases, webhook_url = self.storage.catalog.leases, self.settings.webhook_url
         try:
-            original = self.storage.open_original(image_id)
+            original = self._original(image_id)
         except BlobMissing:
             leases.fail(image_id, "the original file is missing from storage", owner=owner, webhook_url=webhook_url)
             return failed("missing_original")
+        except FetchFailed as exc:
+            leases.fail(image_id, f"could not fetch the image: {exc}", owner=owner, webhook_url=webhook_url)
+            return failed("fetch")
         try:
             with original:
                 result = self.sandbox.analyse(original, self.options, self.settings.task_time_limit)
@@ -102,6 +113,35 @@ class Processor:
         log.debug("image %s: imaging peak RSS %d MiB", image_id, self.sandbox.peak_rss // (1024 * 1024))
         self._record_success(image_id, owner, result)
         return succeeded(result.metadata)
+
+    def _original(self, image_id: str) -> IO[bytes]:
+        """The stored original; an upload by URL's is fetched and stored first when no earlier attempt stored it.
+        BlobMissing when there is none to be had, FetchFailed when the fetch failed."""
+        try:
+            return self.storage.open_original(image_id)
+        except BlobMissing:
+            record = self.storage.catalog.images.get(image_id)
+            if record is None or record.source_url is None:
+                raise
+        with tempfile.TemporaryFile(dir=self.storage.staging.folder) as fetched:
+            self._fetch(record.source_url, fetched)
+            self.storage.put_original(image_id, fetched)
+        return self.storage.open_original(image_id)
+
+    def _fetch(self, url: str, sink: IO[bytes]) -> None:
+        """The URL's bytes into `sink`, under the outbound policy and the upload size limit, then recognised as
+        an image of a supported format the way an upload is; counted by outcome."""
+        settings = self.settings
+        try:
+            fetch(url, sink, allowed_hosts=settings.fetch_allowed_hosts, max_bytes=settings.max_upload_bytes,
+                  timeout=settings.fetch_timeout, total=settings.fetch_deadline)
+            sink.seek(0)
+            if sniff(sink) is None:  # type: ignore[arg-type]
+                raise FetchFailed("not_an_image", "not an image in a supported format")
+        except FetchFailed as exc:
+            report_fetch(exc.outcome)
+            raise
+        report_fetch("success")
 
     def _record_success(self, image_id: str, owner: str, result: Analysis) -> None:
         """Thumbnail first, then the row; a delete that won the race leaves no thumbnail behind (while a task

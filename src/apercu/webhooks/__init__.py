@@ -3,7 +3,7 @@ against server-side request forgery: the web checks an upload's `callback_url` w
 (`transport`), and the deliveries of settled images, attempted, retried with backoff and queued when due
 (`deliveries`: the worker attempts them, the web queues a duplicate upload's)."""
 
-from apercu.webhooks.addresses import Refused, Target, check, is_public, resolve
+from apercu.outbound import Refused, Target, check, is_public, resolve
 from apercu.webhooks.deliveries import DELIVER_TASK, Deliveries, send_due
 from apercu.webhooks.transport import Answer, post
 

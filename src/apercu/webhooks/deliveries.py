@@ -21,10 +21,11 @@ from typing import Annotated, Literal
 
 from celery import Celery
 
+from apercu import outbound as addresses
 from apercu.config import Settings, webhook_key
 from apercu.images import DATE_TIME, Image, ImageJson, client_view, image_json, iso
 from apercu.storage.catalog import Catalog, DeliveryStatus, ImageStatus, utcnow
-from apercu.webhooks import addresses, transport
+from apercu.webhooks import transport
 
 DELIVER_TASK = "apercu.deliver_webhook"  # the worker's task that makes one attempt (`tasks.app`)
 Post = Callable[[addresses.Target, bytes, bytes, str], transport.Answer]  # (target, body, key, delivery id)

@@ -1,8 +1,8 @@
-"""Sending one webhook: a signed POST of a body to a target the address policy checked (`webhooks.addresses`).
+"""Sending one webhook: a signed POST of a body to a target the address policy checked (`outbound.addresses`).
 
 The connection goes to the address that was checked, never to a second DNS answer (DNS rebinding); https still
-verifies the certificate for the host name. No redirects are followed (http.client does not), timeouts are
-short, the whole exchange has a deadline, and at most 64 KiB of the answer is read.
+verifies the certificate for the host name (`outbound.connections`). No redirects are followed (http.client does
+not), timeouts are short, the whole exchange has a deadline, and at most 64 KiB of the answer is read.
 
 Signed the Standard Webhooks way (https://www.standardwebhooks.com, signature `v1`): `webhook-id` is the delivery's
 id (the same on every retry: a receiver drops repeats by it), `webhook-timestamp` this attempt's Unix seconds, and
@@ -20,14 +20,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
-import socket
-import ssl
-import threading
 import time
 from dataclasses import dataclass
 
-from apercu.webhooks.addresses import Target
+from apercu.outbound import Target, connect, deadline
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
@@ -75,44 +71,10 @@ def post(target: Target, body: bytes, key: bytes, delivery_id: str) -> Answer:
         "webhook-signature": signature(key, delivery_id, timestamp, body),
         **legacy_headers(key, delivery_id, timestamp, body),
     }
-    conn = _connection(target)
-    # A receiver trickling a byte at a time never trips the per-read timeout: the whole exchange has a deadline.
-    deadline = threading.Timer(TOTAL_TIMEOUT, _cut, (conn,))
-    deadline.start()
-    try:
+    conn = connect(target, CONNECT_TIMEOUT)
+    with deadline(conn, TOTAL_TIMEOUT):
         conn.request("POST", target.path, body=body, headers=headers)
         conn.sock.settimeout(READ_TIMEOUT)
         response = conn.getresponse()
         excerpt = response.read(MAX_ANSWER)[:200].decode("utf-8", "replace")
         return Answer(response.status, excerpt)
-    finally:
-        deadline.cancel()
-        conn.close()
-
-
-def _cut(conn: http.client.HTTPConnection) -> None:
-    """Past the deadline: shut the socket down, so the blocked read in the worker's thread returns (an OSError)."""
-    try:
-        if conn.sock is not None:
-            conn.sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
-
-
-def _connection(target: Target) -> http.client.HTTPConnection:
-    """A connection to the checked address, naming the URL's host (Host header, TLS server name)."""
-    if target.scheme == "https":
-        return _PinnedHTTPS(target)
-    conn = http.client.HTTPConnection(target.host, target.port, timeout=CONNECT_TIMEOUT)
-    conn.sock = socket.create_connection((target.address, target.port), timeout=CONNECT_TIMEOUT)
-    return conn
-
-
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, target: Target) -> None:
-        super().__init__(target.host, target.port, timeout=CONNECT_TIMEOUT, context=ssl.create_default_context())
-        self._address = target.address
-
-    def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), timeout=CONNECT_TIMEOUT)
-        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]

@@ -40,7 +40,7 @@ class Claims:
 
     def add_image(
         self, image_id: str, filename: str | None, claims: ExclusiveClaims, callback_url: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str = DEFAULT_TENANT, source_url: str | None = None,
     ) -> tuple[ImageRecord, Holder | None]:
         """Record a new image of `tenant` unless an existing one of its holds its idempotency key or its bytes
         (with deduplication), in one transaction; (record, None) when recorded.
@@ -64,7 +64,7 @@ class Claims:
                             contents.c.tenant == tenant, contents.c.sha256 == claims.sha256,
                             contents.c.image_id.in_(failed)))
                         conn.execute(contents.insert().values(tenant=tenant, sha256=claims.sha256, image_id=image_id))
-                    return insert(conn, image_id, filename, now, claims.sha256, callback_url, tenant), None
+                    return insert(conn, image_id, filename, now, claims.sha256, callback_url, tenant, source_url), None
             except sa.exc.IntegrityError:
                 if claims.key is not None and (
                         found := self.image_for_key(claims.key, claims.key_expired_before, tenant)):

@@ -51,6 +51,7 @@ class ImageRecord:
     phash: int | None
     callback_url: str | None
     tenant: str
+    source_url: str | None = None  # an upload by URL: its original is fetched from here by the worker
 
     @classmethod
     def of(cls, row: sa.Row[Any]) -> ImageRecord:
@@ -60,7 +61,7 @@ class ImageRecord:
             fields["id"], fields["filename"], ImageStatus(fields["status"]), fields["error"], fields["uploaded_at"],
             fields["processed_at"], fields["enqueued_at"], fields["attempts"], fields["lease_owner"],
             fields["lease_until"], fields["lease_worker"], fields["image_metadata"], fields["thumbnail"],
-            fields["sha256"], fields["phash"], fields["callback_url"], fields["tenant"],
+            fields["sha256"], fields["phash"], fields["callback_url"], fields["tenant"], fields["source_url"],
         )
 
 
@@ -82,17 +83,19 @@ NEWEST_FIRST = (images.c.uploaded_at.desc(), images.c.id.desc())
 
 def insert(
     conn: sa.Connection, image_id: str, filename: str | None, now: datetime, sha256: str | None = None,
-    callback_url: str | None = None, tenant: str = DEFAULT_TENANT,
+    callback_url: str | None = None, tenant: str = DEFAULT_TENANT, source_url: str | None = None,
 ) -> ImageRecord:
-    """A new pending image of `tenant`, inside the caller's transaction."""
+    """A new pending image of `tenant`, inside the caller's transaction (without its original yet when it has a
+    `source_url`)."""
     record = ImageRecord(
         id=image_id, filename=filename, status=ImageStatus.PENDING, error=None, uploaded_at=now, processed_at=None,
         enqueued_at=now, attempts=0, lease_owner=None, lease_until=None, lease_worker=None, image_metadata=None,
-        thumbnail=None, sha256=sha256, phash=None, callback_url=callback_url, tenant=tenant,
+        thumbnail=None, sha256=sha256, phash=None, callback_url=callback_url, tenant=tenant, source_url=source_url,
     )
     conn.execute(INSERT, {
         "id": image_id, "filename": filename, "status": ImageStatus.PENDING, "uploaded_at": now, "enqueued_at": now,
         "attempts": 0, "sha256": sha256, "callback_url": callback_url, "tenant": tenant,
+        "source_url": source_url,
     })
     return record
 
@@ -102,10 +105,12 @@ class Images:
         self._db = db
 
     def add(
-        self, image_id: str, filename: str | None, callback_url: str | None = None, tenant: str = DEFAULT_TENANT
+        self, image_id: str, filename: str | None, callback_url: str | None = None, tenant: str = DEFAULT_TENANT,
+        source_url: str | None = None,
     ) -> ImageRecord:
         with self._db.begin() as conn:
-            return insert(conn, image_id, filename, utcnow(), callback_url=callback_url, tenant=tenant)
+            return insert(conn, image_id, filename, utcnow(), callback_url=callback_url, tenant=tenant,
+                          source_url=source_url)
 
     def get(self, image_id: str, tenant: str | None = None) -> ImageRecord | None:
         """The image, if it is `tenant`'s (None: whoever's)."""
@@ -183,10 +188,12 @@ class Images:
             return set(conn.scalars(sa.select(images.c.id).where(images.c.id.in_(ids))))
 
     def ids_uploaded_before(self, cutoff: datetime, after: str, limit: int) -> list[str]:
-        """A page of ids of images uploaded before `cutoff`, in id order, after the id `after`."""
+        """A page of ids of images uploaded before `cutoff`, in id order, after the id `after`, that should have
+        an original by now: not an upload by URL that has not succeeded (its fetch is to come, or failed)."""
+        fetched = sa.or_(images.c.source_url.is_(None), images.c.status == ImageStatus.SUCCESS)
         query = (
             sa.select(images.c.id)
-            .where(images.c.uploaded_at < cutoff, images.c.id > after)
+            .where(images.c.uploaded_at < cutoff, images.c.id > after, fetched)
             .order_by(images.c.id)
             .limit(limit)
         )

@@ -57,6 +57,7 @@ images = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=True),  # of the original: known once processed (at upload with dedup)
     sa.Column("phash", sa.BigInteger, nullable=True),  # metadata.phash as a signed 64-bit integer
     sa.Column("callback_url", sa.Text, nullable=True),  # the uploader's completion webhook
+    sa.Column("source_url", sa.Text, nullable=True),  # an upload by URL's: the worker fetches the original from it
     _tenant(),
     sa.Index("ix_apercu_images_newest", "uploaded_at", "id"),
     sa.Index("ix_apercu_images_tenant_newest", "tenant", "uploaded_at", "id"),  # a tenant's list, newest first

@@ -1,15 +1,17 @@
-"""Which URLs a webhook may be sent to: the address policy against server-side request forgery.
+"""Which URLs the service may call: the address policy against server-side request forgery, one for every
+outbound request (a webhook's delivery, an upload by URL's fetch).
 
-The URL comes from an uploader (`callback_url`) or the operator (`APERCU_WEBHOOK_URL`), so neither the web nor
-the worker may become a way into the network they run in:
+The URL comes from an uploader (`callback_url`, an upload's `url`) or the operator (`APERCU_WEBHOOK_URL`), so
+neither the web nor the worker may become a way into the network they run in:
 - only http and https;
 - the host is resolved once, every address it resolves to must be public (not private, loopback, link-local,
   the cloud metadata address, multicast, reserved or unspecified, IPv4-mapped forms included) unless the host
-  is in `APERCU_WEBHOOK_ALLOWED_HOSTS`, and the connection goes to the address that was checked (`Target`), so
-  a second DNS answer cannot swap in another (DNS rebinding: see `webhooks.transport`).
+  is in the caller's allowed hosts (`APERCU_WEBHOOK_ALLOWED_HOSTS`, `APERCU_FETCH_ALLOWED_HOSTS`), and the
+  connection goes to the address that was checked (`Target`, `outbound.connections`), so a second DNS answer
+  cannot swap in another (DNS rebinding).
 
-The web checks an upload's `callback_url` as far as its text tells (`check`); every delivery resolves and checks
-it again (`resolve`), since what a name resolves to may have changed since.
+The web checks an upload's URLs as far as their text tells (`check`); every delivery or fetch resolves and checks
+them again (`resolve`), since what a name resolves to may have changed since.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def resolve(url: str, allowed_hosts: Collection[str] = ()) -> Target:
 
 
 def _allowed(host: str, allowed_hosts: Collection[str]) -> bool:
-    return host.lower() in allowed_hosts  # (APERCU_WEBHOOK_ALLOWED_HOSTS is lower case: see config)
+    return host.lower() in allowed_hosts  # (the allowed-hosts settings are lower case: see config)
 
 
 def _is_address(host: str) -> bool:
