@@ -69,7 +69,10 @@ class Processor:
 
     @property
     def lease_seconds(self) -> float:
-        return self.settings.task_time_limit + LEASE_MARGIN
+        """Long enough for the longest attempt: an upload by URL's fetch (up to APERCU_FETCH_DEADLINE), then the
+        analysis (up to the time limit). A lease that ran out mid-attempt would let a second worker take the image
+        and do it all again. (A dead worker's images are taken over by its missed heartbeats, long before this.)"""
+        return self.settings.fetch_deadline + self.settings.task_time_limit + LEASE_MARGIN
 
     def process(self, image_id: str, owner: str) -> tuple[Claim, float]:
         """Process one image if this caller may; returns the claim outcome and, when busy, when to retry."""
