@@ -119,7 +119,7 @@ def test_storage_away_through_every_retry_releases_the_image_for_recovery(
     app = make_celery(Settings(data_dir=tmp_path / "data"))
     image_id, storage = _stored(app), context_of(app).processor.storage
 
-    def full_disk(*_: Any) -> None:
+    def full_disk(*_: Any, **__: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(storage.blobs, "put", full_disk)
@@ -143,7 +143,7 @@ def test_a_render_while_storage_is_away_is_retried_then_left_to_be_asked_again(
     image_id, storage = _stored(app), context_of(app).processor.storage
     assert app.tasks[TASK_NAME].apply(args=[image_id]).get() == "claimed"
 
-    def away(*_: Any) -> None:
+    def away(*_: Any, **__: Any) -> None:
         raise EndpointConnectionError(endpoint_url=URL)
 
     monkeypatch.setattr(storage.blobs, "put", away)

@@ -105,7 +105,7 @@ def test_a_render_that_outlasts_its_retries_is_kept_and_sent_again_by_the_next_r
     assert storage.catalog.renders.request(image_id, key, long_ago).state is RenderState.SEND
     assert storage.catalog.renders.request(image_id, key, long_ago).state is RenderState.PENDING
 
-    def away(*_: Any) -> None:
+    def away(*_: Any, **__: Any) -> None:
         raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
 
     monkeypatch.setattr(storage.blobs, "put", away)

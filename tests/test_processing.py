@@ -159,6 +159,29 @@ def test_the_workers_postgres_commits_are_durable(postgres_url: Any) -> None:
     engine.dispose()
 
 
+def test_a_write_that_need_not_be_durable_skips_the_fsync_then_the_connection_is_durable_again(
+    tmp_path: Path,
+) -> None:
+    """`Database.begin(durable=False)` (a render's request) commits without the WAL's fsync on the web's SQLite
+    (synchronous=FULL), and gives the pooled connection back as durable as it was, even after a failed write."""
+    from apercu.storage.catalog.engine import Database, create_engine
+
+    db = Database(create_engine(f"sqlite:///{tmp_path / 'c.db'}"))
+    seen = []
+    with db.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+    with db.begin(durable=False) as conn:
+        seen.append(conn.exec_driver_sql("PRAGMA synchronous").scalar())
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with pytest.raises(sa.exc.IntegrityError), db.begin(durable=False) as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with db.begin() as conn:
+        seen.append(conn.exec_driver_sql("PRAGMA synchronous").scalar())
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+    assert seen == [1, 2]  # NORMAL, then FULL again
+    db.engine.dispose()
+
+
 def test_time_limit_becomes_a_clear_failure(processor: Processor) -> None:
     """The sandbox kills an imaging process that outlives the time limit; the image fails saying so."""
     usual = processor.settings

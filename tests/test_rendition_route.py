@@ -122,6 +122,25 @@ def test_many_concurrent_first_requests_make_one_render(app: Any, client: Any, p
     assert len(rendered) == 1 and len(renditions_of(app, image_id)) == 1
 
 
+def test_a_kept_rendition_found_empty_or_missing_is_rendered_again(
+    app: Any, client: Any, process: Any, render: Any
+) -> None:
+    """The worker stores renditions without fsync: after a machine's crash one may be an empty file, or none,
+    while the catalog still records it as kept. Either is rendered again, never served as it is."""
+    image_id = uploaded(client, process)
+    url = signed(f"/w:90/{image_id}.png")
+    with worker(render, image_id):
+        first = client.get(url).data
+    (key,) = renditions_of(app, image_id)
+    blobs = app.extensions["apercu"].storage.blobs
+    for damage in (lambda: blobs.put(key, b""), lambda: blobs.delete(key)):
+        damage()
+        with worker(render, image_id) as rendered:
+            again = client.get(url)
+        assert again.status_code == 200 and again.data == first and len(rendered) == 1
+        assert blobs.stat(key).size == len(first)
+
+
 def test_refusals_say_why_and_are_never_cached(app: Any, client: Any, process: Any, render: Any) -> None:
     image_id = uploaded(client, process)
     path = f"/w:100/{image_id}.jpg"

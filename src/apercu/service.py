@@ -341,10 +341,13 @@ class Service:
         raise NotReady("rendering")
 
     def _stat(self, key: str) -> BlobInfo | None:
+        """A kept variant's file; None when missing, or empty (the worker stores variants without fsync: after a
+        machine's crash one may be), either way rendered again."""
         try:
-            return self.storage.blobs.stat(key)
+            info = self.storage.blobs.stat(key)
         except BlobMissing:
             return None
+        return info if info.size > 0 else None
 
     def _request_render(self, job: RenderJob) -> BlobInfo | None:
         """Queue the render unless it is queued already (many first requests, one render), or say why it failed;

@@ -179,7 +179,7 @@ class Processor:
             renders.failed(job.image_id, job.key, str(exc))
             report_render(job, ImageStatus.FAILURE)
             return
-        self.storage.blobs.put(job.key, data)
+        self.storage.blobs.put(job.key, data, durable=False)  # a variant: made again when found missing or empty
         renders.done(job.image_id, job.key, len(data))
         self.storage.forget_if_unrecorded(job.image_id)
         report_render(job, ImageStatus.SUCCESS)

@@ -60,9 +60,10 @@ class S3BlobStore:
         probe = _client(endpoint_url, connect_timeout=2, read_timeout=5, attempts=1, max_pool_connections=2)
         return cls(client, bucket, prefix, probe)
 
-    def put(self, key: str, source: bytes | IO[bytes]) -> None:
+    def put(self, key: str, source: bytes | IO[bytes], *, durable: bool = True) -> None:
         """Store `source`; returns once S3 acknowledged the whole object (bytes: one PUT; a stream, read from its
-        current position: one PUT when small, a multipart upload when large)."""
+        current position: one PUT when small, a multipart upload when large), which S3 keeps durably whatever
+        `durable` says."""
         if isinstance(source, bytes | bytearray | memoryview):
             self.client.put_object(Bucket=self.bucket, Key=self._object(key), Body=bytes(source))
         else:

@@ -26,8 +26,10 @@ class BlobInfo:
 
 
 class BlobStore(Protocol):
-    def put(self, key: str, source: bytes | IO[bytes]) -> None:
-        """Store `source` (bytes, or a stream read from its current position to its end) under `key`."""
+    def put(self, key: str, source: bytes | IO[bytes], *, durable: bool = True) -> None:
+        """Store `source` (bytes, or a stream read from its current position to its end) under `key`; with
+        `durable=False` (a blob made again when found missing or empty) a store may skip what makes it survive a
+        machine's crash, such as an fsync."""
 
     def open(self, key: str) -> IO[bytes]:
         """The blob as a stream, to be closed by the caller."""

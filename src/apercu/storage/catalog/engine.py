@@ -60,7 +60,8 @@ def _driver_url(url: str) -> str:
     return url
 
 
-def sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(synchronous: str, dbapi_connection: Any, record: Any) -> None:
+    record.info["synchronous"] = synchronous  # what `Database.begin(durable=False)` restores after its commit
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA synchronous={synchronous}")
@@ -83,10 +84,24 @@ class Database:
         self._file = sqlite_file(engine)
 
     @contextlib.contextmanager
-    def begin(self) -> Iterator[sa.Connection]:
-        """A write transaction; on SQLite, behind the file's writer lock (see `storage.sqlite_lock`)."""
-        with writer_lock(self._file), self.engine.begin() as conn:
-            yield conn
+    def begin(self, durable: bool = True) -> Iterator[sa.Connection]:
+        """A write transaction; on SQLite, behind the file's writer lock (see `storage.sqlite_lock`).
+
+        `durable=False` is for a write that a machine's crash may lose because it is made again when missed (a
+        render's request: the next request for the variant sends it again): on a SQLite file opened with
+        synchronous=FULL (the web's), its commit skips the WAL's fsync, which cost a first rendition's request
+        2-6 ms here. Any process's crash still leaves it whole (WAL), and other writes stay durable."""
+        relaxed = not durable and self._file is not None
+        with writer_lock(self._file), self.engine.connect() as conn:
+            sqlite = conn.connection.driver_connection if relaxed else None
+            if sqlite is not None:  # (on the driver's connection: no transaction around it, as SQLite requires)
+                sqlite.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                if sqlite is not None:
+                    sqlite.execute(f"PRAGMA synchronous={conn.info['synchronous']}")
 
     def connect(self) -> sa.Connection:
         """A connection to read with (a `with` block gives it back to the pool)."""

@@ -44,7 +44,7 @@ class Renders:
         now = utcnow()
         this = (renders.c.image_id == image_id) & (renders.c.variant == variant)
         try:
-            with self._db.begin() as conn:
+            with self._db.begin(durable=False) as conn:  # a request lost with the machine is made again
                 row = conn.execute(sa.select(renders.c.error).where(this)).first()
                 if row is None and conn.execute(sa.select(kept.c.key).where(kept.c.key == variant)).first():
                     return RenderRequest(RenderState.KEPT)
