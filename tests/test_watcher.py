@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from apercu.storage import blob_keys
-from apercu.storage.catalog import Catalog, RenderRequest, RenderState, utcnow
+from apercu.storage.catalog import Catalog, ImageStatus, Outline, RenderRequest, RenderState, utcnow
 from apercu.storage.migrations.schema import create_schema
 from apercu.storage.watcher import Watcher
 
@@ -164,3 +164,15 @@ def test_a_render_stored_since_the_caller_looked_is_not_asked_for_again(catalog:
     assert catalog.renders.request(image_id, key, again).state is RenderState.KEPT
     catalog.kept.forget([key])
     assert catalog.renders.request(image_id, key, again).state is RenderState.SEND
+
+
+def test_an_outline_reads_status_name_and_size_without_the_json(catalog: Catalog) -> None:
+    """`Images.outline` (a rendition's request) gives what `get` gives of those, on both databases."""
+    image_id = uuid.uuid4().hex
+    catalog.images.add(image_id, "café.jpg")
+    assert catalog.images.outline(image_id) == Outline(ImageStatus.PENDING, None, "café.jpg", None, None)
+    catalog.leases.claim(image_id, "task", 60, 3)
+    assert catalog.leases.finish(image_id, "task", {"width": 1800, "height": 1200, "exif": {}}, {}, webhook_url="")
+    outline = catalog.images.outline(image_id)
+    assert outline == Outline(ImageStatus.SUCCESS, None, "café.jpg", 1800, 1200) and outline.settled
+    assert catalog.images.outline(uuid.uuid4().hex) is None

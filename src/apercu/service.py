@@ -41,6 +41,7 @@ from apercu.storage.catalog import (
     Holder,
     ImageRecord,
     ImageStatus,
+    Outline,
     RenderState,
     utcnow,
 )
@@ -290,21 +291,29 @@ class Service:
             return ThumbnailFile(image.thumbnail["key"], image.thumbnail["etag"], image.thumbnail["bytes"])
         return self._variant(ThumbnailJob(image_id, size, ext), started + wait - time.monotonic())
 
-    def rendition(self, image_id: str, rendition: Rendition) -> tuple[ThumbnailFile, Image]:
-        """A rendition (resolved to a format) and its image: rendered by a worker on first request and kept,
-        the request waiting up to `APERCU_RENDITION_WAIT` seconds for that and for the image's processing
+    def rendition(self, image_id: str, rendition: Rendition) -> tuple[ThumbnailFile, str | None]:
+        """A rendition (resolved to a format) and its image's file name: rendered by a worker on first request and
+        kept, the request waiting up to `APERCU_RENDITION_WAIT` seconds for that and for the image's processing
         (NotReady after that). NotFound for no image, NoThumbnail when processing or the render failed,
         BadOption for an output larger than `APERCU_MAX_RENDITION_PIXELS` (before anything is rendered). Whoever's
         the image is: the URL's signature grants it."""
         started, wait = time.monotonic(), self.settings.rendition_wait
-        image = self._waited(image_id, wait, None)
+        image = self._outline(image_id)
+        if not image.settled and wait > 0:
+            self.watcher.wait(image_id, wait)
+            image = self._outline(image_id)
         if not image.settled:
             raise NotReady(image.status)
-        if image.status is not ImageStatus.SUCCESS or image.metadata is None:
+        if image.status is not ImageStatus.SUCCESS or image.width is None or image.height is None:
             raise NoThumbnail(f"processing failed ({image.error})")
-        plan(rendition, image.metadata["width"], image.metadata["height"], self.settings.max_rendition_pixels)
+        plan(rendition, image.width, image.height, self.settings.max_rendition_pixels)
         job = RenditionJob(image_id, rendition.key())
-        return self._variant(job, started + wait - time.monotonic()), image
+        return self._variant(job, started + wait - time.monotonic()), image.filename
+
+    def _outline(self, image_id: str) -> Outline:
+        if (outline := self.storage.catalog.images.outline(image_id)) is None:
+            raise NotFound(image_id)
+        return outline
 
     def _variant(self, job: RenderJob, wait: float) -> ThumbnailFile:
         """The variant once stored (its use recorded for the sweep); else its render is requested (queued once

@@ -222,7 +222,7 @@ def rendition(given: Given) -> ResponseReturnValue:
         raise SIGNATURE.refused()
     image_id, wanted = _wanted(path, service)
     try:
-        found, image = service.rendition(image_id, wanted)
+        found, filename = service.rendition(image_id, wanted)
     except BadOption as exc:
         raise RENDITION.refused(str(exc)) from None
     except NoThumbnail as exc:
@@ -235,7 +235,7 @@ def rendition(given: Given) -> ResponseReturnValue:
         response.cache_control.immutable = True
     if given[RENDITION].endswith(f".{AUTO}"):
         response.vary.add("Accept")
-    response.headers["Content-Disposition"] = _inline(image.filename or image_id, wanted.ext)
+    response.headers["Content-Disposition"] = _inline(filename or image_id, wanted.ext)
     return response
 
 

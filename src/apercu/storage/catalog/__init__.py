@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from apercu.storage.catalog.claims import Claims, ExclusiveClaims, Holder
 from apercu.storage.catalog.deliveries import Deliveries, DeliveryRecord
 from apercu.storage.catalog.engine import Database, create_engine, utcnow
-from apercu.storage.catalog.images import ImageRecord, Images
+from apercu.storage.catalog.images import ImageRecord, Images, Outline
 from apercu.storage.catalog.kept import Kept
 from apercu.storage.catalog.keys import Keys
 from apercu.storage.catalog.leases import Claim, ClaimResult, Leases
@@ -34,8 +34,8 @@ from apercu.storage.catalog.workers import WORKER_TIMEOUT, RegisteredWorker, Wor
 
 __all__ = [
     "DEFAULT_TENANT", "IN_PROGRESS", "WORKER_TIMEOUT", "Catalog", "Claim", "ClaimResult", "DeliveryRecord",
-    "DeliveryStatus", "ExclusiveClaims", "Holder", "ImageRecord", "ImageStatus", "RegisteredWorker", "RenderRequest",
-    "RenderState", "create_engine", "utcnow",
+    "DeliveryStatus", "ExclusiveClaims", "Holder", "ImageRecord", "ImageStatus", "Outline", "RegisteredWorker",
+    "RenderRequest", "RenderState", "create_engine", "utcnow",
 ]
 
 
