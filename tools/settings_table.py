@@ -101,13 +101,24 @@ def allowed_text(kind: Any, spec: Spec) -> str:
 def rows(meanings: dict[str, str]) -> list[str]:
     """The table's rows, one per setting, in config.py's order."""
     kinds, flag_of, noted = config._kinds(), flags(), comments()  # config's resolved types, cached there
+    from_files = file_variables()
     out = []
     for f in fields(Settings):
         variable = env_name(f.name)
         name = f"`{variable}`" + (f" (`{flag_of[f.name]}`)" if f.name in flag_of else "")
+        allowed = allowed_text(kinds[f.name], _spec(f))
+        if f.name in from_files:
+            allowed += f"; or read from the file `{from_files[f.name]}` names"
         meaning = meanings.get(variable) or noted.get(f.name) or TODO
-        out.append(f"| {name} | {default_text(_default(f))} | {allowed_text(kinds[f.name], _spec(f))} | {meaning} |")
+        out.append(f"| {name} | {default_text(_default(f))} | {allowed} | {meaning} |")
     return out
+
+
+def file_variables() -> dict[str, str]:
+    """The settings that may be read from a file, and the variable naming it, where config.py offers that
+    (`config.file_variables`); none where it does not."""
+    offered: dict[str, str] = getattr(config, "file_variables", dict)()
+    return offered
 
 
 def _default(f: Field[Any]) -> Any:
