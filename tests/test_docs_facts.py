@@ -296,8 +296,7 @@ def test_the_readme_is_the_two_minute_path() -> None:
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 170
     assert "make run" in readme and "make test" in readme and "docs/README.md" in readme
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert "make test" in ci and "the README's test command" in ci
+    assert re.search(r"^make test\b", (ROOT / ".ci" / "run").read_text(), flags=re.MULTILINE)  # CI runs it too
 
 
 # The commands of the README, and of API.md's tour, run against the app: each must reach a route that answers it.
