@@ -1,4 +1,4 @@
-"""`apercu serve | web | worker | inspect | upload | db | sign | keys`.
+"""`apercu serve | web | worker | config | inspect | upload | db | sign | keys`.
 
 `serve` is the one-command deployment: a small supervisor (`apercu.supervisor`) that runs the web server and a
 Celery worker as two child processes sharing one data directory and the embedded broker, restarts either when
@@ -6,6 +6,7 @@ it dies, and stops both on Ctrl-C / SIGTERM. `web` and `worker` are those same t
 separate machines against PostgreSQL and Redis/RabbitMQ. `db upgrade` migrates the catalog's schema, which those
 refuse to start on when it is older than they are (`db current` tells). `sign` prints a rendition's signed URL.
 `keys create | list | revoke` manage the API keys kept in the catalog (see `api.access` for how they are used).
+`config` prints the settings in force, secrets masked, and where each came from.
 """
 
 from __future__ import annotations

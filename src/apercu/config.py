@@ -12,6 +12,10 @@ the object is built, comma-separated lists included, so that no consumer parses 
 service cannot run with raises `SettingError` there, naming the variable, the value and what is allowed, and so
 does an APERCU_* variable that is no setting (a misspelt name must not silently leave the default in force):
 a process with a bad setting does not start.
+
+A secret (`secret=True`, or `credentials=True` for a URL that may hold a password) may also be given as a file,
+APERCU_<NAME>_FILE (`file_variables`), the way container platforms hand secrets over; `Settings.traced` says where
+each value came from (default, variable, file or flag) and `describe` shows them masked: `apercu config`.
 """
 
 from __future__ import annotations
