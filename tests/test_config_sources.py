@@ -50,8 +50,10 @@ def test_a_secret_is_read_from_its_file_without_the_line_break_that_ends_it(tmp_
 
 def test_a_file_value_is_checked_as_the_variable_would_be(tmp_path: Path) -> None:
     path = secret_file(tmp_path, "short")
-    assert refusal({"APERCU_URL_KEY_FILE": path}).startswith("APERCU_URL_KEY is not at least 32 bytes")
-    assert "short" not in refusal({"APERCU_URL_KEY_FILE": path})  # a secret, even a bad one, is never shown
+    refused = refusal({"APERCU_URL_KEY_FILE": path})
+    assert refused.startswith("APERCU_URL_KEY is not at least 32 bytes")
+    assert refused.endswith(f" (read from APERCU_URL_KEY_FILE={path})")  # the variable the operator did set
+    assert "short" not in refused  # a secret, even a bad one, is never shown
 
 
 def test_a_secret_given_both_ways_is_refused(tmp_path: Path) -> None:

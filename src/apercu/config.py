@@ -273,7 +273,12 @@ class Settings:
         sources = {f.name: DEFAULT for f in fields(cls)} | {name: source for name, (_, source) in given.items()}
         sources |= {name: Source("flag", name) for name in flags}
         values: dict[str, Any] = {name: text for name, (text, _) in given.items()} | flags
-        return cls(**values), sources
+        try:
+            return cls(**values), sources
+        except SettingError as exc:  # a value from a file: say which file, since no variable of that name is set
+            read = [source.detail for source in sources.values() if source.kind == "file"
+                    and str(exc).startswith(source.detail.partition("_FILE=")[0] + " ")]
+            raise SettingError(f"{exc} (read from {read[0]})" if read else str(exc)) from None
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
