@@ -1,4 +1,4 @@
-"""`apercu serve | web | worker | inspect | upload | db | sign | keys`.
+"""`apercu serve | web | worker | config | inspect | upload | db | sign | keys`.
 
 `serve` is the one-command deployment: a small supervisor (`apercu.supervisor`) that runs the web server and a
 Celery worker as two child processes sharing one data directory and the embedded broker, restarts either when
@@ -6,6 +6,7 @@ it dies, and stops both on Ctrl-C / SIGTERM. `web` and `worker` are those same t
 separate machines against PostgreSQL and Redis/RabbitMQ. `db upgrade` migrates the catalog's schema, which those
 refuse to start on when it is older than they are (`db current` tells). `sign` prints a rendition's signed URL.
 `keys create | list | revoke` manage the API keys kept in the catalog (see `api.access` for how they are used).
+`config` prints the settings in force, secrets masked, and where each came from.
 """
 
 from __future__ import annotations
@@ -16,22 +17,30 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apercu import __version__, upload_client
-from apercu.config import SettingError, Settings
+from apercu.config import SettingError, Settings, Source
 
 if TYPE_CHECKING:
     from apercu.storage.catalog import Catalog
 
 
+# The settings a command-line flag overrides: setting -> (argparse's name for it, the flag as typed).
+FLAGS = {
+    "host": ("host", "--host"),
+    "port": ("port", "--port"),
+    "data_dir": ("data_dir", "--data-dir"),
+    "worker_concurrency": ("concurrency", "--concurrency"),
+}
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, dest, None) for name, (dest, _flag) in FLAGS.items()}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-        data_dir=getattr(args, "data_dir", None),
-        worker_concurrency=getattr(args, "concurrency", None),
-    )
+    return Settings.from_env(**_overrides(args))
 
 
 def _observed(args: argparse.Namespace, role: str) -> Settings:
@@ -80,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from apercu.supervisor import supervise
 
     settings = _settings(args)
-    env = {**os.environ, **settings.to_env()}
+    env = settings.child_environment(os.environ)
     print(f"apercu {__version__} serving on http://{settings.host}:{settings.port}, data in {settings.data_dir}")
     return supervise(["worker", "web"], env, settings.restart_backoff_max)
 
@@ -90,6 +99,35 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     paths = [Path(p) for p in args.paths]
     return inspect_paths(paths, Settings.from_env(), as_json=args.json, progress=not args.no_progress)
+
+
+CONFIG_VALUE_WIDTH = 40
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """The settings a `serve`, `web` or `worker` started here with these flags would run with: each one's value
+    (secrets masked) and where it came from; or, as for those, the one-line refusal and exit 2 (`main`)."""
+    import json
+
+    from apercu.config import describe
+
+    shown = describe(*Settings.traced(**_overrides(args)))
+    if args.json:
+        print(json.dumps([{"variable": s.variable, "value": s.value, "secret": s.secret, "set": s.set,
+                           "source": s.source.kind, "from": _origin(s.source)} for s in shown], indent=2))
+        return 0
+    rows = [(s.variable, s.value if s.set else "(empty)", f"{s.source.kind} {_origin(s.source)}".rstrip())
+            for s in shown]
+    widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
+    widths[1] = min(widths[1], CONFIG_VALUE_WIDTH)  # a long value (presets) shifts its own line's source only
+    for variable, value, source in rows:
+        print(f"{variable.ljust(widths[0])}  {value.ljust(widths[1])}  {source}")
+    return 0
+
+
+def _origin(source: Source) -> str:
+    """What a source names: the variable, the file, or the flag as typed."""
+    return FLAGS[source.detail][1] if source.kind == "flag" else source.detail
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -269,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--port", type=int, help="port to listen on (default 5000)")
         if name != "web":
             sub.add_argument("--concurrency", type=int, help="worker processes (default: one per CPU)")
+    config = commands.add_parser("config", help="print the settings in force here (secrets masked) and their source")
+    config.set_defaults(handler=cmd_config)
+    config.add_argument("--json", action="store_true", help="a JSON list: variable, value, secret, set, source, from")
+    config.add_argument("--data-dir", help="as `serve --data-dir` would set it")
+    config.add_argument("--host", help="as `serve --host` would set it")
+    config.add_argument("--port", type=int, help="as `serve --port` would set it")
+    config.add_argument("--concurrency", type=int, help="as `serve --concurrency` would set it")
     inspect = commands.add_parser("inspect", help="print the metadata of image files, as the API would")
     inspect.set_defaults(handler=cmd_inspect)
     inspect.add_argument("paths", nargs="+", help="files or directories (searched recursively)")

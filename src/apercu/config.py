@@ -12,6 +12,10 @@ the object is built, comma-separated lists included, so that no consumer parses 
 service cannot run with raises `SettingError` there, naming the variable, the value and what is allowed, and so
 does an APERCU_* variable that is no setting (a misspelt name must not silently leave the default in force):
 a process with a bad setting does not start.
+
+A secret (`secret=True`, or `credentials=True` for a URL that may hold a password) may also be given as a file,
+APERCU_<NAME>_FILE (`file_variables`), the way container platforms hand secrets over; `Settings.traced` says where
+each value came from (default, variable, file or flag) and `describe` shows them masked: `apercu config`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from apercu import url_signing
 from apercu.imaging.renditions.options import BadOption, parse_presets
@@ -157,13 +161,19 @@ class Spec:
 
     rule: Rule | None = None
     fold: Callable[[str], str] | None = None  # applied to the text (each item of a list) first: str.upper...
-    secret: bool = False  # never shown in a message
+    secret: bool = False  # never shown (in a message, by `apercu config`); may be read from a file (`file_variable`)
+    credentials: bool = False  # a URL whose password is never shown (the rest is); may be read from a file too
+
+    @property
+    def confidential(self) -> bool:
+        """Whether any of the value is to be kept out of sight, and so may be given as a file."""
+        return self.secret or self.credentials
 
 
 def setting(default: T, rule: Rule | None = None, *, fold: Callable[[str], str] | None = None,
-            secret: bool = False) -> T:
+            secret: bool = False, credentials: bool = False) -> T:
     """A field of `Settings` with what it allows beside it."""
-    return field(default=default, metadata={"spec": Spec(rule, fold, secret)})
+    return field(default=default, metadata={"spec": Spec(rule, fold, secret, credentials)})
 
 
 @dataclass(frozen=True)
@@ -174,8 +184,8 @@ class Settings:
     storage_url: str = ""  # where images are kept: empty (inside data_dir), file:///path or s3://bucket/prefix
     s3_endpoint_url: str = ""  # an S3-compatible server that is not AWS (MinIO, SeaweedFS, Ceph...)
     s3_presign: int = setting(0, between(0, WEEK))  # >0: thumbnails redirect to an S3 URL valid this many seconds
-    database_url: str = ""  # empty: SQLite catalog inside data_dir
-    broker_url: str = ""  # empty: embedded SQLite broker inside data_dir
+    database_url: str = setting("", credentials=True)  # empty: SQLite catalog inside data_dir
+    broker_url: str = setting("", credentials=True)  # empty: embedded SQLite broker inside data_dir
     queue: str = "apercu"
     host: str = "127.0.0.1"
     port: int = setting(5000, PORT)
@@ -217,7 +227,8 @@ class Settings:
     cors_origins: frozenset[str] = setting(frozenset(), ORIGIN, fold=str.lower)  # may call the API from a browser
     dedup: Dedup = "off"  # or "reuse": an upload of bytes already stored answers 200 with the stored image
     exiftool: bool = False  # metadata.makernotes, read by ExifTool (`exiftool` on PATH) in the imaging process
-    webhook_url: str = ""  # told of every image that reaches success or failure (beside an upload's callback_url)
+    # told of every image that reaches success or failure (beside an upload's callback_url)
+    webhook_url: str = setting("", credentials=True)
     webhook_secret: str = setting("", WEBHOOK_SECRET, secret=True)  # signs webhooks (`webhook_key`); they need one
     webhook_allowed_hosts: frozenset[str] = setting(frozenset(), fold=str.lower)  # may resolve to private addresses
     webhook_attempts: int = setting(8, at_least(1))  # deliveries are tried this many times...
@@ -249,14 +260,25 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read APERCU_<FIELD> variables (empty ones are unset), then apply non-None keyword overrides (CLI flags).
-        SettingError for an APERCU_ variable that is no setting, or a value out of what its setting allows."""
-        environ = os.environ if environ is None else environ
-        _refuse_unknown(environ)
-        names = {f.name: env_name(f.name) for f in fields(cls)}
-        values: dict[str, Any] = {name: environ[variable] for name, variable in names.items() if environ.get(variable)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        """Read APERCU_<FIELD> variables (empty ones are unset) and, for a secret, APERCU_<FIELD>_FILE, then apply
+        non-None keyword overrides (CLI flags). SettingError for an APERCU_ variable that is no setting, a secret
+        given both ways or in a file that cannot be read, or a value out of what its setting allows."""
+        return cls.traced(environ, **overrides)[0]
+
+    @classmethod
+    def traced(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> tuple[Settings, dict[str, Source]]:
+        """`from_env`'s settings, and where each value came from (`apercu config` shows both)."""
+        given = _given(os.environ if environ is None else environ)
+        flags = {name: value for name, value in overrides.items() if value is not None}
+        sources = {f.name: DEFAULT for f in fields(cls)} | {name: source for name, (_, source) in given.items()}
+        sources |= {name: Source("flag", name) for name in flags}
+        values: dict[str, Any] = {name: text for name, (text, _) in given.items()} | flags
+        try:
+            return cls(**values), sources
+        except SettingError as exc:  # a value from a file: say which file, since no variable of that name is set
+            read = [source.detail for source in sources.values() if source.kind == "file"
+                    and str(exc).startswith(source.detail.partition("_FILE=")[0] + " ")]
+            raise SettingError(f"{exc} (read from {read[0]})" if read else str(exc)) from None
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -264,6 +286,17 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The environment that rebuilds these settings in a child process."""
         return {env_name(f.name): _text(getattr(self, f.name)) for f in fields(self)}
+
+    def child_environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The environment of a process `serve` starts: `environ` with these settings (`to_env`), except that a
+        value `environ` gives as a file stays given so: its _FILE variable is passed on, and the value itself is
+        not written into an environment, where the file was there to keep it from (and where the child would
+        find it set both ways). Flags never set a secret, so the file still holds the value in force."""
+        env = {**environ, **self.to_env()}
+        for name, variable in file_variables().items():
+            if environ.get(variable):
+                del env[env_name(name)]
+        return env
 
     @property
     def resolved_database_url(self) -> str:
@@ -311,6 +344,64 @@ class Settings:
 
 
 PLAIN = Spec()
+MASK = "****"  # what is shown for a secret, or a URL's password
+SENSITIVE_PARAMETER = re.compile(r"pass|secret|token|key", re.IGNORECASE)  # a URL's query parameter holding one
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a setting's value came from: its default, its environment variable, a file (its _FILE variable) or a
+    command-line flag overriding them (`detail` then names the setting: the CLI knows its flags' spelling)."""
+
+    kind: Literal["default", "environment", "file", "flag"]
+    detail: str = ""  # the variable, `APERCU_<NAME>_FILE=<path>`, or the overridden setting
+
+
+DEFAULT = Source("default")
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One setting as `apercu config` shows it: its value as the environment's text, with secrets masked."""
+
+    variable: str
+    value: str
+    secret: bool  # some of it is masked when set (all of it, or a URL's password)
+    set: bool  # not empty
+    source: Source
+
+
+def describe(settings: Settings, sources: Mapping[str, Source]) -> list[Shown]:
+    """Every setting of `settings` (in declaration order), masked, with where it came from (`Settings.traced`)."""
+    shown = []
+    for f in fields(settings):
+        spec: Spec = f.metadata.get("spec", PLAIN)
+        text = _text(getattr(settings, f.name))
+        shown.append(Shown(env_name(f.name), masked(text, spec), spec.confidential, bool(text), sources[f.name]))
+    return shown
+
+
+def masked(value: Any, spec: Spec) -> Any:
+    """`value` fit to show: a secret's text is MASK; a URL with credentials keeps all but its password, which
+    is what tells an operator where it points."""
+    if not isinstance(value, str) or not value or not spec.confidential:
+        return value
+    return MASK if spec.secret else mask_url(value)
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password, and any query parameter named like one (`?password=`, `?token=`), as MASK."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:  # `user:password@host`, `:password@host` (Redis), `user@host`
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}{colon and ':' + MASK}@{host}"
+    query = "&".join(
+        f"{key}={MASK}" if equals and SENSITIVE_PARAMETER.search(key) else f"{key}{equals}{value}"
+        for key, equals, value in (item.partition("=") for item in parts.query.split("&") if parts.query)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def env_name(name: str) -> str:
@@ -324,12 +415,62 @@ def _kinds() -> dict[str, Any]:
     return get_type_hints(Settings)
 
 
+@cache
+def file_variables() -> dict[str, str]:
+    """APERCU_<NAME>_FILE, the variable naming a file that holds the setting <name>'s value, by setting: for
+    secrets and URLs with credentials only, whose value is better kept out of the environment (which `ps e`,
+    /proc/<pid>/environ, `docker inspect` and crash reports show) and which container platforms hand over as files
+    (Docker and Kubernetes secrets). None for a secret whose _FILE name is a setting of its own: APERCU_API_KEYS_FILE
+    is a file of keys with their names, tenants and scopes (see `api.access`)."""
+    specs = {f.name: f.metadata.get("spec", PLAIN) for f in fields(Settings)}
+    return {name: f"{env_name(name)}_FILE" for name, spec in specs.items()
+            if spec.confidential and f"{name}_file" not in specs}
+
+
+def _given(environ: Mapping[str, str]) -> dict[str, tuple[str, Source]]:
+    """The text of each setting `environ` gives (an empty variable gives nothing), and where it came from."""
+    _refuse_unknown(environ)
+    files = file_variables()
+    given: dict[str, tuple[str, Source]] = {}
+    for f in fields(Settings):
+        variable, file_variable = env_name(f.name), files.get(f.name, "")
+        path = environ.get(file_variable, "") if file_variable else ""
+        if path and environ.get(variable):
+            raise SettingError(f"{variable} and {file_variable} are both set: give its value one way only")
+        if path:
+            given[f.name] = (_read_file(file_variable, path), Source("file", f"{file_variable}={path}"))
+        elif environ.get(variable):
+            given[f.name] = (environ[variable], Source("environment", variable))
+    return given
+
+
+def _read_file(variable: str, path: str) -> str:
+    """A secret's file's content, without the line break that `echo` and editors end it with. SettingError (one
+    line) for a file that cannot be read, and for an empty one: an empty secret is a mount that failed rather than
+    a choice, and taken as unset it would quietly turn a protection off."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingError(f"{variable}={path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError:
+        raise SettingError(f"{variable}={path}: cannot read it (not UTF-8 text)") from None
+    text = text.rstrip("\r\n")
+    if not text:
+        raise SettingError(f"{variable}={path}: the file is empty")
+    return text
+
+
 def _refuse_unknown(environ: Mapping[str, str]) -> None:
-    """SettingError naming every APERCU_ variable that is neither a setting nor in NOT_SETTINGS, with the known
-    name closest to each."""
-    known = [env_name(f.name) for f in fields(Settings)] + list(NOT_SETTINGS)
+    """SettingError naming every APERCU_ variable that is neither a setting, nor a secret's _FILE form, nor in
+    NOT_SETTINGS, with the known name closest to each; the _FILE form of a setting that is no secret is told so."""
+    settings = [env_name(f.name) for f in fields(Settings)]
+    known = settings + list(file_variables().values()) + list(NOT_SETTINGS)
     problems = []
     for name in sorted(n for n in environ if n.startswith(PREFIX) and n not in known):
+        base = name.removesuffix("_FILE")
+        if base != name and base in settings:
+            problems.append(f"{name} is not a setting: {base} is no secret, and only secrets are read from a file")
+            continue
         # compared without the prefix, which every name shares and which would make any two look alike
         closest = difflib.get_close_matches(name.removeprefix(PREFIX), [k.removeprefix(PREFIX) for k in known], n=1)
         problems.append(f"{name} is not a setting" + (f"; did you mean {PREFIX}{closest[0]}?" if closest else ""))
@@ -342,7 +483,7 @@ def _value(name: str, kind: Any, spec: Spec, value: Any) -> Any:
     variable = env_name(name)
     container = get_origin(kind)
     if container not in (tuple, frozenset):
-        return _item(kind, spec, value, variable if spec.secret else f"{variable}={value!r}")
+        return _item(kind, spec, value, variable if spec.secret else f"{variable}={masked(value, spec)!r}")
     noun = spec.rule.item if spec.rule else "value"
     items = _split(value, f"{variable} is set but holds no {noun}") if isinstance(value, str) else value
     return container(

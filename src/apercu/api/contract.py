@@ -13,7 +13,7 @@ from typing import Any
 
 from apercu.api import inputs
 from apercu.api.docs import ASSET, ASSETS
-from apercu.api.errors import UNAVAILABLE
+from apercu.api.errors import PROBLEM, UNAVAILABLE
 from apercu.api.models import (
     AcceptedJson,
     ErrorJson,
@@ -21,6 +21,7 @@ from apercu.api.models import (
     ImageJson,
     ImagePageJson,
     IndexJson,
+    ProblemJson,
     ReadinessJson,
 )
 from apercu.api.operation import Operation
@@ -48,7 +49,10 @@ def json_body(description: str, body: Any, headers: Json | None = None) -> Json:
 
 
 def error(description: str, headers: Json | None = None) -> Json:
-    return json_body(description, ErrorJson, headers)
+    """An error answer: the JSON error, or problem details for a client whose Accept prefers them."""
+    answer = json_body(description, ErrorJson, headers)
+    answer["content"][PROBLEM] = {"schema": ProblemJson}
+    return answer
 
 
 def content(description: str, *media_types: str) -> Json:

@@ -36,6 +36,18 @@ class ErrorJson(TypedDict):
     error: ErrorDetailJson
 
 
+class ProblemJson(TypedDict):
+    """Every error, for a client whose `Accept` prefers `application/problem+json`: RFC 9457 problem details."""
+
+    type: Annotated[str, {"format": "uri-reference", "description": "The problem's identifier, one per `code`: "
+                          "`/docs/errors#<code>`, the same on every deployment."}]
+    title: Annotated[str, {"description": "The status's reason phrase."}]
+    status: Annotated[int, {"description": "The HTTP status, as sent."}]
+    detail: Annotated[str, {"description": "For people: what `error.message` says in the JSON error."}]
+    instance: NotRequired[Annotated[str, {"format": "uri-reference", "description": "The request's path."}]]
+    code: Annotated[str, {"description": "Machine-readable, as `error.code` in the JSON error: `not_found`, ..."}]
+
+
 class AcceptedJson(TypedDict):
     """The upload is stored and recorded; processing happens in the background."""
 

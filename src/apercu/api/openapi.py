@@ -158,7 +158,9 @@ def document(app: Flask) -> Json:
             "summary": "Image ingestion: upload, metadata as clean JSON, asynchronous thumbnails, delete.",
             "description": "Upload an image, get its metadata (size, format, orientation, EXIF, GPS, XMP, IPTC, "
             "ICC...) as JSON and its thumbnails once a worker has processed it. Errors are always JSON: "
-            "`{\"error\": {\"code\": ..., \"message\": ...}}`. API keys are optional: when the deployment sets "
+            "`{\"error\": {\"code\": ..., \"message\": ...}}`, or RFC 9457 problem details (`type`, `title`, "
+            "`status`, `detail`, `instance`, and the same `code`) for a client whose `Accept` prefers "
+            "`application/problem+json`. API keys are optional: when the deployment sets "
             "some, every operation that documents a 401 needs one, as `X-API-Key: <key>` or `Authorization: Bearer "
             "<key>`, holding the scope its `security` names (`read`, `write`, `delete`; `admin` holds every scope "
             "and sees every tenant), else 403 `insufficient_scope`; the service's status, health, metrics (unless "

@@ -15,7 +15,7 @@ from gunicorn.http.message import Request
 from gunicorn.http.unreader import Unreader
 
 from apercu.api.access import Header
-from apercu.api.errors import ApiError
+from apercu.api.errors import NOTHING_ASKED, ApiError, Asked
 
 HEAD_LIMIT = 32 * 1024  # request line and headers together; gunicorn's own limits (line, field) apply within it
 MAX_MESSAGE = 300  # characters of a parser's message repeated to the client (it may quote the request)
@@ -77,3 +77,12 @@ def header_of(request: Any) -> Header:
     for name, value in request.headers:
         headers.setdefault(name, value)  # gunicorn's names are upper-case
     return lambda name: headers.get(name.upper())
+
+
+def asked_of(request: Any) -> Asked:
+    """What a request the server answers itself asks of its error (`errors.Asked`): nothing when its head was not
+    understood (None); every Accept field it sent, joined as RFC 9110 section 5.3 says they combine."""
+    if request is None:
+        return NOTHING_ASKED
+    accept = ", ".join(value for name, value in request.headers if name == "ACCEPT")
+    return Asked(accept or None, request.path)

@@ -23,6 +23,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from apercu.api import access, observe
 from apercu.api.errors import INTERNAL_ERROR, ApiError
 from apercu.api.server.connection import Conn, Intake
+from apercu.api.server.head import asked_of
 from apercu.api.uploads import MULTIPART_SLACK, staging, too_large_message
 from apercu.config import Settings
 
@@ -131,7 +132,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc, unused-ignore]  # gun
         self.log.warning("Refused request from ip=%s: %d %s", conn.client[0], refusal.status, refusal.message)
         answer = observe.refused(  # its log line and metrics, as the application's answers get
             conn.request, refusal.status, conn.size, conn.started,
-            lambda request_id: refusal.with_headers(request_id).http_message(),
+            lambda request_id: refusal.with_headers(request_id).http_message(asked_of(conn.request)),
         )
         conn.release()  # the body's files go before the answer: a client that has it sees no trace of its upload
         try:
@@ -215,7 +216,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc, unused-ignore]  # gun
         """What escaped the application (Flask answers its own errors): logged, and answered 500 in JSON."""
         self.log.error("Error handling request %s", getattr(req, "uri", ""), exc_info=exc)
         try:
-            client.sendall(INTERNAL_ERROR.http_message())
+            client.sendall(INTERNAL_ERROR.http_message(asked_of(req)))
         except OSError:
             pass
 
