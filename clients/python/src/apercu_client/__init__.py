@@ -6,7 +6,7 @@
 """
 
 from apercu_client._async import AsyncClient
-from apercu_client._core import DEFAULT_URL, MAX_WAIT, VERSION, Retries
+from apercu_client._core import DEFAULT_URL, MAX_WAIT, MIN_POLL, VERSION, Retries
 from apercu_client._sync import Client
 from apercu_client.bodies import Progress, Source
 from apercu_client.errors import (
@@ -23,7 +23,7 @@ from apercu_client.signing import rendition_path, sign
 
 __version__ = VERSION
 __all__ = [
-    "DEFAULT_URL", "MAX_WAIT", "ApercuError", "ApiError", "AsyncClient", "AuthenticationError", "Caller", "Client",
-    "Closed", "Delivery", "Image", "ImageLinks", "NotFound", "Page", "Progress", "Retries", "ServiceInfo", "Source",
-    "SourceError", "Thumbnail", "Unreachable", "Upload", "rendition_path", "sign",
+    "DEFAULT_URL", "MAX_WAIT", "MIN_POLL", "ApercuError", "ApiError", "AsyncClient", "AuthenticationError", "Caller",
+    "Client", "Closed", "Delivery", "Image", "ImageLinks", "NotFound", "Page", "Progress", "Retries", "ServiceInfo",
+    "Source", "SourceError", "Thumbnail", "Unreachable", "Upload", "rendition_path", "sign",
 ]

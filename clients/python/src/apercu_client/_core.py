@@ -9,7 +9,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import quote
@@ -117,6 +117,15 @@ class Answer:
             raise self.error()
         return self.json()
 
+    def read(self, reader: Callable[[Any], T]) -> T:
+        """A 2xx answer's JSON read into its result; one that is not the API's shape (another service at that URL,
+        a proxy's page) is an ApiError `unexpected_answer`, not a KeyError from deep inside."""
+        data = self.ok()
+        try:
+            return reader(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ApiError(self.status, "unexpected_answer", f"not an answer of apercu's API ({exc!r})") from exc
+
 
 Step = Call | Pause
 Flow = Generator[Step, Answer | None, T]
@@ -186,12 +195,12 @@ class Operations:
 
     def index(self) -> Flow[ServiceInfo]:
         answer = yield from exchange(Call("GET", "/"), self.retries)
-        return ServiceInfo.from_json(answer.ok())
+        return answer.read(ServiceInfo.from_json)
 
     def get(self, image_id: str, wait: float | None = None) -> Flow[Image]:
         params = {} if wait is None else {"wait": f"{min(float(MAX_WAIT), max(0.0, wait)):g}"}
         answer = yield from exchange(Call("GET", image_path(image_id), params), self.retries)
-        return Image.from_json(answer.ok())
+        return answer.read(Image.from_json)
 
     def wait(self, image_id: str, timeout: float) -> Flow[Image]:
         """GET with ?wait= until the image is final or `timeout` seconds have passed: the image as it is then."""
@@ -216,7 +225,8 @@ class Operations:
 
     def _accepted(self, call: Call, wait: float | None) -> Flow[Upload]:
         answer = yield from exchange(call, self.retries)
-        upload = Upload.from_json(answer.ok(), answer.headers.get("idempotent-replayed") == "true")
+        replayed = answer.headers.get("idempotent-replayed") == "true"
+        upload = answer.read(lambda data: Upload.from_json(data, replayed))
         if wait is None:
             return upload
         image = yield from self.wait(upload.id, wait)
@@ -225,7 +235,7 @@ class Operations:
     def page(self, limit: int | None, cursor: str | None) -> Flow[Page]:
         params = {k: str(v) for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
         answer = yield from exchange(Call("GET", "/images", params), self.retries)
-        return Page.from_json(answer.ok())
+        return answer.read(Page.from_json)
 
     def search(
         self, sha256: str | None, similar_to: str | None, max_distance: int | None, limit: int | None
@@ -235,7 +245,7 @@ class Operations:
         given = {"sha256": sha256, "similar_to": similar_to, "max_distance": max_distance, "limit": limit}
         params = {k: str(v) for k, v in given.items() if v is not None}
         answer = yield from exchange(Call("GET", "/images", params), self.retries)
-        return list(Page.from_json(answer.ok()).items)
+        return list(answer.read(Page.from_json).items)
 
     def delete(self, image_id: str) -> Flow[None]:
         answer = yield from exchange(Call("DELETE", image_path(image_id)), self.retries)

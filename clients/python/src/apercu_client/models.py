@@ -21,8 +21,9 @@ class ImageLinks:
     thumbnail: str  # /thumbnails/{id}.jpg
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ImageLinks:
-        return cls(data["self"], data["thumbnail"])
+    def from_json(cls, data: dict[str, Any], image_id: str) -> ImageLinks:
+        """The links given, else the ones every image has (the API always sends them; a stand-in may not)."""
+        return cls(data.get("self", f"/images/{image_id}"), data.get("thumbnail", f"/thumbnails/{image_id}.jpg"))
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Image:
     id: str
     status: str
     filename: str | None
-    uploaded_at: datetime
+    uploaded_at: datetime | None  # (always given by the service; read leniently, as every field but id and status)
     processed_at: datetime | None
     error: str | None
     links: ImageLinks
@@ -85,8 +86,8 @@ class Image:
     def from_json(cls, data: dict[str, Any]) -> Image:
         thumb = data.get("thumbnail")
         return cls(
-            data["id"], data["status"], data.get("filename"), _time(data["uploaded_at"]) or datetime.min,
-            _time(data.get("processed_at")), data.get("error"), ImageLinks.from_json(data["links"]),
+            data["id"], data["status"], data.get("filename"), _time(data.get("uploaded_at")),
+            _time(data.get("processed_at")), data.get("error"), ImageLinks.from_json(data.get("links", {}), data["id"]),
             metadata=data.get("metadata"), thumbnail=None if thumb is None else Thumbnail(**thumb),
             distance=data.get("distance"), renditions=data.get("renditions", {}), views=data.get("views", {}),
             webhooks=tuple(Delivery.from_json(d) for d in data.get("webhooks", ())),
@@ -109,8 +110,8 @@ class Upload:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], replayed: bool) -> Upload:
-        return cls(data["id"], data["status"], ImageLinks.from_json(data["links"]), bool(data.get("duplicate")),
-                   replayed)
+        links = ImageLinks.from_json(data.get("links", {}), data["id"])
+        return cls(data["id"], data["status"], links, bool(data.get("duplicate")), replayed)
 
 
 @dataclass(frozen=True)
