@@ -40,6 +40,7 @@ from apercu_client import (
 )
 from conftest import REQUIRE_SERVICES, unavailable
 from live import Service
+from test_upload_cli import Scripted, scripted  # noqa: F401 (the fixture)
 
 from apercu import __version__, url_signing
 
@@ -88,19 +89,13 @@ def raw_ids(service: Service, limit: int) -> list[str]:
         cursor = page["next_cursor"]
 
 
-class Unseekable(io.RawIOBase):
-    """A stream that cannot seek (a pipe, a socket): the library reads it whole so that a retry can resend it."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self._data.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
+def unseekable(data: bytes) -> io.BufferedReader:
+    """A pipe holding `data`: a stream that cannot seek, which the library reads whole so that a retry can resend
+    it. (Small enough for the pipe's buffer, so that nothing has to write while the test reads.)"""
+    read, write = os.pipe()
+    os.write(write, data)
+    os.close(write)
+    return open(read, "rb")  # noqa: SIM115 (closed by the test)
 
 
 # Sync
@@ -118,7 +113,9 @@ def test_upload_from_a_path_bytes_and_file_objects_with_wait(service: Service, t
         shifted = io.BytesIO(b"junk" + images.png_rgba())
         shifted.seek(4)  # sent from where it stands
         by_shifted = apercu.upload(shifted, filename="c.png", wait=60)
-        by_stream = apercu.upload(Unseekable(images.jpeg((323, 200))), wait=60)
+        with unseekable(images.jpeg((323, 200))) as stream:
+            assert not stream.seekable()
+            by_stream = apercu.upload(stream, wait=60)
     size = path.stat().st_size
     assert told[0] == (0, size) and told[-1] == (size, size)
     for upload, name, width in [(by_path, "from path.jpg", 321), (by_bytes, "b.jpg", 322),
@@ -262,61 +259,22 @@ def test_the_client_signs_as_the_server_does(path: str, key: str) -> None:
             apercu_client.sign(bad_path, bad_key)
 
 
-# Retries and the errors' Retry-After, against a stand-in that is busy first
+# Retries and the errors' Retry-After, against test_upload_cli's stand-in (503 with Retry-After: 1, then 202)
 
 
-class Busy(BaseHTTPRequestHandler):
-    """POST /images: 503 with Retry-After: 1 `busy_left` times, then 202; each request's headers are kept."""
-
-    protocol_version = "HTTP/1.1"
-    busy_left = 0
-    posts: list[dict[str, str]] = []
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.posts.append(dict(self.headers))
-        if Busy.busy_left:
-            Busy.busy_left -= 1
-            self._answer(503, {"error": {"code": "unavailable", "message": "busy"}}, {"Retry-After": "1"})
-        else:
-            self._answer(202, {"id": "e" * 32, "status": "pending", "links": {"self": "/images/" + "e" * 32,
-                                                                             "thumbnail": "/t"}})
-
-    def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def busy() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    Busy.busy_left, Busy.posts = 0, []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_busy_answers_are_retried_after_retry_after_with_one_key(busy: str) -> None:
-    Busy.busy_left = 1
+def test_busy_answers_are_retried_after_retry_after_with_one_key(scripted: str) -> None:  # noqa: F811
+    Scripted.script = ["503", "202"]
     started = time.monotonic()
-    with Client(busy) as apercu:
+    with Client(scripted) as apercu:
         upload = apercu.upload(b"bytes")
-    assert upload.id == "e" * 32 and time.monotonic() - started >= 1.0
-    keys = {headers["Idempotency-Key"] for headers in Busy.posts}
-    assert len(Busy.posts) == 2 and len(keys) == 1 and keys.pop().startswith("apercu-client-")
-    Busy.busy_left = 5
-    with Client(busy, retries=Retries(busy=0)) as impatient, pytest.raises(ApiError) as refused:
+    assert upload.id == "f" * 32 and time.monotonic() - started >= 1.0
+    keys = {headers["Idempotency-Key"] for headers, _ in Scripted.posts}
+    assert len(Scripted.posts) == 2 and len(keys) == 1 and keys.pop().startswith("apercu-client-")
+    Scripted.script = ["503"] * 5
+    with Client(scripted, retries=Retries(busy=0)) as impatient, pytest.raises(ApiError) as refused:
         impatient.upload(b"bytes", idempotency_key="mine")
     assert (refused.value.status, refused.value.code, refused.value.retry_after) == (503, "unavailable", 1.0)
+    assert Scripted.posts[-1][0]["Idempotency-Key"] == "mine"
 
 
 def test_a_service_that_does_not_answer_is_unreachable_with_the_reason() -> None:

@@ -11,18 +11,14 @@ from typing import Any, TypeVar
 import httpx
 
 from apercu_client._core import (
-    DEFAULT_URL,
-    RETRIES,
     Answer,
     ClientBase,
     Done,
     Flow,
     Images,
     Pause,
-    Retries,
     Step,
     advance,
-    httpx_options,
     new_key,
 )
 from apercu_client.bodies import Progress, Source
@@ -43,12 +39,10 @@ class AsyncClient(ClientBase):
     """As `Client`, awaited: `async with AsyncClient(url, api_key=...) as apercu: await apercu.upload(...)`. Other
     keywords go to `httpx.AsyncClient` (`proxy`, `verify`, `cert`, `timeout`, `transport`, `trust_env`)."""
 
-    def __init__(
-        self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, url_key: str | None = None,
-        retries: Retries = RETRIES, **httpx_kwargs: Any,
-    ) -> None:
-        super().__init__(base_url, api_key, url_key, retries)
-        self._http = httpx.AsyncClient(**httpx_options(self.base_url, api_key, httpx_kwargs))
+    _http: httpx.AsyncClient
+
+    def _open(self, options: dict[str, Any]) -> None:
+        self._http = httpx.AsyncClient(**options)
         self._closed = False
 
     async def index(self) -> ServiceInfo:

@@ -70,7 +70,7 @@ class Call:
 
 @dataclass(frozen=True)
 class Pause:
-    seconds: float
+    seconds: float  # before the next try (a flow's only other step than a call)
 
 
 @dataclass(frozen=True)
@@ -267,11 +267,21 @@ def new_key() -> str:
 
 
 class ClientBase:
-    """What `Client` and `AsyncClient` share besides driving flows: their settings, the operations' flows, signing."""
+    """What `Client` and `AsyncClient` share besides driving flows: their settings, the operations' flows, signing.
+    `api_key` is sent as X-API-Key; `url_key` (the deployment's APERCU_URL_KEY) signs rendition URLs; any other
+    keyword goes to the httpx client as it is (`proxy`, `verify`, `cert`, `timeout`, `transport`, `trust_env`)."""
 
-    def __init__(self, base_url: str, api_key: str | None, url_key: str | None, retries: Retries) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, url_key: str | None = None,
+        retries: Retries = RETRIES, **httpx_kwargs: Any,
+    ) -> None:
         self.base_url, self.url_key = base_url.rstrip("/"), url_key
         self._ops = Operations(retries)
+        self._open(httpx_options(self.base_url, api_key, httpx_kwargs))
+
+    def _open(self, options: dict[str, Any]) -> None:
+        """Make the httpx client (`self._http`), sync or async, with these arguments."""
+        raise NotImplementedError
 
     def rendition_url(
         self, image_id: str, options: str | Sequence[str] = (), ext: str = "auto", *, expires_in: float | None = None

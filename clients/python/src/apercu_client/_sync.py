@@ -9,21 +9,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from apercu_client._core import (
-    DEFAULT_URL,
-    RETRIES,
-    Answer,
-    ClientBase,
-    Done,
-    Flow,
-    Images,
-    Pause,
-    Retries,
-    Step,
-    advance,
-    httpx_options,
-    new_key,
-)
+from apercu_client import _core as core
+from apercu_client._core import Flow, Images
 from apercu_client.bodies import Progress, Source
 from apercu_client.errors import Closed
 from apercu_client.models import Image, Page, ServiceInfo, Upload
@@ -31,17 +18,16 @@ from apercu_client.models import Image, Page, ServiceInfo, Upload
 T = TypeVar("T")
 
 
-class Client(ClientBase):
-    """apercu's API at `base_url` (which may end in a path prefix). `api_key` is sent as X-API-Key; `url_key`
-    (the deployment's APERCU_URL_KEY) signs rendition URLs. Any other keyword goes to `httpx.Client` as it is:
-    `proxy`, `verify`, `cert`, `timeout`, `transport`, `trust_env` (on by default: HTTPS_PROXY, SSL_CERT_FILE...)."""
+class Client(core.ClientBase):
+    """apercu's API at `base_url` (which may end in a path prefix): `Client(base_url, api_key=, url_key=, retries=,
+    **httpx_kwargs)`. `api_key` is sent as X-API-Key; `url_key` (the deployment's APERCU_URL_KEY) signs rendition
+    URLs. Any other keyword goes to `httpx.Client` as it is: `proxy`, `verify`, `cert`, `timeout`, `transport`,
+    `trust_env` (on by default: HTTPS_PROXY, SSL_CERT_FILE...)."""
 
-    def __init__(
-        self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, url_key: str | None = None,
-        retries: Retries = RETRIES, **httpx_kwargs: Any,
-    ) -> None:
-        super().__init__(base_url, api_key, url_key, retries)
-        self._http = httpx.Client(**httpx_options(self.base_url, api_key, httpx_kwargs))
+    _http: httpx.Client
+
+    def _open(self, options: dict[str, Any]) -> None:
+        self._http = httpx.Client(**options)
         self._closed = threading.Event()
 
     def index(self) -> ServiceInfo:
@@ -60,7 +46,7 @@ class Client(ClientBase):
 
     def upload_url(self, url: str, *, idempotency_key: str | None = None, wait: float | None = None) -> Upload:
         """Have the service fetch the image from `url` (public http(s) hosts, unless the deployment allows others)."""
-        return self._run(self._ops.upload_url(url, idempotency_key or new_key(), wait))
+        return self._run(self._ops.upload_url(url, idempotency_key or core.new_key(), wait))
 
     def get(self, image_id: str, *, wait: float | None = None) -> Image:
         """The image; with `wait` (at most 30 s), once processing has ended or that time has passed."""
@@ -108,13 +94,13 @@ class Client(ClientBase):
         self.close()
 
     def _run(self, flow: Flow[T]) -> T:
-        step = advance(flow, None)
-        while not isinstance(step, Done):
-            step = advance(flow, self._perform(step))
+        step = core.advance(flow, None)
+        while not isinstance(step, core.Done):
+            step = core.advance(flow, self._perform(step))
         return step.value
 
-    def _perform(self, step: Step) -> Answer | httpx.TransportError | None:
-        if isinstance(step, Pause):
+    def _perform(self, step: core.Step) -> core.Answer | httpx.TransportError | None:
+        if isinstance(step, core.Pause):
             if self._closed.wait(step.seconds):
                 raise Closed("the client was closed")
             return None
@@ -122,6 +108,6 @@ class Client(ClientBase):
             raise Closed("the client was closed")
         content = None if step.body is None else step.body.chunks()
         try:
-            return Answer.of(self._http.send(self._http.build_request(**step.request_args(), content=content)))
+            return core.Answer.of(self._http.send(self._http.build_request(**step.request_args(), content=content)))
         except httpx.TransportError as exc:
             return exc

@@ -119,7 +119,8 @@ def multipart(
         data = bytes(source)
         return Multipart(lambda: io.BytesIO(data), len(data), filename or DEFAULT_NAME, fields, progress)
     fp = source
-    name = filename or os.path.basename(str(getattr(fp, "name", ""))) or DEFAULT_NAME
+    named = getattr(fp, "name", None)  # a file's path; not a descriptor's number (a pipe's), nor a name-less stream
+    name = filename or (os.path.basename(named) if isinstance(named, str) else "") or DEFAULT_NAME
     if not fp.seekable():
         return multipart(fp.read(), name, fields, progress)
     start = fp.tell()
