@@ -306,6 +306,7 @@ class Relay(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     upstream: int | None = None
+    prefix = ""  # with upstream: a path prefix taken off before the request goes on (a reverse proxy's location)
     seen: list[str] = []
 
     def relay(self) -> None:
@@ -316,7 +317,7 @@ class Relay(BaseHTTPRequestHandler):
         hop = {"proxy-connection", "connection", "keep-alive", "proxy-authorization"}
         headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
         conn = http.client.HTTPConnection(host or "127.0.0.1", port, timeout=120)
-        path = target.path + (f"?{target.query}" if target.query else "")
+        path = target.path.removeprefix(self.prefix) + (f"?{target.query}" if target.query else "")
         conn.request(self.command, path, body=body or None, headers=headers)
         response = conn.getresponse()
         data = response.read()
@@ -335,8 +336,10 @@ class Relay(BaseHTTPRequestHandler):
         pass
 
 
-def start_relay(upstream: int | None = None, tls: ssl.SSLContext | None = None) -> tuple[ThreadingHTTPServer, list[str]]:
-    handler = type("OneRelay", (Relay,), {"upstream": upstream, "seen": []})
+def start_relay(
+    upstream: int | None = None, tls: ssl.SSLContext | None = None, prefix: str = ""
+) -> tuple[ThreadingHTTPServer, list[str]]:
+    handler = type("OneRelay", (Relay,), {"upstream": upstream, "seen": [], "prefix": prefix})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
@@ -384,6 +387,24 @@ def test_apercu_upload_goes_through_https_proxy_settings(service: Service, proxy
     line = json.loads(done.stdout)
     assert line["status"] == "success" and f"POST {url(service)}/images" in seen
     assert f"GET {url(service)}/" in seen  # the first contact too
+
+
+def test_a_base_url_with_a_path_prefix(service: Service) -> None:
+    """Behind a reverse proxy that serves the API under a path, every call is made under it."""
+    server, seen = start_relay(service.port, prefix="/images-api")
+    base = f"http://127.0.0.1:{server.server_address[1]}/images-api/"
+    try:
+        with Client(base) as apercu:
+            upload = apercu.upload(images.jpeg((395, 200)), wait=60)
+            listed = next(iter(apercu.list(page_size=1)))
+            address = apercu.rendition_url(upload.id, "w:32", "png")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert upload.image is not None and upload.image.status == "success" and listed.id == upload.id
+    assert "POST /images-api/images" in seen and f"GET /images-api/images/{upload.id}?wait=30" in seen
+    assert "GET /images-api/images?limit=1" in seen
+    assert address == f"{base}r/unsafe/w:32/{upload.id}.png"
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,10 @@ class Thumbnail:
     bytes: int
     url: str
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Thumbnail:
+        return cls(data["width"], data["height"], data["bytes"], data["url"])
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -88,7 +92,7 @@ class Image:
         return cls(
             data["id"], data["status"], data.get("filename"), _time(data.get("uploaded_at")),
             _time(data.get("processed_at")), data.get("error"), ImageLinks.from_json(data.get("links", {}), data["id"]),
-            metadata=data.get("metadata"), thumbnail=None if thumb is None else Thumbnail(**thumb),
+            metadata=data.get("metadata"), thumbnail=None if thumb is None else Thumbnail.from_json(thumb),
             distance=data.get("distance"), renditions=data.get("renditions", {}), views=data.get("views", {}),
             webhooks=tuple(Delivery.from_json(d) for d in data.get("webhooks", ())),
             source_url=data.get("source_url"), tenant=data.get("tenant"), raw=data,
