@@ -27,6 +27,7 @@ VERSION = "0.1.0"
 MAX_WAIT = 30  # the API's longest ?wait=
 MIN_POLL = 0.25  # seconds between two polls answered at once with the same status (a server ignoring ?wait=)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+NOT_RETRIED = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)  # the same again would fail the same way
 # Reads may take longer than the API's longest ?wait=; a host that does not answer is given up sooner.
 DEFAULT_TIMEOUT = httpx.Timeout(MAX_WAIT + 30.0, connect=10.0)
 
@@ -170,7 +171,7 @@ def exchange(call: Call, retries: Retries) -> Flow[Answer]:
             answer = yield call
         except httpx.TransportError as exc:
             failures += 1
-            if failures > retries.connect:
+            if failures > retries.connect or isinstance(exc, NOT_RETRIED):
                 raise Unreachable(describe(exc)) from exc
             delay = retries.backoff(failures)
         else:
