@@ -407,6 +407,21 @@ def test_a_base_url_with_a_path_prefix(service: Service) -> None:
     assert address == f"{base}r/unsafe/w:32/{upload.id}.png"
 
 
+def test_a_transport_given_is_the_one_used() -> None:
+    """httpx's `transport=` reaches httpx (here its in-process one, answering as a service that has no such image)."""
+    asked: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no image with this id"}})
+
+    with Client("http://apercu.invalid", api_key="k", transport=httpx.MockTransport(answer)) as apercu:
+        with pytest.raises(NotFound):
+            apercu.get("a" * 32)
+    assert [str(r.url) for r in asked] == ["http://apercu.invalid/images/" + "a" * 32]
+    assert asked[0].headers["X-API-Key"] == "k" and asked[0].headers["User-Agent"].startswith("apercu-client/")
+
+
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (Debian's openssl)."""
