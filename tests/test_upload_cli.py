@@ -20,16 +20,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import apercu_client
+import httpx
 import images
 import pytest
+from apercu_client._core import Answer
+from apercu_client.bodies import CHUNK, envelope, stream_body
 from live import Service, free_port
 from urllib3.filepost import encode_multipart_formdata
 
-from apercu import upload_client
+from apercu import upload_command as upload_client
 from apercu.api import multipart
 from apercu.config import Settings
 from apercu.inspect import PROGRESS_ABOVE, inspect_file, wants_bar
-from apercu.upload_client import CHUNK, Options, Reply, collect_files, envelope, stream_body
+from apercu.upload_command import Options, collect_files
 
 MAX_UPLOAD = 1024 * 1024  # the live service's limit, so that one file of the folder gets a 413
 
@@ -111,7 +115,7 @@ def test_streamed_body_is_what_the_service_reads(tmp_path: Path) -> None:
 def test_a_file_that_shrinks_while_sent_is_an_error_not_a_short_body(tmp_path: Path) -> None:
     path = tmp_path / "file"
     path.write_bytes(b"x" * 100)
-    with path.open("rb") as fp, pytest.raises(upload_client.LocalFileError, match="shorter"):
+    with path.open("rb") as fp, pytest.raises(apercu_client.SourceError, match="shorter"):
         list(stream_body(fp, 200, b"head", b"tail"))
 
 
@@ -143,9 +147,10 @@ def test_idempotency_key_names_one_version_of_one_file(tmp_path: Path) -> None:
 
 
 def test_retry_after_is_read_and_capped() -> None:
-    assert upload_client.retry_after(Reply(503, {"retry-after": "2"}, b""), 9.0) == 2.0
-    assert upload_client.retry_after(Reply(503, {"retry-after": "3600"}, b""), 9.0) == upload_client.MAX_RETRY_AFTER
-    assert upload_client.retry_after(Reply(503, {}, b""), 9.0) == 9.0
+    cap = apercu_client.Retries().max_delay
+    assert Answer(503, httpx.Headers({"retry-after": "2"}), b"").retry_after(cap) == 2.0
+    assert Answer(503, httpx.Headers({"retry-after": "3600"}), b"").retry_after(cap) == cap == 30.0
+    assert Answer(503, httpx.Headers({}), b"").retry_after(cap) is None
 
 
 class Scripted(BaseHTTPRequestHandler):
@@ -244,7 +249,7 @@ def test_an_image_still_processing_at_the_timeout_is_reported(tmp_path: Path, sc
         f"processing: {tmp_path / 'a.png'}: still processing when the --timeout ran out",
         "1 file: 0 success, 0 failure, 0 refused, 0 errors, 1 still processing",
     ]
-    assert Scripted.gets[0] == f"/images/{'f' * 32}?wait=2" and len(Scripted.gets) <= 1.5 / upload_client.MIN_POLL + 2
+    assert Scripted.gets[0] == f"/images/{'f' * 32}?wait=2" and len(Scripted.gets) <= 1.5 / apercu_client.MIN_POLL + 2
 
 
 def test_wrong_url_exits_2_with_a_readable_message(tmp_path: Path) -> None:

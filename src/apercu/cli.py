@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from apercu import __version__, upload_client
+from apercu import __version__, upload_command
 from apercu.config import SettingError, Settings, Source
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def _origin(source: Source) -> str:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    return upload_client.run_from_args(args)
+    return upload_command.run_from_args(args)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     upload = commands.add_parser("upload", help="send files or folders to a running apercu and wait for the results")
     upload.set_defaults(handler=cmd_upload)
-    upload_client.add_arguments(upload)
+    upload_command.add_arguments(upload)
     sign = commands.add_parser("sign", help="print the signed URL path of a rendition (with APERCU_URL_KEY)")
     sign.set_defaults(handler=cmd_sign)
     sign.add_argument("path", help="options and file, e.g. w:400/h:300/fit:cover/<id>.avif")
