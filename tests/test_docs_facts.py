@@ -205,10 +205,10 @@ def resolved(value: object) -> tuple[str, ...]:
 def _upload_default(option: str) -> float:
     import argparse
 
-    from apercu import upload_client
+    from apercu import upload_command
 
     parser = argparse.ArgumentParser()
-    upload_client.add_arguments(parser)
+    upload_command.add_arguments(parser)
     default: float = parser.get_default(option)
     return default
 
