@@ -57,9 +57,10 @@ class Service:
         self.log = data_dir.parent / f"service-{self.port}.log"
 
     def start(self, *roles: str) -> Service:
-        """Start the roles and wait until they answer: ready (a worker beats) when one runs a worker, else alive."""
+        """Start the roles and wait until they answer: ready, and a worker beats, when one runs a worker, else
+        alive."""
         self.launch(*roles)
-        self._wait_ready("/healthz" if roles == ("web",) else "/readyz")
+        self._wait_ready(*(("/healthz",) if roles == ("web",) else ("/readyz", "/readyz/workers")))
         return self
 
     def launch(self, *roles: str) -> Service:
@@ -75,14 +76,15 @@ class Service:
                 )
         return self
 
-    def _wait_ready(self, probe: str) -> None:
+    def _wait_ready(self, *probes: str) -> None:
+        """Until every probe answers 200 (`/readyz/workers`: a worker beats; `/readyz` no longer waits for one)."""
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             for proc in self.processes:
                 if proc.poll() is not None:
                     raise RuntimeError(f"apercu exited with {proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
-                if self.get(probe).status == 200:
+                if all(self.get(probe).status == 200 for probe in probes):
                     return
             except OSError:
                 pass
