@@ -127,12 +127,7 @@ class Service:
         return self.request("GET", path, **kwargs)
 
     def upload(self, data: bytes, filename: str = "image", headers: dict[str, str] | None = None) -> Reply:
-        boundary = uuid.uuid4().hex
-        body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-        content_type = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        body, content_type = multipart(data, filename)
         return self.request("POST", "/images", body, content_type | (headers or {}))
 
     def wait_final(self, image_id: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -163,6 +158,16 @@ class Service:
         """What is stored for this image (its original and thumbnails), and any file named for it on disk."""
         on_disk = [p.as_posix() for p in self.data_dir.rglob(f"*{image_id}*")]
         return [key for key in self.stored() if image_id in key] + on_disk
+
+
+def multipart(data: bytes, filename: str = "image") -> tuple[bytes, dict[str, str]]:
+    """An upload's body (its `file` part) and its Content-Type header."""
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
 def descendants(root: int) -> list[tuple[int, int, str]]:

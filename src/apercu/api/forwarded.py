@@ -10,8 +10,8 @@ proxy and directly (a health checker, a sidecar, another pod) must tell the prox
 client sent it to the proxy: `REMOTE_ADDR` is the client (access gate, rate limits, logs), `wsgi.url_scheme` and
 `HTTP_HOST` name the public scheme and host (`request.url_root`), and `SCRIPT_NAME` is the prefix the proxy strips
 (`request.script_root`: `url_for`, the page's assets and scripts, every link an answer carries). The connection's
-own address stays in the environ under `PEER`. apercu's own server asks the access gate before the app runs, from
-the head alone: it finds the client with the same rule (`client_address`).
+own address stays in the environ under `PEER`. apercu's own server leaves a trusted proxy's requests to the app's
+access gate (`api.server.connection.admit`, which says why), so the client is found by this one rule, here.
 
 The client is the right-most address of `X-Forwarded-For` that is not a trusted proxy's: each proxy appends the
 address it was connected from, so everything left of the first untrusted one is whatever that client wrote. The
@@ -28,8 +28,6 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from flask import Flask
-
-from apercu.api.access import Header
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -84,9 +82,9 @@ def client_address(entries: tuple[str, ...], peer: str, forwarded_for: str | Non
     return hop
 
 
-def client_of_head(entries: tuple[str, ...], peer: str, header: Header) -> str:
-    """`client_address` of a request head, as the server has it before the app runs."""
-    return client_address(entries, peer, header("X-Forwarded-For"))
+def from_trusted_proxy(entries: tuple[str, ...], peer: str) -> bool:
+    """Whether a connection from `peer` is a trusted proxy's (APERCU_TRUSTED_PROXIES)."""
+    return bool(entries) and trusts(networks(entries), peer)
 
 
 def last(values: str | None) -> str | None:
@@ -103,7 +101,7 @@ class Forwarded:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         peer = environ.get("REMOTE_ADDR", "")
         environ[PEER] = peer
-        if self.trusted and trusts(networks(self.trusted), peer):
+        if from_trusted_proxy(self.trusted, peer):
             self.apply(environ, peer)
         return self.app(environ, start_response)
 
