@@ -15,6 +15,7 @@ these tests skip, and fail where APERCU_REQUIRE_SERVICES=1 (CI).
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import http.client
 import io
@@ -23,7 +24,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -35,6 +35,7 @@ import images
 import pytest
 from conftest import REQUIRE_SERVICES, parse_json, unavailable
 from live import READY_TIMEOUT, Reply, Service, free_port, multipart
+from own_servers import socket_to
 from test_page import CHROMIUM, OUTPUT, TIMEOUT_MS, new_page, pick_files, sample_files, shown_tiles, wait_for_thumbnails
 
 from apercu.api import create_app
@@ -207,15 +208,12 @@ class Nginx:
 
     def _wait_listening(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        while self.process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket_to(self.port):
                 return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"nginx is not listening after {READY_TIMEOUT} s")
+            time.sleep(0.1)
+        raise RuntimeError(f"nginx is not listening on {self.port} (exit code {self.process.poll()}): "
+                           f"{self.log.read_text()[-2000:]}")
 
     @property
     def base(self) -> str:
