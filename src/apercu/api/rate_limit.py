@@ -13,8 +13,9 @@ anything else against the client's address (an IPv6 client by its /64, the least
 Signed renditions (/r/...) and public thumbnails count per address too: their URL, not a key, lets them through,
 and they are fetched by the browsers of an application's users, each from its own address, so one key for all of
 them would let one user's page use up everyone's. The address is the client's: the connection's, or behind a proxy
-of APERCU_TRUSTED_PROXIES the one it forwards (`api.forwarded`: `request.remote_addr` in the app, `client_address`
-for an upload's head in the server); a proxy that is not trusted is one client, whatever it forwards.
+of APERCU_TRUSTED_PROXIES the one it forwards (`api.forwarded` makes it `request.remote_addr`; the server leaves a
+trusted proxy's uploads to the app, so their heads are judged here too); a proxy that is not trusted is one
+client, whatever it forwards.
 
 Uploads: the access gate asks `upload_head` before the body is received (`api.access`, `Gate.upload_checks`): an
 upload over a limit is refused from its headers, never stored. That only looks (`Counts.peek`); the count itself
