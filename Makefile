@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/apercu serve
 
-test: $(STAMP) browser exiftool
+test: $(STAMP) browser exiftool nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Debian's Chromium for the web page's browser tests (tests/test_page.py; Playwright drives it, as its own browser
@@ -32,6 +32,14 @@ browser:
 exiftool:
 	command -v exiftool >/dev/null || (apt-get update -q && apt-get install -y -q libimage-exiftool-perl) \
 		|| echo "exiftool could not be installed: tests/test_makernotes.py will skip (or fail in CI)"
+
+# Debian's nginx (and openssl, for the test's certificate) for the reverse-proxy tests (tests/test_proxy_nginx.py,
+# which runs deploy/nginx/apercu.conf). Without them those tests skip, or fail where APERCU_REQUIRE_SERVICES=1 (CI).
+.PHONY: nginx
+nginx:
+	(command -v nginx || test -x /usr/sbin/nginx) >/dev/null && command -v openssl >/dev/null \
+		|| (apt-get update -q && apt-get install -y -q nginx openssl) \
+		|| echo "nginx could not be installed: tests/test_proxy_nginx.py will skip (or fail in CI)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench clients/python

@@ -57,9 +57,10 @@ class Service:
         self.log = data_dir.parent / f"service-{self.port}.log"
 
     def start(self, *roles: str) -> Service:
-        """Start the roles and wait until they answer: ready (a worker beats) when one runs a worker, else alive."""
+        """Start the roles and wait until they answer: ready, and a worker beats, when one runs a worker, else
+        alive."""
         self.launch(*roles)
-        self._wait_ready("/healthz" if roles == ("web",) else "/readyz")
+        self._wait_ready(*(("/healthz",) if roles == ("web",) else ("/readyz", "/readyz/workers")))
         return self
 
     def launch(self, *roles: str) -> Service:
@@ -75,14 +76,15 @@ class Service:
                 )
         return self
 
-    def _wait_ready(self, probe: str) -> None:
+    def _wait_ready(self, *probes: str) -> None:
+        """Until every probe answers 200 (`/readyz/workers`: a worker beats; `/readyz` no longer waits for one)."""
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             for proc in self.processes:
                 if proc.poll() is not None:
                     raise RuntimeError(f"apercu exited with {proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
-                if self.get(probe).status == 200:
+                if all(self.get(probe).status == 200 for probe in probes):
                     return
             except OSError:
                 pass
@@ -125,12 +127,7 @@ class Service:
         return self.request("GET", path, **kwargs)
 
     def upload(self, data: bytes, filename: str = "image", headers: dict[str, str] | None = None) -> Reply:
-        boundary = uuid.uuid4().hex
-        body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-        content_type = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        body, content_type = multipart(data, filename)
         return self.request("POST", "/images", body, content_type | (headers or {}))
 
     def wait_final(self, image_id: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -161,6 +158,16 @@ class Service:
         """What is stored for this image (its original and thumbnails), and any file named for it on disk."""
         on_disk = [p.as_posix() for p in self.data_dir.rglob(f"*{image_id}*")]
         return [key for key in self.stored() if image_id in key] + on_disk
+
+
+def multipart(data: bytes, filename: str = "image") -> tuple[bytes, dict[str, str]]:
+    """An upload's body (its `file` part) and its Content-Type header."""
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
 def descendants(root: int) -> list[tuple[int, int, str]]:

@@ -236,16 +236,25 @@ def test_list_rejects_bad_parameters(client: Any, query: str) -> None:
 
 
 def test_health_and_readiness(client: Any, app: Any) -> None:
+    """/readyz: can this process accept and keep uploads (no worker needed for that); the workers are reported in
+    its body, and alone by /readyz/workers (503 while none is alive) and `apercu_workers_alive`."""
     assert parse_json(client.get("/healthz"))["status"] == "ok"
     no_worker = client.get("/readyz")
-    assert no_worker.status_code == 503 and "no worker" in parse_json(no_worker)["checks"]["workers"]
+    assert no_worker.status_code == 200
+    assert parse_json(no_worker)["checks"] == {"catalog": "ok", "storage": "ok", "broker": "ok"}
+    assert parse_json(no_worker)["workers"]["status"] == "none" and parse_json(no_worker)["workers"]["alive"] == 0
+    workers = client.get("/readyz/workers")
+    assert workers.status_code == 503 and "no worker" in parse_json(workers)["message"]
+    assert "apercu_workers_alive 0.0" in client.get("/metrics").get_data(as_text=True)
     catalog = app.extensions["apercu"].storage.catalog
     catalog.workers.beat("w", "host/1", 1)
     ready = client.get("/readyz")
-    assert ready.status_code == 200
-    assert parse_json(ready)["checks"] == {"catalog": "ok", "storage": "ok", "broker": "ok", "workers": "ok"}
+    assert ready.status_code == 200 and parse_json(ready)["workers"] == {"status": "ok", "alive": 1}
+    assert parse_json(client.get("/readyz/workers")) == {"status": "ok", "alive": 1}
+    assert "apercu_workers_alive 1.0" in client.get("/metrics").get_data(as_text=True)
     catalog.workers.forget("w")
-    assert client.get("/readyz").status_code == 503
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/readyz/workers").status_code == 503
 
 
 def test_readiness_fails_when_the_broker_is_down(settings: Any) -> None:

@@ -45,7 +45,7 @@ class Cluster:
         for worker in self.workers:
             worker.launch("worker")
         self.web.start("web")
-        self.web._wait_ready("/readyz")  # a worker beats
+        self.web._wait_ready("/readyz", "/readyz/workers")  # a worker beats
 
     def stop(self) -> list[int]:
         return [code for svc in (self.web, *self.workers) for code in svc.stop()]

@@ -131,13 +131,13 @@ def test_the_document_is_valid_openapi_3_1(client: Any, settings: Settings) -> N
     assert doc["components"]["parameters"]["Size"]["schema"]["enum"] == list(settings.sizes)
     assert {"ApiKey", "Bearer"} <= set(doc["components"]["securitySchemes"])
     assert {} in doc["security"]  # keys are optional: a deployment without keys conforms too
-    # Every error answer is the one Error shape; /readyz's 503 is the readiness report.
+    # Every error answer is the one Error shape; /readyz's 503 is the readiness report, /readyz/workers' the workers'.
     contract = Contract(doc)
     for path, item in doc["paths"].items():
         for method, operation in item.items():
             for status, response in operation["responses"].items():
                 body = contract.resolve(response).get("content", {}).get("application/json", {}).get("schema")
-                if status >= "400" and path != "/readyz":
+                if status >= "400" and path not in ("/readyz", "/readyz/workers"):
                     assert body == {"$ref": "#/components/schemas/Error"}, (method, path, status)
 
 
@@ -385,7 +385,8 @@ def test_service_endpoints_conform(client: Any, contract: Contract) -> None:
     assert contract.check("GET", "/", client.get("/")).mimetype == "application/json"
     assert contract.check("GET", "/", client.get("/", headers={"Accept": "text/html"})).mimetype == "text/html"
     contract.check("GET", "/healthz", client.get("/healthz"))
-    contract.check("GET", "/readyz", client.get("/readyz"))  # no worker in this process: a 503 report
+    contract.check("GET", "/readyz", client.get("/readyz"))  # ready, though no worker runs in this process
+    assert contract.check("GET", "/readyz/workers", client.get("/readyz/workers")).status_code == 503  # no worker
     contract.check("GET", "/openapi.json", client.get("/openapi.json"))
     contract.check("GET", "/docs", client.get("/docs"))
     if "/metrics" in contract.doc["paths"] and client.get("/metrics").status_code != 404:

@@ -186,7 +186,7 @@ def deployment(
     try:
         worker.launch("worker")
         web.start("web")
-        web._wait_ready("/readyz")  # the worker beats
+        web._wait_ready("/readyz", "/readyz/workers")  # the worker beats
         yield found
     finally:
         found.stop()

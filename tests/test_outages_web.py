@@ -174,7 +174,7 @@ def test_catalog_outage_is_a_503_and_a_bug_still_a_500(
         raise KeyError("ours")
 
     monkeypatch.setattr(service.storage.catalog, "ping", ping)
-    client.get("/readyz")  # its catalog check passes (no worker here: still 503): the breaker closes
+    client.get("/readyz")  # its catalog check passes: the breaker closes
     monkeypatch.setattr(service.storage.catalog.images, "get", bug)
     response = client.get(f"/images/{image_id}")
     assert response.status_code == 500 and parse_json(response)["error"]["code"] == "internal_error"

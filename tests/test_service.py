@@ -208,8 +208,8 @@ def test_worker_killed_mid_processing_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_a_worker_started_with_celerys_own_command(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """`celery -A apercu.worker worker` is a full apercu worker (processing, heartbeat: /readyz is 200 only while
-    a worker beats; deregistered once stopped), and Celery's other commands reach it: `inspect ping` answers,
+    """`celery -A apercu.worker worker` is a full apercu worker (processing, heartbeat: /readyz/workers is 200 only
+    while a worker beats; deregistered once stopped), and Celery's other commands reach it: `inspect ping` answers,
     `purge` empties the queue."""
     import subprocess
     import sys

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -155,6 +156,17 @@ API_KEY = Rule(re.compile(r"[\x21-\x2b\x2d-\x7e]+").fullmatch, "visible ASCII ch
 TOKEN = Rule(lambda token: not token or API_KEY.test(token), f"{API_KEY.allowed} (or empty: none)")
 
 
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+NETWORK = Rule(_is_network, "an IP address or network like 10.0.0.0/8 or fd00::/8", "address")
+
+
 @dataclass(frozen=True)
 class Spec:
     """What a field allows beyond its type: its rule, a normal form for its text, and whether it is a secret."""
@@ -224,6 +236,8 @@ class Settings:
     min_free_mb: int = setting(512, at_least(0))  # less free space than this on the data disk: uploads get 507
     rate_limit: int = setting(0, at_least(0))  # requests per second per key (per address without one): 429 (0: none)
     upload_rate_limit: int = setting(0, at_least(0))  # uploads per minute per key, the same way (0: none)
+    # X-Forwarded-For/-Proto/-Host/-Prefix are honoured from these addresses or networks only (`api.forwarded`)
+    trusted_proxies: tuple[str, ...] = setting((), NETWORK)
     cors_origins: frozenset[str] = setting(frozenset(), ORIGIN, fold=str.lower)  # may call the API from a browser
     dedup: Dedup = "off"  # or "reuse": an upload of bytes already stored answers 200 with the stored image
     exiftool: bool = False  # metadata.makernotes, read by ExifTool (`exiftool` on PATH) in the imaging process

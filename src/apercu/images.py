@@ -140,11 +140,12 @@ def iso(stamp: datetime | None) -> str | None:
     return None if stamp is None else stamp.isoformat(timespec="milliseconds") + "Z"
 
 
-def image_json(image: Image, with_tenant: bool = False) -> ImageJson:
+def image_json(image: Image, with_tenant: bool = False, root: str = "") -> ImageJson:
     """The public shape of one image (`api.models.ImageJson`, checked by mypy here); its tenant only `with_tenant`
     (an admin's answer: a tenant's own clients need not learn the operator's name for them, and a webhook's body,
-    sent to whatever URL an uploader gave, says no more than their GET)."""
-    self_url, thumbnail_url = f"/images/{image.id}", f"/thumbnails/{image.id}.jpg"
+    sent to whatever URL an uploader gave, says no more than their GET). `root` goes before every URL path: the
+    prefix a reverse proxy serves the API under (`api.forwarded`)."""
+    self_url, thumbnail_url = f"{root}/images/{image.id}", f"{root}/thumbnails/{image.id}.jpg"
     body: ImageJson = {
         "id": image.id,
         "status": image.status,
@@ -161,9 +162,10 @@ def image_json(image: Image, with_tenant: bool = False) -> ImageJson:
         body["thumbnail"] = {"width": thumb["width"], "height": thumb["height"], "bytes": thumb["bytes"],
                              "url": thumbnail_url}
     if image.renditions:
-        body["renditions"] = dict(image.renditions)
+        body["renditions"] = {name: root + url for name, url in image.renditions.items()}
     if image.views:
-        body["views"] = {view: dict(urls) for view, urls in image.views.items()}
+        body["views"] = {view: {density: root + url for density, url in urls.items()}
+                         for view, urls in image.views.items()}
     if image.deliveries:
         body["webhooks"] = [delivery_json(d) for d in image.deliveries]
     if image.source_url is not None:

@@ -116,12 +116,23 @@ STATUSES = tuple(ImageStatus)
 
 
 class CatalogCollector:
-    """`apercu_images{status}`: how many images are in each status, counted by the catalog when scraped."""
+    """`apercu_images{status}`: how many images are in each status, counted by the catalog when scraped; and with
+    `workers`, `apercu_workers_alive`: how many workers beat lately (0: uploads wait; an operator's alert)."""
 
-    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
-        self.counts = counts
+    def __init__(self, counts: Callable[[], dict[str, int]], workers: Callable[[], int] | None = None) -> None:
+        self.counts, self.workers = counts, workers
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._images()
+        if self.workers is not None:
+            try:
+                alive = self.workers()
+            except Exception:  # noqa: BLE001 - as for the images: the other metrics still answer
+                log.warning("could not count the live workers for /metrics", exc_info=True)
+                return
+            yield GaugeMetricFamily("apercu_workers_alive", "Workers whose heartbeat the catalog saw lately.", alive)
+
+    def _images(self) -> Iterator[Metric]:
         try:
             counts = self.counts()
         except Exception:  # noqa: BLE001 - the other metrics still answer while the catalog does not

@@ -12,6 +12,7 @@ from apercu.api import (
     cache_policy,
     docs,
     errors,
+    forwarded,
     metrics_endpoint,
     observe,
     outage_breaker,
@@ -61,4 +62,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs.bp)
     app.register_blueprint(metrics_endpoint.bp)
     observe.install(app)  # request ids, one log line and the HTTP metrics for every request
+    forwarded.install(app)  # outermost: behind a trusted proxy, every layer sees the client's request
     return app

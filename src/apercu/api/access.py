@@ -53,6 +53,7 @@ PUBLIC_PATHS = (
     "/static/*",  # the web page's assets
     "/healthz",
     "/readyz",  # without internal details, unless the caller is admin (`routes.readyz`)
+    "/readyz/workers",
     METRICS,  # unless APERCU_METRICS_PUBLIC=false
     "/openapi.json",
     "/docs",  # Swagger UI

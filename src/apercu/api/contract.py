@@ -23,6 +23,7 @@ from apercu.api.models import (
     IndexJson,
     ProblemJson,
     ReadinessJson,
+    WorkersJson,
 )
 from apercu.api.operation import Operation
 from apercu.imaging.formats import FORMATS
@@ -249,10 +250,19 @@ DELETE = delete("/images/{id}", "deleteImage", "Same as DELETE /delete/{id}")
 HEALTHZ = Operation("GET", "/healthz", "healthz", "service", "Liveness: 200 while the process runs",
                     {"200": json_body("Alive.", HealthJson)})
 READYZ = Operation(
-    "GET", "/readyz", "readyz", "service", "Readiness: 200 only when catalog, storage and broker answer and a worker "
-    "is alive", {"200": json_body("Ready: every check is `ok`.", ReadinessJson),
-                 "503": json_body("Not ready: the failing checks say why.", ReadinessJson)},
-    "A failed check says `unavailable` or `failed`; with an `admin` key, also the error (which may name hosts).",
+    "GET", "/readyz", "readyz", "service", "Readiness: 200 when this process can accept and keep uploads (catalog, "
+    "storage and broker answer)", {"200": json_body("Ready: every check is `ok`.", ReadinessJson),
+                                   "503": json_body("Not ready: the failing checks say why.", ReadinessJson)},
+    "A failed check says `unavailable` or `failed`; with an `admin` key, also the error (which may name hosts). "
+    "Whether a worker is alive is reported (`workers`) but does not make this process unready: uploads are "
+    "accepted and kept while no worker runs, and wait for one (alert on `GET /readyz/workers` or "
+    "`apercu_workers_alive`).",
+)
+READYZ_WORKERS = Operation(
+    "GET", "/readyz/workers", "readyzWorkers", "service", "Workers: 200 while at least one worker is alive",
+    {"200": json_body("At least one worker beat lately.", WorkersJson),
+     "503": json_body("No worker beat lately, or the catalog could not be asked: `status` says which.", WorkersJson)},
+    "For an operator's alert, not a load balancer's probe: uploads are still accepted while it is 503.",
 )
 METRICS = Operation(
     "GET", "/metrics", "metrics", "service", "Prometheus metrics (text exposition format)",
@@ -274,8 +284,8 @@ DOCS_ASSET = Operation(
     inputs=(ASSET,),
 )
 
-OPERATIONS = (INDEX, UPLOAD, LIST, GET, *THUMBNAILS, RENDITION, DELETE_LEGACY, DELETE, HEALTHZ, READYZ, METRICS,
-              OPENAPI, DOCS, DOCS_ASSET)
+OPERATIONS = (INDEX, UPLOAD, LIST, GET, *THUMBNAILS, RENDITION, DELETE_LEGACY, DELETE, HEALTHZ, READYZ,
+              READYZ_WORKERS, METRICS, OPENAPI, DOCS, DOCS_ASSET)
 
 
 def webhook_header(name: str, description: str, schema: Json) -> Json:

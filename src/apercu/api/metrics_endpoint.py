@@ -15,5 +15,6 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def scrape() -> Response:
     service: Service = current_app.extensions["apercu"]
-    body, content_type = metrics.exposition(metrics.CatalogCollector(service.storage.catalog.images.counts))
+    catalog = service.storage.catalog
+    body, content_type = metrics.exposition(metrics.CatalogCollector(catalog.images.counts, catalog.workers.count_live))
     return Response(body, content_type=content_type)

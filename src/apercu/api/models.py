@@ -102,7 +102,20 @@ class HealthJson(TypedDict):
     status: Literal["ok"]
 
 
+class WorkersJson(TypedDict):
+    """The workers, as their heartbeats in the catalog tell: what processes uploads, apart from what accepts them."""
+
+    status: Annotated[Literal["ok", "none", "unknown"], {
+        "description": "`ok`: at least one worker beat lately; `none`: no worker did (uploads are accepted and kept, "
+        "and wait); `unknown`: the catalog could not be asked."}]
+    alive: Annotated[int | None, {"minimum": 0, "description": "Workers that beat lately (null when unknown)."}]
+    message: NotRequired[Annotated[str, {"description": "Why not `ok`, for people."}]]
+
+
 class ReadinessJson(TypedDict):
     status: Literal["ok", "unavailable"]
     checks: Annotated[dict[str, str], {
-        "description": "Each dependency (`catalog`, `storage`, `broker`, `workers`): `ok`, or why not."}]
+        "description": "Each dependency this process needs to accept and keep an upload (`catalog`, `storage`, "
+        "`broker`): `ok`, or why not."}]
+    workers: Annotated[WorkersJson, {"description": "The workers' state: reported, never part of `status` "
+                                     "(`GET /readyz/workers` is the probe for it)."}]

@@ -32,7 +32,8 @@ HEADER = "X-Request-ID"
 VALID_ID = re.compile(r"[!-~]{1,200}")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # others: "other", in metrics
 MAX_LOGGED_PATH = 300
-LINE = "%(method)s %(path)s %(status)d in %(duration_ms).1f ms, %(bytes_in)d bytes in, %(bytes_out)d out"
+LINE = ("%(method)s %(path)s %(status)d in %(duration_ms).1f ms, %(bytes_in)d bytes in, %(bytes_out)d out, "
+        "from %(client)s")
 access_log = logging.getLogger("apercu.access")
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Answered:
     bytes_out: int
     request_id: str
     replayed: bool = False
+    client: str = "-"  # its address: behind a trusted proxy, the one the proxy forwards (`api.forwarded`)
 
 
 def record(answered: Answered) -> None:
@@ -71,6 +73,7 @@ def record(answered: Answered) -> None:
         "bytes_in": answered.bytes_in,
         "bytes_out": answered.bytes_out,
         "request_id": answered.request_id,
+        "client": answered.client,
     })
 
 
@@ -170,6 +173,7 @@ def _record(environ: WSGIEnvironment, status: int, headers: list[tuple[str, str]
         bytes_out=_int(found.get("content-length")),
         request_id=rid,
         replayed=found.get("idempotent-replayed") == "true",
+        client=environ.get("REMOTE_ADDR") or "-",
     ))
 
 

@@ -11,7 +11,7 @@ import copy
 import re
 from typing import Any
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 
 from apercu import __version__
 from apercu.api import metadata_schema, rate_limit
@@ -169,7 +169,7 @@ def document(app: Flask) -> Json:
             f" Uploads up to {settings.max_upload_bytes} bytes.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },
-        "servers": [{"url": "/"}],
+        "servers": [{"url": f"{request.script_root}/" if has_request_context() else "/"}],  # behind a proxy: its prefix
         "tags": [
             {"name": "images", "description": "Upload, read, list and delete images."},
             {"name": "thumbnails", "description": "Thumbnails in several sizes, JPEG and WebP."},

@@ -12,8 +12,10 @@ it exactly as the key's name would, and is known from the head alone, before the
 anything else against the client's address (an IPv6 client by its /64, the least a network hands one host).
 Signed renditions (/r/...) and public thumbnails count per address too: their URL, not a key, lets them through,
 and they are fetched by the browsers of an application's users, each from its own address, so one key for all of
-them would let one user's page use up everyone's. The address is the connection's: apercu has no trusted-proxy
-setting, so behind a proxy every client shares the proxy's address and the limit is the proxy's.
+them would let one user's page use up everyone's. The address is the client's: the connection's, or behind a proxy
+of APERCU_TRUSTED_PROXIES the one it forwards (`api.forwarded` makes it `request.remote_addr`; the server leaves a
+trusted proxy's uploads to the app, so their heads are judged here too); a proxy that is not trusted is one
+client, whatever it forwards.
 
 Uploads: the access gate asks `upload_head` before the body is received (`api.access`, `Gate.upload_checks`): an
 upload over a limit is refused from its headers, never stored. That only looks (`Counts.peek`); the count itself
@@ -47,7 +49,7 @@ from apercu.api.errors import ApiError, HeaderField
 from apercu.config import Settings
 from apercu.storage.rate_counts import Counts, open_counts
 
-NOT_COUNTED = ("/healthz", "/readyz", "/metrics", "/static/*", "/docs/*")
+NOT_COUNTED = ("/healthz", "/readyz", "/readyz/workers", "/metrics", "/static/*", "/docs/*")
 RETRY_AFTER_FAILURE = 2.0  # seconds the limiter leaves an unreachable store alone
 FAILURES = (redis.RedisError, sa.exc.SQLAlchemyError, OSError)
 EXTENSION = "apercu.rate_limit"

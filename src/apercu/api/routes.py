@@ -43,6 +43,7 @@ from apercu.api.models import (
     IndexJson,
     PageLinksJson,
     ReadinessJson,
+    WorkersJson,
 )
 from apercu.api.openapi import document, endpoints
 from apercu.api.operation import Given, route
@@ -110,7 +111,7 @@ def upload(given: Given) -> ResponseReturnValue:
     submitted = service.replay(key, tenant=tenant) if key else None
     if submitted is None:
         submitted = _submitted(given, service, key, tenant)
-    image = image_json(submitted.image)
+    image = image_json(submitted.image, root=request.script_root)
     body: AcceptedJson = {"id": image["id"], "status": image["status"], "links": image["links"]}
     if submitted.duplicate:
         body["duplicate"] = True
@@ -151,7 +152,7 @@ def _shown(image: Image) -> ImageJson:
     """An image's JSON as this caller sees it: with its tenant for an admin key (not for a deployment without
     keys, whose one tenant its clients need not be told of)."""
     who = caller.current()
-    return image_json(image, with_tenant=who.admin and caller.presented_key(who))
+    return image_json(image, with_tenant=who.admin and caller.presented_key(who), root=request.script_root)
 
 
 @route(bp, contract.GET)
@@ -173,7 +174,8 @@ def list_images(given: Given) -> ResponseReturnValue:
     found = _apercu().page(limit + 1, given.get(CURSOR), tenant=tenant)
     items, more = found[:limit], len(found) > limit
     next_cursor = Cursor.encode(items[-1].uploaded_at, items[-1].id) if more else None
-    return _page([_shown(r) for r in items], next_cursor, f"/images?limit={limit}&cursor={next_cursor}")
+    next_url = f"{request.script_root}/images?limit={limit}&cursor={next_cursor}"
+    return _page([_shown(r) for r in items], next_cursor, next_url)
 
 
 def _page(items: list[ImageJson], next_cursor: str | None = None, next_url: str = "") -> ResponseReturnValue:
@@ -278,9 +280,11 @@ def healthz(_given: Given) -> ResponseReturnValue:
 
 @route(bp, contract.READYZ)
 def readyz(_given: Given) -> ResponseReturnValue:
-    """Every check, always (this is the probe itself: never refused for a dependency known down); a check that
-    passes closes that dependency's breaker (`api.outage_breaker.confirmed`). Only an admin key's caller is told
-    what failed (`_why_not`)."""
+    """Whether this process can accept and keep uploads: the catalog, the blob store and the broker answer. Every
+    check, always (this is the probe itself: never refused for a dependency known down); a check that passes
+    closes that dependency's breaker (`api.outage_breaker.confirmed`). Only an admin key's caller is told what
+    failed (`_why_not`). The workers are reported beside the checks, never among them: with none alive an upload
+    is still accepted and kept, and waits, so a load balancer must not take every web replica out for it."""
     app = _apercu()
     who = caller.current()
     detailed = who.admin and caller.presented_key(who)
@@ -288,7 +292,6 @@ def readyz(_given: Given) -> ResponseReturnValue:
         "catalog": app.storage.catalog.ping,
         "storage": app.storage.blobs.check,
         "broker": lambda: ping_broker(app.celery),
-        "workers": lambda: _live_workers(app.storage.catalog),
     }
     results = {}
     for name, check in checks.items():
@@ -300,30 +303,39 @@ def readyz(_given: Given) -> ResponseReturnValue:
             results[name] = "ok"
             outage_breaker.confirmed(name)
     ready = all(v == "ok" for v in results.values())
-    body: ReadinessJson = {"status": "ok" if ready else "unavailable", "checks": results}
+    body: ReadinessJson = {"status": "ok" if ready else "unavailable", "checks": results,
+                           "workers": workers_state(app.storage.catalog)}
     response = jsonify(body)
     response.status_code = 200 if ready else 503
     return response
 
 
-class NoLiveWorker(RuntimeError):
-    """No worker has beaten lately: nothing would process an upload."""
+@route(bp, contract.READYZ_WORKERS)
+def readyz_workers(_given: Given) -> ResponseReturnValue:
+    """The workers alone, for an operator's alert: 503 while none is alive (or the catalog cannot say)."""
+    body = workers_state(_apercu().storage.catalog)
+    response = jsonify(body)
+    response.status_code = 200 if body["status"] == "ok" else 503
+    return response
 
 
 def _why_not(exc: Exception, detailed: bool) -> str:
-    """What /readyz says of a failed check: our own reason, else whether the dependency is unavailable or the
-    check failed and the exception's class; its text only to an admin (a driver's text can carry addresses, SQL
-    and hints; the web's log has what an operator needs)."""
-    if isinstance(exc, NoLiveWorker):
-        return str(exc)
+    """What /readyz says of a failed check: whether the dependency is unavailable or the check failed and the
+    exception's class; its text only to an admin (a driver's text can carry addresses, SQL and hints; the web's
+    log has what an operator needs)."""
     what = f"{'unavailable' if classify(exc) else 'failed'} ({type(exc).__name__}"
     return f"{what}: {exc})" if detailed else f"{what})"
 
 
-def _live_workers(catalog: Any) -> None:
-    """Uploads are only worth taking while some worker makes progress: each one beats every few seconds."""
-    if catalog.workers.count_live() == 0:
-        raise NoLiveWorker(f"no worker has reported in the last {WORKER_TIMEOUT:g} s")
+def workers_state(catalog: Any) -> WorkersJson:
+    """How many workers beat lately (each one beats every few seconds): what processes the uploads."""
+    try:
+        alive = catalog.workers.count_live()
+    except Exception as exc:  # noqa: BLE001 - the catalog's outage is /readyz's `catalog` check to tell
+        return {"status": "unknown", "alive": None, "message": _why_not(exc, False)}
+    if alive == 0:
+        return {"status": "none", "alive": 0, "message": f"no worker has reported in the last {WORKER_TIMEOUT:g} s"}
+    return {"status": "ok", "alive": alive}
 
 
 def ping_broker(celery: Any) -> None:

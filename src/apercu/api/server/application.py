@@ -61,6 +61,10 @@ class WebServer(BaseApplication):  # type: ignore[misc, unused-ignore]  # gunico
             "child_exit": _child_exit,
             "when_ready": lambda _server: self.on_ready(),  # in the master, once it listens
             "control_socket_disable": True,
+            # X-Forwarded-* are apercu's to judge (`api.forwarded`, APERCU_TRUSTED_PROXIES), not gunicorn's, which
+            # would trust loopback's by default (the scheme, and SCRIPT_NAME and PATH_INFO sent as headers).
+            "forwarded_allow_ips": "",
+            "secure_scheme_headers": {},
         }
         for name, value in config.items():
             self.cfg.set(name, value)

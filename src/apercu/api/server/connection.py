@@ -20,6 +20,7 @@ from gunicorn.workers.gthread import TConn
 
 from apercu.api.access import Gate, Header
 from apercu.api.errors import ApiError
+from apercu.api.forwarded import from_trusted_proxy
 from apercu.api.server.bodies import Body, body_for
 from apercu.api.server.chunked import Dechunker
 from apercu.api.server.head import head_end, header_of, parse_head
@@ -156,9 +157,14 @@ def admit(request: Any, header: Header, gate: Gate) -> None:
     body: refused, it is answered before a byte of that body is received or a `100 Continue` sent, and what the
     client still sends is drained and dropped, never stored. A bodiless request has nothing to protect: the
     application's own before_request hook applies the same rule to it, and it keeps its connection, its CORS
-    headers and everything else an answer from the application gets."""
+    headers and everything else an answer from the application gets. So does a request from a trusted proxy
+    (`api.forwarded`): one that buffers bodies (nginx's default) sends the whole body before it reads an answer,
+    so a refusal sent early would reach it as a reset connection (a 502 for its client); its body arrives at once
+    from the proxy, which bounded it, so it is received, and the hook refuses it."""
     peer = request.peer_addr  # the client's address, as gunicorn makes REMOTE_ADDR of it
     address = peer[0] if isinstance(peer, tuple) else str(peer)
+    if from_trusted_proxy(gate.settings.trusted_proxies, address):
+        return
     refusal = gate.check(request.method, unquote_to_wsgi_str(request.path), header, address)
     if refusal is not None:
         raise refusal.with_headers(*gate.cors.response_headers(header("Origin")))

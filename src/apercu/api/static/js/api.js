@@ -20,6 +20,12 @@ export class ApiError extends Error {
 }
 
 export const isId = (value) => ID.test(value);
+
+// The API's root: empty at a host's root, or the prefix a reverse proxy serves it under (`/images`), which the
+// page's own <meta name="apercu-root"> says. Paths the page makes go through `at`; the links in the API's JSON
+// (`links`, `views`) carry the prefix already.
+const ROOT = document.querySelector('meta[name="apercu-root"]')?.content || "";
+export const at = (path) => `${ROOT}${path}`;
 export const isFinal = (status) => FINAL.has(status);
 
 // --- the API key ---------------------------------------------------------------------------------------------
@@ -95,7 +101,7 @@ async function errorOf(response) {
  * nothing (no keys on this service, no key yet, or one it does not take: a request that needs one then asks).
  */
 export async function whoAmI() {
-  const response = await fetch("/", { headers: headersWith(apiKey()), cache: "no-store" });
+  const response = await fetch(at("/"), { headers: headersWith(apiKey()), cache: "no-store" });
   if (!response.ok) throw await errorOf(response);
   return (await response.json()).caller || null;
 }
@@ -162,7 +168,7 @@ async function follow(id, listeners) {
     const wait = watches.size > LONG_POLLS ? 2 : 10;
     let image;
     try {
-      image = await pollSlots(() => getJSON(`/images/${id}?wait=${wait}`));
+      image = await pollSlots(() => getJSON(at(`/images/${id}?wait=${wait}`)));
     } catch (error) {
       if (error instanceof ApiError) throw error; // 404 once deleted, 401 declined: nothing more to wait for
       await sleep(backoff); // the service restarting, the network down: keep trying, less and less often
@@ -181,7 +187,7 @@ export function upload(file, onProgress) {
     const send = () => {
       const key = apiKey();
       const xhr = new XMLHttpRequest();
-      xhr.open("POST", "/images");
+      xhr.open("POST", at("/images"));
       for (const [name, value] of Object.entries(headersWith(key))) xhr.setRequestHeader(name, value);
       xhr.upload.addEventListener("loadstart", () => onProgress(0));
       xhr.upload.addEventListener("progress", (event) => {

@@ -1,7 +1,7 @@
 // One image's page (#/images/<id>): a larger preview beside its facts in groups (the file, camera and exposure,
 // location), then every metadata block (EXIF, XMP, IPTC, ICC, text) and the raw JSON, collapsed; and delete.
 
-import { ApiError, getJSON, isFinal, loadThumbnail, loadView, releaseThumbnail, request, watchImage } from "./api.js";
+import { ApiError, at, getJSON, isFinal, loadThumbnail, loadView, releaseThumbnail, request, watchImage } from "./api.js";
 import { announce, h } from "./dom.js";
 import * as fmt from "./format.js";
 import { may } from "./scopes.js";
@@ -128,7 +128,7 @@ export class Detail {
     this.view.append(h("p", { class: "loading" }, "Loading…"));
     let image;
     try {
-      image = await getJSON(`/images/${id}`);
+      image = await getJSON(at(`/images/${id}`));
     } catch (error) {
       if (this.current !== id) return;
       this.clearView();
@@ -222,9 +222,9 @@ export class Detail {
     note.textContent = thumb ? `Thumbnail ${thumb.width} × ${thumb.height}, ${fmt.bytes(thumb.bytes)}` : "";
     // The preview rendition (1200 px wide, 1x and 2x), else a larger thumbnail (rendered on first request, hence
     // ?wait), else the stored default thumbnail.
-    loadView(img, image.views?.preview, `/thumbnails/${image.id}.jpg?size=${PREVIEW_SIZE}&wait=10`, { tries: 1 })
+    loadView(img, image.views?.preview, `${image.links.thumbnail}?size=${PREVIEW_SIZE}&wait=10`, { tries: 1 })
       .then(() => { note.textContent = `Preview ${pixels(img, image.views?.preview)}`; })
-      .catch(() => loadThumbnail(img, `/thumbnails/${image.id}.jpg`))
+      .catch(() => loadThumbnail(img, image.links.thumbnail))
       .catch(() => nothing("The thumbnail could not be loaded"));
     return figure;
   }
@@ -235,7 +235,7 @@ export class Detail {
     this.dialog.addEventListener("close", async () => {
       if (this.dialog.returnValue !== "delete") return;
       try {
-        await request("DELETE", `/images/${image.id}`, { accept: [404] });
+        await request("DELETE", image.links.self, { accept: [404] });
       } catch (error) {
         this.view.querySelector(".detail__head").after(
           h("p", { class: "notice notice--error", role: "alert" }, `The image could not be deleted: ${error.message}.`));

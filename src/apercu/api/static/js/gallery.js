@@ -2,7 +2,7 @@
 // still being processed follow their status; a card's tile (a 256 px square rendition, 1x and 2x) is loaded
 // once the image is ready, lazily as it nears the viewport.
 
-import { ApiError, getJSON, isFinal, loadView, releaseThumbnail, watchImage } from "./api.js";
+import { ApiError, at, getJSON, isFinal, loadView, releaseThumbnail, watchImage } from "./api.js";
 import { clear, h } from "./dom.js";
 import * as fmt from "./format.js";
 
@@ -38,7 +38,7 @@ export class Gallery {
     this.more.disabled = true;
     this.list.setAttribute("aria-busy", "true");
     try {
-      const page = await getJSON(`/images?${query}`);
+      const page = await getJSON(at(`/images?${query}`));
       if (generation !== this.generation) return;
       this.error.hidden = true;
       const before = this.cards.size;
@@ -126,7 +126,7 @@ export class Gallery {
     card.placeholder.textContent = image.status === "failure" ? "No thumbnail" : image.status === "success" ? "" : "…";
     if (image.status === "success" && !card.thumbnailLoading) {
       card.thumbnailLoading = true;
-      loadView(card.img, image.views?.tile, `/thumbnails/${image.id}.jpg`)
+      loadView(card.img, image.views?.tile, image.links.thumbnail)
         .then(() => card.item.classList.add("card--loaded"))
         .catch(() => { card.placeholder.textContent = "No thumbnail"; });
     }

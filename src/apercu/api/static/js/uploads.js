@@ -72,7 +72,8 @@ export class Uploads {
     row.link.href = `#/images/${accepted.id}`;
     row.link.hidden = false;
     this.setState(row, "pending", fmt.statusLabel("pending"));
-    this.gallery.put({ id: accepted.id, status: accepted.status, filename: file.name }, { prepend: true });
+    this.gallery.put({ id: accepted.id, status: accepted.status, filename: file.name, links: accepted.links },
+      { prepend: true });
     try {
       const image = await watchImage(accepted.id, (latest) => {
         if (latest.status === "processing") this.setState(row, "processing", fmt.statusLabel("processing"));
