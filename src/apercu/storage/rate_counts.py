@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from apercu.storage.catalog import create_engine
 from apercu.storage.catalog.tables import rate_counts
-from apercu.storage.redis_broker import SCHEMES
+from apercu.storage.redis_url import SCHEMES
 
 IDLE = 3600  # seconds: a SQL counter untouched this long is swept; a Redis one expires a minute after its window
 SWEEP_EVERY = 600  # seconds between one web process's sweeps of idle SQL counters
