@@ -45,7 +45,7 @@ rm -rf var/lib/apt/lists/* var/cache/apt/*
 RECIPE = f"debootstrap --variant=minbase bookworm {MIRROR}\n{SLIM}"
 CACHE = Path(os.environ.get("APERCU_CONTAINER_CACHE", "/var/tmp/apercu-container-cache"))
 BASE_MAX_AGE = 7 * 86400  # seconds: a week-old base is made again (the build's apt-get upgrades nothing)
-TOOLS = ("podman", "debootstrap", "unshare", "chroot", "mount")
+TOOLS = ("podman", "podman-compose", "debootstrap", "unshare", "chroot", "mount")
 STEP_TIMEOUT = 900  # seconds for one debootstrap or build on a loaded machine with cold caches
 
 

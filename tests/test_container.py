@@ -24,7 +24,8 @@ from own_container import Container, Rootfs, base_image, build, compose_services
 from own_shipping import REPO, exercise
 from seaweed import find_weed
 
-pytestmark = pytest.mark.integration
+# The first test also waits for the base image and the build: minutes on a cold, loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 ROLES = ("migrate", "web", "worker")  # compose's services that run the image: one environment for all
 
 
@@ -43,6 +44,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield tag
     finally:
         subprocess.run(["podman", "rmi", "--force", tag], capture_output=True)
+        # The build's cached layers speed up the next run; those no image uses for a day go.
+        subprocess.run(["podman", "image", "prune", "--force", "--filter", "until=24h"], capture_output=True)
 
 
 @pytest.fixture(scope="module")

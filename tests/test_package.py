@@ -18,7 +18,7 @@ import pytest
 from live import Service
 from own_shipping import REPO, exercise, normal, requirements
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # the first test waits for the build
 BUILD_TIMEOUT = 600  # seconds: a cold pip cache downloads setuptools for the build, and every dependency
 EXTRAS = ("postgres", "s3", "redis")
 # What the extras bring besides their own requirements: none of it may come with the plain wheel either.
