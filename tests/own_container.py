@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from live import Service, descendants
-from own_shipping import REPO
+from own_shipping import REPO, sh
 
 MIRROR = "http://deb.debian.org/debian"
 # debootstrap's output made to look like the published slim image: its apt sources, and no package lists.
@@ -46,18 +46,10 @@ RECIPE = f"debootstrap --variant=minbase bookworm {MIRROR}\n{SLIM}"
 CACHE = Path(os.environ.get("APERCU_CONTAINER_CACHE", "/var/tmp/apercu-container-cache"))
 BASE_MAX_AGE = 7 * 86400  # seconds: a week-old base is made again (the build's apt-get upgrades nothing)
 TOOLS = ("podman", "podman-compose", "debootstrap", "unshare", "chroot", "mount")
-STEP_TIMEOUT = 900  # seconds for one debootstrap or build on a loaded machine with cold caches
 
 
 def missing_tools() -> list[str]:
     return [tool for tool in TOOLS if shutil.which(tool) is None]
-
-
-def sh(command: list[str], timeout: float = STEP_TIMEOUT, **kwargs: Any) -> str:
-    """Run a command; its output, or AssertionError with its end."""
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
-    assert done.returncode == 0, f"{command[:4]} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
 
 
 def base_image() -> str:
@@ -219,5 +211,5 @@ def compose_services(path: Path) -> dict[str, Any]:
         "c._parse_args(); c._parse_compose_file()\n"
         "print(json.dumps(c.services, default=sorted))\n"
     )
-    clean = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", "S3_SECRET", "APERCU_IMAGE")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", "S3_SECRET")}
     return dict(json.loads(sh(["/usr/bin/python3", "-c", script, str(path)], timeout=60, env=clean)))

@@ -4,6 +4,7 @@ a wheel can silently leave behind) are served."""
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,14 @@ from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE_ASSETS = ("/static/js/app.js", "/static/css/apercu.css", "/static/icon.svg")
+STEP_TIMEOUT = 900  # seconds for one build, install or debootstrap on a loaded machine with cold caches
+
+
+def sh(command: list[str], timeout: float = STEP_TIMEOUT, **kwargs: Any) -> str:
+    """Run a command; its output, or AssertionError with the end of what it said."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+    assert done.returncode == 0, f"{command[:4]} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
 
 
 def requirements(extra: str | None = None) -> dict[str, Requirement]:

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from conftest import REQUIRE_SERVICES, unavailable
-from own_container import Container, Rootfs, base_image, build, compose_services, image_size, missing_tools, sh
-from own_shipping import REPO, exercise
+from own_container import Container, Rootfs, base_image, build, compose_services, image_size, missing_tools
+from own_shipping import REPO, exercise, sh
 from seaweed import find_weed
 
 # The first test also waits for the base image and the build: minutes on a cold, loaded machine.

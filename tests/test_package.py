@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 from live import Service
-from own_shipping import REPO, exercise, normal, requirements
+from own_shipping import REPO, exercise, normal, requirements, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # the first test waits for the build
-BUILD_TIMEOUT = 600  # seconds: a cold pip cache downloads setuptools for the build, and every dependency
 EXTRAS = ("postgres", "s3", "redis")
 # What the extras bring besides their own requirements: none of it may come with the plain wheel either.
 EXTRAS_PULL = {"psycopg-binary", "botocore", "s3transfer"}
@@ -40,7 +39,7 @@ class Installed(Service):
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python -m build` of this checkout (its sdist, then the wheel built from that sdist), once per run."""
     out = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)], timeout=BUILD_TIMEOUT)
+    sh([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)])
     (built,) = out.glob("apercu-*.whl")
     return built
 
@@ -49,8 +48,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh virtual environment with the wheel installed, no extra."""
     where = tmp_path_factory.mktemp("venv") / "apercu"
-    run([sys.executable, "-m", "venv", "--without-pip", str(where)])  # this run's pip installs into it: faster
-    run(pip(where, "install", "--quiet", str(wheel)), timeout=BUILD_TIMEOUT)
+    sh([sys.executable, "-m", "venv", "--without-pip", str(where)])  # this run's pip installs into it: faster
+    sh(pip(where, "install", "--quiet", str(wheel)))
     yield where
 
 
@@ -59,15 +58,9 @@ def pip(venv: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), *args]
 
 
-def run(command: list[str], timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload]
-    assert done.returncode == 0, f"{command} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done
-
-
 def installed(venv: Path) -> dict[str, str]:
     """Every distribution in `venv`, by normalised name: its version."""
-    listed = run(pip(venv, "list", "--format=json")).stdout
+    listed = sh(pip(venv, "list", "--format=json"))
     return {normal(d["name"]): d["version"] for d in json.loads(listed)}
 
 

@@ -61,6 +61,7 @@ NOT_SETTINGS = {
     "APERCU_TEST_RABBITMQ": "tests: the RabbitMQ server they use",
     "APERCU_FUZZ_SEED": "tests: the fuzzer's seed",
     "APERCU_FUZZ_CASES": "tests: how many cases the fuzzer runs",
+    "APERCU_CONTAINER_CACHE": "tests: where the container image's tests keep their debootstrap base between runs",
 }
 
 Gps = Literal["keep", "drop"]
