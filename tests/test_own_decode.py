@@ -12,7 +12,7 @@ import pytest
 from conftest import require_corpus
 from PIL import Image
 
-from apercu.imaging import engines
+from apercu.imaging import engines, limits
 from apercu.imaging.analyse import Options, analyse
 
 
@@ -66,3 +66,38 @@ def test_output_size_is_pillows_thumbnail_size(size: tuple[int, int]) -> None:
     for fmt in ("JPEG", "PNG"):
         result = analyse(images.encode(picture, fmt), Options())
         assert (result.thumbnail.width, result.thumbnail.height) == expected.size, fmt
+
+
+def heif_with_thumbnail(side: int) -> bytes:
+    limits.enable_heif()
+    return images.encode(dq.photo((2000, 1500)), "HEIF", quality=80, thumbnails=[side])
+
+
+@pytest.mark.parametrize(("side", "used"), [(700, True), (400, False)])
+def test_a_heif_thumbnail_item_is_decoded_when_it_keeps_the_margin(side: int, used: bool) -> None:
+    """700 px leaves 2.7x for a 256 px thumbnail: decoded instead of the 3 MP image; 400 px would leave 1.6x."""
+    data = heif_with_thumbnail(side)
+    with Image.open(io.BytesIO(data)) as img:
+        frame, _ = engines.PILLOW.reduce(img, data, 256)
+        decoded = img.size
+    assert frame.size == (256, 192)
+    assert (decoded[0] == side) is used  # the item's size (the encoder keeps its sides even)
+    assert_floor(f"heif with a {side} px thumbnail", dq.measure(data))
+
+
+def test_decode_threads_reach_libheif() -> None:
+    import pillow_heif
+
+    data = heif_with_thumbnail(400)
+    for threads in (2, 1):
+        analyse(data, Options(decode_threads=threads))
+        assert pillow_heif.options.DECODE_THREADS == threads
+
+
+def test_decode_threads_are_the_cores_the_worker_leaves_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    from apercu.config import Settings
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    assert Settings.from_env({}, worker_concurrency=0).imaging_options().decode_threads == 1
+    assert Settings.from_env({}, worker_concurrency=1).imaging_options().decode_threads == 4
+    assert Settings.from_env({}, worker_concurrency=2).imaging_options().decode_threads == 2
