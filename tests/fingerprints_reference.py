@@ -1,6 +1,7 @@
 """The pure-Python pHash and BlurHash that apercu shipped before issue 22 vectorised them, kept only as the reference
-the vectorised ones must equal bit for bit (stored hashes stay comparable). Copied unchanged from
-src/apercu/imaging/fingerprints.py at 6077d75; not used by the service."""
+the vectorised ones must equal bit for bit (stored hashes stay comparable). Their loops are copied unchanged from
+src/apercu/imaging/fingerprints.py at 6077d75 (constants and BlurHash's text encoder, which did not change, come
+from the module); not used by the service."""
 from __future__ import annotations
 
 import math
@@ -9,13 +10,14 @@ from typing import cast
 
 from PIL import Image
 
-HASH_SIDE = 32  # pHash: the DCT runs on a 32x32 greyscale image...
-HASH_LOW = 8  # ...and keeps its 8x8 lowest frequencies: 64 bits
-PHASH_BITS = HASH_LOW * HASH_LOW
-ROUNDING = 1e-6
-BLUR_SIDE = 32  # BlurHash: the longest side of the image its components are fitted to
-BLUR_COMPONENTS = (4, 3)  # horizontal, vertical (for a portrait image: 3, 4)
-BASE83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
+from apercu.imaging.fingerprints import (
+    BLUR_COMPONENTS,
+    BLUR_SIDE,
+    HASH_LOW,
+    HASH_SIDE,
+    ROUNDING,
+    encode_blurhash,
+)
 
 
 def phash(img: Image.Image) -> str:
@@ -48,21 +50,13 @@ def _median(values: list[float]) -> float:
 
 
 def blurhash(img: Image.Image) -> str:
+    """The text is encoded by the module's own encoder, which vectorising did not touch (tests/test_fingerprints.py
+    holds it to the `blurhash` package's values): only the components were loops."""
     small = img.convert("RGB")
     small.thumbnail((BLUR_SIDE, BLUR_SIDE), Image.Resampling.BILINEAR)
     width, height = small.size
     cx, cy = BLUR_COMPONENTS if width >= height else BLUR_COMPONENTS[::-1]
-    factors = _factors(small, cx, cy)
-    dc, ac = factors[0], factors[1:]
-    size_flag = (cx - 1) + (cy - 1) * 9
-    if ac:
-        largest = max(abs(channel) for factor in ac for channel in factor)
-        quantised = max(0, min(82, math.floor(largest * 166 - 0.5)))
-        maximum = (quantised + 1) / 166
-    else:
-        quantised, maximum = 0, 1.0
-    text = _base83(size_flag, 1) + _base83(quantised, 1) + _base83(_encode_dc(dc), 4)
-    return text + "".join(_base83(_encode_ac(factor, maximum), 2) for factor in ac)
+    return encode_blurhash(_factors(small, cx, cy), cx, cy)
 
 
 def _factors(img: Image.Image, cx: int, cy: int) -> list[tuple[float, float, float]]:
@@ -93,28 +87,3 @@ def _factors(img: Image.Image, cx: int, cy: int) -> list[tuple[float, float, flo
 @cache
 def _srgb_to_linear() -> list[float]:
     return [v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in (i / 255 for i in range(256))]
-
-
-def _linear_to_srgb(value: float) -> int:
-    v = min(1.0, max(0.0, value))
-    if v <= 0.0031308:
-        return int(v * 12.92 * 255 + 0.5)
-    return int((1.055 * v ** (1 / 2.4) - 0.055) * 255 + 0.5)
-
-
-def _encode_dc(colour: tuple[float, float, float]) -> int:
-    r, g, b = (_linear_to_srgb(c) for c in colour)
-    return (r << 16) + (g << 8) + b
-
-
-def _encode_ac(colour: tuple[float, float, float], maximum: float) -> int:
-    r, g, b = (max(0, min(18, math.floor(_sign_pow(c / maximum, 0.5) * 9 + 9.5))) for c in colour)
-    return r * 19 * 19 + g * 19 + b
-
-
-def _sign_pow(value: float, exponent: float) -> float:
-    return math.copysign(abs(value) ** exponent, value)
-
-
-def _base83(value: int, length: int) -> str:
-    return "".join(BASE83[(value // 83 ** (length - 1 - i)) % 83] for i in range(length))

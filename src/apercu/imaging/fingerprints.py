@@ -60,7 +60,11 @@ def blurhash(img: Image.Image) -> str:
     small.thumbnail((BLUR_SIDE, BLUR_SIDE), Image.Resampling.BILINEAR)
     width, height = small.size
     cx, cy = BLUR_COMPONENTS if width >= height else BLUR_COMPONENTS[::-1]
-    factors = _factors(small, cx, cy)
+    return encode_blurhash(_factors(small, cx, cy), cx, cy)
+
+
+def encode_blurhash(factors: list[tuple[float, float, float]], cx: int, cy: int) -> str:
+    """BlurHash's text for the components (vertical frequency outer, each (r, g, b) in linear light)."""
     dc, ac = factors[0], factors[1:]
     size_flag = (cx - 1) + (cy - 1) * 9
     if ac:
