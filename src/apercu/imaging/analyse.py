@@ -197,12 +197,9 @@ def _merged(caught: list[warnings_module.WarningMessage], ours: list[str]) -> li
     return combined
 
 
-def _open(data: bytes, options: Options | None = None) -> Image.Image:
-    """The image, opened by one of the plugins we accept: its header is read, none of its pixels. With the
-    options of the call, its decoders are set up for them."""
+def _open(data: bytes) -> Image.Image:
+    """The image, opened by one of the plugins we accept: its header is read, none of its pixels."""
     prepare_plugins(data[:HEAD_BYTES])
-    if options is not None:
-        limits.set_decode_threads(options.decode_threads)
     return Image.open(io.BytesIO(data), formats=_registered_plugins())
 
 
@@ -225,7 +222,8 @@ class _Digest(threading.Thread):
 def _analyse(attempt: _Attempt, options: Options) -> Analysis:
     data = attempt.data
     attempt.digest = _Digest(data)
-    with _open(data, options) as img:
+    with _open(data) as img:
+        limits.set_decode_threads(options.decode_threads)
         facts, orientation = _header_facts(img, data, attempt.warnings)
         if options.exiftool:  # before decoding: a file that then fails to decode still shows them
             makernotes.add(facts, data, options.exiftool_timeout, attempt.warnings)
@@ -244,7 +242,8 @@ def _analyse(attempt: _Attempt, options: Options) -> Analysis:
 
 
 def _render_variant(attempt: _Attempt, options: Options, size: int, fmt: str) -> thumbnail.Thumbnail:
-    with _open(attempt.data, options) as img:
+    with _open(attempt.data) as img:
+        limits.set_decode_threads(options.decode_threads)
         attempt.stage = "render thumbnail"
         limits.check_before_decoding(img, len(attempt.data), options.max_pixels)
         return thumbnail.render(
@@ -258,7 +257,8 @@ def _render_rendition(
     attempt: _Attempt, rendition: Rendition, options: Options, max_output_pixels: int,
     focal_point: Mapping[str, float] | None,
 ) -> Rendered:
-    with _open(attempt.data, options) as img:
+    with _open(attempt.data) as img:
+        limits.set_decode_threads(options.decode_threads)
         attempt.stage = "render image"
         limits.check_before_decoding(img, len(attempt.data), options.max_pixels)
         orientation = metadata.orientation_of(img, embedded.exif_only(img, attempt.data))
