@@ -6,9 +6,11 @@
 - `blurhash`: a BlurHash (https://blurha.sh) of 4x3 components, ~28 characters, that a client paints as a
   blurred placeholder while the thumbnail loads.
 
-Both are numpy over at most 32x32 pixels (~0.1 ms each after Pillow's small resize; the pure-Python loops they
-replace took ~1 ms each) and no second decode. They give the same hashes as those loops did, bit for bit
-(tests/test_own_fingerprints.py keeps the loops as the reference), so stored hashes stay comparable.
+Both are numpy over at most 32x32 pixels, with no second decode: the arithmetic takes ~25 us (pHash) and ~65 us
+(BlurHash) where the pure-Python loops it replaced took ~1 ms each; what remains is Pillow's resize to 32 px
+(~0.2 ms for pHash's LANCZOS from 256 px), which defines the hashes' input. They give the same hashes as those
+loops did, bit for bit (tests/test_own_fingerprints.py keeps the loops as the reference), so stored hashes stay
+comparable.
 """
 
 from __future__ import annotations
