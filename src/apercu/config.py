@@ -358,7 +358,15 @@ class Settings:
             exiftool=self.exiftool,
             # a file that keeps exiftool busy must leave the rest of imaging most of its time limit
             exiftool_timeout=min(EXIFTOOL_TIMEOUT, self.task_time_limit / 2),
+            decode_threads=self.decode_threads,
         )
+
+    @property
+    def decode_threads(self) -> int:
+        """libheif's threads per file: the cores the worker's concurrency leaves idle (1 at the default
+        concurrency of one imaging process per CPU; 2 with concurrency 1 on 2 cores)."""
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cpus // (self.worker_concurrency or cpus))
 
 
 PLAIN = Spec()
