@@ -28,6 +28,7 @@ from apercu.api import access, caller, contract, rate_limit, uploads
 from apercu.api.errors import CODES, ApiError
 from apercu.api.inputs import (
     IDEMPOTENCY_KEY,
+    Integer,
     TUS_RESUMABLE,
     TUS_VERSION,
     UPLOAD_CHECKSUM,
@@ -83,7 +84,7 @@ def tus_create(given: Given) -> ResponseReturnValue:
     """A new upload of the caller's tenant, owned by its key (or address) for the cap; with a body, its first
     bytes appended at once."""
     given[TUS_RESUMABLE]
-    length, limit = given[UPLOAD_LENGTH], _resumable().service.settings.max_upload_bytes
+    length, limit = _required(given, UPLOAD_LENGTH), _resumable().service.settings.max_upload_bytes
     if length > limit:
         raise ApiError(413, uploads.too_large_message(limit))
     raw = given.get(UPLOAD_METADATA)
@@ -125,7 +126,7 @@ def tus_patch(given: Given) -> ResponseReturnValue:
     upload_id = given[UPLOAD_ID]
     if request.mimetype != OFFSET_TYPE:
         raise _not_offset()
-    offset, checksum = given[UPLOAD_OFFSET], _checksum(given.get(UPLOAD_CHECKSUM))
+    offset, checksum = _required(given, UPLOAD_OFFSET), _checksum(given.get(UPLOAD_CHECKSUM))
     with _refusals(upload_id):
         upload = _append(upload_id, offset, checksum)
     return _progress(upload, 204)
@@ -192,6 +193,13 @@ def _progress(upload: UploadRecord, status: int) -> Response:
         response.headers["Apercu-Image-Id"] = upload.image_id
         response.headers["Link"] = f'</images/{upload.image_id}>; rel="image"'
     return response
+
+
+def _required(given: Given, declared: Integer) -> int:
+    """A header the request must send (an Integer input's default stands for its absence otherwise)."""
+    if declared not in given:
+        raise declared.refused()
+    return given[declared]
 
 
 def _not_offset() -> ApiError:
