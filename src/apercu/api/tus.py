@@ -28,7 +28,6 @@ from apercu.api import access, caller, contract, rate_limit, uploads
 from apercu.api.errors import CODES, ApiError
 from apercu.api.inputs import (
     IDEMPOTENCY_KEY,
-    Integer,
     TUS_RESUMABLE,
     TUS_VERSION,
     UPLOAD_CHECKSUM,
@@ -36,6 +35,7 @@ from apercu.api.inputs import (
     UPLOAD_LENGTH,
     UPLOAD_METADATA,
     UPLOAD_OFFSET,
+    Integer,
 )
 from apercu.api.operation import Given, route
 from apercu.resumable import Checksum, MakeImage, Resumable
