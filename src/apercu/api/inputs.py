@@ -319,6 +319,18 @@ SIZE = Size(
     "invalid_size", "size must be one of the configured sizes",
 )
 
+@dataclass(frozen=True)
+class Required(Integer):
+    """An integer without a default: a request that needs it and does not send it is refused (its `message`)."""
+
+    @property
+    def default(self) -> int | None:  # type: ignore[override]
+        return None
+
+    def schema(self) -> Json:
+        return {key: value for key, value in super().schema().items() if key != "default"}
+
+
 # Resumable uploads (tus 1.0, `api.tus`): the protocol's headers, as tus names them.
 TUS_VERSION = "1.0.0"
 MAX_LENGTH = 2**62  # beyond any upload; APERCU_MAX_UPLOAD_BYTES is the real limit (413)
@@ -331,12 +343,12 @@ TUS_RESUMABLE = Text(
     "resumable upload request but OPTIONS; anything else is a 412 (with `Tus-Version`).",
     "unsupported_tus_version", f"Tus-Resumable must be {TUS_VERSION}", status=412, enum=(TUS_VERSION,),
 )
-UPLOAD_LENGTH = Integer(
+UPLOAD_LENGTH = Required(
     "Upload-Length", "header", "The upload's whole size in bytes, required at creation (no deferred length); more "
     "than `APERCU_MAX_UPLOAD_BYTES` is a 413.", "invalid_upload_length",
     "Upload-Length must be the upload's size in bytes (at least 1)", minimum=1, maximum=MAX_LENGTH,
 )
-UPLOAD_OFFSET = Integer(
+UPLOAD_OFFSET = Required(
     "Upload-Offset", "header", "Where this request's bytes go: the offset HEAD answered (required on PATCH); "
     "another offset is a 409.", "invalid_upload_offset", "Upload-Offset must be a byte offset",
     maximum=MAX_LENGTH,

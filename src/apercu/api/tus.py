@@ -35,7 +35,6 @@ from apercu.api.inputs import (
     UPLOAD_LENGTH,
     UPLOAD_METADATA,
     UPLOAD_OFFSET,
-    Integer,
 )
 from apercu.api.operation import Given, route
 from apercu.resumable import Checksum, MakeImage, Resumable
@@ -84,7 +83,7 @@ def tus_create(given: Given) -> ResponseReturnValue:
     """A new upload of the caller's tenant, owned by its key (or address) for the cap; with a body, its first
     bytes appended at once."""
     given[TUS_RESUMABLE]
-    length, limit = _required(given, UPLOAD_LENGTH), _resumable().service.settings.max_upload_bytes
+    length, limit = given[UPLOAD_LENGTH], _resumable().service.settings.max_upload_bytes
     if length > limit:
         raise ApiError(413, uploads.too_large_message(limit))
     raw = given.get(UPLOAD_METADATA)
@@ -126,7 +125,7 @@ def tus_patch(given: Given) -> ResponseReturnValue:
     upload_id = given[UPLOAD_ID]
     if request.mimetype != OFFSET_TYPE:
         raise _not_offset()
-    offset, checksum = _required(given, UPLOAD_OFFSET), _checksum(given.get(UPLOAD_CHECKSUM))
+    offset, checksum = given[UPLOAD_OFFSET], _checksum(given.get(UPLOAD_CHECKSUM))
     with _refusals(upload_id):
         upload = _append(upload_id, offset, checksum)
     return _progress(upload, 204)
@@ -193,13 +192,6 @@ def _progress(upload: UploadRecord, status: int) -> Response:
         response.headers["Apercu-Image-Id"] = upload.image_id
         response.headers["Link"] = f'</images/{upload.image_id}>; rel="image"'
     return response
-
-
-def _required(given: Given, declared: Integer) -> int:
-    """A header the request must send (an Integer input's default stands for its absence otherwise)."""
-    if declared not in given:
-        raise declared.refused()
-    return given[declared]
 
 
 def _not_offset() -> ApiError:
