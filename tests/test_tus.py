@@ -234,3 +234,20 @@ def test_keys_scopes_and_tenants_apply(settings: Settings, tmp_path: Any) -> Non
     image = parse_json(client.get(f"/images/{done.headers['Apercu-Image-Id']}", headers={"X-API-Key": "key-a"}))
     assert image["status"] == "pending"
     assert client.get(f"/images/{image['id']}", headers={"X-API-Key": "key-b"}).status_code == 404
+
+
+def test_a_creation_counts_as_an_upload_for_the_rate_limit(settings: Settings) -> None:
+    client = create_app(settings.with_overrides(upload_rate_limit=1)).test_client()
+    answers = [create(client, 10) for _ in range(3)]  # (at least two within one minute's window)
+    refused = [answer for answer in answers if answer.status_code == 429]
+    assert refused and error_code(refused[0]) == "rate_limited" and "RateLimit-Limit" in refused[0].headers
+    assert answers[0].status_code == 201
+
+
+def test_a_creation_is_refused_while_the_queue_is_full(settings: Settings) -> None:
+    client = create_app(settings).test_client()
+    for _ in range(2):
+        assert client.post("/images", data={"file": (io.BytesIO(images.jpeg()), "a.jpg")}).status_code == 202
+    busy = create_app(settings.with_overrides(max_pending=1)).test_client()
+    refused = create(busy, 10)
+    assert (refused.status_code, error_code(refused)) == (503, "busy")
