@@ -251,3 +251,23 @@ def test_a_creation_is_refused_while_the_queue_is_full(settings: Settings) -> No
     busy = create_app(settings.with_overrides(max_pending=1)).test_client()
     refused = create(busy, 10)
     assert (refused.status_code, error_code(refused)) == (503, "busy")
+
+
+def test_an_upload_whose_image_was_not_made_makes_it_on_the_next_head(client: Any, app: Any) -> None:
+    """Every byte stored, then the image could not be made (here: its claim was held, as by a request that died
+    after storing the bytes): HEAD says where it stands meanwhile, and makes the image once the claim is free."""
+    data = images.jpeg()
+    location = create(client, len(data)).headers["Location"]
+    upload_id = location.rsplit("/", 1)[1]
+    uploads = app.extensions["apercu"].storage.catalog.uploads
+    resumable = app.extensions[tus.EXTENSION]
+    upload = uploads.get(upload_id, None)
+    assert uploads.claim(upload_id, 0, "dead", utcnow() + timedelta(seconds=60)).value == "claimed"
+    progress = resumable.partials.write(upload, io.BytesIO(data), len(data))
+    assert uploads.advance(upload_id, "dead", len(data), progress)
+    waiting = head(client, location)
+    assert waiting.headers["Upload-Offset"] == str(len(data)) and "Apercu-Image-Id" not in waiting.headers
+    uploads.release(upload_id, "dead")
+    made = head(client, location)
+    assert made.status_code == 200 and made.headers["Apercu-Image-Id"]
+    assert parse_json(client.get(f"/images/{made.headers['Apercu-Image-Id']}"))["status"] == "pending"

@@ -85,7 +85,10 @@ class Resumable:
         after the bytes were stored) makes it now."""
         upload = self._open(upload_id, tenant)
         if upload.image_id is None and upload.received == upload.length:
-            return self._conclude_claimed(upload, make_image)
+            try:
+                return self._conclude_claimed(upload, make_image)
+            except Conflict:
+                return upload  # its last request is making the image right now
         return upload
 
     def _open(self, upload_id: str, tenant: str | None) -> UploadRecord:
