@@ -41,6 +41,15 @@ def slowed(page: Any) -> list[tuple[float, str]]:
     return sent
 
 
+def start_big_upload(chromium: Any, served: Service, big: Path, megabytes: float) -> tuple[Any, list[str], Any, Path]:
+    """The page, its errors, the requests it sends to /uploads/ (slowed), and the big file it starts uploading."""
+    page, errors, _url = open_page(chromium, served)
+    sent = slowed(page)
+    big.write_bytes(noise_bmp(megabytes))
+    pick_files(page, [big])
+    return page, errors, sent, big
+
+
 def progress(page: Any) -> float:
     return float(page.evaluate("() => document.querySelector('.upload__progress').value"))
 
@@ -61,11 +70,7 @@ def stored_as(svc: Service, data: bytes, name: str) -> None:
 
 
 def test_a_big_upload_survives_the_network_going_away(browser: Any, served: Service, tmp_path: Path) -> None:  # noqa: F811
-    page, errors, _url = open_page(browser, served)
-    sent = slowed(page)
-    big = tmp_path / "panorama.bmp"
-    big.write_bytes(noise_bmp(12))
-    pick_files(page, [big])
+    page, errors, sent, big = start_big_upload(browser, served, tmp_path / "panorama.bmp", 12)
     wait_progress(page, 0.3)
     page.context.set_offline(True)
     cut = time.monotonic()
@@ -82,11 +87,7 @@ def test_a_big_upload_survives_the_network_going_away(browser: Any, served: Serv
 
 
 def test_a_big_upload_pauses_and_resumes(browser: Any, served: Service, tmp_path: Path) -> None:  # noqa: F811
-    page, errors, _url = open_page(browser, served)
-    sent = slowed(page)
-    big = tmp_path / "harbour.bmp"
-    big.write_bytes(noise_bmp(10))
-    pick_files(page, [big])
+    page, errors, sent, big = start_big_upload(browser, served, tmp_path / "harbour.bmp", 10)
     wait_progress(page, 0.2)
     page.get_by_role("button", name="Pause").click()
     time.sleep(2 * HOLD + 1)  # what was on its way has ended
