@@ -22,9 +22,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import images
 import pytest
+from apercu_client import _core as client_core
 
 from apercu import supervisor
-from apercu.api import backpressure, cors, inputs, observe, outage_breaker, rate_limit, routes
+from apercu.api import backpressure, cors, errors, inputs, observe, outage_breaker, rate_limit, routes, tus
 from apercu.api.server import bodies
 from apercu.config import EXIFTOOL_TIMEOUT, NOT_SETTINGS, Settings
 from apercu.imaging import engines, exiftool, limits, makernotes, thumbnail, xmp
@@ -179,6 +180,33 @@ FACTS: list[tuple[str, str, object]] = [
     ("OPERATIONS.md", "A worker that meets an outage while processing or rendering retries under the same lease after "
      "{} s", "outage retries"),
     ("DEPLOYMENT.md", "(a multipart upload above {} MiB)", "S3 multipart"),
+    # health, errors, the proxy
+    ("OPERATIONS.md", "| at least one worker beat in the last {} s |", workers.WORKER_TIMEOUT),
+    ("OPERATIONS.md", "no worker has reported in the last {} s", workers.WORKER_TIMEOUT),
+    ("API.md", "| `type` | `{}`: one per code", errors.PROBLEM_TYPE.replace("{code}", "<code>")),
+    ("DEPLOYMENT.md", "client_max_body_size {}k;", DEFAULTS.max_upload_bytes // KIB + 64),
+    ("DEPLOYMENT.md", "(`?wait=` up to {} s, `APERCU_RENDITION_WAIT`, {} s by default)",
+     (inputs.MAX_WAIT, DEFAULTS.rendition_wait)),
+    # resumable uploads
+    ("API.md", "with the extensions {} ({})",
+     (" and ".join(", ".join(f"`{e}`" for e in tus.EXTENSIONS.split(",")).rsplit(", ", 1)),
+      ", ".join(f"`{a}`" for a in tus.ALGORITHMS))),
+    ("API.md", "Settings: `APERCU_UPLOAD_EXPIRY` ({} s) and `APERCU_MAX_OPEN_UPLOADS` ({})",
+     (DEFAULTS.upload_expiry, DEFAULTS.max_open_uploads)),
+    ("OPERATIONS.md", "once past their `Upload-Expires` ({} s after creation)", DEFAULTS.upload_expiry),
+    ("API.md", "The web page sends a file above {} MiB this way", "page RESUMABLE_ABOVE"),
+    ("API.md", "in {} MiB requests", "page RESUMABLE_CHUNK"),
+    # the client library
+    ("API.md", "tried again up to {} times (after {} s); a {} up to {} times after its `Retry-After` (at most {} s each)",
+     (client_core.RETRIES.connect,
+      ", ".join(number(client_core.Retries.backoff(n)) for n in range(1, client_core.RETRIES.connect + 1)),
+      " or ".join(", ".join(map(str, sorted(client_core.RETRY_STATUSES))).rsplit(", ", 1)),
+      client_core.RETRIES.busy, client_core.RETRIES.max_delay)),
+    ("API.md", "(default: {} s, {} s to connect", (client_core.DEFAULT_TIMEOUT.read or 0,
+                                                   client_core.DEFAULT_TIMEOUT.connect or 0)),
+    # performance
+    ("PERFORMANCE.md", "must leave **{}x** the target for the final LANCZOS (`DRAFT_MARGIN`), and `reduce()` stops {}x "
+     "above it (`REDUCING_GAP`", (engines.DRAFT_MARGIN, engines.REDUCING_GAP)),
 ]
 
 
@@ -194,6 +222,8 @@ def resolved(value: object) -> tuple[str, ...]:
         "outage retries in the table": lambda: (_outage_waits(", ", " and "),),
         "S3 multipart": lambda: (number(_s3_multipart_threshold() // MIB),),
         "S3": lambda: (number(_s3_connect_timeout()),),
+        "page RESUMABLE_ABOVE": lambda: (_page_mib("RESUMABLE_ABOVE"),),
+        "page RESUMABLE_CHUNK": lambda: (_page_mib("RESUMABLE_CHUNK"),),
     }
     if isinstance(value, tuple):
         return tuple(text for item in value for text in resolved(item))
@@ -216,6 +246,12 @@ def _upload_default(option: str) -> float:
 def _outage_waits(comma: str, last: str) -> str:
     waits = [number(2**n) for n in range(tasks_app.OUTAGE_RETRIES)]
     return comma.join(waits[:-1]) + last + waits[-1]
+
+
+def _page_mib(name: str) -> str:
+    """A size in MiB the page's script declares (`const NAME = N * 1024 * 1024;`): the page has no Python side."""
+    script = (ROOT / "src" / "apercu" / "api" / "static" / "js" / "api.js").read_text()
+    return re.search(rf"\b{name} = (\d+) \* 1024 \* 1024;", script).group(1)  # type: ignore[union-attr]
 
 
 def _s3_source() -> str:
@@ -338,7 +374,7 @@ def test_the_documents_curl_commands_are_answered(document: str, after: str, cli
     jpeg = images.jpeg()
     image_id, seen = "", []
     catalog = context_of(client.application.extensions["apercu"].celery).processor.storage.catalog
-    catalog.workers.beat("docs-test", host_identity(), os.getpid())  # /readyz wants a live worker: this test is one
+    catalog.workers.beat("docs-test", host_identity(), os.getpid())  # /readyz/workers wants a live worker: this test is one
     commands = [request_of(argv) + (argv,) for argv in curl_commands(ROOT / document, after)]
     for method, url, headers, form, argv in sorted(commands, key=lambda c: c[0] == "DELETE"):  # deletes last
         parts = urlsplit(url.replace("<id>", image_id or "x").replace("<hex>", hashlib.sha256(jpeg).hexdigest()))

@@ -2,7 +2,7 @@
 
 The web process and two workers each run in an empty working directory of their own (their data directories
 hold only staging files): every image lives in a real SeaweedFS bucket, every state in PostgreSQL, every task in
-Redis. The schema is created the way the README says, with `apercu db upgrade`, before anything starts.
+Redis. The schema is created the way docs/DEPLOYMENT.md says, with `apercu db upgrade`, before anything starts.
 """
 
 from __future__ import annotations

@@ -50,8 +50,9 @@ def signature(key: bytes, delivery_id: str, timestamp: int, body: bytes) -> str:
 
 
 def legacy_headers(key: bytes, delivery_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The headers of the scheme before Standard Webhooks, deprecated (the README says until when): the signature
-    covers the body alone, so it does not stop a replay; they go when receivers have had a release to move."""
+    """The headers of the scheme before Standard Webhooks, deprecated (docs/API.md, "Completion webhooks", says
+    until when): the signature covers the body alone, so it does not stop a replay; they go when receivers have had
+    a release to move."""
     return {
         "X-Apercu-Delivery": delivery_id,
         "X-Apercu-Timestamp": str(timestamp),

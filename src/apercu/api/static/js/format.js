@@ -1,5 +1,5 @@
-// Metadata values as people read them. Each function takes what the API's JSON holds (see README: numbers as
-// `exiftool -n` gives them, ISO dates) and returns plain text; nothing here builds markup.
+// Metadata values as people read them. Each function takes what the API's JSON holds (see docs/API.md, "The
+// image's JSON": numbers as `exiftool -n` gives them, ISO dates) and returns plain text; nothing here builds markup.
 
 export const STATUS_LABELS = { pending: "Waiting", processing: "Processing", success: "Ready", failure: "Failed" };
 
