@@ -1,0 +1,163 @@
+"""The page's resumable uploads (issue 20, item 5) in Chromium against a real `apercu serve`: a file above a few MB
+goes by tus (tus-js-client, shipped in the package's static/vendor/), survives the network going away (Playwright's
+offline mode) and coming back, can be paused and resumed from its row, and, chosen again after a reload, carries on
+from where the service says it stands (tus-js-client's fingerprint in localStorage). Each request to /uploads/ is
+held a moment on its way (a route), so that a loopback upload lasts long enough to be cut; the route also records
+each request's `Upload-Offset`, which is how the tests see that an upload resumed rather than started again.
+Small files keep `POST /images` (tests/test_page.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from live import Service
+from test_page import TIMEOUT_MS, browser, open_page, pick_files, wait_for_thumbnails  # noqa: F401 - a fixture
+from tus_helpers import noise_bmp
+
+pytestmark = pytest.mark.integration
+HOLD = 0.3  # seconds each resumable upload request is held on its way
+MEGABYTES = 24  # the big file: twelve 2 MiB PATCHes
+STATUS = "() => document.querySelector('.upload').dataset.status"
+
+
+@dataclass
+class Sent:
+    at: float
+    method: str
+    offset: int | None  # the PATCH's Upload-Offset
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Service]:
+    svc = Service(tmp_path / "data").start("serve")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Path:
+    path = tmp_path / "panorama.bmp"
+    path.write_bytes(noise_bmp(MEGABYTES))
+    return path
+
+
+def slowed(page: Any) -> list[Sent]:
+    """Hold every request to /uploads/ a moment (a route survives reloads); each one as sent."""
+    sent: list[Sent] = []
+
+    def hold(route: Any) -> None:
+        offset = route.request.headers.get("upload-offset")
+        sent.append(Sent(time.monotonic(), route.request.method, None if offset is None else int(offset)))
+        time.sleep(HOLD)
+        route.continue_()
+
+    page.route(lambda url: "/uploads/" in url, hold)
+    return sent
+
+
+def progress(page: Any) -> float:
+    return float(page.evaluate("() => document.querySelector('.upload__progress').value"))
+
+
+def wait_progress(page: Any, at_least: float) -> None:
+    page.wait_for_function(f"() => document.querySelector('.upload__progress')?.value >= {at_least}",
+                           timeout=TIMEOUT_MS)
+
+
+def wait_status(page: Any, status: str) -> None:
+    page.wait_for_function(f"() => document.querySelector('.upload')?.dataset.status === '{status}'",
+                           timeout=TIMEOUT_MS)
+
+
+def server_offset(svc: Service, page: Any) -> int:
+    """Where the service says the page's upload stands (tus HEAD on the URL the row shows)."""
+    url = page.evaluate("() => document.querySelector('.upload').dataset.upload")
+    reply = svc.request("HEAD", urlsplit(url).path, headers={"Tus-Resumable": "1.0.0"})
+    assert reply.status == 200, reply
+    return int(reply.headers["Upload-Offset"])
+
+
+def first_patch_after(sent: list[Sent], moment: float) -> Sent:
+    return next(s for s in sent if s.at > moment and s.method == "PATCH")
+
+
+def finished_in_the_grid(page: Any, svc: Service, path: Path, sent: list[Sent]) -> None:
+    """Ready on its row and in the gallery, stored as the file's bytes under its name, by one tus upload."""
+    wait_status(page, "success")
+    wait_for_thumbnails(page, 1)
+    items = svc.get("/images").json()["items"]
+    assert [item["filename"] for item in items] == [path.name]
+    assert items[0]["metadata"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [s.method for s in sent].count("POST") == 1  # one upload, resumed: never started again
+    assert page.evaluate("() => Object.keys(localStorage).filter((k) => k.startsWith('tus::'))") == []
+
+
+def test_a_big_upload_waits_out_the_network_going_away(browser: Any, served: Service, big: Path) -> None:  # noqa: F811
+    page, errors, _url = open_page(browser, served)
+    sent = slowed(page)
+    pick_files(page, [big])
+    wait_progress(page, 0.3)
+    page.context.set_offline(True)
+    cut = time.monotonic()
+    wait_status(page, "retrying")  # the row says so, and keeps trying
+    assert "Connection lost" in page.locator(".upload__state").inner_text()
+    time.sleep(2 * HOLD + 1)  # what was on its way has failed
+    stopped = progress(page)
+    time.sleep(3)
+    assert progress(page) == stopped < 1 and page.evaluate(STATUS) == "retrying"
+    stored = server_offset(served, page)
+    assert stored > 0  # the service kept what came before the cut
+    page.context.set_offline(False)
+    finished_in_the_grid(page, served, big, sent)
+    resumed = first_patch_after(sent, cut)
+    assert resumed.offset == stored  # from where it stood, not from 0
+    assert "HEAD" in [s.method for s in sent if cut < s.at < resumed.at]  # asked where it stood first
+    assert errors == []
+
+
+def test_a_big_upload_pauses_and_resumes(browser: Any, served: Service, big: Path) -> None:  # noqa: F811
+    page, errors, _url = open_page(browser, served)
+    sent = slowed(page)
+    pick_files(page, [big])
+    wait_progress(page, 0.2)
+    page.get_by_role("button", name="Pause").click()
+    paused = time.monotonic()
+    time.sleep(2 * HOLD + 1)  # what was on its way has ended
+    at, requests = progress(page), len(sent)
+    time.sleep(2)
+    assert progress(page) == at < 1 and len(sent) == requests  # nothing sent while paused
+    assert page.evaluate(STATUS) == "paused"
+    assert "Paused at" in page.locator(".upload__state").inner_text()
+    stored = server_offset(served, page)
+    page.get_by_role("button", name="Resume").click()
+    finished_in_the_grid(page, served, big, sent)
+    assert first_patch_after(sent, paused + 2 * HOLD + 1).offset == stored > 0
+    assert page.get_by_role("button", name="Pause").count() == 0  # the button goes with the upload
+    assert errors == []
+
+
+def test_the_same_file_after_a_reload_carries_on(browser: Any, served: Service, big: Path) -> None:  # noqa: F811
+    page, errors, url = open_page(browser, served)
+    sent = slowed(page)
+    pick_files(page, [big])
+    wait_progress(page, 0.3)
+    assert page.evaluate("() => Object.keys(localStorage).filter((k) => k.startsWith('tus::')).length") == 1
+    page.goto(url)  # the page gone mid-upload: what was on its way is dropped
+    time.sleep(2 * HOLD + 1)
+    reloaded = time.monotonic()
+    pick_files(page, [big])  # the same file again: its fingerprint finds the upload in localStorage
+    wait_progress(page, 0.01)
+    stored = server_offset(served, page)
+    finished_in_the_grid(page, served, big, sent)
+    resumed = first_patch_after(sent, reloaded)
+    assert resumed.offset is not None and 0 < resumed.offset <= stored
+    assert not [s for s in sent if s.at > reloaded and s.method == "POST"]  # no new upload
+    assert errors == []
