@@ -10,9 +10,10 @@ Small files keep `POST /images` (tests/test_page.py).
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,9 @@ import pytest
 from live import Service
 from test_page import TIMEOUT_MS, browser, open_page, pick_files, wait_for_thumbnails  # noqa: F401 - a fixture
 from tus_helpers import noise_bmp
+
+from apercu.api import create_app
+from apercu.config import Settings
 
 pytestmark = pytest.mark.integration
 HOLD = 0.3  # seconds each resumable upload request is held on its way
@@ -100,19 +104,32 @@ def finished_in_the_grid(page: Any, svc: Service, path: Path, sent: list[Sent]) 
     assert page.evaluate("() => Object.keys(localStorage).filter((k) => k.startsWith('tus::'))") == []
 
 
-def test_a_big_upload_waits_out_the_network_going_away(browser: Any, served: Service, big: Path) -> None:  # noqa: F811
-    page, errors, _url = open_page(browser, served)
+def sending(chromium: Any, svc: Service, path: Path, at_least: float) -> tuple[Any, list[str], str, list[Sent]]:
+    """A page (its script errors, its URL) uploading `path` through the picker, once that much of it was sent."""
+    page, errors, url = open_page(chromium, svc)
     sent = slowed(page)
-    pick_files(page, [big])
-    wait_progress(page, 0.3)
+    pick_files(page, [path])
+    wait_progress(page, at_least)
+    return page, errors, url, sent
+
+
+def stands_still(page: Any, sent: list[Sent], status: str, says: str) -> None:
+    """Once what was on its way has ended: no progress, and no request sent, for a few seconds; the row says why."""
+    time.sleep(2 * HOLD + 1)
+    at, requests = progress(page), len([s for s in sent if s.method == "PATCH"])
+    time.sleep(3)
+    assert progress(page) == at < 1
+    assert len([s for s in sent if s.method == "PATCH"]) == requests
+    assert page.evaluate(STATUS) == status
+    assert says in page.locator(".upload__state").inner_text()
+
+
+def test_a_big_upload_waits_out_the_network_going_away(browser: Any, served: Service, big: Path) -> None:  # noqa: F811
+    page, errors, _url, sent = sending(browser, served, big, 0.3)
     page.context.set_offline(True)
     cut = time.monotonic()
     wait_status(page, "retrying")  # the row says so, and keeps trying
-    assert "Connection lost" in page.locator(".upload__state").inner_text()
-    time.sleep(2 * HOLD + 1)  # what was on its way has failed
-    stopped = progress(page)
-    time.sleep(3)
-    assert progress(page) == stopped < 1 and page.evaluate(STATUS) == "retrying"
+    stands_still(page, sent, "retrying", "Connection lost")
     stored = server_offset(served, page)
     assert stored > 0  # the service kept what came before the cut
     page.context.set_offline(False)
@@ -124,31 +141,20 @@ def test_a_big_upload_waits_out_the_network_going_away(browser: Any, served: Ser
 
 
 def test_a_big_upload_pauses_and_resumes(browser: Any, served: Service, big: Path) -> None:  # noqa: F811
-    page, errors, _url = open_page(browser, served)
-    sent = slowed(page)
-    pick_files(page, [big])
-    wait_progress(page, 0.2)
+    page, errors, _url, sent = sending(browser, served, big, 0.2)
     page.get_by_role("button", name="Pause").click()
-    paused = time.monotonic()
-    time.sleep(2 * HOLD + 1)  # what was on its way has ended
-    at, requests = progress(page), len(sent)
-    time.sleep(2)
-    assert progress(page) == at < 1 and len(sent) == requests  # nothing sent while paused
-    assert page.evaluate(STATUS) == "paused"
-    assert "Paused at" in page.locator(".upload__state").inner_text()
+    stands_still(page, sent, "paused", "Paused at")
     stored = server_offset(served, page)
+    resumed_at = time.monotonic()
     page.get_by_role("button", name="Resume").click()
     finished_in_the_grid(page, served, big, sent)
-    assert first_patch_after(sent, paused + 2 * HOLD + 1).offset == stored > 0
+    assert first_patch_after(sent, resumed_at).offset == stored > 0
     assert page.get_by_role("button", name="Pause").count() == 0  # the button goes with the upload
     assert errors == []
 
 
 def test_the_same_file_after_a_reload_carries_on(browser: Any, served: Service, big: Path) -> None:  # noqa: F811
-    page, errors, url = open_page(browser, served)
-    sent = slowed(page)
-    pick_files(page, [big])
-    wait_progress(page, 0.3)
+    page, errors, url, sent = sending(browser, served, big, 0.3)
     assert page.evaluate("() => Object.keys(localStorage).filter((k) => k.startsWith('tus::')).length") == 1
     page.goto(url)  # the page gone mid-upload: what was on its way is dropped
     time.sleep(2 * HOLD + 1)
@@ -161,3 +167,15 @@ def test_the_same_file_after_a_reload_carries_on(browser: Any, served: Service, 
     assert resumed.offset is not None and 0 < resumed.offset <= stored
     assert not [s for s in sent if s.at > reloaded and s.method == "POST"]  # no new upload
     assert errors == []
+
+
+def test_behind_a_proxys_prefix_the_page_and_its_uploads_keep_it(settings: Settings) -> None:
+    """The page sends tus to `<apercu-root>/uploads/`; tus-js-client follows the `Location` it is given, which must
+    carry the prefix too (without a browser: the Flask test client, as a trusted proxy on loopback)."""
+    client = create_app(replace(settings, trusted_proxies=("127.0.0.1",))).test_client()
+    behind = {"X-Forwarded-Prefix": "/photos"}
+    page = client.get("/", headers={"Accept": "text/html", **behind}).get_data(as_text=True)
+    assert '<meta name="apercu-root" content="/photos">' in page
+    created = client.post("/uploads/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "10", **behind})
+    assert created.status_code == 201
+    assert re.fullmatch(r"/photos/uploads/[0-9a-f]+", created.headers["Location"])
