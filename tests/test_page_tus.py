@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from live import Service
-from test_page import TIMEOUT_MS, browser, open_page, pick_files, wait_for_thumbnails  # noqa: F401 - a fixture
+from test_page import API_KEY, TIMEOUT_MS, browser, open_page, pick_files, wait_for_thumbnails  # noqa: F401 - a fixture
 from tus_helpers import noise_bmp
 
 from apercu.api import create_app
@@ -167,6 +167,27 @@ def test_the_same_file_after_a_reload_carries_on(browser: Any, served: Service, 
     assert resumed.offset is not None and 0 < resumed.offset <= stored
     assert not [s for s in sent if s.at > reloaded and s.method == "POST"]  # no new upload
     assert errors == []
+
+
+def test_with_keys_on_every_resumable_request_carries_the_key(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    svc = Service(tmp_path / "data", {"APERCU_API_KEYS": API_KEY}).start("serve")
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_init_script(f"localStorage.setItem('apercu.apiKey', {API_KEY!r})")  # as the key dialog leaves it
+        page = context.new_page()
+        keys: dict[str, str | None] = {}  # method -> the X-API-Key it was sent with
+        page.on("request", lambda req: keys.update({req.method: req.headers.get("x-api-key")})
+                if "/uploads/" in req.url else None)
+        page.goto(f"http://127.0.0.1:{svc.port}/")
+        path = tmp_path / "mural.bmp"
+        path.write_bytes(noise_bmp(6))  # above the page's 4 MiB: by tus
+        pick_files(page, [path])
+        wait_status(page, "success")
+        assert keys == {"POST": API_KEY, "PATCH": API_KEY}
+        assert svc.get("/images", headers={"X-API-Key": API_KEY}).json()["items"][0]["filename"] == "mural.bmp"
+        context.close()
+    finally:
+        svc.stop()
 
 
 def test_behind_a_proxys_prefix_the_page_and_its_uploads_keep_it(settings: Settings) -> None:
