@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/apercu serve
 
-test: $(STAMP) browser exiftool nginx
+test: $(STAMP) browser exiftool nginx containers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Debian's Chromium for the web page's browser tests (tests/test_page.py; Playwright drives it, as its own browser
@@ -40,6 +40,15 @@ nginx:
 	(command -v nginx || test -x /usr/sbin/nginx) >/dev/null && command -v openssl >/dev/null \
 		|| (apt-get update -q && apt-get install -y -q nginx openssl) \
 		|| echo "nginx could not be installed: tests/test_proxy_nginx.py will skip (or fail in CI)"
+
+# Debian's podman, podman-compose and debootstrap for the container image's tests (tests/test_container.py builds
+# the Containerfile on a locally made debian:bookworm-slim, reads compose.yaml with podman-compose, and runs the
+# image under chroot). Without them those tests skip, or fail where APERCU_REQUIRE_SERVICES=1 (CI).
+.PHONY: containers
+containers:
+	(command -v podman && command -v podman-compose && command -v debootstrap) >/dev/null \
+		|| (apt-get update -q && apt-get install -y -q podman podman-compose debootstrap) \
+		|| echo "podman, podman-compose or debootstrap could not be installed: tests/test_container.py will skip (or fail in CI)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench clients/python

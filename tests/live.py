@@ -70,11 +70,15 @@ class Service:
             for role in roles:
                 self.processes.append(
                     subprocess.Popen(
-                        [sys.executable, *COMMANDS.get(role, ["-m", "apercu", role])], cwd=self.data_dir.parent,
+                        self.command(role), cwd=self.data_dir.parent,
                         env=self.env, stdout=log, stderr=log, start_new_session=True,
                     )
                 )
         return self
+
+    def command(self, role: str) -> list[str]:
+        """The command line of `role`: this checkout's apercu (a subclass runs an installed wheel, an image...)."""
+        return [sys.executable, *COMMANDS.get(role, ["-m", "apercu", role])]
 
     def _wait_ready(self, *probes: str) -> None:
         """Until every probe answers 200 (`/readyz/workers`: a worker beats; `/readyz` no longer waits for one)."""

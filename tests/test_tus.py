@@ -271,3 +271,21 @@ def test_an_upload_whose_image_was_not_made_makes_it_on_the_next_head(client: An
     made = head(client, location)
     assert made.status_code == 200 and made.headers["Apercu-Image-Id"]
     assert parse_json(client.get(f"/images/{made.headers['Apercu-Image-Id']}"))["status"] == "pending"
+
+
+def test_the_workers_orphan_sweep_removes_expired_uploads(settings: Settings) -> None:
+    """The sweep as a worker runs it (`Housekeeping.sweep_orphans`), not only its step."""
+    from apercu.tasks import make_celery
+    from apercu.tasks.housekeeping import Housekeeping
+
+    settings = settings.with_overrides(upload_expiry=1)
+    app = create_app(settings)
+    client = app.test_client()
+    location = create(client, 1000).headers["Location"]
+    assert patch(client, location, 0, b"x" * 300).status_code == 204
+    partial = app.extensions[tus.EXTENSION].partials.folder / location.rsplit("/", 1)[1]
+    assert partial.exists()
+    time.sleep(1.5)
+    keeper = Housekeeping(make_celery(settings, "sweeper"), "sweeper")
+    assert keeper.sweep_orphans() >= 1
+    assert not partial.exists() and head(client, location).status_code == 404

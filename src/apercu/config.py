@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, g
 from urllib.parse import urlsplit, urlunsplit
 
 from apercu import url_signing
+from apercu.extras import missing as missing_extras
 from apercu.imaging.renditions.options import BadOption, parse_presets
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ NOT_SETTINGS = {
     "APERCU_TEST_RABBITMQ": "tests: the RabbitMQ server they use",
     "APERCU_FUZZ_SEED": "tests: the fuzzer's seed",
     "APERCU_FUZZ_CASES": "tests: how many cases the fuzzer runs",
+    "APERCU_CONTAINER_CACHE": "tests: where the container image's tests keep their debootstrap base between runs",
 }
 
 Gps = Literal["keep", "drop"]
@@ -273,6 +275,8 @@ class Settings:
             self.rendition_presets  # noqa: B018 - parsed (and cached) now, so that a bad preset stops the start
         except BadOption as exc:
             raise SettingError(f"APERCU_PRESETS: {exc}") from None
+        if missing := missing_extras(self, env_name):  # a backend chosen without its extra: say which to install
+            raise SettingError("\n".join(missing))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -356,7 +360,15 @@ class Settings:
             exiftool=self.exiftool,
             # a file that keeps exiftool busy must leave the rest of imaging most of its time limit
             exiftool_timeout=min(EXIFTOOL_TIMEOUT, self.task_time_limit / 2),
+            decode_threads=self.decode_threads,
         )
+
+    @property
+    def decode_threads(self) -> int:
+        """libheif's threads per file: the cores the worker's concurrency leaves idle (1 at the default
+        concurrency of one imaging process per CPU; 2 with concurrency 1 on 2 cores)."""
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cpus // (self.worker_concurrency or cpus))
 
 
 PLAIN = Spec()

@@ -284,6 +284,7 @@ DOCS_ASSET = Operation(
     inputs=(ASSET,),
 )
 
+
 # Resumable uploads (tus 1.0.0 at /uploads/, `api.tus`): every answer carries `Tus-Resumable: 1.0.0`.
 TUS_HEADERS: Json = {
     "Upload-Offset": {"description": "The bytes received so far: where the next PATCH goes.", "required": True,

@@ -146,7 +146,7 @@ def routed(app: Flask, operations: tuple[Operation, ...]) -> tuple[Operation, ..
         (method, rule.rule)
         for rule in app.url_map.iter_rules()
         if rule.endpoint != "static"
-        for method in _declared_methods(rule)
+        for method in declared_methods(rule)
     }
     declared = {(operation.method, operation.rule) for operation in operations}
     if rules != declared:
@@ -156,7 +156,7 @@ def routed(app: Flask, operations: tuple[Operation, ...]) -> tuple[Operation, ..
 
 
 
-def _declared_methods(rule: Any) -> set[str]:
+def declared_methods(rule: Any) -> set[str]:
     """A rule's methods as operations declare them: not the HEAD Flask adds to a GET, nor its automatic OPTIONS;
     a HEAD or an OPTIONS routed on its own is an operation of its own."""
     methods = set(rule.methods or ())

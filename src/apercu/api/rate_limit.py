@@ -38,8 +38,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-import sqlalchemy as sa
 from flask import Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
@@ -51,7 +49,6 @@ from apercu.storage.rate_counts import Counts, open_counts
 
 NOT_COUNTED = ("/healthz", "/readyz", "/readyz/workers", "/metrics", "/static/*", "/docs/*")
 RETRY_AFTER_FAILURE = 2.0  # seconds the limiter leaves an unreachable store alone
-FAILURES = (redis.RedisError, sa.exc.SQLAlchemyError, OSError)
 EXTENSION = "apercu.rate_limit"
 _VERDICT = "apercu_rate_verdict"
 log = logging.getLogger(__name__)
@@ -123,13 +120,14 @@ class Limiter:
         if not limits or now < self.away_until:
             return None
         verdicts = []
+        failures: tuple[type[BaseException], ...] = (*self.counts.failures, OSError)  # redis-py's, SQLAlchemy's
         try:
             for limit in limits:
                 start = int(now // limit.length) * limit.length
                 key = f"{limit.name}:{caller}"
                 used = self.counts.hit(key, start, limit.length) if count else self.counts.peek(key, start) + 1
                 verdicts.append(Verdict(limit, used, max(1, math.ceil(start + limit.length - now))))
-        except FAILURES as exc:
+        except failures as exc:
             self._store_failed(now, exc)
             return None
         if self.away_until:

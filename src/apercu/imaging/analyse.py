@@ -57,6 +57,7 @@ class Options:
     background: tuple[int, int, int] = thumbnail.WHITE
     exiftool: bool = False  # maker notes through ExifTool (see makernotes)
     exiftool_timeout: float = makernotes.TIMEOUT
+    decode_threads: int = 1  # libheif's threads for one file (see limits.set_decode_threads)
 
 
 @dataclass
@@ -222,6 +223,7 @@ def _analyse(attempt: _Attempt, options: Options) -> Analysis:
     data = attempt.data
     attempt.digest = _Digest(data)
     with _open(data) as img:
+        limits.set_decode_threads(options.decode_threads)
         facts, orientation = _header_facts(img, data, attempt.warnings)
         if options.exiftool:  # before decoding: a file that then fails to decode still shows them
             makernotes.add(facts, data, options.exiftool_timeout, attempt.warnings)
@@ -241,6 +243,7 @@ def _analyse(attempt: _Attempt, options: Options) -> Analysis:
 
 def _render_variant(attempt: _Attempt, options: Options, size: int, fmt: str) -> thumbnail.Thumbnail:
     with _open(attempt.data) as img:
+        limits.set_decode_threads(options.decode_threads)
         attempt.stage = "render thumbnail"
         limits.check_before_decoding(img, len(attempt.data), options.max_pixels)
         return thumbnail.render(
@@ -255,6 +258,7 @@ def _render_rendition(
     focal_point: Mapping[str, float] | None,
 ) -> Rendered:
     with _open(attempt.data) as img:
+        limits.set_decode_threads(options.decode_threads)
         attempt.stage = "render image"
         limits.check_before_decoding(img, len(attempt.data), options.max_pixels)
         orientation = metadata.orientation_of(img, embedded.exif_only(img, attempt.data))

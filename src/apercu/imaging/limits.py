@@ -10,6 +10,7 @@ ICC chunks, in Pillow and in our own chunk walker) to the sizes below.
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 
 from PIL import Image, ImageFile, PngImagePlugin
@@ -57,6 +58,14 @@ def enable_heif() -> None:
     import pillow_heif
 
     pillow_heif.register_heif_opener()
+
+
+def set_decode_threads(threads: int) -> None:
+    """How many threads libheif may decode one HEIF file with (pillow-heif's default is 4, whatever else runs):
+    the worker gives each imaging process the cores its own concurrency leaves idle. A HEIF file registers the
+    plugin, so this is set before each file, only once the plugin is there."""
+    if "pillow_heif" in sys.modules:
+        sys.modules["pillow_heif"].options.DECODE_THREADS = max(1, threads)
 
 
 def check_before_decoding(img: Image.Image, size: int, max_pixels: int) -> None:

@@ -27,21 +27,18 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
+import sys
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import kombu.exceptions
-import redis.exceptions
 import sqlalchemy.exc
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 Dependency = Literal["storage", "catalog", "broker"]
 # S3 error codes that say "the server is struggling, ask again", whatever HTTP status a compatible server sends.
 S3_UNAVAILABLE_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "503", "500"})
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 PRIMARY_CODE = 0xFF  # an SQLite extended result code's primary code is its low byte
-_STORAGE: tuple[type[BaseException], ...] = (BotoConnectionError, HTTPClientError, OSError)
 _CATALOG: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
@@ -50,9 +47,12 @@ _CATALOG: tuple[type[BaseException], ...] = (
 _BROKER: tuple[type[BaseException], ...] = (
     kombu.exceptions.OperationalError,
     kombu.exceptions.ConnectionError,  # py-amqp's, which kombu re-exports
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
 )
+# The optional clients' errors (extras s3 and redis), by module and class name: see `_loaded`.
+_BOTO = "botocore.exceptions"
+_BOTO_STORAGE = ("ConnectionError", "HTTPClientError")
+_REDIS = "redis.exceptions"
+_REDIS_BROKER = ("ConnectionError", "TimeoutError")
 
 
 class DependencyUnavailable(Exception):
@@ -95,23 +95,31 @@ def _no_space(exc: BaseException) -> bool:
     return False
 
 
+def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes `names` of `module` if it was imported, else none. An optional client (boto3, redis-py)
+    may not be installed, and a process that does not use it does not import it: either way none of its exceptions
+    can exist, so there is nothing of it to recognise, and nothing to import here."""
+    found = sys.modules.get(module)
+    return tuple(getattr(found, name) for name in names) if found is not None else ()
+
+
 def _own(exc: BaseException) -> Dependency | None:
     if isinstance(exc, DependencyUnavailable):
         return exc.dependency
-    if isinstance(exc, ClientError):
+    if isinstance(exc, _loaded(_BOTO, "ClientError")):
         return "storage" if _server_error(exc) else None
     if isinstance(exc, _CATALOG):
         return "catalog"
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return "catalog"  # a disconnect the dialect recognised, whatever class the DBAPI gave it
-    if isinstance(exc, _BROKER):
+    if isinstance(exc, _BROKER + _loaded(_REDIS, *_REDIS_BROKER)):
         return "broker"
-    if isinstance(exc, _STORAGE):
+    if isinstance(exc, (*_loaded(_BOTO, *_BOTO_STORAGE), OSError)):
         return "storage"
     return None
 
 
-def _server_error(exc: ClientError) -> bool:
+def _server_error(exc: Any) -> bool:
     """An S3 answer that says the server, not the request, is at fault (a 404 or a 403 is not an outage)."""
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     code = exc.response.get("Error", {}).get("Code", "")

@@ -7,22 +7,21 @@ count when the window has moved on. One record per caller, whatever the traffic,
 (Redis: an expiry; SQL: a sweep). The windows come from the web process's clock: machines whose clocks differ by
 a fraction of a window share a window for that much less.
 
-A store that cannot be reached raises (redis.RedisError, SQLAlchemy's errors): the limiter (`api.rate_limit`)
-decides what that means.
+A store that cannot be reached raises (its `failures`: redis.RedisError, SQLAlchemy's errors): the limiter
+(`api.rate_limit`) decides what that means.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-import redis
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from apercu.storage.catalog import create_engine
 from apercu.storage.catalog.tables import rate_counts
-from apercu.storage.redis_broker import SCHEMES
+from apercu.storage.redis_url import SCHEMES
 
 IDLE = 3600  # seconds: a SQL counter untouched this long is swept; a Redis one expires a minute after its window
 SWEEP_EVERY = 600  # seconds between one web process's sweeps of idle SQL counters
@@ -52,11 +51,18 @@ class Counts(Protocol):
     def peek(self, key: str, start: int) -> int:
         """The count in the window so far, counting nothing."""
 
+    @property
+    def failures(self) -> tuple[type[BaseException], ...]:
+        """What `hit` and `peek` raise when the store cannot be reached (beside OSError)."""
+
 
 class RedisCounts:
     """A hash per counter (`w`: window start, `c`: count), under `prefix`."""
 
     def __init__(self, url: str, prefix: str) -> None:
+        import redis  # the redis extra: only a deployment whose broker is Redis has it, or counts here
+
+        self.failures: tuple[type[BaseException], ...] = (redis.RedisError,)
         self.client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
         self.prefix = prefix
         self._hit = self.client.register_script(_HIT)
@@ -75,6 +81,7 @@ class CatalogCounts:
     The statements are built once: per request, only run."""
 
     def __init__(self, engine: sa.Engine) -> None:
+        self.failures: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError,)
         self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         insert: Any = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(rate_counts)
         insert = insert.values(key=sa.bindparam("key"), window_start=sa.bindparam("start"), hits=1)

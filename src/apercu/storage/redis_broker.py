@@ -12,7 +12,8 @@ that was running, which fails the same way): the broker cannot be reached anyway
 restores them after their visibility timeout, and the work they stand for is in the catalog, which
 the recovery sweep sends again (`tasks.housekeeping`). The worker then reconnects and carries on.
 
-Chosen for `redis://` and `rediss://` broker URLs by `tasks.app.make_celery` (Celery's `broker_transport`).
+Chosen for `redis://` and `rediss://` broker URLs by `tasks.app.make_celery` (Celery's `broker_transport`), by the
+name `storage.redis_url` gives it, so that only a process whose broker is Redis imports it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from kombu.transport import redis
-
-TRANSPORT = f"{__name__}:Transport"
-SCHEMES = ("redis://", "rediss://")
 
 
 class QoS(redis.QoS):

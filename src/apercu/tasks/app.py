@@ -22,7 +22,7 @@ from celery.exceptions import Reject
 
 from apercu import logs
 from apercu.config import Settings
-from apercu.storage import redis_broker
+from apercu.storage import redis_url
 from apercu.storage.catalog import Claim
 from apercu.storage.outages import Dependency, classify, log_failure
 from apercu.tasks.context import ApercuTask, WorkerContext
@@ -62,7 +62,7 @@ def make_celery(settings: Settings, worker: str | None = None) -> Celery:
         transport_options |= {"socket_connect_timeout": BROKER_CONNECT_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT}
     app.conf.update(
         broker_url=settings.resolved_broker_url,
-        broker_transport=redis_broker.TRANSPORT if settings.broker_url.startswith(redis_broker.SCHEMES) else None,
+        broker_transport=redis_url.TRANSPORT if settings.broker_url.startswith(redis_url.SCHEMES) else None,
         broker_transport_options=transport_options,
         broker_connection_timeout=BROKER_CONNECT_TIMEOUT,
         broker_connection_retry_on_startup=True,

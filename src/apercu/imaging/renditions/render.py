@@ -5,7 +5,7 @@ Decoding is the thumbnails' (`thumbnail.upright`): the engine measured fastest f
 where the decoder can, sRGB through the embedded profile, upright by EXIF orientation, first frame only, with
 Pillow as the fallback for what libvips cannot read (HEIF, BMP, TGA, odd shapes). One difference: a JPEG that
 Pillow decodes is drafted (DCT-scaled while decoding) to the smallest scale that still covers the output, as
-thumbor does, not with the thumbnails' margin (`engines.DRAFT_MARGIN`, 1.9x), which decodes a 2 MP photo at full
+thumbor does, not with the thumbnails' margin (`engines.DRAFT_MARGIN`, then 1.9x), which decodes a 2 MP photo at full
 size for 512 px; and libvips, not Pillow, resamples it. Measured on that photo (orientation/Landscape_1.jpg of the
 corpus, and a generated one) fitted in 512x512, PSNR of the output against a float lanczos3 resize of the full
 image: JPEG q80 33.64 -> 33.65 dB (40.83 -> 40.84), PNG 45.71 -> 45.55 dB (49.02 -> 49.00), for a third less CPU
