@@ -101,7 +101,7 @@ def tus_create(given: Given) -> ResponseReturnValue:
         with _refusals(upload.id):
             upload = _append(upload.id, 0, checksum)
     response = _progress(upload, 201)
-    response.headers["Location"] = f"/uploads/{upload.id}"
+    response.headers["Location"] = f"{request.script_root}/uploads/{upload.id}"  # behind a proxy: its prefix
     return response
 
 
@@ -190,7 +190,7 @@ def _progress(upload: UploadRecord, status: int) -> Response:
         response.headers["Upload-Expires"] = http_date(upload.expires_at.replace(tzinfo=UTC))
     else:
         response.headers["Apercu-Image-Id"] = upload.image_id
-        response.headers["Link"] = f'</images/{upload.image_id}>; rel="image"'
+        response.headers["Link"] = f'<{request.script_root}/images/{upload.image_id}>; rel="image"'
     return response
 
 

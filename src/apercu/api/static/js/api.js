@@ -197,12 +197,7 @@ export function upload(file, onProgress) {
         if (event.lengthComputable) onProgress(event.loaded / event.total);
       });
       xhr.addEventListener("load", async () => {
-        let body = null;
-        try {
-          body = JSON.parse(xhr.responseText);
-        } catch {
-          // an answer that is not ours
-        }
+        const body = parsed(xhr.responseText);
         if (xhr.status === 401 && (await keyRefused(key))) {
           send();
         } else if ((xhr.status === 202 || (xhr.status === 200 && body?.duplicate)) && body) {
@@ -222,56 +217,89 @@ export function upload(file, onProgress) {
 }
 
 /**
- * A resumable upload (tus, with tus-js-client shipped in static/vendor/): the file in small PATCHes, each of which
- * survives on the service whatever happens to the next, with `pause()` and `resume()`; a cut connection (the
- * network gone) is retried for minutes, from where the service says it stands. `done` resolves to the image's
- * 202-like body once the last byte made it (its id from `Apercu-Image-Id`), or rejects with the ApiError that
- * refused it (415: no image).
+ * A resumable upload (tus 1.0 at `<root>/uploads/`, with tus-js-client shipped in static/vendor/): the file in
+ * PATCHes of RESUMABLE_CHUNK, each of which stays on the service whatever happens to the next. A failed request (the
+ * network gone, the service restarting) is tried again for minutes, from where the service says it stands (HEAD);
+ * the upload's URL is kept in this browser's localStorage under the file's fingerprint (name, type, size, date,
+ * endpoint), so the same file chosen again after a reload carries on from there too. `events`: `progress(fraction)`,
+ * `retrying(ms)` before each new try, `resuming()` when an earlier upload of this file is taken up, `url(url)` once
+ * the upload has one. Resolves to the image's 202-like body once the last byte made it (its id from
+ * `Apercu-Image-Id`), or rejects with the ApiError that refused it (415: no image). `pause()` stops sending (the
+ * request on its way is dropped: at most one chunk is sent again); `resume()` asks where it stands and goes on.
  */
-export function uploadResumable(file, onProgress) {
+export function uploadResumable(file, events) {
   let current = null;
+  let sentKey = "";
   const done = uploadSlots(() => new Promise((resolve, reject) => {
-    const key = apiKey();
     current = new window.tus.Upload(file, {
-      endpoint: "/uploads/",
-      headers: headersWith(key),
+      endpoint: at("/uploads/"),
+      headers: { Accept: "application/json" }, // refusals as the API's JSON errors
       chunkSize: RESUMABLE_CHUNK,
       retryDelays: RESUMABLE_RETRIES,
-      // Offline is exactly when to keep trying (tus-js-client's default gives up while the browser is offline);
-      // a refusal (4xx) is final, but a conflict (409: ask where to resume) and a rate limit (429).
-      onShouldRetry: (error) => {
-        const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
-        return status === 0 || status >= 500 || [409, 423, 429].includes(status);
-      },
       metadata: { filename: file.name },
+      storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
-      onProgress: (sent, total) => onProgress(total ? sent / total : 0),
-      onSuccess: ({ lastResponse }) => {
-        const id = lastResponse.getHeader("Apercu-Image-Id");
-        resolve({ id, status: "pending", links: { self: `/images/${id}` } });
+      // The key of the moment, on every request: one given after a 401 is used by the next.
+      onBeforeRequest: (req) => {
+        sentKey = apiKey();
+        if (sentKey) req.setHeader("X-API-Key", sentKey);
       },
-      onError: (error) => {
+      onShouldRetry: (error, attempt, options) => {
+        const again = retryable(error);
+        if (again) events.retrying(options.retryDelays[attempt]);
+        return again;
+      },
+      onUploadUrlAvailable: () => events.url(current.url),
+      onProgress: (sent, total) => events.progress(total ? sent / total : 0),
+      onSuccess: ({ lastResponse }) => resolve(imageOf(lastResponse)),
+      onError: async (error) => {
         const response = error.originalResponse;
-        if (!response) {
-          reject(new ApiError(0, "network", String(error.message || error)));
-          return;
+        if (response?.getStatus() === 401 && (await keyRefused(sentKey))) {
+          current.start(); // with the new key, from where it stands
+        } else {
+          reject(response ? apiError(response.getStatus(), parsed(response.getBody())) :
+            new ApiError(0, "network", String(error.message || error)));
         }
-        let body = null;
-        try {
-          body = JSON.parse(response.getBody());
-        } catch {
-          // an answer that is not ours
-        }
-        reject(apiError(response.getStatus(), body));
       },
     });
-    current.start();
+    current.findPreviousUploads().then((previous) => {
+      const latest = previous.sort((x, y) => String(y.creationTime).localeCompare(String(x.creationTime)))[0];
+      if (latest) {
+        current.resumeFromPreviousUpload(latest);
+        events.resuming();
+      }
+      current.start();
+    }, reject);
   }));
   return {
     done,
     pause: () => current?.abort(),
     resume: () => current?.start(),
   };
+}
+
+/**
+ * Offline is exactly when to keep trying (tus-js-client's default gives up while the browser says it is offline);
+ * a refusal (4xx) is final, but for a conflict (409: ask where to resume), a locked upload (423) and a rate limit.
+ */
+function retryable(error) {
+  const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+  return status === 0 || status >= 500 || [409, 423, 429].includes(status);
+}
+
+/** The image a finished resumable upload made, from its last answer: `Apercu-Image-Id`, else the `Link`. */
+function imageOf(response) {
+  const link = /<([^>]*\/images\/([0-9a-f]{32}))>/.exec(response.getHeader("Link") || "");
+  const id = response.getHeader("Apercu-Image-Id") || link?.[2];
+  return { id, status: "pending", links: { self: link?.[1] || at(`/images/${id}`) } };
+}
+
+function parsed(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null; // an answer that is not ours
+  }
 }
 
 // --- renditions and thumbnails -------------------------------------------------------------------------------

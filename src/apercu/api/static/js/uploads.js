@@ -93,9 +93,23 @@ export class Uploads {
     }
   }
 
-  /** A big file by tus, with a Pause / Resume button on its row for as long as it is sent. */
+  /**
+   * A big file by tus, with a Pause / Resume button on its row for as long as it is sent. When a request fails (the
+   * network gone) the row says it is waiting to try again, and goes back to its progress once bytes flow again.
+   */
   async resumable(file, row, progress) {
-    const sending = uploadResumable(file, progress);
+    const sending = uploadResumable(file, {
+      progress,
+      retrying: (ms) => {
+        if (row.item.dataset.status === "paused") return;
+        if (row.item.dataset.status !== "retrying") announce(`${file.name}: connection lost, trying again`);
+        this.setState(row, "retrying", `Connection lost: trying again in ${Math.ceil(ms / 1000)} s`);
+      },
+      resuming: () => this.setState(row, "uploading", "Resuming where it stopped"),
+      url: (url) => {
+        row.item.dataset.upload = url; // where the service keeps it (tus): for a person, or a test, to ask
+      },
+    });
     const button = h("button", { type: "button", class: "button button--quiet upload__pause" }, "Pause");
     button.addEventListener("click", () => {
       const paused = row.item.dataset.status === "paused";
