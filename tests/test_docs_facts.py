@@ -194,8 +194,8 @@ FACTS: list[tuple[str, str, object]] = [
     ("API.md", "Settings: `APERCU_UPLOAD_EXPIRY` ({} s) and `APERCU_MAX_OPEN_UPLOADS` ({})",
      (DEFAULTS.upload_expiry, DEFAULTS.max_open_uploads)),
     ("OPERATIONS.md", "once past their `Upload-Expires` ({} s after creation)", DEFAULTS.upload_expiry),
-    ("API.md", "The web page sends a file above {} MiB this way", "page RESUMABLE_ABOVE"),
-    ("API.md", "in {} MiB requests", "page RESUMABLE_CHUNK"),
+    ("API.md", "A file above {} MiB goes from the page by", "page RESUMABLE_ABOVE"),
+    ("API.md", "in {} MiB requests, with the API key the page already sends", "page RESUMABLE_CHUNK"),
     # the client library
     ("API.md", "tried again up to {} times (after {} s); a {} up to {} times after its `Retry-After` (at most {} s each)",
      (client_core.RETRIES.connect,
