@@ -18,8 +18,10 @@ runs the bench. The load is bench/load.py's (8 clients, one keep-alive connectio
   the web's CPU per image, less the small upload's, per `?wait` request (how many were sent is counted); the
   worker's main process and the imaging children per image; then `--waits` GET ?wait=30 of images already
   settled (the answer at once: what a `?wait` costs beside the waiting);
-- `--profile DIR`: py-spy records (`--format speedscope`, `--nonblocking`) the first web process during the large
-  uploads and the worker's main process during the closed loop, into DIR.
+- `--profile DIR`: py-spy records (`--gil`: only what holds the GIL, Python at work rather than asleep in
+  poll(); `--format speedscope`, `--nonblocking`) the first web process during the large
+  uploads and the worker's main process and the first web process during the closed loop, and that web process
+  during the settled ?wait requests, into DIR.
 It prints a table and never fails on speed; it asserts every image ends in success.
 """
 
@@ -102,7 +104,7 @@ def profiled(pid: int | None, out: Path | None) -> Iterator[None]:
     if pid is None or out is None:
         yield
         return
-    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--format",
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "--nonblocking", "--format",
                             "speedscope", "--rate", "250", "-o", str(out), "--pid", str(pid)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -161,11 +163,14 @@ def waits(folder: Path, images: int, wait_count: int, small: Upload,
 
     try:
         main = _worker_main(svc.processes[0].pid) if profile else None
-        with profiled(main, profile / "worker-main.json" if profile else None):
+        web = _web(svc.processes[0].pid) if profile else None
+        with profiled(main, profile / "worker-main.json" if profile else None), \
+                profiled(web, profile / "web-loop.json" if profile else None):
             gets[0] = 0
             loop = measured(svc, images, one)
             per_image_gets = gets[0] / (images + CLIENTS * 2)
-        settled_ms = measured(svc, wait_count, again).web
+        with profiled(web, profile / "web-settled.json" if profile else None):
+            settled_ms = measured(svc, wait_count, again).web
         return loop, per_image_gets, settled_ms
     finally:
         svc.stop()
