@@ -8,10 +8,6 @@ SQLite's change counter) for up to `interval` at a time, and wakes the waiters o
 ids, renders' blob keys). It queries the catalog (`catalog.settling`: one query for all the waited-for names) only
 when the feed cannot name what changed, when new waiters arrive (theirs may have settled before they started
 waiting), and every `recheck` seconds in any case, so that a missed notification costs at most that much delay.
-
-Each name's waiters sleep on an event of that name, and only the poller on the condition: with one condition
-for all, every newcomer's wake-up of the poller and every settled name woke every waiting request of the process
-as well, to look and sleep again (8 clients, 2 web processes: a few wake-ups per image per process).
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import Counter
 
 from apercu.storage.catalog import Catalog
 from apercu.storage.change_feed import ChangeFeed
@@ -28,21 +24,14 @@ from apercu.storage.change_feed import ChangeFeed
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Waiters:
-    """The requests waiting for one name: how many, and what wakes them all when it settled."""
-
-    count: int = 0
-    settled: threading.Event = field(default_factory=threading.Event)
-
-
 class Watcher:
     def __init__(self, catalog: Catalog, interval: float = 0.02, recheck: float = 1.0) -> None:
         self.catalog = catalog
         self.interval = interval
         self.recheck = recheck
-        self._cond = threading.Condition()  # the poller's alone; guards `_waiting` and `_newcomers`
-        self._waiting: dict[str, _Waiters] = {}
+        self._cond = threading.Condition()
+        self._waiting: Counter[str] = Counter()
+        self._settled: set[str] = set()
         self._newcomers = False
         self._owner_pid = 0  # the process whose poller runs: a forked web worker starts its own
 
@@ -51,17 +40,16 @@ class Watcher:
         or its image deleted) or `timeout` seconds pass; True when it settled."""
         with self._cond:
             self._start_poller()
-            waiters = self._waiting.setdefault(name, _Waiters())
-            waiters.count += 1
+            self._waiting[name] += 1
             self._newcomers = True  # it may have settled before the poller's last look: look again
-            self._cond.notify()
-        try:
-            return waiters.settled.wait(timeout)
-        finally:
-            with self._cond:
-                waiters.count -= 1
-                if not waiters.count:
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: name in self._settled, timeout)
+            finally:
+                self._waiting[name] -= 1
+                if not self._waiting[name]:
                     del self._waiting[name]
+                    self._settled.discard(name)
 
     def _start_poller(self) -> None:
         if self._owner_pid != os.getpid():
@@ -79,8 +67,8 @@ class Watcher:
         checked = 0.0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: any(not w.settled.is_set() for w in self._waiting.values()))
-                pending = [n for n, w in self._waiting.items() if not w.settled.is_set()]
+                self._cond.wait_for(lambda: any(n not in self._settled for n in self._waiting))
+                pending = [n for n in self._waiting if n not in self._settled]
                 look, self._newcomers = self._newcomers, False
             try:
                 feed = feed or self.catalog.settling.change_feed()
@@ -96,8 +84,8 @@ class Watcher:
                 threading.Event().wait(self.interval)
             if settled:
                 with self._cond:
-                    for name in settled & self._waiting.keys():
-                        self._waiting[name].settled.set()
+                    self._settled |= settled
+                    self._cond.notify_all()
 
 
 def _close(feed: ChangeFeed | None) -> None:
