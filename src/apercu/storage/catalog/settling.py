@@ -14,6 +14,9 @@ it waits for settled, in one query for all of them whatever their kind:
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import sqlalchemy as sa
 
 from apercu.storage import blob_keys
@@ -46,6 +49,20 @@ class Settling:
         with self._db.connect() as conn:
             if rendered:
                 unsettled = set(conn.scalars(UNSETTLED, {"names": names, "images": rendered}))
+            elif conn.dialect.name == "sqlite":
+                driver: Any = conn.connection.driver_connection  # sqlite3's own
+                unsettled = {row[0] for row in driver.execute(_unsettled_images_sqlite(len(names)), names)}
             else:
                 unsettled = set(conn.scalars(UNSETTLED_IMAGES, {"names": names}))
         return set(names) - unsettled
+
+
+@functools.lru_cache(maxsize=64)
+def _unsettled_images_sqlite(count: int) -> str:
+    """UNSETTLED_IMAGES's text for SQLite and `count` names, run on the driver's own connection: on SQLite the
+    feed cannot name what settled, so the `?wait` poller asks this after every commit to the file (the worker's
+    claims and finishes, the web's uploads), and SQLAlchemy's compile of the expanding IN and its result
+    processing cost 9/10 of the query's CPU (0.13 ms against 0.014 ms each, measured)."""
+    statuses = ", ".join(f"'{status.value}'" for status in IN_PROGRESS)
+    key, status = images.c.id.name, images.c.status.name
+    return f"SELECT {key} FROM {images.name} WHERE {status} IN ({statuses}) AND {key} IN ({', '.join('?' * count)})"
