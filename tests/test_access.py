@@ -20,6 +20,7 @@ from conftest import parse_json
 from live import Service, read_response
 
 from apercu.api import access, backpressure, create_app
+from apercu.api.cors import TUS_REQUEST_HEADERS, TUS_RESPONSE_HEADERS
 from apercu.config import Settings
 from apercu.imaging.gps import without_location
 from apercu.tasks import context_of
@@ -435,7 +436,7 @@ def test_an_allowed_origin_gets_cors_headers(settings: Settings) -> None:
     assert "Origin" in response.headers["Vary"]
     exposed = {h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
     assert exposed == {"Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed", "RateLimit-Limit",
-                       "RateLimit-Remaining", "RateLimit-Reset"}
+                       "RateLimit-Remaining", "RateLimit-Reset", *TUS_RESPONSE_HEADERS}  # (resumable uploads')
     refused = client.get("/images", headers={"Origin": ORIGIN})  # a page can read why it was refused
     assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == ORIGIN
 
@@ -459,9 +460,11 @@ def test_a_preflight_is_answered_204_without_a_key(settings: Settings) -> None:
     )
     assert response.status_code == 204 and response.get_data() == b""
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
-    assert {m.strip() for m in response.headers["Access-Control-Allow-Methods"].split(",")} == {"GET", "POST", "DELETE"}
+    assert {m.strip() for m in response.headers["Access-Control-Allow-Methods"].split(",")} == {"GET", "POST", "DELETE",
+                                                                                               "PATCH", "HEAD"}
     allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
-    assert allowed == {"content-type", "x-api-key", "authorization", "idempotency-key", "x-request-id"}
+    assert allowed == {"content-type", "x-api-key", "authorization", "idempotency-key", "x-request-id",
+                       *(name.lower() for name in TUS_REQUEST_HEADERS)}
     assert client.options("/images").status_code == 401  # a plain OPTIONS is no preflight
     preflight = {"Access-Control-Request-Method": "POST"}
     # Only a bodiless preflight from an allowed origin skips the key: anything else could carry an upload past it.

@@ -95,7 +95,7 @@ class Contract:
         content = spec.get("content", {})
         if content:
             assert response.mimetype in content, f"{method} {path} {status}: {response.mimetype} not documented"
-            if response.mimetype == "application/json":
+            if response.mimetype == "application/json" and method != "HEAD":  # (a HEAD's answer has no body)
                 self.validate(json.loads(response.get_data(as_text=True)), content[response.mimetype]["schema"])
         elif status in ("204", "304"):
             assert not response.data
@@ -559,6 +559,8 @@ def test_the_live_service_conforms_to_its_document(live: Service) -> None:
     from schemathesis.core.result import Ok
 
     base_url = f"http://127.0.0.1:{live.port}"
+    # A resumable upload's bytes (tus): raw bytes, as schemathesis sends application/octet-stream.
+    schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     seeded = [item["id"] for item in live.get("/images?limit=100").json()["items"]]
     cases: dict[str, int] = {}

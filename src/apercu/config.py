@@ -255,6 +255,8 @@ class Settings:
     max_rendition_pixels: int = setting(25_000_000, at_least(1))  # a rendition asking for more output is a 400
     rendition_wait: float = setting(20.0, above(0))  # seconds a first request waits for its render, then 503
     renditions_max_mb: float = setting(1024.0, at_least(0))  # what renders keep beyond this goes, least used first
+    upload_expiry: int = setting(86400, at_least(1))  # seconds a resumable (tus) upload may take before the sweep
+    max_open_uploads: int = setting(20, at_least(1))  # unfinished resumable uploads per key (per address without)
 
     def __post_init__(self) -> None:
         """Parse what was given as text and check every value (SettingError): a Settings is always one to run."""

@@ -104,6 +104,8 @@ FETCHES = Counter(
     "connection failed).",
     ["outcome"],
 )
+RESUMED = Counter("apercu_uploads_resumed", "Resumable (tus) upload requests that continued an upload: PATCHes "
+                  "accepted at an offset above 0, each appending to bytes an earlier request brought.")
 RESENT = Counter("apercu_recovery_resent", "Images sent to the workers again by the recovery sweep.")
 for _reason in FAILURE_REASONS:  # every reason as a series from the start, so that rates work from the first one
     FAILURES.labels(_reason)

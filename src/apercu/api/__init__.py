@@ -19,6 +19,7 @@ from apercu.api import (
     page,
     rate_limit,
     routes,
+    tus,
 )
 from apercu.api.uploads import MULTIPART_SLACK, UploadRequest
 from apercu.config import Settings
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     rate_limit.register(app)  # after the gate: it counts admitted requests, against their key
     cache_policy.register(app)  # what caches may keep of every answer
     app.register_blueprint(routes.bp)
+    tus.register(app)  # resumable uploads (tus 1.0) at /uploads/
     app.register_blueprint(docs.bp)
     app.register_blueprint(metrics_endpoint.bp)
     observe.install(app)  # request ids, one log line and the HTTP metrics for every request

@@ -61,7 +61,8 @@ PUBLIC_PATHS = (
     "/r/*",  # renditions: their signature stands in for the key (the route checks it: `rendition_urls.accepts`)
 )
 THUMBNAILS = "/thumbnails/*"  # public too with APERCU_PUBLIC_THUMBNAILS (for <img> tags that cannot send a key)
-UPLOAD = ("POST", "/images")  # the one request backpressure applies to
+UPLOAD = ("POST", "/images")  # an upload: backpressure and the upload rate limit apply
+UPLOADS = (UPLOAD, ("POST", "/uploads/"))  # ...and to a resumable upload's creation (`api.tus`)
 BUSY_RETRY_AFTER = 5  # seconds: about how long a worker takes to make a dent in the queue
 EXTENSION = "apercu.access"
 ADMIN = frozenset({"admin"})  # what a key set the old way (a bare key) may do: everything, in every tenant
@@ -257,7 +258,7 @@ class Gate:
             scope = self.scopes.of(method, path)
             if scope is not None and not who.may(scope):
                 return insufficient_scope(scope)
-        refusal = self._upload_refusal(header, address) if (method, path) == UPLOAD else None
+        refusal = self._upload_refusal(header, address) if (method, path) in UPLOADS else None
         return refusal or who
 
     def _upload_refusal(self, header: Header, address: str) -> ApiError | None:

@@ -284,8 +284,76 @@ DOCS_ASSET = Operation(
     inputs=(ASSET,),
 )
 
+# Resumable uploads (tus 1.0.0 at /uploads/, `api.tus`): every answer carries `Tus-Resumable: 1.0.0`.
+TUS_HEADERS: Json = {
+    "Upload-Offset": {"description": "The bytes received so far: where the next PATCH goes.", "required": True,
+                      "schema": {"type": "integer", "minimum": 0}},
+    "Upload-Expires": {"description": "When an unfinished upload is removed (`APERCU_UPLOAD_EXPIRY` after its "
+                       "creation), as an HTTP date.", "schema": {"type": "string"}},
+    "Apercu-Image-Id": {"description": "Once the last byte arrived: the image the upload became.",
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+    "Link": {"description": "Once the last byte arrived: `</images/<id>>; rel=\"image\"`.",
+             "schema": {"type": "string"}},
+}
+PROGRESS = {name: header(name) for name in ("Upload-Offset", "Upload-Expires", "Apercu-Image-Id", "Link")}
+HEADERS.update(TUS_HEADERS)
+OFFSET_BODY: Json = {"required": False, "content": {"application/offset+octet-stream": {
+    "schema": {"type": "string", "format": "binary"}}}}
+UPLOAD_NOT_FOUND = error("No upload with this id (never was, terminated, removed by the sweep, or another tenant's).")
+UPLOAD_GONE = error("The upload expired unfinished (`upload_expired`); the sweep removes it.")
+CHECKSUM = {"460": error("The bytes do not match `Upload-Checksum` (`checksum_mismatch`): nothing was appended.")}
+LAST_BYTE = {"413": shared("TooLarge"), "415": shared("UnsupportedFormat")}
+TUS_OPTIONS = Operation(
+    "OPTIONS", "/uploads/", "tusOptions", "images", "Resumable uploads (tus 1.0.0): the protocol's versions, "
+    "extensions and size limit", {"204": {"description": "`Tus-Version`, `Tus-Extension`, `Tus-Max-Size`, "
+                                          "`Tus-Checksum-Algorithm`."}},
+    "tus's discovery request; see https://tus.io/protocols/resumable-upload.",
+)
+TUS_CREATE = Operation(
+    "POST", "/uploads/", "tusCreate", "images", "Create a resumable upload (tus creation, creation-with-upload)",
+    {"201": {"description": "Created: its URL in `Location`; with a body (creation-with-upload), its bytes "
+             "appended as by a PATCH.", "headers": {"Location": {"required": True, "schema": {"type": "string"}}}
+             | PROGRESS},
+     "400": shared("BadRequest"), **LAST_BYTE, "412": error("`Tus-Resumable` is not 1.0.0."),
+     "429": error("This key (or address, without keys) holds `APERCU_MAX_OPEN_UPLOADS` unfinished uploads "
+                  "(`too_many_uploads`), or a rate limit (see `RateLimited`).", RETRY), **CHECKSUM,
+     "503": shared("Busy"), "507": shared("DiskFull")},
+    "The image is made when the last byte arrives, exactly as `POST /images` makes it (sniffed, deduplicated, "
+    "idempotent with `Idempotency-Key`, processed); `Upload-Metadata`'s `filename` is its file name.",
+    (inputs.TUS_RESUMABLE, inputs.UPLOAD_LENGTH, inputs.UPLOAD_METADATA, inputs.IDEMPOTENCY_KEY,
+     inputs.UPLOAD_CHECKSUM), scope="write", needs=("catalog", "storage"), body=OFFSET_BODY,
+)
+TUS_HEAD = Operation(
+    "HEAD", "/uploads/{upload_id}", "tusHead", "images", "Where a resumable upload stands (tus core)",
+    {"200": {"description": "`Upload-Offset` (where to resume), `Upload-Length`, `Upload-Metadata`; once "
+             "finished, `Apercu-Image-Id` and `Link`.", "headers": PROGRESS},
+     "400": shared("BadRequest"), "404": UPLOAD_NOT_FOUND, "410": UPLOAD_GONE, **LAST_BYTE,
+     "412": error("`Tus-Resumable` is not 1.0.0.")},
+    inputs=(inputs.UPLOAD_ID, inputs.TUS_RESUMABLE), scope="write", needs=("catalog", "storage"),
+)
+TUS_PATCH = Operation(
+    "PATCH", "/uploads/{upload_id}", "tusPatch", "images", "Append bytes to a resumable upload (tus core, checksum)",
+    {"204": {"description": "Appended: the new `Upload-Offset`; the request that brings the last byte makes the "
+             "image (`Apercu-Image-Id`, `Link`).", "headers": PROGRESS},
+     "400": shared("BadRequest"), "404": UPLOAD_NOT_FOUND,
+     "409": error("`Upload-Offset` is not the upload's, or another request is writing to it "
+                  "(`offset_conflict`): ask HEAD where to resume."),
+     "410": UPLOAD_GONE, **LAST_BYTE, "412": error("`Tus-Resumable` is not 1.0.0."), **CHECKSUM},
+    "The body is `application/offset+octet-stream` (anything else is a 415). Bytes beyond the upload's length are "
+    "a 413, and nothing is appended. The last byte's answer is the image's: a 415 when the bytes are no image.",
+    (inputs.UPLOAD_ID, inputs.TUS_RESUMABLE, inputs.UPLOAD_OFFSET, inputs.UPLOAD_CHECKSUM),
+    scope="write", needs=("catalog", "storage"), body=OFFSET_BODY,
+)
+TUS_DELETE = Operation(
+    "DELETE", "/uploads/{upload_id}", "tusTerminate", "images", "Terminate a resumable upload (tus termination)",
+    {"204": {"description": "Removed with its bytes (an image it made stays)."}, "404": UPLOAD_NOT_FOUND,
+     "412": error("`Tus-Resumable` is not 1.0.0.")},
+    inputs=(inputs.UPLOAD_ID, inputs.TUS_RESUMABLE), scope="write", needs=("catalog", "storage"),
+)
+
 OPERATIONS = (INDEX, UPLOAD, LIST, GET, *THUMBNAILS, RENDITION, DELETE_LEGACY, DELETE, HEALTHZ, READYZ,
-              READYZ_WORKERS, METRICS, OPENAPI, DOCS, DOCS_ASSET)
+              READYZ_WORKERS, METRICS, OPENAPI, DOCS, DOCS_ASSET, TUS_OPTIONS, TUS_CREATE, TUS_HEAD, TUS_PATCH,
+              TUS_DELETE)
 
 
 def webhook_header(name: str, description: str, schema: Json) -> Json:

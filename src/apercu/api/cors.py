@@ -10,10 +10,15 @@ hands one origin's answer to another.
 
 from __future__ import annotations
 
-METHODS = ("GET", "POST", "DELETE")
-REQUEST_HEADERS = ("Content-Type", "X-API-Key", "Authorization", "Idempotency-Key", "X-Request-ID")
+METHODS = ("GET", "POST", "DELETE", "PATCH", "HEAD")  # PATCH, HEAD: resumable uploads (tus, `api.tus`)
+TUS_REQUEST_HEADERS = ("Tus-Resumable", "Upload-Length", "Upload-Offset", "Upload-Metadata", "Upload-Checksum")
+TUS_RESPONSE_HEADERS = ("Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
+                        "Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Expires", "Apercu-Image-Id",
+                        "Link")
+REQUEST_HEADERS = ("Content-Type", "X-API-Key", "Authorization", "Idempotency-Key", "X-Request-ID",
+                   *TUS_REQUEST_HEADERS)
 EXPOSED_HEADERS = ("Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed", "RateLimit-Limit",
-                   "RateLimit-Remaining", "RateLimit-Reset")
+                   "RateLimit-Remaining", "RateLimit-Reset", *TUS_RESPONSE_HEADERS)
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 Headers = list[tuple[str, str]]

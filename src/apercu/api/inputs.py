@@ -318,3 +318,49 @@ SIZE = Size(
     "`APERCU_THUMBNAIL_SIZE`, the default). Other sizes than the default are rendered on first request.",
     "invalid_size", "size must be one of the configured sizes",
 )
+
+@dataclass(frozen=True)
+class Required(Integer):
+    """An integer without a default: a request that needs it and does not send it is refused (its `message`)."""
+
+    @property
+    def default(self) -> int | None:  # type: ignore[override]
+        return None
+
+    def schema(self) -> Json:
+        return {key: value for key, value in super().schema().items() if key != "default"}
+
+
+# Resumable uploads (tus 1.0, `api.tus`): the protocol's headers, as tus names them.
+TUS_VERSION = "1.0.0"
+MAX_LENGTH = 2**62  # beyond any upload; APERCU_MAX_UPLOAD_BYTES is the real limit (413)
+UPLOAD_ID = Text(
+    "upload_id", "path", "The resumable upload's id, from the `Location` its creation answered (32 lowercase hex "
+    "digits); anything else is a 404.", CODES[404], "no upload with this id", status=404, pattern=ID_PATTERN,
+)
+TUS_RESUMABLE = Text(
+    "Tus-Resumable", "header", f"The tus protocol version the client speaks: `{TUS_VERSION}`, required on every "
+    "resumable upload request but OPTIONS; anything else is a 412 (with `Tus-Version`).",
+    "unsupported_tus_version", f"Tus-Resumable must be {TUS_VERSION}", status=412, enum=(TUS_VERSION,),
+)
+UPLOAD_LENGTH = Required(
+    "Upload-Length", "header", "The upload's whole size in bytes, required at creation (no deferred length); more "
+    "than `APERCU_MAX_UPLOAD_BYTES` is a 413.", "invalid_upload_length",
+    "Upload-Length must be the upload's size in bytes (at least 1)", minimum=1, maximum=MAX_LENGTH,
+)
+UPLOAD_OFFSET = Required(
+    "Upload-Offset", "header", "Where this request's bytes go: the offset HEAD answered (required on PATCH); "
+    "another offset is a 409.", "invalid_upload_offset", "Upload-Offset must be a byte offset",
+    maximum=MAX_LENGTH,
+)
+UPLOAD_METADATA = Text(
+    "Upload-Metadata", "header", "Comma-separated `key base64(value)` pairs; `filename` is the image's file name.",
+    "invalid_upload_metadata", "Upload-Metadata must be comma-separated `key base64value` pairs, each key once",
+    max_length=4096,
+)
+UPLOAD_CHECKSUM = Text(
+    "Upload-Checksum", "header", "`<algorithm> <base64 digest>` of this request's bytes, `sha1` or `sha256`: a "
+    "mismatch is a 460 and nothing is appended.", "invalid_checksum",
+    "Upload-Checksum must be `sha1` or `sha256`, a space and the base64 digest of the request's bytes",
+    pattern="^(sha1|sha256) [A-Za-z0-9+/]+={0,2}$", max_length=200,
+)

@@ -89,6 +89,8 @@ def operation_object(operation: Operation, schemas: Schemas) -> Json:
         written["parameters"] = parameters
     if form:
         written["requestBody"] = request_body(form)
+    if operation.body is not None:
+        written["requestBody"] = operation.body
     return written | {"responses": resolved(operation.responses, schemas)}
 
 

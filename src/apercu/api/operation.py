@@ -18,7 +18,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, request
 from flask.typing import ResponseReturnValue
@@ -54,6 +54,8 @@ class Operation:
     # What a key must hold to call it when keys are required (`api.access` refuses 403 `insufficient_scope`
     # otherwise, before the body): None where no key is ever asked (public paths, signed renditions).
     scope: Scope | None = None
+    # A request body that is no form (a resumable upload's bytes), as the document writes it; None: the form's.
+    body: Json | None = field(default=None, hash=False)
 
     @property
     def rule(self) -> str:
@@ -113,22 +115,26 @@ def _json_field(name: str) -> str | None:
     return value
 
 
-def route(bp: Blueprint, *operations: Operation) -> Callable[[View], View]:
+def route(bp: Blueprint, *operations: Operation, automatic_options: bool = True) -> Callable[[View], View]:
     """Register the view for these operations (one view may serve several paths): it is called with a `Given`,
-    and the operation's `arguments`, unless a dependency the operation needs is known down."""
+    and the operation's `arguments`, unless a dependency the operation needs is known down. `automatic_options`
+    False where an operation of its own answers OPTIONS on the same path (the resumable uploads')."""
 
     def register(view: View) -> View:
         by_rule = {(operation.method, operation.rule): operation for operation in operations}
 
         @functools.wraps(view)
         def serve(**_path: str) -> ResponseReturnValue:
-            method = "GET" if request.method == "HEAD" else request.method
-            operation = by_rule[(method, request.url_rule.rule if request.url_rule else "")]
+            rule, method = request.url_rule.rule if request.url_rule else "", request.method
+            if (method, rule) not in by_rule and method == "HEAD":  # (HEAD is GET's, unless declared itself)
+                method = "GET"
+            operation = by_rule[(method, rule)]
             outage_breaker.admit(operation.needs)
             return view(Given(operation), **operation.arguments)
 
         for operation in operations:
-            bp.add_url_rule(operation.rule, view.__name__, serve, methods=[operation.method])
+            bp.add_url_rule(operation.rule, view.__name__, serve, methods=[operation.method],
+                            provide_automatic_options=automatic_options and operation.method != "OPTIONS")
         return view
 
     return register
@@ -140,7 +146,7 @@ def routed(app: Flask, operations: tuple[Operation, ...]) -> tuple[Operation, ..
         (method, rule.rule)
         for rule in app.url_map.iter_rules()
         if rule.endpoint != "static"
-        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+        for method in _declared_methods(rule)
     }
     declared = {(operation.method, operation.rule) for operation in operations}
     if rules != declared:
@@ -148,3 +154,15 @@ def routed(app: Flask, operations: tuple[Operation, ...]) -> tuple[Operation, ..
                            f"operations without a route: {sorted(declared - rules)}")
     return operations
 
+
+
+def _declared_methods(rule: Any) -> set[str]:
+    """A rule's methods as operations declare them: not the HEAD Flask adds to a GET, nor its automatic OPTIONS;
+    a HEAD or an OPTIONS routed on its own is an operation of its own."""
+    methods = set(rule.methods or ())
+    declared = methods - {"HEAD", "OPTIONS"}
+    if "HEAD" in methods and "GET" not in methods:
+        declared.add("HEAD")
+    if "OPTIONS" in methods and not getattr(rule, "provide_automatic_options", True):
+        declared.add("OPTIONS")
+    return declared

@@ -44,7 +44,7 @@ from flask import Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from apercu.api import access
-from apercu.api.access import UPLOAD, Header, is_public, presented_api_key
+from apercu.api.access import UPLOAD, UPLOADS, Header, is_public, presented_api_key
 from apercu.api.errors import ApiError, HeaderField
 from apercu.config import Settings
 from apercu.storage.rate_counts import Counts, open_counts
@@ -107,7 +107,7 @@ class Limiter:
     def limits_for(self, method: str, path: str) -> tuple[Limit, ...]:
         if is_public(path, NOT_COUNTED):
             return ()
-        upload = self.uploads if (method, path) == UPLOAD else None
+        upload = self.uploads if (method, path) in UPLOADS else None
         return tuple(limit for limit in (self.requests, upload) if limit is not None)
 
     def hit(self, caller: str, limits: tuple[Limit, ...]) -> Verdict | None:
@@ -169,7 +169,7 @@ def network_of(address: str) -> str:
 def documented(method: str, path: str, operation: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """An operation of the OpenAPI document (`api.openapi`) with its 429, when a limit of `settings` counts it."""
     counted = settings.rate_limit and not is_public(path, NOT_COUNTED)
-    if not (counted or (settings.upload_rate_limit and (method.upper(), path) == UPLOAD)):
+    if not (counted or (settings.upload_rate_limit and (method.upper(), path) in UPLOADS)):
         return operation
     responses = {**operation["responses"], "429": {"$ref": "#/components/responses/RateLimited"}}
     return {**operation, "responses": dict(sorted(responses.items()))}

@@ -92,7 +92,13 @@ def checked_file(request: Request, max_bytes: int) -> tuple[IO[bytes], str | Non
     upload = request.files.get(FILE.name)
     if upload is None:
         raise FILE.refused()
-    stream = upload.stream
+    checked_stream(upload.stream, max_bytes)
+    return upload.stream, clean_filename(upload.filename)
+
+
+def checked_stream(stream: IO[bytes], max_bytes: int) -> None:
+    """The one check of an upload's bytes, whichever way they came (a form's file part, a resumable upload's
+    assembled file): not empty, within the size limit, an image of a supported format; ApiError otherwise."""
     size = stream.seek(0, os.SEEK_END)
     if size == 0:
         raise FILE.empty()
@@ -104,10 +110,9 @@ def checked_file(request: Request, max_bytes: int) -> tuple[IO[bytes], str | Non
             "not an image in a supported format (JPEG, PNG, TIFF, BMP, TGA, GIF, WebP, HEIC/HEIF, AVIF)",
             code="unsupported_format",
         )
-    return stream, _clean_filename(upload.filename)
 
 
-def _clean_filename(name: str | None) -> str | None:
+def clean_filename(name: str | None) -> str | None:
     """The client's name, for display only: control characters removed and length bounded."""
     if not name:
         return None

@@ -12,7 +12,8 @@
   the claim lets one task work, and a receiver tells a repeated webhook by its delivery id.
 - **Orphans.** At start and every `orphan_interval`: staging files left by crashed uploads and thumbnail writes,
   originals and thumbnails without a row (a process killed between the file and the row, or between a
-  concurrent delete and its cleanup), rows whose original is gone, and expired idempotency keys. Everything
+  concurrent delete and its cleanup), rows whose original is gone, expired idempotency keys, and resumable uploads past
+  `upload_expiry` with their bytes (`storage.partials.sweep_expired`). Everything
   younger than `orphan_grace` is left alone, so work in flight is never mistaken for debris.
 - **Renditions.** Every KEPT_INTERVAL: what renders keep (renditions, thumbnail variants) beyond
   `renditions_max_mb`, least recently used first (`catalog.kept`); a later request renders it again.
@@ -34,6 +35,7 @@ from celery import Celery
 from apercu import metrics
 from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
 from apercu.storage.outages import log_failure
+from apercu.storage.partials import open_partials, sweep_expired
 from apercu.tasks.app import context_of, enqueue
 from apercu.tasks.processing import Processor
 from apercu.webhooks import send_due
@@ -183,6 +185,7 @@ class Housekeeping:
         removed = storage.clean_staging(grace)
         removed += self._files_without_rows(grace) + self._rows_without_originals(grace)
         removed += storage.catalog.claims.expire_keys(utcnow() - timedelta(seconds=self.settings.idempotency_ttl))
+        removed += sweep_expired(storage.catalog.uploads, open_partials(storage.blobs, storage.staging.folder))
         storage.catalog.workers.forget_silent_since(utcnow() - timedelta(days=1))
         if removed:
             log.info("orphan sweep removed %d leftover(s)", removed)

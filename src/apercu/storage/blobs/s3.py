@@ -26,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from apercu.storage.blobs.store import BlobInfo, BlobMissing
+from apercu.storage.blobs.store import RESUMABLE_PREFIX, BlobInfo, BlobMissing
 
 MIB = 1024 * 1024
 # Streams larger than this go up in parts: a 50 MiB upload is then several requests, each retried on its own,
@@ -136,7 +136,8 @@ class S3BlobStore:
 
     def clean_interrupted(self, older_than: float) -> int:
         """Abort the multipart uploads under the store's prefix started more than `older_than` seconds ago (by
-        crashed or killed processes: a live `put` finishes or aborts its own); returns how many went."""
+        crashed or killed processes: a live `put` finishes or aborts its own), but resumable uploads' (which wait
+        for their client for up to APERCU_UPLOAD_EXPIRY); returns how many went."""
         cutoff = time.time() - older_than
         pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.root)
         # Listed in full first: aborting while paging would move the ground under the paginator's markers.
@@ -145,6 +146,7 @@ class S3BlobStore:
             for page in pages
             for upload in page.get("Uploads", ())
             if upload["Initiated"].timestamp() < cutoff
+            and not upload["Key"].startswith(self.root + RESUMABLE_PREFIX)  # live for days: `resumable` sweeps them
         ]
         aborted = 0
         for key, upload_id in stale:

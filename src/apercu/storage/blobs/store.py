@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Protocol
 
+RESUMABLE_PREFIX = "uploads/"  # resumable uploads' bytes: kept (multipart uploads too) until their own sweep
+
 
 class BlobMissing(LookupError):
     """No blob under this key (never written, or deleted)."""

@@ -10,6 +10,7 @@ One module per aggregate, all on one engine (`engine.Database`) and one set of t
 - `kept`: what those renders stored, and when each was last used (the sweep's, least used first): `catalog.kept`;
 - `claims`: idempotency keys and content claims of new images: `catalog.claims`;
 - `keys`: API keys made by `apercu keys create`, and what every web process last read of them: `catalog.keys`;
+- `uploads`: resumable (tus) uploads under way, and the claim of the request writing to each: `catalog.uploads`;
 - `settling`: what `?wait=N` waits for (images settling, renders ending) and the feed announcing it:
   `catalog.settling`.
 
@@ -30,6 +31,7 @@ from apercu.storage.catalog.leases import Claim, ClaimResult, Leases
 from apercu.storage.catalog.renders import RenderRequest, Renders, RenderState
 from apercu.storage.catalog.settling import Settling
 from apercu.storage.catalog.tables import DEFAULT_TENANT, IN_PROGRESS, DeliveryStatus, ImageStatus
+from apercu.storage.catalog.uploads import Uploads
 from apercu.storage.catalog.workers import WORKER_TIMEOUT, RegisteredWorker, Workers
 
 __all__ = [
@@ -54,6 +56,7 @@ class Catalog:
         self.claims = Claims(db)
         self.settling = Settling(db)
         self.keys = Keys(db)
+        self.uploads = Uploads(db)
 
     @classmethod
     def from_url(cls, url: str, durable: bool = True) -> Catalog:

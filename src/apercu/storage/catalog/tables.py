@@ -161,3 +161,30 @@ rate_counts = sa.Table(
     sa.Column("hits", sa.Integer, nullable=False),
     sa.Index("ix_apercu_rate_counts_window", "window_start"),
 )
+
+# Resumable (tus) uploads under way (`catalog.uploads`): each one's length, what has arrived (`received`), where its
+# bytes are (`handle`: an S3 multipart upload's id, `parts` its parts, `flushed` the bytes in them; the rest is in
+# a tail object), who holds it (`owner`: the cap per key or address), and the PATCH that holds it now (`claim`,
+# until `claimed_until`: one writer at a time, whichever web process). `image_id` once its last byte made an image.
+uploads = sa.Table(
+    "apercu_uploads",
+    metadata_obj,
+    sa.Column("id", sa.String(32), primary_key=True),
+    _tenant(),
+    sa.Column("owner", sa.String(80), nullable=False),
+    sa.Column("length", sa.BigInteger, nullable=False),
+    sa.Column("received", sa.BigInteger, nullable=False),
+    sa.Column("filename", sa.Text, nullable=True),
+    sa.Column("upload_metadata", sa.Text, nullable=True),  # the Upload-Metadata header as sent, for HEAD
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("handle", sa.Text, nullable=True),
+    sa.Column("parts", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("flushed", sa.BigInteger, nullable=False),
+    sa.Column("claim", sa.String(32), nullable=True),
+    sa.Column("claimed_until", sa.DateTime, nullable=True),
+    sa.Column("image_id", sa.String(32), nullable=True),
+    sa.Index("ix_apercu_uploads_owner", "owner", "image_id"),
+    sa.Index("ix_apercu_uploads_expires", "expires_at"),
+)

@@ -10,6 +10,9 @@ const FINAL = new Set(["success", "failure"]);
 const ID = /^[0-9a-f]{32}$/;
 const LONG_POLLS = 3; // browsers open 6 connections per host: leave room for uploads, thumbnails and lists
 const UPLOADS = 2;
+export const RESUMABLE_ABOVE = 4 * 1024 * 1024; // bytes: a bigger file goes by tus (uploadResumable), resumable
+const RESUMABLE_CHUNK = 2 * 1024 * 1024; // bytes per PATCH: what a cut connection costs at most
+const RESUMABLE_RETRIES = [0, 1000, 2000, 3000, ...Array(40).fill(5000)]; // ms: about 3.5 minutes offline
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -216,6 +219,59 @@ export function upload(file, onProgress) {
     };
     send();
   }));
+}
+
+/**
+ * A resumable upload (tus, with tus-js-client shipped in static/vendor/): the file in small PATCHes, each of which
+ * survives on the service whatever happens to the next, with `pause()` and `resume()`; a cut connection (the
+ * network gone) is retried for minutes, from where the service says it stands. `done` resolves to the image's
+ * 202-like body once the last byte made it (its id from `Apercu-Image-Id`), or rejects with the ApiError that
+ * refused it (415: no image).
+ */
+export function uploadResumable(file, onProgress) {
+  let current = null;
+  const done = uploadSlots(() => new Promise((resolve, reject) => {
+    const key = apiKey();
+    current = new window.tus.Upload(file, {
+      endpoint: "/uploads/",
+      headers: headersWith(key),
+      chunkSize: RESUMABLE_CHUNK,
+      retryDelays: RESUMABLE_RETRIES,
+      // Offline is exactly when to keep trying (tus-js-client's default gives up while the browser is offline);
+      // a refusal (4xx) is final, but a conflict (409: ask where to resume) and a rate limit (429).
+      onShouldRetry: (error) => {
+        const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+        return status === 0 || status >= 500 || [409, 423, 429].includes(status);
+      },
+      metadata: { filename: file.name },
+      removeFingerprintOnSuccess: true,
+      onProgress: (sent, total) => onProgress(total ? sent / total : 0),
+      onSuccess: ({ lastResponse }) => {
+        const id = lastResponse.getHeader("Apercu-Image-Id");
+        resolve({ id, status: "pending", links: { self: `/images/${id}` } });
+      },
+      onError: (error) => {
+        const response = error.originalResponse;
+        if (!response) {
+          reject(new ApiError(0, "network", String(error.message || error)));
+          return;
+        }
+        let body = null;
+        try {
+          body = JSON.parse(response.getBody());
+        } catch {
+          // an answer that is not ours
+        }
+        reject(apiError(response.getStatus(), body));
+      },
+    });
+    current.start();
+  }));
+  return {
+    done,
+    pause: () => current?.abort(),
+    resume: () => current?.start(),
+  };
 }
 
 // --- renditions and thumbnails -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // Uploading: files from the picker or dropped on the drop zone, each with a progress bar while it is sent and
 // then its processing status until it is ready or has failed. Accepted images go into the gallery at once.
 
-import { ApiError, upload, watchImage } from "./api.js";
+import { ApiError, RESUMABLE_ABOVE, upload, uploadResumable, watchImage } from "./api.js";
 import { announce, h } from "./dom.js";
 import * as fmt from "./format.js";
 
@@ -56,11 +56,14 @@ export class Uploads {
     const row = this.createRow(file);
     this.list.prepend(row.item);
     let accepted;
-    try {
-      accepted = await upload(file, (fraction) => {
-        row.progress.value = fraction;
+    const progress = (fraction) => {
+      row.progress.value = fraction;
+      if (row.item.dataset.status !== "paused") {
         this.setState(row, "uploading", fraction < 1 ? `Uploading ${Math.floor(fraction * 100)} %` : "Uploaded, saving");
-      });
+      }
+    };
+    try {
+      accepted = await (file.size > RESUMABLE_ABOVE ? this.resumable(file, row, progress) : upload(file, progress));
     } catch (error) {
       const why = error instanceof ApiError ? error.message : String(error);
       this.finish(row, "failure", `Not uploaded: ${why}`);
@@ -87,6 +90,29 @@ export class Uploads {
       }
     } catch (error) {
       this.finish(row, "failure", error instanceof ApiError && error.status === 404 ? "Deleted" : `Unknown: ${error.message}`);
+    }
+  }
+
+  /** A big file by tus, with a Pause / Resume button on its row for as long as it is sent. */
+  async resumable(file, row, progress) {
+    const sending = uploadResumable(file, progress);
+    const button = h("button", { type: "button", class: "button button--quiet upload__pause" }, "Pause");
+    button.addEventListener("click", () => {
+      const paused = row.item.dataset.status === "paused";
+      if (paused) {
+        sending.resume();
+        this.setState(row, "uploading", "Resuming");
+      } else {
+        sending.pause();
+        this.setState(row, "paused", `Paused at ${Math.floor(row.progress.value * 100)} %`);
+      }
+      button.textContent = paused ? "Pause" : "Resume";
+    });
+    row.link.before(button);
+    try {
+      return await sending.done;
+    } finally {
+      button.remove();
     }
   }
 
