@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from apercu_client import AsyncClient, Client, ResumeStore, Retries, Unreachable, Upload
 from live import Service
+from test_client_library import start_relay
 from tus_helpers import CuttingProxy, noise_bmp
 
 pytestmark = pytest.mark.integration
@@ -179,3 +180,54 @@ def test_apercu_upload_killed_mid_file_resumes_on_the_next_run(service: Service,
     print(f"\nresumed {size / 1e6:.1f} MB from {stored / 1e6:.1f} MB: {elapsed:.2f} s from the re-run's start "
           f"to the image's id ({(size - stored) / 1e6:.1f} MB sent)")
     assert_one_image_of(service, line["id"], path)
+
+
+def test_apercu_upload_sends_files_above_the_threshold_by_tus(service: Service, tmp_path: Path) -> None:
+    """Above `--resumable-above` MB: tus (creation, PATCHes); at or below it, and with `--no-resume`, one
+    idempotent POST /images, as before."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "big.bmp").write_bytes(noise_bmp(2.5))
+    (folder / "small.bmp").write_bytes(noise_bmp(0.3))
+    relay, seen = start_relay(upstream=service.port)
+    url, store = f"http://127.0.0.1:{relay.server_address[1]}", tmp_path / "uploads.json"
+    try:
+        done = subprocess.run(upload_command(url, folder, store, "--resumable-above", "2"), capture_output=True,
+                              text=True, timeout=300)
+        tus = [line for line in seen if "/uploads/" in line]
+        posts = [line for line in seen if line == "POST /images"]
+        seen.clear()
+        whole = subprocess.run(upload_command(url, folder, store, "--resumable-above", "0", "--no-resume"),
+                               capture_output=True, text=True, timeout=300)
+    finally:
+        relay.shutdown()
+        relay.server_close()
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and [line["status"] for line in lines] == ["success", "success"], done
+    assert tus[0] == "POST /uploads/" and all(line.startswith("PATCH /uploads/") for line in tus[1:]) and tus[1:]
+    assert posts == ["POST /images"]  # the small file
+    assert whole.returncode == 0 and [line for line in seen if line.startswith(("POST", "PATCH"))] == \
+        ["POST /images", "POST /images"]
+    again = [json.loads(line)["id"] for line in whole.stdout.splitlines()]
+    assert again == [line["id"] for line in lines]  # the same images: the same idempotency keys
+
+
+def test_the_resume_store_survives_damage_and_forgets(tmp_path: Path) -> None:
+    store = ResumeStore(tmp_path / "deep" / "uploads.json")
+    assert store.get("a") is None
+    store.put("a", "/uploads/1")
+    store.put("b", "/uploads/2")
+    store.forget("a")
+    assert (store.get("a"), store.get("b")) == (None, "/uploads/2")
+    store.path.write_text("{not json")
+    assert store.get("b") is None  # damaged: an empty store (the upload starts again)
+    store.put("c", "/uploads/3")
+    assert json.loads(store.path.read_text())["c"]["url"] == "/uploads/3"
+    assert [p.name for p in store.path.parent.iterdir()] == ["uploads.json"]  # no temporary file left
+
+
+def test_the_default_store_is_in_the_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert ResumeStore().path == tmp_path / "apercu" / "uploads.json"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert ResumeStore().path == Path.home() / ".cache" / "apercu" / "uploads.json"
