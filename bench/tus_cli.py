@@ -1,14 +1,14 @@
 """`apercu upload` of a big file killed mid-file, then run again: the time from the re-run's start to the image's
 id (issue 20's "time to resume a 40 MB upload after a cut", as a person at a terminal meets it).
 
-    .venv/bin/python bench/tus_cli.py [--megabytes 40] [--runs 3]
+    .venv/bin/python bench/tus_cli.py [--megabytes 40] [--runs 3] [--link-mb-s 6]
 
 The first run goes through a loopback proxy slowed to 6 MB/s, and is SIGKILLed once the service has `--kill-at`
 of the file less one 8 MiB chunk (by default: at 84 %, the last whole chunk before 90 %); the re-run goes through
 the same proxy at full speed (the resume store is keyed by the service's URL) with `--timeout 0`, so that it ends
 once it has the image's id. Next to it: the same command with `--no-resume` (the whole file again in one
 request, through the same kind of proxy), and the interpreter's start alone (`apercu upload --help`), which
-every run pays. Best of `--runs`.
+every run pays. Best of `--runs`. `--link-mb-s` slows the re-runs' link (both ways of sending) to that rate.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def timed(command: list[str]) -> float:
     return time.monotonic() - started
 
 
-def killed_then_resumed(svc: Service, path: Path, store: Path, kill_at: float) -> tuple[float, int]:
+def killed_then_resumed(svc: Service, path: Path, store: Path, kill_at: float, link: float | None) -> tuple[float, int]:
     """(seconds of the re-run, the offset it resumed from)."""
     size = path.stat().st_size
     proxy = Proxy(svc.port, rate=6e6)
@@ -48,7 +48,7 @@ def killed_then_resumed(svc: Service, path: Path, store: Path, kill_at: float) -
     first.wait()
     time.sleep(1)
     offset = offset_of(svc, store)
-    proxy.rate = None
+    proxy.rate = link
     seconds = timed(upload_command(proxy.url, path, store, "--timeout", "0"))
     proxy.close()
     assert json.loads(store.read_text()) == {}, "the re-run did not finish the upload"
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--megabytes", type=float, default=40)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kill-at", type=float, default=0.9, help="fraction of the file the service has first")
+    parser.add_argument("--link-mb-s", type=float, default=None, help="the re-runs' link, MB/s (default: loopback)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         svc = Service(Path(tmp) / "data").start("serve")
@@ -68,9 +69,10 @@ def main() -> None:
             for n in range(args.runs):
                 path = Path(tmp, f"big-{n}.bmp")
                 path.write_bytes(noise_bmp(args.megabytes))
-                runs.append(killed_then_resumed(svc, path, Path(tmp, f"store-{n}.json"), args.kill_at))
+                runs.append(killed_then_resumed(svc, path, Path(tmp, f"store-{n}.json"), args.kill_at,
+                                                None if args.link_mb_s is None else args.link_mb_s * 1e6))
                 Path(tmp, f"whole-{n}.bmp").write_bytes(noise_bmp(args.megabytes))
-            proxy = Proxy(svc.port)  # the same way as the re-runs
+            proxy = Proxy(svc.port, rate=None if args.link_mb_s is None else args.link_mb_s * 1e6)  # as the re-runs
             whole = min(timed(upload_command(proxy.url, Path(tmp, f"whole-{n}.bmp"), Path(tmp, "none.json"),
                                              "--no-resume", "--timeout", "0")) for n in range(args.runs))
             proxy.close()
