@@ -30,10 +30,15 @@ from test_upload_resume import Proxy, offset_of, upload_command  # noqa: E402
 from tus_helpers import noise_bmp  # noqa: E402
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str], svc: Service | None = None) -> float:
+    """Seconds `command` took; with `svc`, the images it printed are then waited for, so that their processing
+    does not take CPU from the next measurement."""
     started = time.monotonic()
-    subprocess.run(command, capture_output=True, check=False, timeout=600)
-    return time.monotonic() - started
+    done = subprocess.run(command, capture_output=True, check=False, text=True, timeout=600)
+    seconds = time.monotonic() - started
+    for line in done.stdout.splitlines() if svc else ():
+        assert svc and svc.wait_final(json.loads(line)["id"], timeout=300)["status"] == "success", line
+    return seconds
 
 
 def killed_then_resumed(svc: Service, path: Path, store: Path, kill_at: float, link: float | None) -> tuple[float, int]:
@@ -49,7 +54,7 @@ def killed_then_resumed(svc: Service, path: Path, store: Path, kill_at: float, l
     time.sleep(1)
     offset = offset_of(svc, store)
     proxy.rate = link
-    seconds = timed(upload_command(proxy.url, path, store, "--timeout", "0"))
+    seconds = timed(upload_command(proxy.url, path, store, "--timeout", "0"), svc)
     proxy.close()
     assert json.loads(store.read_text()) == {}, "the re-run did not finish the upload"
     return seconds, offset
@@ -74,7 +79,7 @@ def main() -> None:
                 Path(tmp, f"whole-{n}.bmp").write_bytes(noise_bmp(args.megabytes))
             proxy = Proxy(svc.port, rate=None if args.link_mb_s is None else args.link_mb_s * 1e6)  # as the re-runs
             whole = min(timed(upload_command(proxy.url, Path(tmp, f"whole-{n}.bmp"), Path(tmp, "none.json"),
-                                             "--no-resume", "--timeout", "0")) for n in range(args.runs))
+                                             "--no-resume", "--timeout", "0"), svc) for n in range(args.runs))
             proxy.close()
             start = min(timed([sys.executable, "-m", "apercu", "upload", "--help"]) for _ in range(args.runs))
         finally:
