@@ -73,7 +73,7 @@ class ResumeStore:
             if entry is None and key not in data:
                 return
             cutoff = time.time() - KEEP
-            data = {k: v for k, v in data.items() if isinstance(v, dict) and float(v.get("saved", 0)) > cutoff}
+            data = {k: v for k, v in data.items() if _saved(v) > cutoff}
             data.pop(key, None)
             if entry is not None:
                 data[key] = entry
@@ -82,3 +82,9 @@ class ResumeStore:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(data, out)
             os.replace(temporary, self.path)
+
+
+def _saved(entry: Any) -> float:
+    """When an entry was saved (0 for one that is not an entry: dropped at the next change)."""
+    saved = entry.get("saved") if isinstance(entry, dict) else None
+    return float(saved) if isinstance(saved, int | float) else 0.0
