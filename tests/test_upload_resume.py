@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from apercu_client import AsyncClient, Client, ResumeStore, Retries, Unreachable, Upload
+from apercu_client.resume import fingerprint
 from live import Service
 from test_client_library import start_relay
 from tus_helpers import CuttingProxy, noise_bmp
@@ -231,3 +232,16 @@ def test_the_default_store_is_in_the_user_cache(monkeypatch: pytest.MonkeyPatch,
     assert ResumeStore().path == tmp_path / "apercu" / "uploads.json"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert ResumeStore().path == Path.home() / ".cache" / "apercu" / "uploads.json"
+
+
+def test_a_stored_upload_the_service_no_longer_has_starts_again(service: Service, tmp_path: Path) -> None:
+    path = tmp_path / "gone.bmp"
+    path.write_bytes(noise_bmp(0.4))
+    url = f"http://127.0.0.1:{service.port}"
+    store = ResumeStore(tmp_path / "uploads.json")
+    store.put(fingerprint(url, path, path.stat()), "/uploads/" + "0" * 32)  # never was (as after the sweep)
+    with Client(url, resume_store=store) as apercu:
+        upload = apercu.upload_resumable(path, wait=60)
+    assert upload.resumed_from is None and upload.status == "success"
+    assert json.loads(store.path.read_text()) == {}
+    assert_one_image_of(service, upload.id, path)
