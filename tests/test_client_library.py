@@ -330,7 +330,7 @@ class Relay(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_DELETE = relay
+    do_GET = do_POST = do_DELETE = do_HEAD = do_PATCH = relay  # (HEAD, PATCH: resumable uploads)
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -7,6 +7,12 @@ files, several at a time, a key per file, the progress bars, the report and the 
 `Idempotency-Key` derived from the file (host, absolute path, size, mtime): running the same command again after
 an interruption, within the server's `APERCU_IDEMPOTENCY_TTL`, gets the images of the first run back instead of
 second copies, and the retries are safe for the same reason.
+
+Files above `--resumable-above` MB go by tus (the service's `/uploads/`, through `Client.upload_resumable`): a
+chunk at a time, a cut connection resumed where the service stands, and the upload's URL kept in a resume store
+(`--resume-store`, by default in the user's cache folder) until the image exists, so that the same command run
+again after the process was killed sends the rest of a big file, not all of it. The idempotency key goes with the
+creation, so even a lost store does not make a second image.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from apercu import __version__
 
 PROBE_RETRIES = Retries(connect=2)  # the first contact gives up sooner: a wrong URL should not take long to say so
 DEFAULT_URL = "http://127.0.0.1:5000"
+MB = 1_000_000
 
 
 class Fatal(Exception):
@@ -83,6 +90,12 @@ class Options:
     as_json: bool = False
     metadata: bool = False
     progress: bool = True
+    resumable_above: int = 8 * MB  # bytes: larger files go by tus (0: every file)
+    resume: bool = True  # False: every file by POST /images, as before resumable uploads
+    resume_store: Path | None = None  # None: the library's default (the user's cache folder)
+
+    def resumable(self, size: int) -> bool:
+        return self.resume and size > self.resumable_above
 
 
 # Finding the files
@@ -129,7 +142,7 @@ def connect(options: Options, retries: Retries | None = None) -> Client:
     except ValueError:
         raise ValueError(f"not a valid port in {options.url!r}") from None
     return Client(options.url, api_key=options.api_key, retries=retries or Retries(),
-                  headers={"User-Agent": f"apercu-upload/{__version__}"})
+                  resume_store=options.resume_store, headers={"User-Agent": f"apercu-upload/{__version__}"})
 
 
 def probe(options: Options) -> None:
@@ -215,7 +228,11 @@ def upload_file(client: Client, path: Path, progress: Progress, options: Options
             raise Interrupted
         stat = _stat(path)
         size = stat.st_size
-        upload = client.upload(path, idempotency_key=idempotency_key(path, stat), progress=told)
+        key = idempotency_key(path, stat)
+        if options.resumable(size):
+            upload = client.upload_resumable(path, idempotency_key=key, progress=told)
+        else:
+            upload = client.upload(path, idempotency_key=key, progress=told)
     except SourceError as exc:
         outcome.status, outcome.error = "error", str(exc)
     except Unreachable as exc:
@@ -448,6 +465,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON Lines: one {path, id, status, error} per file")
     parser.add_argument("--metadata", action="store_true", help="with --json: each image's metadata too")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    parser.add_argument("--resumable-above", type=_megabytes, default=8 * MB, metavar="MB",
+                        help="files larger than this go by resumable upload (tus), resumed after a cut or a "
+                             "re-run (default 8; 0: every file)")
+    parser.add_argument("--no-resume", action="store_true", help="no resumable uploads: every file in one request")
+    parser.add_argument("--resume-store", type=Path, default=None, metavar="FILE",
+                        help="where resumable uploads are remembered between runs "
+                             "(default: $XDG_CACHE_HOME/apercu/uploads.json)")
 
 
 def _positive_int(raw: str) -> int:
@@ -457,11 +481,19 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _megabytes(raw: str) -> int:
+    value = float(raw)
+    if not 0 <= value < 1e9:  # (not NaN, not infinite)
+        raise argparse.ArgumentTypeError("must be a number of MB, 0 or more")
+    return int(value * MB)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     options = Options(
         paths=args.paths, url=args.url, patterns=args.pattern, concurrency=args.concurrency, timeout=args.timeout,
         api_key=args.api_key, as_json=args.json, metadata=args.metadata,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not args.no_progress and sys.stderr.isatty(), resumable_above=args.resumable_above,
+        resume=not args.no_resume, resume_store=args.resume_store,
     )
     try:
         return run(options)

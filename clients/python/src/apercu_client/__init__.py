@@ -19,11 +19,12 @@ from apercu_client.errors import (
     Unreachable,
 )
 from apercu_client.models import Caller, Delivery, Image, ImageLinks, Page, ServiceInfo, Thumbnail, Upload
+from apercu_client.resume import ResumeStore
 from apercu_client.signing import rendition_path, sign
 
 __version__ = VERSION
 __all__ = [
     "DEFAULT_URL", "MAX_WAIT", "MIN_POLL", "ApercuError", "ApiError", "AsyncClient", "AuthenticationError", "Caller",
-    "Client", "Closed", "Delivery", "Image", "ImageLinks", "NotFound", "Page", "Progress", "Retries", "ServiceInfo",
-    "Source", "SourceError", "Thumbnail", "Unreachable", "Upload", "rendition_path", "sign",
+    "Client", "Closed", "Delivery", "Image", "ImageLinks", "NotFound", "Page", "Progress", "ResumeStore", "Retries",
+    "ServiceInfo", "Source", "SourceError", "Thumbnail", "Unreachable", "Upload", "rendition_path", "sign",
 ]

@@ -4,12 +4,14 @@ the same arguments and results (their documentation is there): both drive the sa
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
+from apercu_client import _tus
 from apercu_client._core import (
     Answer,
     ClientBase,
@@ -21,6 +23,7 @@ from apercu_client._core import (
     advance,
     new_key,
 )
+from apercu_client._tus import CHUNK_SIZE
 from apercu_client.bodies import Progress, Source
 from apercu_client.errors import Closed
 from apercu_client.models import Image, Page, ServiceInfo, Upload
@@ -53,6 +56,15 @@ class AsyncClient(ClientBase):
         callback_url: str | None = None, wait: float | None = None, progress: Progress | None = None,
     ) -> Upload:
         return await self._run(self._upload(source, filename, idempotency_key, callback_url, wait, progress))
+
+    async def upload_resumable(
+        self, path: str | os.PathLike[str], *, filename: str | None = None, idempotency_key: str | None = None,
+        wait: float | None = None, progress: Progress | None = None, chunk_size: int = CHUNK_SIZE,
+        checksum: bool = False, remember: bool = True,
+    ) -> Upload:
+        return await self._run(_tus.flow(self, path, filename=filename, idempotency_key=idempotency_key, wait=wait,
+                                         progress=progress, chunk_size=chunk_size, checksum=checksum,
+                                         remember=remember))
 
     async def upload_url(self, url: str, *, idempotency_key: str | None = None, wait: float | None = None) -> Upload:
         return await self._run(self._ops.upload_url(url, idempotency_key or new_key(), wait))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Generator, Sequence
@@ -16,9 +17,10 @@ from urllib.parse import quote
 
 import httpx
 
-from apercu_client.bodies import Multipart, Progress, Source, multipart
+from apercu_client.bodies import Body, Progress, Source, multipart
 from apercu_client.errors import ApiError, AuthenticationError, NotFound, Unreachable
 from apercu_client.models import Image, Page, ServiceInfo, Upload
+from apercu_client.resume import ResumeStore
 from apercu_client.signing import rendition_path
 
 T = TypeVar("T")
@@ -60,7 +62,7 @@ class Call:
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     json: Any = None
-    body: Multipart | None = None
+    body: Body | None = None
 
     def request_args(self) -> dict[str, Any]:
         """httpx's `build_request` arguments but the content (an iterator of one kind or the other)."""
@@ -216,7 +218,7 @@ class Operations:
                 yield Pause(MIN_POLL)
             before = image.status
 
-    def upload(self, body: Multipart, key: str, wait: float | None) -> Flow[Upload]:
+    def upload(self, body: Body, key: str, wait: float | None) -> Flow[Upload]:
         call = Call("POST", "/images", headers={"Idempotency-Key": key}, body=body)
         return (yield from self._accepted(call, wait))
 
@@ -270,13 +272,17 @@ def new_key() -> str:
 class ClientBase:
     """What `Client` and `AsyncClient` share besides driving flows: their settings, the operations' flows, signing.
     `api_key` is sent as X-API-Key; `url_key` (the deployment's APERCU_URL_KEY) signs rendition URLs; any other
-    keyword goes to the httpx client as it is (`proxy`, `verify`, `cert`, `timeout`, `transport`, `trust_env`)."""
+    keyword goes to the httpx client as it is (`proxy`, `verify`, `cert`, `timeout`, `transport`, `trust_env`).
+    `resume_store` is where resumable uploads keep their URLs between runs (a ResumeStore or its file's path;
+    by default $XDG_CACHE_HOME/apercu/uploads.json)."""
 
     def __init__(
         self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, url_key: str | None = None,
-        retries: Retries = RETRIES, **httpx_kwargs: Any,
+        retries: Retries = RETRIES, resume_store: ResumeStore | str | os.PathLike[str] | None = None,
+        **httpx_kwargs: Any,
     ) -> None:
         self.base_url, self.url_key = base_url.rstrip("/"), url_key
+        self.resume_store = resume_store if isinstance(resume_store, ResumeStore) else ResumeStore(resume_store)
         self._ops = Operations(retries)
         self._open(httpx_options(self.base_url, api_key, httpx_kwargs))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from types import TracebackType
@@ -10,7 +11,9 @@ from typing import Any, TypeVar
 import httpx
 
 from apercu_client import _core as core
+from apercu_client import _tus
 from apercu_client._core import Flow, Images
+from apercu_client._tus import CHUNK_SIZE
 from apercu_client.bodies import Progress, Source
 from apercu_client.errors import Closed
 from apercu_client.models import Image, Page, ServiceInfo, Upload
@@ -43,6 +46,19 @@ class Client(core.ClientBase):
         when none is given, so that the client's own retries never make two); `wait` seconds, the answer's `image`
         is the image once processed (or as it is then); `progress(sent, size)` is told the bytes sent."""
         return self._run(self._upload(source, filename, idempotency_key, callback_url, wait, progress))
+
+    def upload_resumable(
+        self, path: str | os.PathLike[str], *, filename: str | None = None, idempotency_key: str | None = None,
+        wait: float | None = None, progress: Progress | None = None, chunk_size: int = CHUNK_SIZE,
+        checksum: bool = False, remember: bool = True,
+    ) -> Upload:
+        """Upload a file by tus (the service's `/uploads/`), `chunk_size` bytes per request, each with its sha256
+        when `checksum`: a cut connection costs at most the chunk in flight, which is sent again after asking
+        the service where the upload stands (as `retries` allows). With `remember`, the upload's URL is kept in the
+        client's `resume_store` until the image exists, so that the same call in another process (after this
+        one was killed) continues it. The result is `upload`'s, `resumed_from` saying where it went on from."""
+        return self._run(_tus.flow(self, path, filename=filename, idempotency_key=idempotency_key, wait=wait,
+                                   progress=progress, chunk_size=chunk_size, checksum=checksum, remember=remember))
 
     def upload_url(self, url: str, *, idempotency_key: str | None = None, wait: float | None = None) -> Upload:
         """Have the service fetch the image from `url` (public http(s) hosts, unless the deployment allows others)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 from apercu_client.errors import SourceError
 
@@ -21,6 +21,16 @@ DEFAULT_NAME = "upload"  # the part's filename when the source has no name (byte
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO | IO[bytes]
 Progress = Callable[[int, int], None]  # (bytes of the file sent in this attempt, the file's size)
+
+
+class Body(Protocol):
+    """A request's body that can be sent again: its headers (its type and length), then its bytes, read anew at
+    each attempt."""
+
+    @property
+    def headers(self) -> dict[str, str]: ...
+
+    def chunks(self) -> Iterator[bytes]: ...
 
 
 def quote_filename(name: str) -> str:

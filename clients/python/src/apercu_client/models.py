@@ -103,7 +103,8 @@ class Image:
 class Upload:
     """What an upload was answered: the image's id and status then; `duplicate` when the service already had these
     bytes (`APERCU_DEDUP=reuse`: that image, nothing new), `replayed` when its idempotency key had been used (the
-    first upload's image); `image`, the image after the wait, when the upload asked to wait."""
+    first upload's image); `image`, the image after the wait, when the upload asked to wait. A resumable upload's
+    `resumed_from` is the byte it was last resumed from (None when it never had to ask where it stood)."""
 
     id: str
     status: str
@@ -111,6 +112,7 @@ class Upload:
     duplicate: bool = False
     replayed: bool = False
     image: Image | None = None
+    resumed_from: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any], replayed: bool) -> Upload:
