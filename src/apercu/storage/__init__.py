@@ -62,7 +62,7 @@ class Storage:
     def forget_if_unrecorded(self, image_id: str) -> bool:
         """The one rule for files written while a delete may have raced with the writing (a worker's thumbnail, a
         variant): when the image's record is gone, its files go too. True when they went."""
-        if self.catalog.images.get(image_id) is not None:
+        if self.catalog.images.outline(image_id) is not None:  # (its row, without decoding its JSON)
             return False
         self.delete_files(image_id)
         return True

@@ -9,6 +9,8 @@ row first, then the blob: a request in between asks for a render again, as for a
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -18,15 +20,21 @@ from apercu.storage.catalog.tables import kept
 TOUCH_EVERY = 600.0  # seconds: how stale a file's last use may be in the catalog (LRU needs no more precision)
 
 
+def _keep(insert: Any) -> Any:
+    """The upsert of a kept file, built once per dialect: a render's end is on every first request's path."""
+    columns = ("key", "image_id", "bytes", "used_at")
+    statement = insert(kept).values({name: sa.bindparam(name) for name in columns})
+    return statement.on_conflict_do_update(
+        index_elements=["key"], set_={"bytes": statement.excluded.bytes, "used_at": statement.excluded.used_at}
+    )
+
+
+KEEP = {"postgresql": _keep(postgresql.insert), "sqlite": _keep(sqlite.insert)}
+
+
 def record_kept(conn: sa.Connection, image_id: str, key: str, size: int) -> None:
     """Record (or, for a render stored twice, refresh) a kept file, in the caller's transaction."""
-    now = utcnow()
-    values = {"key": key, "image_id": image_id, "bytes": size, "used_at": now}
-    again = {"bytes": size, "used_at": now}
-    if conn.dialect.name == "postgresql":
-        conn.execute(postgresql.insert(kept).values(values).on_conflict_do_update(index_elements=["key"], set_=again))
-    else:
-        conn.execute(sqlite.insert(kept).values(values).on_conflict_do_update(index_elements=["key"], set_=again))
+    conn.execute(KEEP[conn.dialect.name], {"key": key, "image_id": image_id, "bytes": size, "used_at": utcnow()})
 
 
 class Kept:
