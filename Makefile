@@ -51,7 +51,7 @@ containers:
 		|| echo "podman, podman-compose or debootstrap could not be installed: tests/test_container.py will skip (or fail in CI)"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench clients/python
+	$(BIN)/ruff check src tests bench clients/python tools
 	$(BIN)/mypy
 
 bench: $(STAMP)
