@@ -486,3 +486,18 @@ def test_a_separate_worker_serves_its_own_metrics(tmp_path: Path) -> None:
         assert value(web, "apercu_processing_seconds_count", format="jpeg", outcome="success") == 1
     finally:
         svc.stop()
+
+
+def test_a_metrics_file_another_process_is_still_creating_is_skipped_not_a_500(tmp_path: Path) -> None:
+    """A process creates its metrics file empty and sizes it a moment later; a scrape in that moment read it and
+    answered 500 (seen in CI while a worker started). Such a file holds no values yet: it is left out."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    from apercu.metrics import FilesCollector
+
+    written = MmapedDict(str(tmp_path / "counter_1.db"))
+    written.write_value('["apercu_x_total", "apercu_x_total", {}, "x"]', 3.0, 0.0)
+    written.close()
+    (tmp_path / "counter_2.db").write_bytes(b"")  # created, not yet sized
+    (samples,) = [m.samples for m in FilesCollector(str(tmp_path / "*.db")).collect()]
+    assert [(s.name, s.value) for s in samples] == [("apercu_x_total", 3.0)]

@@ -47,6 +47,7 @@ from apercu.storage.outages import Dependency
 log = logging.getLogger(__name__)
 # Chosen by prometheus_client when it was imported, from PROMETHEUS_MULTIPROC_DIR (see apercu.metrics_multiprocess).
 MULTIPROCESS = values.ValueClass is not values.MutexValue
+HEADER_BYTES = 8  # a prometheus_client metrics file starts with its used length (4 bytes) and 4 of padding
 
 # -- the web ---------------------------------------------------------------------------------------------------
 
@@ -155,9 +156,19 @@ class FilesCollector:
     def collect(self) -> Iterable[Metric]:
         # prometheus_client's multiprocess module is untyped:
         merged: Iterable[Metric] = MultiProcessCollector.merge(  # type: ignore[no-untyped-call, unused-ignore]
-            glob.glob(self.pattern), accumulate=True
+            [path for path in glob.glob(self.pattern) if _begun(path)], accumulate=True
         )
         return merged
+
+
+def _begun(path: str) -> bool:
+    """Whether a process's metrics file holds its header yet: another process creates the file empty and then
+    sizes it, and prometheus_client cannot read it in between (a scrape in that moment answered 500; seen in CI
+    while a worker started). An empty file has no values to miss; one removed meanwhile, none either."""
+    try:
+        return os.path.getsize(path) >= HEADER_BYTES
+    except OSError:
+        return False
 
 
 class _Default:
