@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from live import Service
-from test_page import API_KEY, TIMEOUT_MS, browser, open_page, pick_files, wait_for_thumbnails  # noqa: F401 - a fixture
+from test_page import API_KEY, TIMEOUT_MS, browser, open_page, wait_for_thumbnails  # noqa: F401 - a fixture
 from tus_helpers import noise_bmp
 
 from apercu.api import create_app
@@ -65,6 +65,15 @@ def slowed(page: Any) -> list[Sent]:
 
     page.route(lambda url: "/uploads/" in url, hold)
     return sent
+
+
+def pick_files(page: Any, files: list[Path]) -> None:
+    """Files chosen once the page offers uploading (test_page.py opens the picker from the keyboard; here the
+    input is given them directly: a page that re-rendered its drop zone under load once lost the key press)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#dropzone")).to_be_visible(timeout=TIMEOUT_MS)
+    page.locator("#file-input").set_input_files([str(f) for f in files])
 
 
 def progress(page: Any) -> float:
@@ -127,16 +136,16 @@ def stands_still(page: Any, sent: list[Sent], status: str, says: str) -> None:
 def test_a_big_upload_waits_out_the_network_going_away(browser: Any, served: Service, big: Path) -> None:  # noqa: F811
     page, errors, _url, sent = sending(browser, served, big, 0.3)
     page.context.set_offline(True)
-    cut = time.monotonic()
     wait_status(page, "retrying")  # the row says so, and keeps trying
     stands_still(page, sent, "retrying", "Connection lost")
     stored = server_offset(served, page)
     assert stored > 0  # the service kept what came before the cut
+    back = time.monotonic()  # (a request the route saw while offline failed: the resume comes after this)
     page.context.set_offline(False)
     finished_in_the_grid(page, served, big, sent)
-    resumed = first_patch_after(sent, cut)
+    resumed = first_patch_after(sent, back)
     assert resumed.offset == stored  # from where it stood, not from 0
-    assert "HEAD" in [s.method for s in sent if cut < s.at < resumed.at]  # asked where it stood first
+    assert "HEAD" in [s.method for s in sent if back < s.at < resumed.at]  # asked where it stood first
     assert errors == []
 
 
