@@ -335,3 +335,24 @@ def test_apercu_sign_prints_the_path_the_route_accepts(
     monkeypatch.delenv("APERCU_URL_KEY")
     monkeypatch.setenv("APERCU_API_KEYS", API_KEY)
     assert main(["sign", f"w:1/{ID_LIKE}.jpg"]) == 2 and "APERCU_URL_KEY" in capsys.readouterr().err
+
+
+def test_the_orphan_sweep_adopts_renditions_the_catalog_does_not_record(
+    app: Any, client: Any, process: Any, render: Any
+) -> None:
+    """A rendition kept before `apercu_kept` existed (or whose worker died between storing and recording it) has
+    no row: the orphan sweep records it, as last used when it was written, and the bound then applies to it."""
+    from apercu.tasks.housekeeping import Housekeeping
+
+    image_id = uploaded(client, process)
+    with worker(render, image_id):
+        data = client.get(signed(f"/w:40/{image_id}.png")).data
+    storage = app.extensions["apercu"].storage
+    (key,) = renditions_of(app, image_id)
+    storage.catalog.kept.forget([key])  # as an older version left it
+    keeper = Housekeeping(app.extensions["apercu"].celery, "test-worker")
+    keeper.settings = keeper.settings.with_overrides(orphan_grace=0)
+    keeper.sweep_orphans()
+    assert storage.catalog.kept.least_used(10) == [(key, len(data))]
+    keeper.settings = keeper.settings.with_overrides(renditions_max_mb=0)
+    assert keeper.sweep_kept() == 1 and renditions_of(app, image_id) == []

@@ -16,7 +16,9 @@
   `upload_expiry` with their bytes (`storage.partials.sweep_expired`). Everything
   younger than `orphan_grace` is left alone, so work in flight is never mistaken for debris.
 - **Renditions.** Every KEPT_INTERVAL: what renders keep (renditions, thumbnail variants) beyond
-  `renditions_max_mb`, least recently used first (`catalog.kept`); a later request renders it again.
+  `renditions_max_mb`, least recently used first (`catalog.kept`); a later request renders it again. The orphan
+  sweep adopts renditions that the store holds and the catalog does not record (kept before `apercu_kept` existed,
+  or whose render's end was lost with its worker), as last used when they were written.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 from celery import Celery
 
 from apercu import metrics
+from apercu.storage import blob_keys
+from apercu.storage.blobs import BlobMissing
 from apercu.storage.catalog import WORKER_TIMEOUT, utcnow
 from apercu.storage.outages import log_failure
 from apercu.storage.partials import open_partials, sweep_expired
@@ -222,7 +226,23 @@ class Housekeeping:
                 if image_id not in recorded:
                     storage.blobs.delete(key)
                     removed += 1
+            self._adopt_renditions([key for image_id, key in batch if image_id in recorded])
         return removed
+
+    def _adopt_renditions(self, keys: list[str]) -> None:
+        """Record the renditions among `keys` that `catalog.kept` does not know, so that its sweep bounds them."""
+        storage, found = self.processor.storage, []
+        renditions = [key for key in keys if key.startswith(blob_keys.RENDITIONS)]
+        for key in storage.catalog.kept.unrecorded(renditions) if renditions else ():
+            try:
+                info = storage.blobs.stat(key)
+            except BlobMissing:
+                continue  # deleted with its image meanwhile
+            written = datetime.fromtimestamp(info.modified, UTC).replace(tzinfo=None)  # the catalog's naive UTC
+            found.append((blob_keys.image_id_of(key), key, info.size, written))
+        if found:
+            storage.catalog.kept.adopt(found)
+            log.info("adopted %d rendition(s) that the catalog did not record", len(found))
 
     def _rows_without_originals(self, grace: float) -> int:
         storage, after, checked = self.processor.storage, "", 0
