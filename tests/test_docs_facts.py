@@ -15,7 +15,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -391,3 +391,20 @@ def test_the_documents_curl_commands_are_answered(document: str, after: str, cli
             process(image_id)
         seen.append(parts.path)
     assert image_id and len(seen) >= 6
+
+
+CONFLICT_MARKER = re.compile(r"^(<{7} |={7}$|>{7} )", re.MULTILINE)
+HOUSE_SUFFIXES = {".md", ".py", ".toml", ".yaml", ".cfg", ".conf", ".js", ".html", ".css", ".sh", ""}
+
+
+def _house_files() -> Iterator[Path]:
+    """The project's own text files: the tree without what tools make (virtualenvs, git, caches, builds)."""
+    for folder, subfolders, names in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith((".", "__")) and d not in ("build", "dist", "node_modules")]
+        yield from (Path(folder, name) for name in names if Path(name).suffix in HOUSE_SUFFIXES)
+
+
+def test_no_file_of_the_project_holds_a_merge_conflict_marker() -> None:
+    """A merge left `<<<<<<< HEAD` ... `>>>>>>> branch` in docs/ARCHITECTURE.md once, and every test passed."""
+    marked = [path for path in _house_files() if CONFLICT_MARKER.search(path.read_text(errors="replace"))]
+    assert marked == []
