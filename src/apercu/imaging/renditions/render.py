@@ -124,6 +124,7 @@ def _decoded(img: Image.Image, data: bytes, size: int, orientation: int | None) 
     scale = size / max(img.size)
     if scale < 1:
         img.draft(img.mode, (max(1, math.ceil(img.width * scale)), max(1, math.ceil(img.height * scale))))
+    # Taken out of `info`, where the engine would find it and convert the decoded pixels.
     profile = (img.info.pop("icc_profile", None) or None) if img.mode == "RGB" else None
     return thumbnail.upright(img, data, size=max(img.size), orientation=orientation)[0], profile
 
