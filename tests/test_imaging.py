@@ -355,7 +355,7 @@ def test_a_colour_transform_is_built_once_per_profile() -> None:
         frame, ImageCms.ImageCmsProfile(io.BytesIO(profile)), ImageCms.createProfile("sRGB"), outputMode="RGB"
     )
     engines._kept_transform.cache_clear()
-    assert all(engines._to_srgb(frame, profile).tobytes() == expected.tobytes() for _ in range(3))
+    assert all(engines.to_srgb(frame, profile).tobytes() == expected.tobytes() for _ in range(3))
     assert (engines._kept_transform.cache_info().misses, engines._kept_transform.cache_info().hits) == (1, 2)
 
 

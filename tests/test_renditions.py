@@ -442,10 +442,13 @@ def test_outputs_decode_and_carry_no_metadata(ext: str) -> None:
     assert b"Apercu Test Camera" not in raw and b"secret place" not in raw and b"fuzz" not in raw
 
 
-def test_an_embedded_profile_is_converted_to_srgb() -> None:
+@pytest.mark.parametrize(("fmt", "size"), [("PNG", (64, 48)), ("JPEG", (400, 300)), ("JPEG", (24, 16))])
+def test_an_embedded_profile_is_converted_to_srgb(fmt: str, size: tuple[int, int]) -> None:
+    """libvips converts a PNG while it shrinks it; a JPEG that Pillow decodes is converted after the resize (and
+    one too small to be resized, as it is)."""
     profile = images.adobe_rgb_profile()
-    source = Image.new("RGB", (64, 48), (60, 160, 40))
-    data = images.encode(source, "PNG", icc_profile=profile)
+    source = Image.new("RGB", size, (60, 160, 40))
+    data = images.encode(source, fmt, icc_profile=profile, **({"quality": 95} if fmt == "JPEG" else {}))
     expected = ImageCms.profileToProfile(source, io.BytesIO(profile), ImageCms.createProfile("sRGB")).getpixel((0, 0))
     assert expected != (60, 160, 40)
     assert near(mean(rendered(data, "w:32")), expected, 3)  # type: ignore[arg-type]

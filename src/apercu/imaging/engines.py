@@ -64,7 +64,7 @@ class PillowEngine:
         frame = img.convert("F") if deep else _eight_bit(img)
         if frame.size != target:
             frame = frame.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
-        frame = _scaled_to_eight_bit(frame, img.mode) if deep else _to_srgb(frame, img.info.get("icc_profile"))
+        frame = _scaled_to_eight_bit(frame, img.mode) if deep else to_srgb(frame, img.info.get("icc_profile"))
         return frame, metadata.decoder_applies_orientation(img)
 
 
@@ -227,7 +227,7 @@ def _srgb() -> ImageCms.ImageCmsProfile:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
-def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+def to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
     """Colour through the embedded profile (LittleCMS); CMYK without one falls back to Pillow's formula."""
     if img.mode in ("L", "LA") or not icc:
         return img.convert("RGB") if img.mode == "CMYK" else img
