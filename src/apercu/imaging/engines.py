@@ -199,11 +199,12 @@ def _resampled(frame: Image.Image, target: tuple[int, int], box: Box | None) -> 
     0.2-5 dB closer on the JPEGs, none lower), so it resamples where it maps the pixels as Pillow would: RGB
     (Pillow premultiplies alpha; greyscale takes libvips' unvectorised path, 0.1 dB lower on the lowest input),
     whole decoded pixels (libvips centres a fractional box's partial pixel instead of leaving it out) and a
-    reduction under 2 x REDUCING_GAP (beyond it Pillow first takes a box reduction)."""
+    reduction (libvips' reduce does not enlarge) under 2 x REDUCING_GAP (beyond it Pillow first takes a box
+    reduction)."""
     width, height = frame.size
     if (
         box is None and frame.mode == "RGB" and vips_available()
-        and width < 2 * REDUCING_GAP * target[0] and height < 2 * REDUCING_GAP * target[1]
+        and target[0] <= width < 2 * REDUCING_GAP * target[0] and target[1] <= height < 2 * REDUCING_GAP * target[1]
     ):
         pyvips = load_pyvips()
         image = pyvips.Image.new_from_memory(frame.tobytes(), width, height, 3, "uchar")
