@@ -41,6 +41,7 @@ MAX_VIPS_TILES_ACROSS = 1024
 LOADER_OPTIONS = "fail_on=error"
 TRANSFORMS_KEPT = 8  # colour transforms to sRGB kept built, see _transform_to_srgb
 MAX_KEPT_PROFILE = 1024 * 1024  # bytes
+Box = tuple[float, float, float, float]  # left, top, right, bottom, in decoded pixels
 
 
 class Engine(Protocol):
@@ -63,7 +64,7 @@ class PillowEngine:
         deep = img.mode in DEEP_MODES
         frame = img.convert("F") if deep else _eight_bit(img)
         if frame.size != target:
-            frame = frame.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+            frame = _resampled(frame, target, box)
         frame = _scaled_to_eight_bit(frame, img.mode) if deep else to_srgb(frame, img.info.get("icc_profile"))
         return frame, metadata.decoder_applies_orientation(img)
 
@@ -173,7 +174,7 @@ def _nearest(value: float, error: Callable[[int], float]) -> int:
     return max(min(math.floor(value), math.ceil(value), key=error), 1)
 
 
-def _draft(img: Image.Image, target: tuple[int, int]) -> tuple[float, float, float, float] | None:
+def _draft(img: Image.Image, target: tuple[int, int]) -> Box | None:
     """Shrink-on-load to the smallest source leaving DRAFT_MARGIN x target: for JPEG a DCT scale, for HEIF the
     file's own thumbnail item (pillow-heif takes the smallest that is a scaled copy of the image: same aspect,
     crop, rotation and colour profile). Returns the box of the decoded pixels that the whole original covers (a
@@ -190,6 +191,30 @@ def _draft(img: Image.Image, target: tuple[int, int]) -> tuple[float, float, flo
         return None
     drafted = img.draft(img.mode, wanted)
     return drafted[1] if drafted is not None and drafted[1] != (0, 0, *img.size) else None
+
+
+def _resampled(frame: Image.Image, target: tuple[int, int], box: Box | None) -> Image.Image:
+    """The final LANCZOS to `target`. libvips' reduce of 3-band 8-bit images is vectorised where Pillow's loop is
+    not (817x613 -> 256x192: 3.6 ms of CPU against 6.5) and as close to the float reference (tests/decode_quality:
+    0.2-5 dB closer on the JPEGs, none lower), so it resamples where it maps the pixels as Pillow would: RGB
+    (Pillow premultiplies alpha; greyscale takes libvips' unvectorised path, 0.1 dB lower on the lowest input),
+    whole decoded pixels (libvips centres a fractional box's partial pixel instead of leaving it out) and a
+    reduction (libvips' reduce does not enlarge) under 2 x REDUCING_GAP (beyond it Pillow first takes a box
+    reduction)."""
+    width, height = frame.size
+    if (
+        box is None and frame.mode == "RGB" and vips_available()
+        and target[0] <= width < 2 * REDUCING_GAP * target[0] and target[1] <= height < 2 * REDUCING_GAP * target[1]
+    ):
+        pyvips = load_pyvips()
+        image = pyvips.Image.new_from_memory(frame.tobytes(), width, height, 3, "uchar")
+        if width != target[0]:
+            image = image.reduceh(width / target[0], kernel="lanczos3", gap=0.0)
+        if height != target[1]:
+            image = image.reducev(height / target[1], kernel="lanczos3", gap=0.0)
+        if (image.width, image.height) == target:
+            return Image.frombytes("RGB", target, image.write_to_memory())
+    return frame.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
 
 
 def _eight_bit(img: Image.Image) -> Image.Image:
