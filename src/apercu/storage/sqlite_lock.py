@@ -50,11 +50,13 @@ def writer_lock(database: str | None) -> contextlib.AbstractContextManager[None]
     """A context manager for one write transaction: the lock of a database file, nothing for one in memory."""
     if not database or database == ":memory:":
         return contextlib.nullcontext()
-    path = os.path.realpath(database)
-    lock = _locks.get(path) or _locks.setdefault(path, WriterLock(path))
+    lock = _locks.get(database)
+    if lock is None:  # (realpath costs a system call per part of the path: once per name, not per transaction)
+        path = os.path.realpath(database)
+        lock = _locks[database] = _locks.get(path) or _locks.setdefault(path, WriterLock(path))
     return lock.held()
 
 
-_locks: dict[str, WriterLock] = {}  # one per file and process, shared by every engine on it
+_locks: dict[str, WriterLock] = {}  # one per file and process (by its real path and each name it was given)
 # A child forked while another thread held a lock would wait for it forever: it starts with locks of its own.
 os.register_at_fork(after_in_child=_locks.clear)

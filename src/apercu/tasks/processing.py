@@ -180,8 +180,8 @@ class Processor:
             report_render(job, ImageStatus.FAILURE)
             return
         self.storage.blobs.put(job.key, data, durable=False)  # a variant: made again when found missing or empty
-        renders.done(job.image_id, job.key, len(data))
-        self.storage.forget_if_unrecorded(job.image_id)
+        if not renders.done(job.image_id, job.key, len(data)):  # (recorded: its image was, after the write)
+            self.storage.forget_if_unrecorded(job.image_id)
         report_render(job, ImageStatus.SUCCESS)
 
     def render_failed_unexpectedly(self, job: RenderJob, reference: str) -> None:

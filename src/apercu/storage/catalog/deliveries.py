@@ -44,15 +44,26 @@ class DeliveryRecord:
         )
 
 
-def add_for_settled(conn: sa.Connection, image_id: str, now: datetime, operator_url: str) -> None:
-    """Inside the transaction that settles the image: a delivery due now to its uploader's callback and to the
-    operator's URL (APERCU_WEBHOOK_URL, or "" for none), once per URL; its waiting deliveries become due too."""
-    callback = conn.execute(sa.select(images.c.callback_url).where(images.c.id == image_id)).scalar()
+# `add_for_settled`'s statements, built once: built for every image, they cost the worker more than the
+# settling UPDATE itself (SQLAlchemy's construction and cache key, ~0.3 ms of CPU per image on SQLite).
+ADD_DUE = deliveries.insert().values(
+    id=sa.bindparam("delivery_id"), image_id=sa.bindparam("settled_id"), url=sa.bindparam("to"),
+    status=DeliveryStatus.PENDING, attempts=0, due_at=sa.bindparam("now"),
+)
+WAITING_DUE = (
+    deliveries.update()
+    .where(deliveries.c.image_id == sa.bindparam("settled_id"), deliveries.c.status == DeliveryStatus.WAITING)
+    .values(status=DeliveryStatus.PENDING, due_at=sa.bindparam("now"))
+)
+
+
+def add_for_settled(conn: sa.Connection, image_id: str, now: datetime, callback: str | None, operator_url: str) -> None:
+    """Inside the transaction that settles the image: a delivery due now to its uploader's `callback` (the row's
+    `callback_url`, which the settling UPDATE returned) and to the operator's URL (APERCU_WEBHOOK_URL, or "" for
+    none), once per URL; its waiting deliveries become due too."""
     for url in dict.fromkeys(u for u in (callback, operator_url) if u):
-        conn.execute(deliveries.insert().values(
-            id=uuid.uuid4().hex, image_id=image_id, url=url, status=DeliveryStatus.PENDING, attempts=0, due_at=now))
-    waiting = (deliveries.c.image_id == image_id) & (deliveries.c.status == DeliveryStatus.WAITING)
-    conn.execute(deliveries.update().where(waiting).values(status=DeliveryStatus.PENDING, due_at=now))
+        conn.execute(ADD_DUE, {"delivery_id": uuid.uuid4().hex, "settled_id": image_id, "to": url, "now": now})
+    conn.execute(WAITING_DUE, {"settled_id": image_id, "now": now})
 
 
 def _activate(which: sa.ColumnElement[bool], now: datetime) -> sa.Update:

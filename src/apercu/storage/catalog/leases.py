@@ -75,11 +75,16 @@ _OUTCOME = {
     "lease_worker": None,
     "lease_until": None,
 }
-_UNFINISHED = sa.and_(images.c.id == sa.bindparam("image_id"), images.c.status.in_(IN_PROGRESS))
+# (Its statuses compared one by one, not with IN: SQLAlchemy renders an IN of values anew at every execution.)
+_THIS = images.c.id == sa.bindparam("image_id")
 # By the task holding the lease (or anyone while the image is still pending) ...
-SETTLE_UNDER_LEASE = images.update().where(_UNFINISHED, sa.or_(_PENDING, _OWN)).values(**_OUTCOME)
+SETTLE_UNDER_LEASE = images.update().where(_THIS, sa.or_(_PENDING, _OWN))
 # ... or by anyone while the image is pending or processing (giving up after too many interrupted attempts).
-SETTLE_UNFINISHED = images.update().where(_UNFINISHED).values(**_OUTCOME)
+SETTLE_UNFINISHED = images.update().where(_THIS, sa.or_(*(images.c.status == status for status in IN_PROGRESS)))
+# Both return the uploader's callback, for its delivery (one statement fewer than reading it after).
+SETTLE_UNDER_LEASE, SETTLE_UNFINISHED = (
+    settle.values(**_OUTCOME).returning(images.c.callback_url) for settle in (SETTLE_UNDER_LEASE, SETTLE_UNFINISHED)
+)
 
 
 class Leases:
@@ -164,11 +169,12 @@ class Leases:
             "phash": phash_to_int(facts["phash"]) if "phash" in facts else None, **outcome,
         }
         with self._db.begin() as conn:
-            settled = conn.execute(statement, parameters).rowcount
-            if settled:
-                announce_settled(conn, image_id)
-                add_for_settled(conn, image_id, parameters["at"], webhook_url)
-            return bool(settled)
+            settled = conn.execute(statement, parameters).first()
+            if settled is None:
+                return False
+            announce_settled(conn, image_id)
+            add_for_settled(conn, image_id, parameters["at"], settled.callback_url, webhook_url)
+            return True
 
     def mark_unsent(self, image_id: str) -> None:
         """The task could not be published: date the sending back so that the next sweep sends it."""
