@@ -147,6 +147,17 @@ def test_overwrite_replaces_content_and_etag(store: BlobStore) -> None:
     assert (second.size, third.size) == (13, 23)
 
 
+def test_a_file_put_at_a_stored_key_replaces_it(store: BlobStore, tmp_path: Path) -> None:
+    """A whole file on the store's own file system is linked in place, which an existing key would refuse: it is
+    then stored as any other source, replacing the blob, and the file itself is left as it was."""
+    store.put("originals/ab12", b"first version")
+    (tmp_path / "upload").write_bytes(b"the second, from a file")
+    with open(tmp_path / "upload", "r+b") as stream:
+        store.put("originals/ab12", stream)
+    assert read(store, "originals/ab12") == b"the second, from a file"
+    assert (tmp_path / "upload").read_bytes() == b"the second, from a file"
+
+
 def test_stat(store: BlobStore) -> None:
     before = time.time()
     store.put("originals/ab12", b"twelve bytes")

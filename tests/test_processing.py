@@ -350,3 +350,18 @@ def test_an_image_over_the_memory_limit_fails_clearly(processor: Processor) -> N
     small = stored(processor, images.jpeg())
     processor.process(small, "t")
     assert processor.storage.catalog.images.get(small).status == "success"
+
+
+def test_a_new_image_reads_back_as_it_was_recorded(processor: Processor) -> None:
+    """The row is written as SQLAlchemy writes it on both databases (on SQLite the INSERT runs on the driver's
+    connection, through the columns' own bind processors): what `add` returns is what a read finds, to the
+    microsecond, and it sorts among rows written the other way."""
+    catalog = processor.storage.catalog
+    added = catalog.images.add("a" * 32, "name.jpg", "http://127.0.0.1:9/hook", "tenant-a")
+    with catalog.engine.begin() as conn:  # a row through SQLAlchemy itself, a microsecond later
+        conn.execute(sa.insert(images_table).values(
+            id="b" * 32, status="pending", uploaded_at=added.uploaded_at + timedelta(microseconds=1),
+            enqueued_at=added.uploaded_at, attempts=0, tenant="tenant-a",
+        ))
+    assert catalog.images.get("a" * 32, "tenant-a") == added
+    assert [r.id for r in catalog.images.page(10, tenant="tenant-a")] == ["b" * 32, "a" * 32]

@@ -7,11 +7,20 @@ temporary folder, so that storing an upload is a hard link, not a copy.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import IO
+
+INCOMING = "upload-"  # the names of uploads in progress
+
+
+def _private(path: str, flags: int) -> int:
+    """open()'s opener for a file only its owner may read: an upload is nobody else's business."""
+    return os.open(path, flags, 0o600)
 
 
 class Staging:
@@ -20,8 +29,10 @@ class Staging:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def incoming(self) -> IO[bytes]:
-        """A new named file for an upload in progress; the caller removes it (see `clean` for crashes)."""
-        return tempfile.NamedTemporaryFile(dir=self.folder, prefix="upload-", delete=False)
+        """A new named file for an upload in progress, readable by this user alone; the caller removes it (see
+        `clean` for crashes). Opened directly: tempfile.NamedTemporaryFile's name retries and wrapper cost ~0.1 ms
+        of the web's CPU per upload, and a random uuid's name is as good as its names."""
+        return open(self.folder / f"{INCOMING}{uuid.uuid4().hex}", "xb", opener=_private)
 
     def as_file(self, stream: IO[bytes]) -> IO[bytes]:
         """`stream` itself when it is a real file, else a copy in an unnamed file that vanishes when closed."""
@@ -40,7 +51,7 @@ class Staging:
         """Remove the uploads that crashed requests left behind; returns how many."""
         cutoff = time.time() - older_than
         removed = 0
-        for path in self.folder.glob("upload-*"):
+        for path in self.folder.glob(f"{INCOMING}*"):
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()

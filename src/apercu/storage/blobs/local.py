@@ -8,7 +8,7 @@ place, and the directory is fsynced too. A reader therefore sees a whole file or
 stored survives a crash of the process or of the machine. A `durable=False` put (a rendered variant) skips the two
 fsyncs, ~5 ms of a first request's wait: after a machine crash it may be missing or empty, and is rendered again
 when next asked for (`Service._variant`). A source that is already a file on the same file
-system (an upload staged in the data directory) is hard-linked instead of copied.
+system (an upload staged in the data directory) is fsynced and hard-linked into place instead of copied.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ class LocalBlobStore:
 
     def put(self, key: str, source: bytes | IO[bytes], *, durable: bool = True) -> None:
         target = self._path(key)
+        if not isinstance(source, bytes) and self._linked(source, target):
+            return
         staged = self.tmp / f"put-{uuid.uuid4().hex}"
         try:
-            if isinstance(source, bytes) or not self._link(source, staged):
-                self._copy(source, staged, durable)
+            self._copy(source, staged, durable)
             self._rename_into_place(staged, target, durable)
         finally:
             staged.unlink(missing_ok=True)
@@ -111,19 +112,35 @@ class LocalBlobStore:
         kind, _shard, *rest = path.relative_to(self.root).parts
         return "/".join([kind, *rest])
 
-    def _link(self, source: IO[bytes], staged: Path) -> bool:
-        """Hard-link a whole file on this file system into `staged`; False when the source is not one."""
+    def _linked(self, source: IO[bytes], target: Path) -> bool:
+        """Store a whole file on this file system by hard-linking it at `target` itself, which must not exist yet
+        (an upload's new key): the link appears whole and at once, as a rename would, without a staged name to
+        link, rename and remove (~0.1 ms of the web's CPU per upload). False when it cannot be (not a real file,
+        another file system, a key already stored): the caller copies instead."""
         name = getattr(source, "name", None)
         try:
             if not isinstance(name, str | os.PathLike) or source.tell() != 0:
                 return False
             source.flush()
+            os.utime(source.fileno())  # written now, as far as the sweeps go: not when the upload began arriving
             os.fsync(source.fileno())
-            os.link(os.fspath(name), staged)
-            os.utime(staged)  # written now, as far as the sweeps go: not when the upload began arriving
-            return True
+            self._link_into_place(os.fspath(name), target)
         except (OSError, ValueError, AttributeError):
-            return False  # another file system (EXDEV), not a real file: copy instead
+            return False  # EXDEV, EEXIST, not a real file: copy instead
+        _fsync_directory(target.parent)
+        return True
+
+    @staticmethod
+    def _link_into_place(source: str, target: Path) -> None:
+        for _ in range(3):  # a delete may remove the (empty) per-image folder between mkdir and link
+            try:
+                os.link(source, target)
+                return
+            except FileNotFoundError:
+                if not os.path.exists(source):
+                    raise
+                target.parent.mkdir(parents=True, exist_ok=True)
+        raise FileNotFoundError(target.parent)
 
     @staticmethod
     def _copy(source: bytes | IO[bytes], staged: Path, durable: bool) -> None:
@@ -148,13 +165,17 @@ class LocalBlobStore:
                     raise
         else:
             raise FileNotFoundError(target.parent)
-        if not durable:
-            return
-        directory = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        if durable:
+            _fsync_directory(target.parent)
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make the names just written in a directory durable."""
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def _modified_before(path: Path, cutoff: float) -> bool:

@@ -11,6 +11,7 @@ and the worker and housekeeping, which serve every tenant alike.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -113,12 +114,28 @@ def insert(
         enqueued_at=now, attempts=0, lease_owner=None, lease_until=None, lease_worker=None, image_metadata=None,
         thumbnail=None, sha256=sha256, phash=None, callback_url=callback_url, tenant=tenant, source_url=source_url,
     )
-    conn.execute(INSERT, {
+    values = {
         "id": image_id, "filename": filename, "status": ImageStatus.PENDING, "uploaded_at": now, "enqueued_at": now,
         "attempts": 0, "sha256": sha256, "callback_url": callback_url, "tenant": tenant,
         "source_url": source_url,
-    })
+    }
+    if conn.dialect.name == "sqlite":
+        text, bind = _sqlite_insert(conn.dialect, tuple(values))
+        driver: Any = conn.connection.driver_connection  # sqlite3's own, in this transaction
+        driver.execute(text, [value if process is None else process(value)
+                              for value, process in zip(values.values(), bind, strict=True)])
+    else:
+        conn.execute(INSERT, values)
     return record
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_insert(dialect: sa.Dialect, names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
+    """INSERT's text for these columns on SQLite, and each column's own bind processor (SQLAlchemy's, so that
+    values are stored exactly as through it), run on the driver's connection: SQLAlchemy's execution of the
+    statement was ~0.4 ms of the web's CPU per upload, a tenth of that on the driver (every upload inserts)."""
+    text = f"INSERT INTO {images.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    return text, tuple(images.c[name].type.bind_processor(dialect) for name in names)
 
 
 class Images:
