@@ -28,6 +28,7 @@ from apercu.imaging.renditions.options import (
     parse_presets,
     split_path,
 )
+from apercu.imaging.renditions.render import to_vips
 
 MAX_OUTPUT = 100_000_000
 RED, GREEN, BLUE, YELLOW, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 255, 255)
@@ -553,6 +554,48 @@ def test_processing_records_the_focal_point_of_the_upright_image(orientation: in
     exif = images.exif_block(orientation=orientation, camera=False)
     point = analyse(images.encode(stored, "JPEG", quality=90, exif=exif)).metadata["focal_point"]
     assert 0.1 < point["x"] < 0.4 and 0.1 < point["y"] < 0.45, point
+
+
+def libvips_attention(frame: Image.Image) -> dict[str, float]:
+    """What libvips' own smartcrop attention finds (the point `g:smart` crops on), as the same fractions."""
+    image = to_vips(frame)
+    _, found = image.smartcrop(image.width // 2, image.height // 2, interesting="attention",
+                               attention_x=True, attention_y=True)
+    return {"x": (found["attention_x"] + 0.5) / image.width, "y": (found["attention_y"] + 0.5) / image.height}
+
+
+def disc(size: tuple[int, int], centre: tuple[int, int], colour: tuple[int, ...], mode: str = "RGB") -> Image.Image:
+    """A grey frame (half transparent in RGBA) with one disc of `colour`: a subject that cannot be missed."""
+    img = Image.new(mode, size, (128, 128, 128, 128)[: len(mode)])
+    x, y = centre
+    ImageDraw.Draw(img).ellipse((x - 20, y - 20, x + 20, y + 20), fill=colour)
+    return img
+
+
+@pytest.mark.parametrize(("size", "centre", "colour", "mode"), [
+    ((256, 171), (40, 40), (255, 0, 0, 255), "RGB"),  # saturated red, top left
+    ((256, 171), (200, 120), (255, 0, 0, 255), "RGB"),  # bottom right
+    ((256, 171), (100, 60), (255, 0, 255, 255), "RGB"),  # magenta
+    ((171, 256), (60, 210), (230, 160, 120, 255), "RGB"),  # skin tone, portrait frame
+    ((200, 200), (150, 50), (220, 150, 110, 255), "RGBA"),  # skin tone, opaque, on a half-transparent grey
+    ((256, 100), (230, 50), (255, 255, 255, 255), "L"),  # white on grey: edges only
+])
+def test_the_focal_point_is_libvips_attention_point(size: tuple[int, int], centre: tuple[int, int],
+                                                    colour: tuple[int, ...], mode: str) -> None:
+    """The numpy reimplementation lands where libvips' smartcrop does (to one cell of its 32 x 32 grid), and on
+    the subject."""
+    frame = disc(size, centre, colour[: len(mode)] if mode != "L" else 255, mode)
+    ours, theirs = focal_point(frame), libvips_attention(frame)
+    assert abs(ours["x"] - theirs["x"]) <= 1 / 32 + 0.001 and abs(ours["y"] - theirs["y"]) <= 1 / 32 + 0.001
+    assert abs(ours["x"] - centre[0] / size[0]) < 0.15 and abs(ours["y"] - centre[1] / size[1]) < 0.15, ours
+
+
+def test_the_focal_point_agrees_with_libvips_on_a_textured_photo_like_frame() -> None:
+    """Noise everywhere and a skin-toned patch: every term of the score (edges, skin, a) is at play."""
+    frame = Image.effect_noise((256, 192), 40).convert("RGB")
+    frame.paste((225, 155, 115), (150, 30, 210, 90))
+    ours, theirs = focal_point(frame), libvips_attention(frame)
+    assert abs(ours["x"] - theirs["x"]) <= 1 / 32 + 0.001 and abs(ours["y"] - theirs["y"]) <= 1 / 32 + 0.001
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "1"])
