@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from apercu.storage import blob_keys
 from apercu.storage.catalog import Catalog, ImageStatus, Outline, RenderRequest, RenderState, utcnow
+from apercu.storage.catalog.images import ImageRecord
+from apercu.storage.catalog.settling import UNSETTLED_IMAGES
+from apercu.storage.catalog.tables import images
 from apercu.storage.migrations.schema import create_schema
 from apercu.storage.watcher import Watcher
 
@@ -176,3 +180,40 @@ def test_an_outline_reads_status_name_and_size_without_the_json(catalog: Catalog
     outline = catalog.images.outline(image_id)
     assert outline == Outline(ImageStatus.SUCCESS, None, "café.jpg", 1800, 1200) and outline.settled
     assert catalog.images.outline(uuid.uuid4().hex) is None
+
+
+def new_image(catalog: Catalog) -> str:
+    image_id = uuid.uuid4().hex
+    catalog.images.add(image_id, "photo.jpg")
+    return image_id
+
+
+def test_settled_images_are_those_the_statement_finds_settled(catalog: Catalog) -> None:
+    """The poller's query runs as text compiled once per number of names, on the driver (`catalog.prepared`): it
+    must answer exactly what the SQLAlchemy statement answers, for every status and for however many names."""
+    pending, processing, failed, deleted = (new_image(catalog) for _ in range(4))
+    catalog.leases.claim(processing, "task", 600, 3)
+    catalog.leases.fail(failed, "broken", webhook_url="")
+    catalog.images.delete(deleted)
+    unknown = uuid.uuid4().hex
+    names = [pending, processing, failed, deleted, unknown]
+    assert catalog.settling.settled_among(names) == {failed, deleted, unknown}
+    with catalog.engine.connect() as conn:
+        unsettled = set(conn.scalars(UNSETTLED_IMAGES, {"names": names}))
+    assert unsettled == {pending, processing}
+    for count in (1, 2, 5):  # each number of names has a text of its own
+        assert catalog.settling.settled_among(names[:count]) == set(names[:count]) - unsettled
+
+
+def test_an_image_read_on_the_driver_is_the_record_sqlalchemy_reads(catalog: Catalog) -> None:
+    """`images.get` runs on the driver (`catalog.prepared`) with each column's own processing: the same record as
+    through SQLAlchemy (datetimes, JSON, statuses), within its tenant and not in another's."""
+    image_id = new_image(catalog)
+    catalog.leases.claim(image_id, "task", 600, 3)
+    facts = {"width": 4, "height": 3, "exif": {"Make": "café"}, "phash": "8000000000000001"}
+    assert catalog.leases.finish(image_id, "task", facts, {"key": "k", "bytes": 9}, webhook_url="")
+    with catalog.engine.connect() as conn:
+        expected = ImageRecord.of(conn.execute(sa.select(images).where(images.c.id == image_id)).one())
+    assert catalog.images.get(image_id) == expected and expected.processed_at is not None
+    assert catalog.images.get(image_id, expected.tenant) == expected
+    assert catalog.images.get(image_id, "another") is None and catalog.images.get(uuid.uuid4().hex) is None

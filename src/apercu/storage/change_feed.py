@@ -16,7 +16,7 @@ happened; only then does it query the catalog (`catalog.settling`). Each databas
 from __future__ import annotations
 
 import select
-import threading
+import time
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -74,7 +74,8 @@ class PostgresFeed:
 
 class SqliteFeed:
     def __init__(self, engine: sa.Engine) -> None:
-        self._conn: Any = engine.raw_connection()
+        self._pooled = engine.raw_connection()
+        self._conn: Any = self._pooled.driver_connection  # sqlite3's own: the pool's proxy costs more than the pragma
         self._bell = CommitBell(engine.url.database or "")
         self._seen = self._version()
 
@@ -90,19 +91,19 @@ class SqliteFeed:
         if self._moved():
             return None
         if rung:  # a commit still landing, most likely: one more look
-            threading.Event().wait(SECOND_LOOK)
+            time.sleep(SECOND_LOOK)
             if self._moved():
                 return None
         return set()
 
     def close(self) -> None:
         self._bell.close()
-        self._conn.close()
+        self._pooled.close()
 
 
 class BlindFeed:
     def poll(self, timeout: float) -> set[str] | None:
-        threading.Event().wait(timeout)
+        time.sleep(timeout)
         return None
 
     def close(self) -> None:

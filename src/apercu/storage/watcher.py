@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 
 from apercu.storage.catalog import Catalog
 from apercu.storage.change_feed import ChangeFeed
@@ -29,27 +28,32 @@ class Watcher:
         self.catalog = catalog
         self.interval = interval
         self.recheck = recheck
-        self._cond = threading.Condition()
-        self._waiting: Counter[str] = Counter()
-        self._settled: set[str] = set()
+        self._lock = threading.Lock()
+        self._someone = threading.Condition(self._lock)  # the poller sleeps on it while nobody waits
+        # Each waiter's own event, by name: a settled name wakes its waiters alone (one condition for all woke
+        # every waiting request thread at each settle, to find that it was someone else's).
+        self._waiting: dict[str, list[threading.Event]] = {}
         self._newcomers = False
         self._owner_pid = 0  # the process whose poller runs: a forked web worker starts its own
 
     def wait(self, name: str, timeout: float) -> bool:
         """Block until `name` settled (an image's id: processed or deleted; a render's blob key: stored or failed,
         or its image deleted) or `timeout` seconds pass; True when it settled."""
-        with self._cond:
+        settled = threading.Event()
+        with self._lock:
             self._start_poller()
-            self._waiting[name] += 1
+            self._waiting.setdefault(name, []).append(settled)
             self._newcomers = True  # it may have settled before the poller's last look: look again
-            self._cond.notify_all()
-            try:
-                return self._cond.wait_for(lambda: name in self._settled, timeout)
-            finally:
-                self._waiting[name] -= 1
-                if not self._waiting[name]:
-                    del self._waiting[name]
-                    self._settled.discard(name)
+            self._someone.notify()
+        try:
+            return settled.wait(timeout)
+        finally:
+            with self._lock:
+                events = self._waiting.get(name, [])
+                if settled in events:  # (not when the poller took them, to wake them)
+                    events.remove(settled)
+                    if not events:
+                        del self._waiting[name]
 
     def _start_poller(self) -> None:
         if self._owner_pid != os.getpid():
@@ -66,13 +70,14 @@ class Watcher:
         feed: ChangeFeed | None = None
         checked = 0.0
         while True:
-            with self._cond:
-                self._cond.wait_for(lambda: any(n not in self._settled for n in self._waiting))
-                pending = [n for n in self._waiting if n not in self._settled]
+            with self._lock:
+                self._someone.wait_for(lambda: bool(self._waiting))
                 look, self._newcomers = self._newcomers, False
             try:
                 feed = feed or self.catalog.settling.change_feed()
                 announced = feed.poll(0 if look else self.interval)
+                with self._lock:  # who waits now: a newcomer during the poll is looked for in this round
+                    pending, look, self._newcomers = list(self._waiting), look or self._newcomers, False
                 if look or announced is None or time.monotonic() - checked > self.recheck:
                     settled, checked = self.catalog.settling.settled_among(pending), time.monotonic()
                 else:
@@ -81,11 +86,16 @@ class Watcher:
                 log.warning("polling the catalog for what settled failed", exc_info=True)
                 _close(feed)
                 feed, settled = None, set()
-                threading.Event().wait(self.interval)
+                time.sleep(self.interval)
             if settled:
-                with self._cond:
-                    self._settled |= settled
-                    self._cond.notify_all()
+                self._wake(settled)
+
+    def _wake(self, settled: set[str]) -> None:
+        """Wake the waiters of these names, and forget the names (a later waiter of one looks for itself)."""
+        with self._lock:
+            for name in settled:
+                for event in self._waiting.pop(name, ()):
+                    event.set()
 
 
 def _close(feed: ChangeFeed | None) -> None:
