@@ -65,13 +65,14 @@ def test_a_settled_image_wakes_its_waiter_without_a_query_per_poll(catalog: Cata
     woke: dict[str, Any] = {}
 
     def wait() -> None:
-        woke["settled"] = watcher.wait(image_id, 10)
+        with watcher.watching(image_id) as settled:
+            woke["settled"] = settled(10)
         woke["at"] = time.monotonic()
 
     waiter = threading.Thread(target=wait)
     waiter.start()
     first_look_then_idle(calls)
-    assert calls == [1]  # one look for the newcomer; nothing committed since, so no query
+    assert calls == [1]  # one look when the feed opens; nothing committed since, so no query
     catalog.leases.fail(other, "not the awaited image", webhook_url="")  # a change that settles someone else's image
     time.sleep(5 * INTERVAL)
     settled_at = time.monotonic()
@@ -89,7 +90,8 @@ def test_a_waiter_times_out_when_nothing_settles(catalog: Catalog) -> None:
     image_id = uuid.uuid4().hex
     catalog.images.add(image_id, None)
     started = time.monotonic()
-    assert Watcher(catalog, interval=INTERVAL).wait(image_id, 0.3) is False
+    with Watcher(catalog, interval=INTERVAL).watching(image_id) as settled:
+        assert settled(0.3) is False
     assert 0.3 <= time.monotonic() - started < 1.0
 
 
@@ -112,14 +114,15 @@ def test_a_render_that_ends_wakes_its_waiter_through_the_feed(catalog: Catalog, 
     woke: dict[str, Any] = {}
 
     def wait(name: str) -> None:
-        woke[name] = watcher.wait(name, 10)
+        with watcher.watching(name) as settled:
+            woke[name] = settled(10)
         woke[f"{name} at"] = time.monotonic()
 
     waiters = {name: threading.Thread(target=wait, args=(name,)) for name in (key, image_id)}
     for waiter in waiters.values():
         waiter.start()
     first_look_then_idle(calls)
-    assert calls in ([2], [1, 2])  # a look for the newcomers (both names at once); nothing committed since
+    assert calls in ([1], [2])  # a look when the feed opens (for whoever waits by then); nothing committed since
     looks = len(calls)
     catalog.renders.done(image_id, other, 3)
     time.sleep(5 * INTERVAL)
@@ -217,3 +220,18 @@ def test_an_image_read_on_the_driver_is_the_record_sqlalchemy_reads(catalog: Cat
     assert catalog.images.get(image_id) == expected and expected.processed_at is not None
     assert catalog.images.get(image_id, expected.tenant) == expected
     assert catalog.images.get(image_id, "another") is None and catalog.images.get(uuid.uuid4().hex) is None
+
+
+def test_what_settles_once_watched_wakes_even_before_the_wait(catalog: Catalog) -> None:
+    """A waiter reads, then waits: whatever settles from the moment it watches wakes it, however soon (between its
+    read and its wait, and before the poller has even opened its feed), within a poll, not at the recheck."""
+    watcher = Watcher(catalog, interval=INTERVAL, recheck=60)
+    for _ in range(2):  # (the second time, on the feed the first opened)
+        image_id = new_image(catalog)
+        with watcher.watching(image_id) as settled:
+            outline = catalog.images.outline(image_id)
+            assert outline is not None and not outline.settled  # what the waiter read
+            catalog.leases.fail(image_id, "settled before the wait", webhook_url="")
+            started = time.monotonic()
+            assert settled(10) is True
+            assert time.monotonic() - started < 5

@@ -2,20 +2,24 @@
 however many requests wait, for whatever.
 
 Each waiting request used to poll the catalog on its own every few milliseconds, and that polling was a quarter
-of the web processes' CPU under load. Here every waiter sleeps on one condition; a single thread, running only
-while someone waits, listens to the catalog's change feed (`storage.change_feed`: PostgreSQL's notifications,
-SQLite's change counter) for up to `interval` at a time, and wakes the waiters of the names it announces (image
-ids, renders' blob keys). It queries the catalog (`catalog.settling`: one query for all the waited-for names) only
-when the feed cannot name what changed, when new waiters arrive (theirs may have settled before they started
-waiting), and every `recheck` seconds in any case, so that a missed notification costs at most that much delay.
+of the web processes' CPU under load. Here every waiter sleeps on an event of its own; a single thread, running
+only while someone waits, listens to the catalog's change feed (`storage.change_feed`: PostgreSQL's
+notifications, SQLite's settle bell), asleep until it rings (or polls it every `interval` where it cannot ring),
+and wakes the waiters of the names it announces or that a look finds settled (image ids, renders' blob keys). It
+queries the catalog (`catalog.settling`: one query for all the waited-for names) only when the feed cannot name
+what changed, once when it opens a feed, and every `recheck` seconds in any case, so that a missed notification
+costs at most that much delay. A waiter reads what it waits for itself once it is watching (`watching`): what
+settled before that, no feed would tell.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 from apercu.storage.catalog import Catalog
 from apercu.storage.change_feed import ChangeFeed
@@ -33,20 +37,22 @@ class Watcher:
         # Each waiter's own event, by name: a settled name wakes its waiters alone (one condition for all woke
         # every waiting request thread at each settle, to find that it was someone else's).
         self._waiting: dict[str, list[threading.Event]] = {}
-        self._newcomers = False
         self._owner_pid = 0  # the process whose poller runs: a forked web worker starts its own
 
-    def wait(self, name: str, timeout: float) -> bool:
-        """Block until `name` settled (an image's id: processed or deleted; a render's blob key: stored or failed,
-        or its image deleted) or `timeout` seconds pass; True when it settled."""
+    @contextlib.contextmanager
+    def watching(self, name: str) -> Iterator[Callable[[float], bool]]:
+        """Watch `name` (an image's id: processed or deleted; a render's blob key: stored or failed, or its image
+        deleted) for the block, which gets `settled(timeout)`: True once it settled, False after `timeout`
+        seconds. What settles from the moment the block starts wakes it; what settled before, the block must
+        read for itself, after it started (the poller looks for no newcomer, so that it can sleep until the
+        feed rings: a look per waiter, and a wake-up every `interval` to make it, were a third of its cost)."""
         settled = threading.Event()
         with self._lock:
             self._start_poller()
             self._waiting.setdefault(name, []).append(settled)
-            self._newcomers = True  # it may have settled before the poller's last look: look again
             self._someone.notify()
         try:
-            return settled.wait(timeout)
+            yield settled.wait
         finally:
             with self._lock:
                 events = self._waiting.get(name, [])
@@ -72,13 +78,14 @@ class Watcher:
         while True:
             with self._lock:
                 self._someone.wait_for(lambda: bool(self._waiting))
-                look, self._newcomers = self._newcomers, False
             try:
-                feed = feed or self.catalog.settling.change_feed()
-                announced = feed.poll(0 if look else self.interval)
-                with self._lock:  # who waits now: a newcomer during the poll is looked for in this round
-                    pending, look, self._newcomers = list(self._waiting), look or self._newcomers, False
-                if look or announced is None or time.monotonic() - checked > self.recheck:
+                if feed is None:  # a look first: what settled before the feed listened was not announced to it
+                    feed, announced = self.catalog.settling.change_feed(), None
+                else:
+                    announced = feed.poll(self._timeout(feed, checked))
+                with self._lock:  # who waits now: whoever came during the poll is looked for too
+                    pending = list(self._waiting)
+                if announced is None or time.monotonic() - checked >= self.recheck:
                     settled, checked = self.catalog.settling.settled_among(pending), time.monotonic()
                 else:
                     settled = announced.intersection(pending)
@@ -90,8 +97,15 @@ class Watcher:
             if settled:
                 self._wake(settled)
 
+    def _timeout(self, feed: ChangeFeed, checked: float) -> float:
+        """How long a poll of the feed may sleep: a feed that is told of what settles, until the next `recheck`
+        look (the safety net for a missed notification); one that must be asked, `interval`."""
+        if not feed.told:
+            return self.interval
+        return max(0.0, checked + self.recheck - time.monotonic())
+
     def _wake(self, settled: set[str]) -> None:
-        """Wake the waiters of these names, and forget the names (a later waiter of one looks for itself)."""
+        """Wake the waiters of these names, and forget the names (a later waiter of one reads it for itself)."""
         with self._lock:
             for name in settled:
                 for event in self._waiting.pop(name, ()):
