@@ -19,6 +19,7 @@ from apercu.storage.catalog.images import ImageRecord
 from apercu.storage.catalog.settling import UNSETTLED_IMAGES
 from apercu.storage.catalog.tables import images
 from apercu.storage.migrations.schema import create_schema
+from apercu.storage.outages import classify
 from apercu.storage.watcher import Watcher
 
 INTERVAL = 0.02
@@ -235,3 +236,23 @@ def test_what_settles_once_watched_wakes_even_before_the_wait(catalog: Catalog) 
             started = time.monotonic()
             assert settled(10) is True
             assert time.monotonic() - started < 5
+
+
+def test_a_render_request_is_pending_until_taken_for_lost(catalog: Catalog) -> None:
+    """A render asked for again while queued is PENDING; once its request counts as lost, the next one sends it
+    again and dates the request anew (the statements are built once, with bound parameters)."""
+    image_id = new_image(catalog)
+    key = requested(catalog, image_id, 128)
+    assert catalog.renders.request(image_id, key, utcnow() - timedelta(hours=1)).state is RenderState.PENDING
+    assert catalog.renders.request(image_id, key, utcnow() + timedelta(seconds=1)).state is RenderState.SEND
+    assert catalog.renders.request(image_id, key, utcnow() - timedelta(hours=1)).state is RenderState.PENDING
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/no/such/folder/catalog.sqlite", "postgresql://apercu@127.0.0.1:1/test"])
+def test_a_read_on_the_driver_fails_as_the_catalogs_outage(url: str, tmp_path: Path) -> None:
+    """The driver's own error, raised as SQLAlchemy raises it: what the routes answer 503 catalog_unavailable for."""
+    catalog = Catalog.from_url(url.format(tmp=tmp_path))
+    for read in (lambda: catalog.images.get(uuid.uuid4().hex), lambda: catalog.settling.settled_among(["x" * 32])):
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            read()
+        assert classify(raised.value) == "catalog"

@@ -38,6 +38,7 @@ class Watcher:
         # every waiting request thread at each settle, to find that it was someone else's).
         self._waiting: dict[str, list[threading.Event]] = {}
         self._owner_pid = 0  # the process whose poller runs: a forked web worker starts its own
+        self._asleep = False  # the poller sleeps on `_someone`: a newcomer must wake it
 
     @contextlib.contextmanager
     def watching(self, name: str) -> Iterator[Callable[[float], bool]]:
@@ -50,7 +51,8 @@ class Watcher:
         with self._lock:
             self._start_poller()
             self._waiting.setdefault(name, []).append(settled)
-            self._someone.notify()
+            if self._asleep:  # (a wake-up of the poller cost a rendition's first request a tenth of its web CPU)
+                self._someone.notify()
         try:
             yield settled.wait
         finally:
@@ -74,17 +76,19 @@ class Watcher:
 
     def _poll_forever(self) -> None:
         feed: ChangeFeed | None = None
-        checked = 0.0
+        checked = busy = 0.0
         while True:
-            with self._lock:
-                self._someone.wait_for(lambda: bool(self._waiting))
+            self._sleep_while_nobody_waits(feed, busy)
             try:
                 if feed is None:  # a look first: what settled before the feed listened was not announced to it
                     feed, announced = self.catalog.settling.change_feed(), None
                 else:
-                    announced = feed.poll(self._timeout(feed, checked))
+                    announced = feed.poll(self._timeout(feed, checked, busy))
                 with self._lock:  # who waits now: whoever came during the poll is looked for too
                     pending = list(self._waiting)
+                if not pending:
+                    continue
+                busy = time.monotonic()
                 if announced is None or time.monotonic() - checked >= self.recheck:
                     settled, checked = self.catalog.settling.settled_among(pending), time.monotonic()
                 else:
@@ -97,12 +101,24 @@ class Watcher:
             if settled:
                 self._wake(settled)
 
-    def _timeout(self, feed: ChangeFeed, checked: float) -> float:
+    def _sleep_while_nobody_waits(self, feed: ChangeFeed | None, busy: float) -> None:
+        """Sleep until someone waits; but a feed that is told of what settles is listened to on for `recheck`
+        seconds after the last waiter left, so that the next one (a rendition's first request comes every few
+        ms under load) need not wake the poller."""
+        with self._lock:
+            if self._waiting or (feed is not None and feed.told and time.monotonic() - busy < self.recheck):
+                return
+            self._asleep = True
+            self._someone.wait_for(lambda: bool(self._waiting))
+            self._asleep = False
+
+    def _timeout(self, feed: ChangeFeed, checked: float, busy: float) -> float:
         """How long a poll of the feed may sleep: a feed that is told of what settles, until the next `recheck`
-        look (the safety net for a missed notification); one that must be asked, `interval`."""
+        look (the safety net for a missed notification), or while nobody waits, until it stops listening; one
+        that must be asked, `interval`."""
         if not feed.told:
             return self.interval
-        return max(0.0, checked + self.recheck - time.monotonic())
+        return max(0.0, (checked if self._waiting else busy) + self.recheck - time.monotonic())
 
     def _wake(self, settled: set[str]) -> None:
         """Wake the waiters of these names, and forget the names (a later waiter of one reads it for itself)."""

@@ -88,9 +88,15 @@ class Prepared:
         return found
 
     def rows(self, values: Values) -> list[tuple[Any, ...]]:
-        """Every row for these parameter values (an expanding parameter's given as a list)."""
+        """Every row for these parameter values (an expanding parameter's given as a list). The driver's errors are
+        raised as SQLAlchemy raises them (`sqlalchemy.exc.OperationalError`...: what `storage.outages` knows for
+        the catalog's outage), and a connection the dialect finds disconnected is dropped from the pool."""
         compiled = self._compiled(values)
-        pooled = self._engine.raw_connection()
+        dialect = self._engine.dialect
+        try:
+            pooled = self._engine.raw_connection()
+        except dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error) from exc
         try:
             cursor = pooled.driver_connection.cursor()  # type: ignore[union-attr]
             try:
@@ -98,6 +104,13 @@ class Prepared:
                 found = cursor.fetchall()
             finally:
                 cursor.close()
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, pooled.driver_connection, None)
+            if lost:
+                pooled.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                compiled.sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect,
+            ) from exc
         finally:
             pooled.close()  # back to the pool, which rolls back what a SELECT began (psycopg)
         return [self._row(row) for row in found]
