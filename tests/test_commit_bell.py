@@ -5,9 +5,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 
-from apercu.storage.commit_bell import CommitBell
+import pytest
+
+from apercu.storage.catalog import Catalog
+from apercu.storage.catalog.engine import Database
+from apercu.storage.change_feed import announce_settled
+from apercu.storage.commit_bell import CommitBell, SettleBell
+from apercu.storage.migrations.schema import create_schema
 
 
 def wal_database(path: Path) -> sqlite3.Connection:
@@ -54,3 +61,31 @@ def test_a_database_in_memory_has_no_bell_and_only_sleeps() -> None:
     started = time.monotonic()
     assert bell.wait(0.05) is False and not bell.listening
     assert time.monotonic() - started >= 0.04
+
+
+def test_the_settle_bell_rings_once_a_settling_commit_is_made_and_only_then(tmp_path: Path) -> None:
+    """The `?wait` pollers' bell on SQLite: a commit that settles nothing (an upload's insert, a claim), or a
+    settling transaction rolled back, does not ring it; a settle does, after its commit (what it settled is there
+    to be read when the bell rings)."""
+    database = str(tmp_path / "catalog.sqlite")
+    catalog = Catalog.from_url(f"sqlite:///{database}")
+    create_schema(catalog.engine)
+    bell = SettleBell(database)
+    try:
+        assert bell.listening
+        image_id = uuid.uuid4().hex
+        catalog.images.add(image_id, None)
+        catalog.leases.claim(image_id, "task", 60, 3)
+        assert bell.wait(0.2) is False
+        with pytest.raises(RuntimeError), Database(catalog.engine).begin() as conn:
+            announce_settled(conn, image_id)
+            raise RuntimeError("rolled back")
+        assert bell.wait(0.2) is False
+        timer = threading.Timer(0.2, lambda: catalog.leases.fail(image_id, "broken", webhook_url=""))
+        timer.start()
+        assert bell.wait(30) is True
+        outline = catalog.images.outline(image_id)
+        assert outline is not None and outline.settled
+        timer.join()
+    finally:
+        bell.close()

@@ -11,10 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from apercu.storage import blob_keys
 from apercu.storage.catalog import Catalog, ImageStatus, Outline, RenderRequest, RenderState, utcnow
+from apercu.storage.catalog.images import ImageRecord
+from apercu.storage.catalog.settling import UNSETTLED_IMAGES
+from apercu.storage.catalog.tables import images
 from apercu.storage.migrations.schema import create_schema
+from apercu.storage.outages import classify
 from apercu.storage.watcher import Watcher
 
 INTERVAL = 0.02
@@ -61,13 +66,14 @@ def test_a_settled_image_wakes_its_waiter_without_a_query_per_poll(catalog: Cata
     woke: dict[str, Any] = {}
 
     def wait() -> None:
-        woke["settled"] = watcher.wait(image_id, 10)
+        with watcher.watching(image_id) as settled:
+            woke["settled"] = settled(10)
         woke["at"] = time.monotonic()
 
     waiter = threading.Thread(target=wait)
     waiter.start()
     first_look_then_idle(calls)
-    assert calls == [1]  # one look for the newcomer; nothing committed since, so no query
+    assert calls == [1]  # one look when the feed opens; nothing committed since, so no query
     catalog.leases.fail(other, "not the awaited image", webhook_url="")  # a change that settles someone else's image
     time.sleep(5 * INTERVAL)
     settled_at = time.monotonic()
@@ -85,7 +91,8 @@ def test_a_waiter_times_out_when_nothing_settles(catalog: Catalog) -> None:
     image_id = uuid.uuid4().hex
     catalog.images.add(image_id, None)
     started = time.monotonic()
-    assert Watcher(catalog, interval=INTERVAL).wait(image_id, 0.3) is False
+    with Watcher(catalog, interval=INTERVAL).watching(image_id) as settled:
+        assert settled(0.3) is False
     assert 0.3 <= time.monotonic() - started < 1.0
 
 
@@ -108,14 +115,15 @@ def test_a_render_that_ends_wakes_its_waiter_through_the_feed(catalog: Catalog, 
     woke: dict[str, Any] = {}
 
     def wait(name: str) -> None:
-        woke[name] = watcher.wait(name, 10)
+        with watcher.watching(name) as settled:
+            woke[name] = settled(10)
         woke[f"{name} at"] = time.monotonic()
 
     waiters = {name: threading.Thread(target=wait, args=(name,)) for name in (key, image_id)}
     for waiter in waiters.values():
         waiter.start()
     first_look_then_idle(calls)
-    assert calls in ([2], [1, 2])  # a look for the newcomers (both names at once); nothing committed since
+    assert calls in ([1], [2])  # a look when the feed opens (for whoever waits by then); nothing committed since
     looks = len(calls)
     catalog.renders.done(image_id, other, 3)
     time.sleep(5 * INTERVAL)
@@ -176,3 +184,75 @@ def test_an_outline_reads_status_name_and_size_without_the_json(catalog: Catalog
     outline = catalog.images.outline(image_id)
     assert outline == Outline(ImageStatus.SUCCESS, None, "café.jpg", 1800, 1200) and outline.settled
     assert catalog.images.outline(uuid.uuid4().hex) is None
+
+
+def new_image(catalog: Catalog) -> str:
+    image_id = uuid.uuid4().hex
+    catalog.images.add(image_id, "photo.jpg")
+    return image_id
+
+
+def test_settled_images_are_those_the_statement_finds_settled(catalog: Catalog) -> None:
+    """The poller's query runs as text compiled once per number of names, on the driver (`catalog.prepared`): it
+    must answer exactly what the SQLAlchemy statement answers, for every status and for however many names."""
+    pending, processing, failed, deleted = (new_image(catalog) for _ in range(4))
+    catalog.leases.claim(processing, "task", 600, 3)
+    catalog.leases.fail(failed, "broken", webhook_url="")
+    catalog.images.delete(deleted)
+    unknown = uuid.uuid4().hex
+    names = [pending, processing, failed, deleted, unknown]
+    assert catalog.settling.settled_among(names) == {failed, deleted, unknown}
+    with catalog.engine.connect() as conn:
+        unsettled = set(conn.scalars(UNSETTLED_IMAGES, {"names": names}))
+    assert unsettled == {pending, processing}
+    for count in (1, 2, 5):  # each number of names has a text of its own
+        assert catalog.settling.settled_among(names[:count]) == set(names[:count]) - unsettled
+
+
+def test_an_image_read_on_the_driver_is_the_record_sqlalchemy_reads(catalog: Catalog) -> None:
+    """`images.get` runs on the driver (`catalog.prepared`) with each column's own processing: the same record as
+    through SQLAlchemy (datetimes, JSON, statuses), within its tenant and not in another's."""
+    image_id = new_image(catalog)
+    catalog.leases.claim(image_id, "task", 600, 3)
+    facts = {"width": 4, "height": 3, "exif": {"Make": "café"}, "phash": "8000000000000001"}
+    assert catalog.leases.finish(image_id, "task", facts, {"key": "k", "bytes": 9}, webhook_url="")
+    with catalog.engine.connect() as conn:
+        expected = ImageRecord.of(conn.execute(sa.select(images).where(images.c.id == image_id)).one())
+    assert catalog.images.get(image_id) == expected and expected.processed_at is not None
+    assert catalog.images.get(image_id, expected.tenant) == expected
+    assert catalog.images.get(image_id, "another") is None and catalog.images.get(uuid.uuid4().hex) is None
+
+
+def test_what_settles_once_watched_wakes_even_before_the_wait(catalog: Catalog) -> None:
+    """A waiter reads, then waits: whatever settles from the moment it watches wakes it, however soon (between its
+    read and its wait, and before the poller has even opened its feed), within a poll, not at the recheck."""
+    watcher = Watcher(catalog, interval=INTERVAL, recheck=60)
+    for _ in range(2):  # (the second time, on the feed the first opened)
+        image_id = new_image(catalog)
+        with watcher.watching(image_id) as settled:
+            outline = catalog.images.outline(image_id)
+            assert outline is not None and not outline.settled  # what the waiter read
+            catalog.leases.fail(image_id, "settled before the wait", webhook_url="")
+            started = time.monotonic()
+            assert settled(10) is True
+            assert time.monotonic() - started < 5
+
+
+def test_a_render_request_is_pending_until_taken_for_lost(catalog: Catalog) -> None:
+    """A render asked for again while queued is PENDING; once its request counts as lost, the next one sends it
+    again and dates the request anew (the statements are built once, with bound parameters)."""
+    image_id = new_image(catalog)
+    key = requested(catalog, image_id, 128)
+    assert catalog.renders.request(image_id, key, utcnow() - timedelta(hours=1)).state is RenderState.PENDING
+    assert catalog.renders.request(image_id, key, utcnow() + timedelta(seconds=1)).state is RenderState.SEND
+    assert catalog.renders.request(image_id, key, utcnow() - timedelta(hours=1)).state is RenderState.PENDING
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/no/such/folder/catalog.sqlite", "postgresql://apercu@127.0.0.1:1/test"])
+def test_a_read_on_the_driver_fails_as_the_catalogs_outage(url: str, tmp_path: Path) -> None:
+    """The driver's own error, raised as SQLAlchemy raises it: what the routes answer 503 catalog_unavailable for."""
+    catalog = Catalog.from_url(url.format(tmp=tmp_path))
+    for read in (lambda: catalog.images.get(uuid.uuid4().hex), lambda: catalog.settling.settled_among(["x" * 32])):
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            read()
+        assert classify(raised.value) == "catalog"

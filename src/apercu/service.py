@@ -18,10 +18,11 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
-from typing import IO, NoReturn
+from typing import IO, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from celery import Celery
@@ -52,6 +53,7 @@ from apercu.tasks import LEASE_MARGIN, RenderJob, RenditionJob, ThumbnailJob, en
 from apercu.webhooks import send_due
 
 log = logging.getLogger(__name__)
+Read = TypeVar("Read", Image, Outline)  # what a wait for an image reads of it
 MAX_TOUCHED = 100_000  # kept files whose last recorded use a web process remembers, before it starts over
 
 
@@ -220,11 +222,21 @@ class Service:
 
     def _waited(self, image_id: str, wait: float, tenant: str | None) -> Image:
         """(Another tenant's image is NotFound before any wait: it is not waited for.)"""
-        image = self._image(image_id, tenant)
-        if not image.settled and wait > 0:
-            self.watcher.wait(image_id, wait)
-            image = self._image(image_id, tenant)
-        return image
+        return self._settled_or_waited(image_id, wait, lambda: self._image(image_id, tenant))
+
+    def _settled_or_waited(self, image_id: str, wait: float, read: Callable[[], Read]) -> Read:
+        """`read()` of the image, once it settled or after up to `wait` seconds. A settled image costs one read
+        and no watcher; else the watch starts before a second read (the watcher tells of what settles from then
+        on only), and a read follows the wait."""
+        found = read()
+        if found.settled or wait <= 0:
+            return found
+        with self.watcher.watching(image_id) as settled:
+            found = read()
+            if not found.settled:
+                settled(wait)
+                found = read()
+        return found
 
     def _uploaders_deliveries(self, image_id: str) -> tuple[DeliveryRecord, ...]:
         """The deliveries to uploaders' callbacks; the operator's APERCU_WEBHOOK_URL (which may itself be a
@@ -298,10 +310,7 @@ class Service:
         BadOption for an output larger than `APERCU_MAX_RENDITION_PIXELS` (before anything is rendered). Whoever's
         the image is: the URL's signature grants it."""
         started, wait = time.monotonic(), self.settings.rendition_wait
-        image = self._outline(image_id)
-        if not image.settled and wait > 0:
-            self.watcher.wait(image_id, wait)
-            image = self._outline(image_id)
+        image = self._settled_or_waited(image_id, wait, lambda: self._outline(image_id))
         if not image.settled:
             raise NotReady(image.status)
         if image.status is not ImageStatus.SUCCESS or image.width is None or image.height is None:
@@ -320,12 +329,19 @@ class Service:
         however many ask) and, with `wait` left, waited for on the watcher, as an image's processing is (a worker
         announces its end)."""
         if (info := self._stat(job.key)) is None and (info := self._request_render(job)) is None:
-            if wait <= 0 or not self.watcher.wait(job.key, wait):
+            if wait <= 0 or not self._rendered(job, wait):
                 raise NotReady("rendering")
             info = self._stat(job.key) or self._not_rendered(job)
         else:
             self._used(job.key)
         return ThumbnailFile(job.key, info.etag, info.size)
+
+    def _rendered(self, job: RenderJob, wait: float) -> bool:
+        """Whether the render requested ended within `wait` seconds: watched from now on, and looked at once, since
+        it may have ended after it was requested. (Not watched before the request: until its row is recorded, no
+        row reads as "ended".)"""
+        with self.watcher.watching(job.key) as ended:
+            return job.key in self.storage.catalog.settling.settled_among([job.key]) or ended(wait)
 
     def _used(self, key: str) -> None:
         """Tell the catalog a kept file was used, at most every `TOUCH_EVERY` per file from this process (the

@@ -34,6 +34,8 @@ IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then `len` bytes of NUL-padded name)
 READ_SIZE = 64 * 1024
+IN_MEMORY = ("", ":memory:")
+SETTLED_SUFFIX = "-settled"  # beside the database: the file `ring_settled` writes to after a settling commit
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -54,10 +56,17 @@ class CommitBell:
     def __init__(self, database: str) -> None:
         path = os.path.realpath(database)
         self._wal = os.fsencode(os.path.basename(path) + "-wal")
-        self._fd = _watch(os.path.dirname(path)) if database not in ("", ":memory:") else -1
+        self._listen(_watch(os.path.dirname(path)) if database not in IN_MEMORY else -1)
+
+    def _listen(self, fd: int) -> None:
+        self._fd = fd
         self._poller = select.poll()
         if self._fd >= 0:
             self._poller.register(self._fd, select.POLLIN)
+
+    def _ours(self, name: bytes) -> bool:
+        """Whether an event of the watched folder, by the name of the file written, rings this bell."""
+        return name == self._wal
 
     @property
     def listening(self) -> bool:
@@ -91,7 +100,7 @@ class CommitBell:
             while offset + EVENT.size <= len(chunk):
                 length = EVENT.unpack_from(chunk, offset)[3]
                 name = chunk[offset + EVENT.size: offset + EVENT.size + length].rstrip(b"\0")
-                ours = ours or name == self._wal
+                ours = ours or self._ours(name)
                 offset += EVENT.size + length
 
     def close(self) -> None:
@@ -100,19 +109,64 @@ class CommitBell:
             self._fd = -1
 
 
-def _watch(folder: str) -> int:
-    """An inotify descriptor watching writes in `folder`, or -1 (logged) where there is none."""
+def _watch(path: str) -> int:
+    """An inotify descriptor watching writes in the folder `path` (or to the file `path`), or -1 (logged) where
+    there is none."""
     if _LIBC is None:
         return -1
     fd = int(_LIBC.inotify_init1(IN_NONBLOCK | IN_CLOEXEC))
     if fd < 0:
         _refused("inotify_init1", ctypes.get_errno())
         return -1
-    if _LIBC.inotify_add_watch(fd, os.fsencode(folder), IN_MODIFY) < 0:
-        _refused(f"inotify_add_watch({folder})", ctypes.get_errno())
+    if _LIBC.inotify_add_watch(fd, os.fsencode(path), IN_MODIFY) < 0:
+        _refused(f"inotify_add_watch({path})", ctypes.get_errno())
         os.close(fd)
         return -1
     return fd
+
+
+class SettleBell(CommitBell):
+    """Rings once a transaction that settled something (an image, a render: `storage.change_feed`) has committed
+    to the database: its writer calls `ring_settled` after the commit. Its own file is watched, not the folder, so
+    that nothing else written there wakes the listener: not every commit's WAL (an upload's insert, a worker's
+    claim, which settle nothing), nor the broker's file beside it."""
+
+    def __init__(self, database: str) -> None:  # noqa: PLW0231 - the folder's watch is not wanted: the file's
+        path = _settled_file(database)
+        self._listen(-1 if path is None or not _touched(path) else _watch(path))
+
+    def _ours(self, name: bytes) -> bool:
+        return True  # (an event of the watched file itself names no file)
+
+
+def ring_settled(database: str) -> None:
+    """After a commit that settled something in `database`: wake its `SettleBell`s. A write that fails is logged:
+    the listeners' periodic look (`storage.watcher`) finds the settled names within a second anyway."""
+    path = _settled_file(database)
+    if path is None:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.pwrite(fd, b"\n", 0)  # one byte, rewritten: the file never grows
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.warning("could not ring %s (%s): waiters will find what settled at their next periodic look", path, exc)
+
+
+def _settled_file(database: str) -> str | None:
+    return None if database in IN_MEMORY else os.path.realpath(database) + SETTLED_SUFFIX
+
+
+def _touched(path: str) -> bool:
+    """Whether the bell's file exists (made now if need be): inotify watches only a file that exists."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as exc:
+        log.warning("cannot create %s (%s): polling the SQLite file instead", path, exc)
+        return False
+    return True
 
 
 def _refused(call: str, code: int) -> None:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import BIT
 
+from apercu.storage.change_feed import rung_after_commit
 from apercu.storage.sqlite_lock import writer_lock
 
 # A PostgreSQL server that does not answer (a blackholed address, a machine gone) must cost a request seconds, not
@@ -97,7 +98,7 @@ class Database:
             if sqlite is not None:  # (on the driver's connection: no transaction around it, as SQLite requires)
                 sqlite.execute("PRAGMA synchronous=NORMAL")
             try:
-                with conn.begin():
+                with rung_after_commit(conn, self._file), conn.begin():  # (the `?wait` pollers' bell)
                     yield conn
             finally:
                 if sqlite is not None:
