@@ -398,10 +398,12 @@ HOUSE_SUFFIXES = {".md", ".py", ".toml", ".yaml", ".cfg", ".conf", ".js", ".html
 
 
 def _house_files() -> Iterator[Path]:
-    """The project's own text files: the tree without what tools make (virtualenvs, git, caches, builds)."""
+    """The project's own text files: the tree without what tools make (virtualenvs, git, caches, builds), and
+    without links (a link to a virtualenv was once committed by mistake, and loops)."""
     for folder, subfolders, names in os.walk(ROOT):
         subfolders[:] = [d for d in subfolders if not d.startswith((".", "__")) and d not in ("build", "dist", "node_modules")]
-        yield from (Path(folder, name) for name in names if Path(name).suffix in HOUSE_SUFFIXES)
+        paths = (Path(folder, name) for name in names if Path(name).suffix in HOUSE_SUFFIXES)
+        yield from (path for path in paths if not path.is_symlink() and path.is_file())
 
 
 def test_no_file_of_the_project_holds_a_merge_conflict_marker() -> None:
