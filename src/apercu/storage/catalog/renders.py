@@ -18,9 +18,6 @@ from apercu.storage.catalog.kept import record_kept
 from apercu.storage.catalog.tables import NEVER, kept, renders
 from apercu.storage.change_feed import announce_settled
 
-# A render's end, built once: it is on every first request's path (built for each, it cost the worker ~0.3 ms).
-DONE = renders.delete().where(renders.c.image_id == sa.bindparam("of_image"), renders.c.variant == sa.bindparam("key"))
-
 
 class RenderState(enum.StrEnum):
     SEND = "send"  # the caller is to queue the render
@@ -42,6 +39,8 @@ KEPT_FILE = sa.select(kept.c.key).where(kept.c.key == sa.bindparam("key"))
 REQUEST = renders.insert().values(
     image_id=sa.bindparam("of_image"), variant=sa.bindparam("of_variant"), requested_at=sa.bindparam("now"),
 )
+# A render's end, built once: it is on every first request's path (built for each, it cost the worker ~0.3 ms).
+DONE = renders.delete().where(_THIS)
 LOST = renders.update().where(_THIS, renders.c.requested_at < sa.bindparam("lost_before")).values(
     requested_at=sa.bindparam("now"),
 )
@@ -78,7 +77,7 @@ class Renders:
         True when its request was still recorded, so its image too (a delete takes both in one transaction): the
         blob was written while the image was, and a later delete of the image removes it."""
         with self._db.begin() as conn:
-            requested = conn.execute(DONE, {"of_image": image_id, "key": variant}).rowcount
+            requested = conn.execute(DONE, {"of_image": image_id, "of_variant": variant}).rowcount
             record_kept(conn, image_id, variant, size)
             announce_settled(conn, variant)
         return bool(requested)
